@@ -1,0 +1,332 @@
+//! Hub settings: the apps (credentials) and the limits, with their defaults, read from a TOML file and
+//! overridden by flags and environment variables in `main.rs`. Credentials are never fixed, well-known
+//! values: when the operator gives none, random ones are made on first start and kept in the data folder.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+/// Everything the hub needs to run. `bind` and `port` are used by whoever binds the listener
+/// ([`crate::server::run`] takes an already bound one).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The address to listen on: `0.0.0.0` serves the LAN, `127.0.0.1` only this machine.
+    pub bind: IpAddr,
+    /// The port; 0 picks a free one.
+    pub port: u16,
+    /// Accept Poussr v1 publishing without a token from other machines than this one.
+    pub allow_anonymous_publish: bool,
+    /// The apps. The first one is the default app that Poussr v1 clients use.
+    pub apps: Vec<AppConfig>,
+    /// Limits that protect the hub and its clients.
+    pub limits: Limits,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            bind: IpAddr::from([0, 0, 0, 0]),
+            port: 6001,
+            allow_anonymous_publish: false,
+            apps: Vec::new(),
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// One app: what a Pusher client names with its key and a server SDK with its id and secret.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AppConfig {
+    /// The app id, in the HTTP API's paths (`/apps/{id}/events`).
+    pub id: String,
+    /// The public key, in the WebSocket URL (`/app/{key}`).
+    pub key: String,
+    /// The secret that signs API requests and channel auth. Never sent to clients.
+    pub secret: String,
+    /// A disabled app refuses connections (4003) and API calls (403).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl AppConfig {
+    /// A new app with random credentials: a numeric id (as Pusher's are), a 20-character key and a
+    /// 32-character secret, from the operating system's random source.
+    pub fn generate() -> Self {
+        let mut rng = rand::rng();
+        let hex = |rng: &mut rand::rngs::ThreadRng, n: usize| -> String {
+            (0..n).map(|_| char::from_digit(rng.random_range(0..16), 16).unwrap_or('0')).collect()
+        };
+        AppConfig {
+            id: rng.random_range(100_000..10_000_000u32).to_string(),
+            key: hex(&mut rng, 20),
+            secret: hex(&mut rng, 32),
+            enabled: true,
+        }
+    }
+
+    /// Checks that the credentials can be used in URLs and signatures.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let ok = |s: &str| {
+            !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        };
+        if !ok(&self.id) {
+            return Err(ConfigError::Invalid(format!(
+                "app id {:?}: use 1-128 characters from A-Z a-z 0-9 - _ .",
+                self.id
+            )));
+        }
+        if !ok(&self.key) {
+            return Err(ConfigError::Invalid(format!(
+                "app key {:?}: use 1-128 characters from A-Z a-z 0-9 - _ .",
+                self.key
+            )));
+        }
+        if self.secret.is_empty() {
+            return Err(ConfigError::Invalid(format!("app {}: the secret is empty", self.id)));
+        }
+        Ok(())
+    }
+}
+
+/// Limits, each with a default that suits a LAN hub. Every one that is crossed is answered with a clear
+/// error: a close code on WebSockets, an HTTP status with a JSON body on the API.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Most WebSocket connections at once (over: 4004).
+    pub max_connections: usize,
+    /// Largest WebSocket message a client may send, in bytes (over: `pusher:error`, close 1009).
+    pub max_message_bytes: usize,
+    /// Largest event `data`, in bytes, on the API and Poussr v1 publish (over: 413).
+    pub max_event_data_bytes: usize,
+    /// Largest HTTP request body, in bytes (over: 413).
+    pub max_body_bytes: usize,
+    /// Most channels one event may be published to.
+    pub max_channels_per_event: usize,
+    /// Most events in one `batch_events` request.
+    pub max_batch_events: usize,
+    /// Longest event name.
+    pub max_event_name_len: usize,
+    /// Most channels one connection may join.
+    pub max_channels_per_connection: usize,
+    /// Frames queued for one connection before it counts as a slow consumer and is closed with 4100.
+    pub send_queue_frames: usize,
+    /// Seconds of silence before the hub pings a connection (sent to Pusher clients as `activity_timeout`).
+    pub activity_timeout_secs: u64,
+    /// Seconds to wait for the pong before closing with 4201.
+    pub pong_timeout_secs: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 100_000,
+            max_message_bytes: 16 * 1024,
+            max_event_data_bytes: 10 * 1024,
+            max_body_bytes: 256 * 1024,
+            max_channels_per_event: 100,
+            max_batch_events: 10,
+            max_event_name_len: 200,
+            max_channels_per_connection: 100,
+            send_queue_frames: 1024,
+            activity_timeout_secs: 120,
+            pong_timeout_secs: 30,
+        }
+    }
+}
+
+impl Limits {
+    /// Checks that the limits make sense together.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let positive = [
+            ("max_connections", self.max_connections as u64),
+            ("max_message_bytes", self.max_message_bytes as u64),
+            ("max_event_data_bytes", self.max_event_data_bytes as u64),
+            ("max_body_bytes", self.max_body_bytes as u64),
+            ("max_channels_per_event", self.max_channels_per_event as u64),
+            ("max_batch_events", self.max_batch_events as u64),
+            ("max_event_name_len", self.max_event_name_len as u64),
+            ("max_channels_per_connection", self.max_channels_per_connection as u64),
+            ("send_queue_frames", self.send_queue_frames as u64),
+            ("activity_timeout_secs", self.activity_timeout_secs),
+            ("pong_timeout_secs", self.pong_timeout_secs),
+        ];
+        for (name, value) in positive {
+            if value == 0 {
+                return Err(ConfigError::Invalid(format!("limits.{name} must be greater than 0")));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Why settings could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has unknown or mistyped settings.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, with line and column.
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Reads a TOML settings file.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.into(), source })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.into(), message: e.to_string() })
+    }
+
+    /// Checks the whole configuration: at least one app, valid and distinct credentials, sane limits.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.apps.is_empty() {
+            return Err(ConfigError::Invalid("no app is configured".into()));
+        }
+        for (i, app) in self.apps.iter().enumerate() {
+            app.validate()?;
+            if self.apps[..i].iter().any(|a| a.id == app.id) {
+                return Err(ConfigError::Invalid(format!("two apps have the id {:?}", app.id)));
+            }
+            if self.apps[..i].iter().any(|a| a.key == app.key) {
+                return Err(ConfigError::Invalid(format!("two apps have the key {:?}", app.key)));
+            }
+        }
+        self.limits.validate()
+    }
+}
+
+/// Loads the app kept in `dir/credentials.toml`, or makes one and saves it there (atomically: a temporary
+/// file renamed over the old one, so a crash never leaves half a file).
+pub fn load_or_create_credentials(dir: &Path) -> Result<(AppConfig, bool), ConfigError> {
+    let path = dir.join("credentials.toml");
+    if path.exists() {
+        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Io { path: path.clone(), source })?;
+        let app: AppConfig =
+            toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.clone(), message: e.to_string() })?;
+        app.validate()?;
+        return Ok((app, false));
+    }
+    let app = AppConfig::generate();
+    let text = toml::to_string(&app).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+    write_atomically(&path, text.as_bytes())?;
+    Ok((app, true))
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same folder and a rename, so that readers see
+/// either the old file or the new one, never a part.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ConfigError> {
+    use std::io::Write;
+    let io = |source| ConfigError::Io { path: path.into(), source };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let tmp = path.with_extension("tmp");
+    let mut file = std::fs::File::create(&tmp).map_err(io)?;
+    #[cfg(unix)]
+    {
+        // The file holds a secret: readable by its owner only.
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+    }
+    file.write_all(bytes).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    drop(file);
+    std::fs::rename(&tmp, path).map_err(io)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_credentials_are_random_and_valid() {
+        let a = AppConfig::generate();
+        let b = AppConfig::generate();
+        assert!(a.validate().is_ok());
+        assert_ne!(a.key, b.key);
+        assert_ne!(a.secret, b.secret);
+        assert_eq!(a.key.len(), 20);
+        assert_eq!(a.secret.len(), 32);
+        assert!(a.id.parse::<u32>().is_ok());
+    }
+
+    #[test]
+    fn credentials_are_created_once_then_kept() {
+        let dir = std::env::temp_dir().join(format!("poussr-cred-{}", rand::random::<u64>()));
+        let (first, created) = load_or_create_credentials(&dir).unwrap();
+        assert!(created);
+        let (second, created) = load_or_create_credentials(&dir).unwrap();
+        assert!(!created);
+        assert_eq!(first, second);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.join("credentials.toml")).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn toml_file_with_apps_and_limits() {
+        let text = r#"
+            bind = "127.0.0.1"
+            port = 7000
+            [[apps]]
+            id = "1"
+            key = "k"
+            secret = "s"
+            [limits]
+            max_connections = 5
+        "#;
+        let config: Config = toml::from_str(text).unwrap();
+        assert_eq!(config.port, 7000);
+        assert_eq!(config.apps[0].key, "k");
+        assert!(config.apps[0].enabled);
+        assert_eq!(config.limits.max_connections, 5);
+        assert_eq!(config.limits.max_batch_events, 10);
+        assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn unknown_settings_are_errors_not_ignored() {
+        let err = toml::from_str::<Config>("prot = 1").unwrap_err().to_string();
+        assert!(err.contains("prot"), "{err}");
+    }
+
+    #[test]
+    fn invalid_configs_say_why() {
+        let mut config = Config::default();
+        assert!(config.validate().unwrap_err().to_string().contains("no app"));
+        config.apps = vec![AppConfig::generate(), AppConfig::generate()];
+        config.apps[1].id = config.apps[0].id.clone();
+        assert!(config.validate().unwrap_err().to_string().contains("two apps"));
+        config.apps[1] = AppConfig::generate();
+        config.limits.send_queue_frames = 0;
+        assert!(config.validate().unwrap_err().to_string().contains("send_queue_frames"));
+        let bad = AppConfig { id: "a/b".into(), ..AppConfig::generate() };
+        assert!(bad.validate().is_err());
+    }
+}

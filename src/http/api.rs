@@ -1,0 +1,369 @@
+//! The Pusher HTTP API (`/apps/{app_id}/...`), which every Pusher server SDK speaks. Every request is
+//! signed; see [`crate::protocol::signature::verify_request`].
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{Method, Uri};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::{ApiError, AppState};
+use crate::hub::{App, EventSource, Publish};
+use crate::protocol::signature::verify_request;
+use crate::protocol::{ChannelKind, ChannelName};
+
+/// Reads a body up to the limit: a larger one is refused with 413 before it is all in memory.
+pub(super) async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let too_large = std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+            || e.to_string().contains("length limit");
+        if too_large {
+            ApiError::TooLarge(format!("the request body is over the {limit}-byte limit"))
+        } else {
+            ApiError::BadRequest(format!("the request body could not be read: {e}"))
+        }
+    })
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// Finds the app and checks the request's signature.
+fn authorize(state: &AppState, app_id: &str, method: &Method, uri: &Uri, body: &[u8]) -> Result<Arc<App>, ApiError> {
+    let app = state.hub.app_by_id(app_id).ok_or_else(|| ApiError::NotFound(format!("no app has the id {app_id:?}")))?;
+    if !app.config.enabled {
+        return Err(ApiError::Forbidden(format!("the app {app_id:?} is disabled")));
+    }
+    verify_request(
+        &app.config.key,
+        &app.config.secret,
+        method.as_str(),
+        uri.path(),
+        uri.query().unwrap_or(""),
+        body,
+        now_secs(),
+    )?;
+    Ok(app)
+}
+
+/// Presence channels (members, user counts) come with the rest of the Pusher protocol; until then the API
+/// says so rather than answering with made-up figures.
+fn presence_not_yet() -> ApiError {
+    ApiError::NotImplemented("presence channels are not supported by this Poussr version yet".into())
+}
+
+/// The `info` attributes a request may ask for.
+#[derive(Debug, Default, Clone, Copy)]
+struct Info {
+    user_count: bool,
+    subscription_count: bool,
+}
+
+impl Info {
+    fn parse(info: Option<&str>) -> Result<Self, ApiError> {
+        let mut out = Info::default();
+        for attr in info.unwrap_or("").split(',').map(str::trim).filter(|a| !a.is_empty()) {
+            match attr {
+                "user_count" => out.user_count = true,
+                "subscription_count" => out.subscription_count = true,
+                other => {
+                    return Err(ApiError::BadRequest(format!(
+                        "unknown info attribute {other:?}; use user_count and/or subscription_count"
+                    )));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn any(self) -> bool {
+        self.user_count || self.subscription_count
+    }
+
+    /// `user_count` is a presence-channel figure: asking it of another kind is an error, as in Pusher.
+    fn check(self, channel: &ChannelName) -> Result<(), ApiError> {
+        if self.user_count && channel.kind() != ChannelKind::Presence {
+            return Err(ApiError::BadRequest(format!(
+                "info=user_count is only available for presence channels, and {channel:?} is not one"
+            )));
+        }
+        if self.user_count {
+            return Err(presence_not_yet());
+        }
+        Ok(())
+    }
+
+    fn attributes(self, state: &AppState, app: &App, channel: &ChannelName) -> Value {
+        let mut out = Map::new();
+        let occupancy = state.hub.channel(app, channel).map(|c| c.subscription_count).unwrap_or(0);
+        if self.subscription_count {
+            out.insert("subscription_count".into(), occupancy.into());
+        }
+        Value::Object(out)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct EventBody {
+    name: Option<String>,
+    data: Option<Value>,
+    channel: Option<String>,
+    channels: Option<Vec<String>>,
+    socket_id: Option<String>,
+    info: Option<String>,
+}
+
+/// A validated event, ready to publish.
+struct Checked {
+    publish: Publish,
+    info: Info,
+}
+
+fn is_socket_id(s: &str) -> bool {
+    s.split_once('.').is_some_and(|(a, b)| {
+        !a.is_empty() && !b.is_empty() && a.bytes().all(|c| c.is_ascii_digit()) && b.bytes().all(|c| c.is_ascii_digit())
+    })
+}
+
+fn check_event(state: &AppState, body: EventBody, batch: bool) -> Result<Checked, ApiError> {
+    let limits = state.hub.limits();
+    let name = body
+        .name
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| ApiError::BadRequest("\"name\" (the event name) is missing".into()))?;
+    if name.chars().count() > limits.max_event_name_len {
+        return Err(ApiError::BadRequest(format!(
+            "the event name is {} characters long; the limit is {}",
+            name.chars().count(),
+            limits.max_event_name_len
+        )));
+    }
+    let data = match body.data {
+        Some(Value::String(s)) => s,
+        // Pusher's API takes a string; SDKs stringify objects. Accept JSON values too and send their text.
+        Some(Value::Null) | None => return Err(ApiError::BadRequest("\"data\" is missing".into())),
+        Some(other) => other.to_string(),
+    };
+    if data.len() > limits.max_event_data_bytes {
+        return Err(ApiError::TooLarge(format!(
+            "the event data is {} bytes; the limit is {} bytes",
+            data.len(),
+            limits.max_event_data_bytes
+        )));
+    }
+    let names: Vec<String> = match (body.channel, body.channels) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::BadRequest("give either \"channel\" or \"channels\", not both".into()));
+        }
+        (Some(c), None) => vec![c],
+        (None, Some(cs)) if !batch => cs,
+        (None, Some(_)) => {
+            return Err(ApiError::BadRequest("each batch event names one \"channel\"".into()));
+        }
+        (None, None) => return Err(ApiError::BadRequest("\"channel\" or \"channels\" is missing".into())),
+    };
+    if names.is_empty() {
+        return Err(ApiError::BadRequest("\"channels\" is empty; name at least one channel".into()));
+    }
+    if names.len() > limits.max_channels_per_event {
+        return Err(ApiError::BadRequest(format!(
+            "{} channels in one event; the limit is {}",
+            names.len(),
+            limits.max_channels_per_event
+        )));
+    }
+    let mut channels = Vec::with_capacity(names.len());
+    for n in &names {
+        let c = ChannelName::parse(n).map_err(|e| ApiError::BadRequest(format!("invalid channel {n:?}: {e}")))?;
+        if !channels.contains(&c) {
+            channels.push(c);
+        }
+    }
+    if let Some(id) = &body.socket_id
+        && !is_socket_id(id)
+    {
+        return Err(ApiError::BadRequest(format!("socket_id {id:?} is not a socket id (two numbers joined by a dot)")));
+    }
+    let info = Info::parse(body.info.as_deref())?;
+    for c in &channels {
+        info.check(c)?;
+    }
+    Ok(Checked {
+        publish: Publish {
+            channels,
+            event: Arc::from(name),
+            data: Arc::from(data),
+            except: body.socket_id.map(Arc::from),
+            source: EventSource::Api,
+        },
+        info,
+    })
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("the body is not the expected JSON: {e}")))
+}
+
+/// `POST /apps/{app_id}/events`.
+pub(super) async fn events(
+    State(state): State<AppState>,
+    Path(app_id): Path<String>,
+    method: Method,
+    uri: Uri,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    let body = read_body(body, state.hub.limits().max_body_bytes).await?;
+    let app = authorize(&state, &app_id, &method, &uri, &body)?;
+    let checked = check_event(&state, parse_json(&body)?, false)?;
+    state.hub.publish(&app, &checked.publish);
+    if !checked.info.any() {
+        return Ok(Json(json!({})));
+    }
+    let channels: Map<String, Value> =
+        checked.publish.channels.iter().map(|c| (c.to_string(), checked.info.attributes(&state, &app, c))).collect();
+    Ok(Json(json!({ "channels": channels })))
+}
+
+#[derive(Debug, Deserialize)]
+struct BatchBody {
+    batch: Vec<EventBody>,
+}
+
+/// `POST /apps/{app_id}/batch_events`: all events are checked before any is published.
+pub(super) async fn batch_events(
+    State(state): State<AppState>,
+    Path(app_id): Path<String>,
+    method: Method,
+    uri: Uri,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    let body = read_body(body, state.hub.limits().max_body_bytes).await?;
+    let app = authorize(&state, &app_id, &method, &uri, &body)?;
+    let batch: BatchBody = parse_json(&body)?;
+    let max = state.hub.limits().max_batch_events;
+    if batch.batch.is_empty() {
+        return Err(ApiError::BadRequest("\"batch\" is empty".into()));
+    }
+    if batch.batch.len() > max {
+        return Err(ApiError::BadRequest(format!("{} events in one batch; the limit is {max}", batch.batch.len())));
+    }
+    let checked = batch
+        .batch
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| {
+            check_event(&state, e, true).map_err(|err| match err {
+                ApiError::BadRequest(m) => ApiError::BadRequest(format!("batch[{i}]: {m}")),
+                ApiError::TooLarge(m) => ApiError::TooLarge(format!("batch[{i}]: {m}")),
+                other => other,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    for c in &checked {
+        state.hub.publish(&app, &c.publish);
+    }
+    if !checked.iter().any(|c| c.info.any()) {
+        return Ok(Json(json!({})));
+    }
+    let batch: Vec<Value> = checked.iter().map(|c| c.info.attributes(&state, &app, &c.publish.channels[0])).collect();
+    Ok(Json(json!({ "batch": batch })))
+}
+
+#[derive(Debug, Default)]
+struct ChannelsQuery {
+    filter_by_prefix: Option<String>,
+    info: Option<String>,
+}
+
+fn channels_query(query: Option<&str>) -> ChannelsQuery {
+    let mut out = ChannelsQuery::default();
+    for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        match &*k {
+            "filter_by_prefix" => out.filter_by_prefix = Some(v.into_owned()),
+            "info" => out.info = Some(v.into_owned()),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// `GET /apps/{app_id}/channels`: the occupied channels, optionally filtered by prefix.
+pub(super) async fn channels(
+    State(state): State<AppState>,
+    Path(app_id): Path<String>,
+    method: Method,
+    uri: Uri,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let app = authorize(&state, &app_id, &method, &uri, b"")?;
+    let q = channels_query(query.as_deref());
+    let info = Info::parse(q.info.as_deref())?;
+    let prefix = q.filter_by_prefix.unwrap_or_default();
+    if info.user_count && !prefix.starts_with("presence-") {
+        return Err(ApiError::BadRequest(
+            "info=user_count needs filter_by_prefix=presence- (user counts exist for presence channels only)".into(),
+        ));
+    }
+    if info.user_count {
+        return Err(presence_not_yet());
+    }
+    let mut out = BTreeMap::new();
+    for c in state.hub.channels(&app) {
+        if !c.name.starts_with(&prefix) {
+            continue;
+        }
+        let mut attrs = Map::new();
+        if info.subscription_count {
+            attrs.insert("subscription_count".into(), c.subscription_count.into());
+        }
+        out.insert(c.name, Value::Object(attrs));
+    }
+    Ok(Json(json!({ "channels": out })))
+}
+
+fn channel_name(name: &str) -> Result<ChannelName, ApiError> {
+    ChannelName::parse(name).map_err(|e| ApiError::BadRequest(format!("invalid channel {name:?}: {e}")))
+}
+
+/// `GET /apps/{app_id}/channels/{channel}`.
+pub(super) async fn channel(
+    State(state): State<AppState>,
+    Path((app_id, name)): Path<(String, String)>,
+    method: Method,
+    uri: Uri,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let app = authorize(&state, &app_id, &method, &uri, b"")?;
+    let name = channel_name(&name)?;
+    let info = Info::parse(channels_query(query.as_deref()).info.as_deref())?;
+    info.check(&name)?;
+    let occupied = state.hub.channel(&app, &name).is_some_and(|c| c.subscription_count > 0);
+    let mut out = Map::new();
+    out.insert("occupied".into(), occupied.into());
+    if let Value::Object(attrs) = info.attributes(&state, &app, &name) {
+        out.extend(attrs);
+    }
+    Ok(Json(Value::Object(out)))
+}
+
+/// `GET /apps/{app_id}/channels/{channel}/users`: the members of a presence channel.
+pub(super) async fn channel_users(
+    State(state): State<AppState>,
+    Path((app_id, name)): Path<(String, String)>,
+    method: Method,
+    uri: Uri,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&state, &app_id, &method, &uri, b"")?;
+    let name = channel_name(&name)?;
+    if name.kind() != ChannelKind::Presence {
+        return Err(ApiError::BadRequest(format!(
+            "{name:?} is not a presence channel; only presence channels have users"
+        )));
+    }
+    Err(presence_not_yet())
+}

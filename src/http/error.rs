@@ -1,0 +1,72 @@
+//! The one error type of the HTTP layer. Every refusal is a status with a JSON body `{"error": "..."}`
+//! that says what was wrong; internal errors are logged and shown only as "internal error".
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use crate::protocol::signature::ApiAuthError;
+
+/// A refused or failed HTTP request.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: the request is malformed.
+    #[error("{0}")]
+    BadRequest(String),
+    /// 401: missing or bad credentials.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// 403: the app is disabled, or the request is not allowed from there.
+    #[error("{0}")]
+    Forbidden(String),
+    /// 404: no such app or path.
+    #[error("{0}")]
+    NotFound(String),
+    /// 413: a body or event over the limit.
+    #[error("{0}")]
+    TooLarge(String),
+    /// 405: the path exists, the method does not.
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    /// 501: a feature this version does not have yet.
+    #[error("{0}")]
+    NotImplemented(String),
+    /// 503: the hub is shutting down.
+    #[error("{0}")]
+    Unavailable(String),
+    /// 500: a bug. The detail is logged, not shown.
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl From<ApiAuthError> for ApiError {
+    fn from(e: ApiAuthError) -> Self {
+        ApiError::Unauthorized(e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let ApiError::Internal(detail) = &self {
+            tracing::error!(%detail, "internal error while answering a request");
+        }
+        (self.status(), Json(serde_json::json!({ "error": self.to_string() }))).into_response()
+    }
+}

@@ -1,0 +1,89 @@
+//! The HTTP side of the hub, one axum router on one port: the WebSocket endpoints of both protocols,
+//! Poussr v1 publishing, the signed Pusher HTTP API, `/health` and `/poussr.js`.
+//!
+//! [`router`] builds the router without binding anything, so tests drive it with `oneshot`.
+
+mod api;
+mod error;
+mod v1;
+mod ws;
+
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use tokio::sync::mpsc;
+
+pub use error::ApiError;
+
+use crate::hub::Hub;
+
+/// What every handler gets.
+#[derive(Clone, Debug)]
+pub(crate) struct AppState {
+    pub(crate) hub: Hub,
+    /// Held by every WebSocket session: when every clone is gone, every session has ended (see
+    /// [`crate::server::run`]).
+    pub(crate) sessions: mpsc::Sender<()>,
+}
+
+/// The hub's router. `sessions` is cloned into every WebSocket session so the caller can wait for them
+/// all to end.
+pub fn router(hub: Hub, sessions: mpsc::Sender<()>) -> Router {
+    let state = AppState { hub, sessions };
+    Router::new()
+        .route("/", get(ws::root))
+        .route("/v1/ws", any(ws::v1))
+        .route("/app/{key}", any(ws::pusher))
+        .route("/v1/channels/{channel}/events", post(v1::publish))
+        .route("/apps/{app_id}/events", post(api::events))
+        .route("/apps/{app_id}/batch_events", post(api::batch_events))
+        .route("/apps/{app_id}/channels", get(api::channels))
+        .route("/apps/{app_id}/channels/{channel}", get(api::channel))
+        .route("/apps/{app_id}/channels/{channel}/users", get(api::channel_users))
+        .route("/health", get(health))
+        .route("/poussr.js", get(poussr_js))
+        .fallback(ws::fallback)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+}
+
+/// The peer address when the router runs behind `into_make_service_with_connect_info`; tests that use
+/// `oneshot` add it with `MockConnectInfo`.
+pub(crate) type Peer = axum::extract::ConnectInfo<SocketAddr>;
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::MethodNotAllowed(format!("{method} is not allowed on {}", uri.path()))
+}
+
+async fn health(State(state): State<AppState>) -> Response {
+    let hub = &state.hub;
+    let stats = hub.stats();
+    axum::Json(serde_json::json!({
+        "status": if hub.is_shutting_down() { "shutting_down" } else { "ok" },
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_secs": hub.uptime().as_secs(),
+        "connections": stats.connections,
+        "channels": stats.channels,
+        "events_published": stats.events_published,
+        "deliveries": stats.deliveries,
+    }))
+    .into_response()
+}
+
+/// The Poussr v1 browser client, kept API-compatible with the original poussr-js.
+const POUSSR_JS: &str = include_str!("poussr.js");
+
+async fn poussr_js() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static("text/javascript; charset=utf-8")),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+        ],
+        POUSSR_JS,
+    )
+        .into_response()
+}

@@ -1,0 +1,164 @@
+//! The WebSocket endpoints: Pusher at `/app/{key}`, Poussr v1 at `/` and `/v1/ws`. A handshake that
+//! names a wrong key, version or path is still upgraded, so that the client gets a `pusher:error` and the
+//! close code that tells it not to retry; a plain HTTP request gets a JSON error.
+
+use std::sync::Arc;
+
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
+
+use super::{ApiError, AppState, Peer};
+use crate::hub::{App, Protocol};
+use crate::protocol::CloseCode;
+use crate::protocol::pusher::SUPPORTED_VERSIONS;
+use crate::ws::{self as session, Peer as PeerInfo};
+
+/// Frames larger than this are refused by the WebSocket layer itself, before the hub sees them; frames
+/// between the configured limit and this get a `pusher:error` and close code 1009.
+const HARD_FRAME_LIMIT: usize = 1 << 20;
+
+fn configure(ws: WebSocketUpgrade, state: &AppState) -> WebSocketUpgrade {
+    let limit = state.hub.limits().max_message_bytes;
+    ws.max_message_size(HARD_FRAME_LIMIT.max(limit.saturating_mul(4)))
+        .max_frame_size(HARD_FRAME_LIMIT.max(limit.saturating_mul(4)))
+        // Small initial buffers: most connections are idle most of the time, and the buffers grow when a
+        // large frame comes.
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(16 * 1024)
+}
+
+fn peer_info(peer: &Peer, headers: &HeaderMap) -> PeerInfo {
+    PeerInfo {
+        remote: peer.0,
+        user_agent: headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.chars().take(256).collect()),
+    }
+}
+
+/// Upgrades and runs a session, or refuses the connection with `refusal`.
+fn upgrade(
+    ws: WebSocketUpgrade,
+    state: AppState,
+    protocol: Protocol,
+    peer: PeerInfo,
+    target: Result<Arc<App>, (CloseCode, String)>,
+) -> Response {
+    configure(ws, &state).on_upgrade(move |socket: WebSocket| async move {
+        // Held until the session ends, so that shutdown can wait for every session.
+        let _alive = state.sessions.clone();
+        match target {
+            Ok(app) => {
+                let ending = session::serve(socket, state.hub.clone(), app, protocol, peer.clone()).await;
+                tracing::debug!(remote = %peer.remote, code = ?ending.code, reason = %ending.reason, "connection closed");
+            }
+            Err((code, message)) => {
+                tracing::debug!(remote = %peer.remote, code = code.code(), %message, "connection refused");
+                session::refuse(socket, protocol, code, &message).await;
+            }
+        }
+    })
+}
+
+fn not_a_websocket(what: &str) -> Response {
+    ApiError::BadRequest(format!("{what} is a WebSocket endpoint: connect with a WebSocket client")).into_response()
+}
+
+/// `/app/{key}?protocol=7`: a Pusher client.
+pub(super) async fn pusher(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+    RawQuery(query): RawQuery,
+    peer: Peer,
+    headers: HeaderMap,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let Ok(ws) = ws else { return not_a_websocket("/app/{key}") };
+    let target = check_pusher(&state, &key, query.as_deref());
+    upgrade(ws, state.clone(), Protocol::Pusher, peer_info(&peer, &headers), target)
+}
+
+fn check_pusher(state: &AppState, key: &str, query: Option<&str>) -> Result<Arc<App>, (CloseCode, String)> {
+    let app = state
+        .hub
+        .app_by_key(key)
+        .ok_or_else(|| (CloseCode::AppNotFound, format!("no app has the key {key:?}; check the key in the client")))?;
+    if !app.config.enabled {
+        return Err((CloseCode::AppDisabled, format!("the app with key {key:?} is disabled")));
+    }
+    let version = form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .find(|(k, _)| k == "protocol")
+        .map(|(_, v)| v.into_owned())
+        .ok_or((CloseCode::NoVersion, "no protocol version in the URL; add ?protocol=7".to_owned()))?;
+    let version: u32 = version
+        .parse()
+        .map_err(|_| (CloseCode::InvalidVersion, format!("protocol version {version:?} is not a number")))?;
+    if !SUPPORTED_VERSIONS.contains(&version) {
+        return Err((
+            CloseCode::UnsupportedVersion,
+            format!(
+                "protocol version {version} is not supported; use {} to {}",
+                SUPPORTED_VERSIONS.start(),
+                SUPPORTED_VERSIONS.end()
+            ),
+        ));
+    }
+    Ok(app)
+}
+
+/// `/v1/ws`: a Poussr v1 client.
+pub(super) async fn v1(
+    State(state): State<AppState>,
+    peer: Peer,
+    headers: HeaderMap,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let Ok(ws) = ws else { return not_a_websocket("/v1/ws") };
+    let app = state.hub.default_app();
+    upgrade(ws, state.clone(), Protocol::PoussrV1, peer_info(&peer, &headers), Ok(app))
+}
+
+/// `/`: a Poussr v1 client (the original server took WebSockets on any path), or a short description for
+/// a browser.
+pub(super) async fn root(
+    state: State<AppState>,
+    peer: Peer,
+    headers: HeaderMap,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    if ws.is_ok() {
+        return v1(state, peer, headers, ws).await;
+    }
+    axum::Json(serde_json::json!({
+        "name": "Poussr",
+        "version": env!("CARGO_PKG_VERSION"),
+        "pusher_websocket": "/app/{key}?protocol=7",
+        "poussr_v1_websocket": "/v1/ws",
+        "poussr_v1_publish": "POST /v1/channels/{channel}/events?name={event}",
+        "pusher_http_api": "/apps/{app_id}/...",
+        "health": "/health",
+        "client_script": "/poussr.js",
+    }))
+    .into_response()
+}
+
+/// Any other path: a WebSocket gets 4005, anything else a JSON 404.
+pub(super) async fn fallback(
+    State(state): State<AppState>,
+    peer: Peer,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    match ws {
+        Ok(ws) => {
+            let message = format!("no WebSocket endpoint at {}; Pusher clients use /app/{{key}}", uri.path());
+            upgrade(ws, state, Protocol::Pusher, peer_info(&peer, &headers), Err((CloseCode::PathNotFound, message)))
+        }
+        Err(_) => ApiError::NotFound(format!("nothing at {}", uri.path())).into_response(),
+    }
+}

@@ -1,0 +1,33 @@
+//! Poussr: a real-time push hub for networks without Internet. Backends publish over HTTP; browsers
+//! receive over WebSocket. It speaks the original Poussr v1 protocol and the Pusher Channels protocol 7 on
+//! one port, so `pusher-js`, `laravel-echo` and the Pusher server SDKs work against it unchanged.
+//!
+//! # Layout
+//!
+//! Data flows one way: bytes in → [`protocol`] (pure) → [`hub`] state → fan-out → bytes out, and each
+//! step reports to the hub's monitor feed.
+//!
+//! | module | role |
+//! |---|---|
+//! | [`protocol`] | no I/O: Pusher and Poussr v1 frames, channel names and kinds, signatures, close codes |
+//! | [`hub`] | the state: apps → channels → subscribers, connection records, counters, the monitor feed |
+//! | [`ws`] | one task per connection: read frames, ask the hub, write from a bounded queue, heartbeat |
+//! | [`http`] | the axum router: WebSocket endpoints, Poussr v1 publish, the Pusher HTTP API, `/health` |
+//! | `adapter` | the fan-out seam: where a published event goes (this hub only, for now) |
+//! | [`config`] | settings, limits and credentials |
+//! | [`server`] | `run(listener, hub, shutdown)`: the one entry used by the binary, the desktop and tests |
+//! | [`snippets`] | ready-to-paste client code for an address and an app |
+//!
+//! The headless binary is `src/main.rs` (`poussr serve`).
+
+mod adapter;
+pub mod config;
+pub mod http;
+pub mod hub;
+pub mod protocol;
+pub mod server;
+pub mod snippets;
+pub mod ws;
+
+pub use config::{AppConfig, Config, Limits};
+pub use hub::Hub;

@@ -1,0 +1,223 @@
+//! `poussr`, the headless hub. `poussr serve` runs it until Ctrl-C or SIGTERM.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use poussr::config::{AppConfig, Config, load_or_create_credentials};
+use poussr::{Hub, server, snippets};
+use tracing_subscriber::EnvFilter;
+
+/// A real-time push hub: Poussr v1 and the Pusher Channels protocol on one port.
+#[derive(Debug, Parser)]
+#[command(name = "poussr", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the hub until Ctrl-C or SIGTERM.
+    Serve(ServeArgs),
+}
+
+/// Flags win over environment variables, which win over the config file, which wins over the defaults.
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// The address to listen on [default: 0.0.0.0, the whole LAN].
+    #[arg(long, env = "POUSSR_BIND")]
+    bind: Option<IpAddr>,
+    /// The port; 0 picks a free one and prints it [default: 6001].
+    #[arg(long, env = "POUSSR_PORT")]
+    port: Option<u16>,
+    /// The default app's id (with --app-key and --app-secret).
+    #[arg(long, env = "POUSSR_APP_ID")]
+    app_id: Option<String>,
+    /// The default app's key.
+    #[arg(long, env = "POUSSR_APP_KEY")]
+    app_key: Option<String>,
+    /// The default app's secret.
+    #[arg(long, env = "POUSSR_APP_SECRET", hide_env_values = true)]
+    app_secret: Option<String>,
+    /// A TOML file with these settings, a list of apps and the limits.
+    #[arg(long, env = "POUSSR_CONFIG")]
+    config: Option<PathBuf>,
+    /// Where generated credentials are kept [default: the OS data folder].
+    #[arg(long, env = "POUSSR_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Accept Poussr v1 publishing from other machines without the app secret.
+    #[arg(long, env = "POUSSR_ALLOW_ANONYMOUS_PUBLISH")]
+    allow_anonymous_publish: bool,
+}
+
+fn data_dir(args: &ServeArgs) -> Result<PathBuf, String> {
+    if let Some(dir) = &args.data_dir {
+        return Ok(dir.clone());
+    }
+    directories::ProjectDirs::from("io", "Poussr", "Poussr")
+        .map(|d| d.data_dir().to_path_buf())
+        .ok_or_else(|| "no home folder was found for the data folder; pass --data-dir".to_owned())
+}
+
+/// Builds the configuration from the file, the environment and the flags. Returns it with a note on
+/// where the default app's credentials came from.
+fn configure(args: &ServeArgs) -> Result<(Config, String), String> {
+    let mut config = match &args.config {
+        Some(path) => Config::from_file(path).map_err(|e| e.to_string())?,
+        None => Config::default(),
+    };
+    if let Some(bind) = args.bind {
+        config.bind = bind;
+    }
+    if let Some(port) = args.port {
+        config.port = port;
+    }
+    config.allow_anonymous_publish |= args.allow_anonymous_publish;
+
+    let origin = match (&args.app_id, &args.app_key, &args.app_secret) {
+        (Some(id), Some(key), Some(secret)) => {
+            let app = AppConfig { id: id.clone(), key: key.clone(), secret: secret.clone(), enabled: true };
+            config.apps.retain(|a| a.id != app.id && a.key != app.key);
+            config.apps.insert(0, app);
+            "from the command line".to_owned()
+        }
+        (None, None, None) if !config.apps.is_empty() => "from the config file".to_owned(),
+        (None, None, None) => {
+            let dir = data_dir(args)?;
+            let (app, created) = load_or_create_credentials(&dir).map_err(|e| e.to_string())?;
+            config.apps.push(app);
+            let file = dir.join("credentials.toml");
+            if created {
+                format!("generated on first start and saved to {}", file.display())
+            } else {
+                format!("from {}", file.display())
+            }
+        }
+        _ => return Err("--app-id, --app-key and --app-secret go together: give all three or none".into()),
+    };
+    config.validate().map_err(|e| e.to_string())?;
+    Ok((config, origin))
+}
+
+/// The addresses LAN clients should use: every non-loopback address when bound to all interfaces.
+fn client_addresses(bind: IpAddr) -> Vec<IpAddr> {
+    if !bind.is_unspecified() {
+        return vec![bind];
+    }
+    let mut out: Vec<IpAddr> = if_addrs::get_if_addrs()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|i| i.ip())
+        .filter(|ip| !ip.is_loopback() && (bind.is_ipv6() || ip.is_ipv4()))
+        .collect();
+    out.sort();
+    out.dedup();
+    if out.is_empty() {
+        out.push(if bind.is_ipv4() { IpAddr::from([127, 0, 0, 1]) } else { IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1]) });
+    }
+    out
+}
+
+fn banner(local: SocketAddr, config: &Config, origin: &str) -> String {
+    let app = &config.apps[0];
+    let addrs = client_addresses(local.ip());
+    let mut out = format!("Poussr {} listening on http://{}\n\n", env!("CARGO_PKG_VERSION"), url_for(local));
+    out += "Clients connect to:\n";
+    for ip in &addrs {
+        out += &format!("  http://{}  (ws://{0}/app/{})\n", url_for(SocketAddr::new(*ip, local.port())), app.key);
+    }
+    out += &format!(
+        "\nApp credentials ({origin}):\n  app id:     {}\n  app key:    {}\n  app secret: {}\n",
+        app.id, app.key, app.secret
+    );
+    let host = addrs[0].to_string();
+    let s = snippets::snippets(&host, local.port(), app);
+    out += &format!(
+        "\npusher-js:\n{}\n\nlaravel-echo:\n{}\n\nLaravel .env:\n{}\n",
+        s.pusher_js, s.laravel_echo, s.laravel_env
+    );
+    out += &format!("\nPublish with curl (Poussr v1):\n{}\n\nPoussr v1 page:\n{}\n", s.curl, s.poussr_v1);
+    out
+}
+
+fn url_for(addr: SocketAddr) -> String {
+    format!("{}:{}", snippets::url_host(&addr.ip().to_string()), addr.port())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!("cannot listen for Ctrl-C: {e}");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!("cannot listen for SIGTERM: {e}");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+    tracing::info!("shutting down: closing clients with 4200 so that they reconnect");
+}
+
+async fn serve(args: ServeArgs) -> Result<(), String> {
+    let (config, origin) = configure(&args)?;
+    let hub = Hub::new(&config).map_err(|e| e.to_string())?;
+    let addr = SocketAddr::new(config.bind, config.port);
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| match e.kind() {
+        std::io::ErrorKind::AddrInUse => {
+            format!("cannot listen on {addr}: the port is already in use (another Poussr?); choose another with --port")
+        }
+        std::io::ErrorKind::PermissionDenied => {
+            format!("cannot listen on {addr}: permission denied (ports below 1024 need privileges); use --port 6001")
+        }
+        std::io::ErrorKind::AddrNotAvailable => {
+            format!("cannot listen on {addr}: that address is not one of this machine's; check --bind")
+        }
+        _ => format!("cannot listen on {addr}: {e}"),
+    })?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    print!("{}", banner(local, &config, &origin));
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    server::run(listener, hub, shutdown_signal()).await.map_err(|e| format!("the server stopped: {e}"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("poussr: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match cli.command {
+        Command::Serve(args) => runtime.block_on(serve(args)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("poussr: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! Close codes, written down once with what they tell a Pusher client to do. Every place that closes a
+//! socket names one of these; there is no catch-all code.
+
+/// A reason to close a WebSocket, with the Pusher code that tells the client what to do next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+pub enum CloseCode {
+    /// 1000: a normal close (the client asked for it).
+    Normal,
+    /// 1009: a frame larger than the hub accepts.
+    MessageTooBig,
+    /// 4001: no app has the key in the URL. Do not reconnect.
+    AppNotFound,
+    /// 4003: the app exists but is disabled. Do not reconnect.
+    AppDisabled,
+    /// 4004: the app (or the hub) is over its connection quota. Do not reconnect.
+    OverQuota,
+    /// 4005: the WebSocket was opened on a path the hub does not serve. Do not reconnect.
+    PathNotFound,
+    /// 4006: `protocol=` is not a number. Do not reconnect.
+    InvalidVersion,
+    /// 4007: the protocol version is not supported. Do not reconnect.
+    UnsupportedVersion,
+    /// 4008: no `protocol=` in the URL. Do not reconnect.
+    NoVersion,
+    /// 4009: a signature did not verify (user sign-in). Do not reconnect.
+    Unauthorized,
+    /// 4100: over capacity, or a slow consumer whose send queue overflowed. Reconnect after a while.
+    OverCapacity,
+    /// 4200: the hub is restarting or shutting down. Reconnect now.
+    Restarting,
+    /// 4201: the client did not answer a ping in time. Reconnect now.
+    PongTimeout,
+    /// 4202: closed after inactivity. Reconnect now.
+    Inactive,
+    /// 4301: the client sent client events faster than allowed.
+    ClientEventRateLimit,
+}
+
+impl CloseCode {
+    /// The number sent in the close frame and in `pusher:error`.
+    pub fn code(self) -> u16 {
+        match self {
+            CloseCode::Normal => 1000,
+            CloseCode::MessageTooBig => 1009,
+            CloseCode::AppNotFound => 4001,
+            CloseCode::AppDisabled => 4003,
+            CloseCode::OverQuota => 4004,
+            CloseCode::PathNotFound => 4005,
+            CloseCode::InvalidVersion => 4006,
+            CloseCode::UnsupportedVersion => 4007,
+            CloseCode::NoVersion => 4008,
+            CloseCode::Unauthorized => 4009,
+            CloseCode::OverCapacity => 4100,
+            CloseCode::Restarting => 4200,
+            CloseCode::PongTimeout => 4201,
+            CloseCode::Inactive => 4202,
+            CloseCode::ClientEventRateLimit => 4301,
+        }
+    }
+
+    /// The code for a number, if it is one the hub uses.
+    pub fn from_code(code: u16) -> Option<Self> {
+        ALL.iter().copied().find(|c| c.code() == code)
+    }
+
+    /// A short reason for the close frame (which allows at most 123 bytes).
+    pub fn reason(self) -> &'static str {
+        match self {
+            CloseCode::Normal => "closed",
+            CloseCode::MessageTooBig => "frame too large",
+            CloseCode::AppNotFound => "app does not exist",
+            CloseCode::AppDisabled => "app disabled",
+            CloseCode::OverQuota => "over connection quota",
+            CloseCode::PathNotFound => "path not found",
+            CloseCode::InvalidVersion => "invalid version format",
+            CloseCode::UnsupportedVersion => "unsupported protocol version",
+            CloseCode::NoVersion => "no protocol version supplied",
+            CloseCode::Unauthorized => "unauthorized",
+            CloseCode::OverCapacity => "over capacity: send queue full",
+            CloseCode::Restarting => "server restarting",
+            CloseCode::PongTimeout => "pong reply not received",
+            CloseCode::Inactive => "closed after inactivity",
+            CloseCode::ClientEventRateLimit => "client event rate limit exceeded",
+        }
+    }
+}
+
+const ALL: [CloseCode; 15] = [
+    CloseCode::Normal,
+    CloseCode::MessageTooBig,
+    CloseCode::AppNotFound,
+    CloseCode::AppDisabled,
+    CloseCode::OverQuota,
+    CloseCode::PathNotFound,
+    CloseCode::InvalidVersion,
+    CloseCode::UnsupportedVersion,
+    CloseCode::NoVersion,
+    CloseCode::Unauthorized,
+    CloseCode::OverCapacity,
+    CloseCode::Restarting,
+    CloseCode::PongTimeout,
+    CloseCode::Inactive,
+    CloseCode::ClientEventRateLimit,
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_round_trip_and_reasons_fit_a_close_frame() {
+        for c in ALL {
+            assert_eq!(CloseCode::from_code(c.code()), Some(c));
+            assert!(c.reason().len() <= 123);
+        }
+        assert_eq!(CloseCode::from_code(4999), None);
+    }
+
+    #[test]
+    fn pusher_ranges_tell_the_client_what_to_do() {
+        // 4000-4099: do not reconnect; 4100-4199: back off; 4200-4299: reconnect now.
+        assert!((4000..4100).contains(&CloseCode::AppNotFound.code()));
+        assert!((4100..4200).contains(&CloseCode::OverCapacity.code()));
+        assert!((4200..4300).contains(&CloseCode::Restarting.code()));
+    }
+}

@@ -1,0 +1,336 @@
+//! Pusher Channels protocol 7: the frames a client sends, parsed into [`ClientMessage`], and the frames
+//! the hub sends, built as JSON text in the canonical form (`data` double-encoded as a JSON string
+//! wherever Pusher does, since the .NET and Swift clients accept nothing else).
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The protocol versions the hub speaks. Versions 5 and 6 differ from 7 only in things the hub does not
+/// use, so their clients are served as version 7 clients.
+pub const SUPPORTED_VERSIONS: std::ops::RangeInclusive<u32> = 5..=7;
+
+/// A frame from a client, understood.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClientMessage {
+    /// `pusher:ping`: answer with `pusher:pong`.
+    Ping,
+    /// `pusher:pong`: the answer to the hub's ping.
+    Pong,
+    /// `pusher:subscribe`.
+    Subscribe(Subscribe),
+    /// `pusher:unsubscribe`.
+    Unsubscribe {
+        /// The channel to leave (not yet validated).
+        channel: String,
+    },
+    /// `pusher:signin`.
+    Signin {
+        /// `"{app_key}:{hex signature}"`.
+        auth: String,
+        /// The JSON string describing the user, exactly as signed.
+        user_data: String,
+    },
+    /// A `client-*` event to relay to the channel's other members.
+    ClientEvent {
+        /// The event name, starting with `client-`.
+        event: String,
+        /// The channel it is sent on (not yet validated).
+        channel: String,
+        /// The payload, as the client sent it.
+        data: Value,
+    },
+}
+
+/// The fields of `pusher:subscribe`. The channel name is validated by the session, which then answers
+/// with a `pusher:subscription_error` naming the channel.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Subscribe {
+    /// The channel to join.
+    pub channel: String,
+    /// The signature for private and presence channels.
+    #[serde(default)]
+    pub auth: Option<String>,
+    /// For presence channels: the JSON string with `user_id` and `user_info`, exactly as signed.
+    #[serde(default)]
+    pub channel_data: Option<String>,
+}
+
+/// Why a client frame was not understood. The message goes back to the client in `pusher:error`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    /// The frame was not JSON.
+    #[error("the frame is not valid JSON: {0}")]
+    NotJson(String),
+    /// The frame was JSON but not an object with a string `event`.
+    #[error("the frame must be a JSON object with a string \"event\" field")]
+    NoEvent,
+    /// `pusher_internal:*` events are sent by the hub only.
+    #[error("\"{0}\" is reserved for the server; clients may not send pusher_internal events")]
+    Reserved(String),
+    /// A `pusher:*` event the hub does not know, or another non-`client-` event.
+    #[error(
+        "unknown event \"{0}\"; clients send pusher:subscribe, pusher:unsubscribe, pusher:ping, pusher:pong, pusher:signin or client-* events"
+    )]
+    UnknownEvent(String),
+    /// A known event whose `data` or `channel` had the wrong shape.
+    #[error("invalid {event}: {reason}")]
+    BadData {
+        /// The event whose data was wrong.
+        event: String,
+        /// What was wrong with it.
+        reason: String,
+    },
+}
+
+#[derive(Deserialize)]
+struct RawFrame {
+    event: Value,
+    #[serde(default)]
+    channel: Option<Value>,
+    #[serde(default)]
+    data: Option<Value>,
+}
+
+/// `data` may be an object, or (from some clients) a JSON-encoded string of one.
+fn data_object<T: serde::de::DeserializeOwned>(event: &str, data: Option<Value>) -> Result<T, FrameError> {
+    let bad = |reason: String| FrameError::BadData { event: event.to_owned(), reason };
+    let value = match data {
+        Some(Value::String(s)) => {
+            serde_json::from_str(&s).map_err(|e| bad(format!("data is a string that is not a JSON object: {e}")))?
+        }
+        Some(v) => v,
+        None => return Err(bad("\"data\" is missing".into())),
+    };
+    serde_json::from_value(value).map_err(|e| bad(e.to_string()))
+}
+
+#[derive(Deserialize)]
+struct ChannelOnly {
+    channel: String,
+}
+
+#[derive(Deserialize)]
+struct SigninData {
+    auth: String,
+    user_data: String,
+}
+
+impl ClientMessage {
+    /// Parses one text frame.
+    pub fn parse(text: &str) -> Result<Self, FrameError> {
+        let raw: RawFrame = serde_json::from_str(text)
+            .map_err(|e| if e.is_data() { FrameError::NoEvent } else { FrameError::NotJson(e.to_string()) })?;
+        let Value::String(event) = raw.event else {
+            return Err(FrameError::NoEvent);
+        };
+        match event.as_str() {
+            "pusher:ping" => Ok(ClientMessage::Ping),
+            "pusher:pong" => Ok(ClientMessage::Pong),
+            "pusher:subscribe" => Ok(ClientMessage::Subscribe(data_object(&event, raw.data)?)),
+            "pusher:unsubscribe" => {
+                let ChannelOnly { channel } = data_object(&event, raw.data)?;
+                Ok(ClientMessage::Unsubscribe { channel })
+            }
+            "pusher:signin" => {
+                let SigninData { auth, user_data } = data_object(&event, raw.data)?;
+                Ok(ClientMessage::Signin { auth, user_data })
+            }
+            e if e.starts_with("pusher_internal:") => Err(FrameError::Reserved(event)),
+            e if e.starts_with("client-") => {
+                let channel = match raw.channel {
+                    Some(Value::String(c)) => c,
+                    _ => {
+                        return Err(FrameError::BadData {
+                            event,
+                            reason: "a client event needs a string \"channel\"".into(),
+                        });
+                    }
+                };
+                Ok(ClientMessage::ClientEvent { event, channel, data: raw.data.unwrap_or(Value::Null) })
+            }
+            _ => Err(FrameError::UnknownEvent(event)),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Frame<'a, D> {
+    event: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    channel: Option<&'a str>,
+    data: D,
+}
+
+fn frame<D: Serialize>(event: &str, channel: Option<&str>, data: D) -> String {
+    // Serializing strings, numbers and derived structs into a String cannot fail.
+    serde_json::to_string(&Frame { event, channel, data }).expect("frame serializes")
+}
+
+fn encoded<D: Serialize>(data: &D) -> String {
+    serde_json::to_string(data).expect("frame data serializes")
+}
+
+/// `pusher:connection_established`, with `data` double-encoded.
+pub fn connection_established(socket_id: &str, activity_timeout_secs: u64) -> String {
+    #[derive(Serialize)]
+    struct Data<'a> {
+        socket_id: &'a str,
+        activity_timeout: u64,
+    }
+    frame("pusher:connection_established", None, encoded(&Data { socket_id, activity_timeout: activity_timeout_secs }))
+}
+
+/// `pusher:error`; `data` is an object. `code` is set for the errors that close the connection and
+/// `null` for the ones that only report a bad frame, as the Pusher protocol allows.
+pub fn error(code: Option<u16>, message: &str) -> String {
+    #[derive(Serialize)]
+    struct Data<'a> {
+        code: Option<u16>,
+        message: &'a str,
+    }
+    frame("pusher:error", None, Data { code, message })
+}
+
+/// `pusher:ping`, sent when a connection has been silent for the activity timeout.
+pub fn ping() -> String {
+    frame("pusher:ping", None, serde_json::json!({}))
+}
+
+/// `pusher:pong`, the answer to every `pusher:ping`.
+pub fn pong() -> String {
+    frame("pusher:pong", None, serde_json::json!({}))
+}
+
+/// `pusher_internal:subscription_succeeded` with `data` already encoded (`"{}"` for non-presence channels).
+pub fn subscription_succeeded(channel: &str, data: &str) -> String {
+    frame("pusher_internal:subscription_succeeded", Some(channel), data)
+}
+
+/// `pusher:subscription_error`; `data` is an object with `type`, `error` and `status`.
+pub fn subscription_error(channel: &str, kind: &str, error: &str, status: u16) -> String {
+    #[derive(Serialize)]
+    struct Data<'a> {
+        #[serde(rename = "type")]
+        kind: &'a str,
+        error: &'a str,
+        status: u16,
+    }
+    frame("pusher:subscription_error", Some(channel), Data { kind, error, status })
+}
+
+/// An application event: `data` is the published string, exactly as published. The same frame serves
+/// Poussr v1 subscribers, whose delivery frame has the same three fields.
+pub fn event(event: &str, channel: &str, data: &str, user_id: Option<&str>) -> String {
+    #[derive(Serialize)]
+    struct Event<'a> {
+        event: &'a str,
+        channel: &'a str,
+        data: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        user_id: Option<&'a str>,
+    }
+    serde_json::to_string(&Event { event, channel, data, user_id }).expect("event serializes")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn connection_established_is_double_encoded() {
+        assert_eq!(
+            connection_established("123.456", 120),
+            r#"{"event":"pusher:connection_established","data":"{\"socket_id\":\"123.456\",\"activity_timeout\":120}"}"#
+        );
+    }
+
+    #[test]
+    fn error_data_is_an_object() {
+        assert_eq!(error(Some(4001), "no"), r#"{"event":"pusher:error","data":{"code":4001,"message":"no"}}"#);
+        assert_eq!(error(None, "bad"), r#"{"event":"pusher:error","data":{"code":null,"message":"bad"}}"#);
+    }
+
+    #[test]
+    fn ping_pong_shapes() {
+        assert_eq!(ping(), r#"{"event":"pusher:ping","data":{}}"#);
+        assert_eq!(pong(), r#"{"event":"pusher:pong","data":{}}"#);
+    }
+
+    #[test]
+    fn subscription_frames() {
+        assert_eq!(
+            subscription_succeeded("room", "{}"),
+            r#"{"event":"pusher_internal:subscription_succeeded","channel":"room","data":"{}"}"#
+        );
+        assert_eq!(
+            subscription_error("private-x", "AuthError", "bad", 401),
+            r#"{"event":"pusher:subscription_error","channel":"private-x","data":{"type":"AuthError","error":"bad","status":401}}"#
+        );
+    }
+
+    #[test]
+    fn application_event_keeps_data_verbatim() {
+        assert_eq!(
+            event("order-created", "orders", r#"{"id":1}"#, None),
+            r#"{"event":"order-created","channel":"orders","data":"{\"id\":1}"}"#
+        );
+        assert_eq!(
+            event("client-typing", "presence-a", "x", Some("7")),
+            r#"{"event":"client-typing","channel":"presence-a","data":"x","user_id":"7"}"#
+        );
+    }
+
+    #[test]
+    fn parses_subscribe_with_object_or_string_data() {
+        let want = ClientMessage::Subscribe(Subscribe {
+            channel: "room".into(),
+            auth: Some("k:s".into()),
+            channel_data: None,
+        });
+        let obj = json!({"event":"pusher:subscribe","data":{"channel":"room","auth":"k:s"}}).to_string();
+        let string = json!({"event":"pusher:subscribe","data":"{\"channel\":\"room\",\"auth\":\"k:s\"}"}).to_string();
+        assert_eq!(ClientMessage::parse(&obj).unwrap(), want);
+        assert_eq!(ClientMessage::parse(&string).unwrap(), want);
+    }
+
+    #[test]
+    fn parses_ping_unsubscribe_signin_and_client_events() {
+        assert_eq!(ClientMessage::parse(r#"{"event":"pusher:ping","data":{}}"#).unwrap(), ClientMessage::Ping);
+        assert_eq!(ClientMessage::parse(r#"{"event":"pusher:pong"}"#).unwrap(), ClientMessage::Pong);
+        assert_eq!(
+            ClientMessage::parse(r#"{"event":"pusher:unsubscribe","data":{"channel":"a"}}"#).unwrap(),
+            ClientMessage::Unsubscribe { channel: "a".into() }
+        );
+        assert_eq!(
+            ClientMessage::parse(r#"{"event":"pusher:signin","data":{"auth":"k:s","user_data":"{}"}}"#).unwrap(),
+            ClientMessage::Signin { auth: "k:s".into(), user_data: "{}".into() }
+        );
+        assert_eq!(
+            ClientMessage::parse(r#"{"event":"client-t","channel":"private-a","data":{"x":1}}"#).unwrap(),
+            ClientMessage::ClientEvent { event: "client-t".into(), channel: "private-a".into(), data: json!({"x":1}) }
+        );
+    }
+
+    #[test]
+    fn rejects_bad_frames_with_a_reason() {
+        assert!(matches!(ClientMessage::parse("{nope"), Err(FrameError::NotJson(_))));
+        assert_eq!(ClientMessage::parse("[1,2]"), Err(FrameError::NoEvent));
+        assert_eq!(ClientMessage::parse(r#"{"event":5}"#), Err(FrameError::NoEvent));
+        assert_eq!(ClientMessage::parse(r#"{"data":{}}"#), Err(FrameError::NoEvent));
+        assert_eq!(
+            ClientMessage::parse(r#"{"event":"pusher:foo"}"#),
+            Err(FrameError::UnknownEvent("pusher:foo".into()))
+        );
+        assert_eq!(
+            ClientMessage::parse(r#"{"event":"pusher_internal:subscription_succeeded","channel":"a"}"#),
+            Err(FrameError::Reserved("pusher_internal:subscription_succeeded".into()))
+        );
+        assert!(matches!(
+            ClientMessage::parse(r#"{"event":"pusher:subscribe","data":{}}"#),
+            Err(FrameError::BadData { .. })
+        ));
+        assert!(matches!(ClientMessage::parse(r#"{"event":"pusher:subscribe"}"#), Err(FrameError::BadData { .. })));
+        assert!(matches!(ClientMessage::parse(r#"{"event":"client-x","data":{}}"#), Err(FrameError::BadData { .. })));
+    }
+}

@@ -1,0 +1,37 @@
+//! The one entry point that serves a hub, used by the headless binary, the desktop shell and the tests.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+use crate::hub::Hub;
+
+/// How long shutdown waits for sessions to send their close frames.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Serves `hub` on an already bound `listener` until `shutdown` resolves; then stops accepting, closes
+/// every WebSocket with 4200 (so Pusher clients reconnect) and waits for the sessions to end, at most
+/// [`DRAIN_TIMEOUT`]. It never binds a port or catches a signal itself: the caller decides both.
+pub async fn run(
+    listener: TcpListener,
+    hub: Hub,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (sessions, mut ended) = mpsc::channel::<()>(1);
+    let app = crate::http::router(hub.clone(), sessions);
+    let closing = hub.clone();
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            closing.begin_shutdown();
+        })
+        .await?;
+    // Every session holds a sender; `recv` returns `None` once the last one has ended.
+    if tokio::time::timeout(DRAIN_TIMEOUT, ended.recv()).await.is_err() {
+        tracing::warn!(open = hub.connection_count(), "some connections did not close in time");
+    }
+    Ok(())
+}

@@ -1,0 +1,77 @@
+//! Ready-to-paste client snippets for an address and an app, shown by `poussr serve` at start (and, later,
+//! by the desktop window and the dashboard): one source, so they never disagree.
+
+use crate::config::AppConfig;
+
+/// The snippets for clients connecting to `host:port`.
+#[derive(Debug, Clone, serde::Serialize, PartialEq, Eq)]
+pub struct Snippets {
+    /// pusher-js in a browser or Node.
+    pub pusher_js: String,
+    /// laravel-echo with the `pusher` broadcaster.
+    pub laravel_echo: String,
+    /// The Laravel `.env` lines for the server side.
+    pub laravel_env: String,
+    /// Publishing with curl, Poussr v1 style.
+    pub curl: String,
+    /// The original Poussr v1 browser client.
+    pub poussr_v1: String,
+}
+
+/// Formats `host` for a URL (IPv6 addresses go in brackets).
+pub fn url_host(host: &str) -> String {
+    if host.contains(':') && !host.starts_with('[') { format!("[{host}]") } else { host.to_owned() }
+}
+
+/// Builds the snippets.
+pub fn snippets(host: &str, port: u16, app: &AppConfig) -> Snippets {
+    let key = &app.key;
+    let url = format!("http://{}:{port}", url_host(host));
+    Snippets {
+        pusher_js: format!(
+            "const pusher = new Pusher('{key}', {{\n  wsHost: '{host}',\n  wsPort: {port},\n  forceTLS: false,\n  \
+             enabledTransports: ['ws', 'wss'],\n  disableStats: true,\n  cluster: 'mt1', // required by the typings, not used\n}});\n\
+             pusher.subscribe('orders').bind('order-created', (data) => console.log(data));"
+        ),
+        laravel_echo: format!(
+            "window.Echo = new Echo({{\n  broadcaster: 'pusher',\n  key: '{key}',\n  wsHost: '{host}',\n  wsPort: {port},\n  \
+             forceTLS: false,\n  enabledTransports: ['ws', 'wss'],\n  disableStats: true,\n  cluster: 'mt1',\n}});"
+        ),
+        laravel_env: format!(
+            "BROADCAST_CONNECTION=pusher\nPUSHER_APP_ID={}\nPUSHER_APP_KEY={key}\nPUSHER_APP_SECRET={}\nPUSHER_HOST={host}\n\
+             PUSHER_PORT={port}\nPUSHER_SCHEME=http",
+            app.id, app.secret
+        ),
+        curl: format!(
+            "curl -X POST -d '{{\"name\": \"Fred\"}}' '{url}/v1/channels/users/events?name=newuser'\n\
+             # from another machine, add: -H 'Authorization: Bearer {}'",
+            app.secret
+        ),
+        poussr_v1: format!(
+            "<script src=\"{url}/poussr.js\"></script>\n<script>\n  var p = new Poussr('{host}', {port}, 'users');\n  \
+             p.connect();\n  p.subscribe('newuser', function (data) {{ console.log(data); }});\n</script>"
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snippets_name_the_host_port_and_key() {
+        let app = AppConfig { id: "1".into(), key: "abc".into(), secret: "s3".into(), enabled: true };
+        let s = snippets("192.168.1.20", 6001, &app);
+        assert!(s.pusher_js.contains("new Pusher('abc'") && s.pusher_js.contains("wsPort: 6001"));
+        assert!(s.laravel_echo.contains("broadcaster: 'pusher'") && s.laravel_echo.contains("wsHost: '192.168.1.20'"));
+        assert!(s.laravel_env.contains("PUSHER_APP_SECRET=s3"));
+        assert!(s.curl.contains("http://192.168.1.20:6001/v1/channels/users/events?name=newuser"));
+        assert!(s.poussr_v1.contains("new Poussr('192.168.1.20', 6001, 'users')"));
+    }
+
+    #[test]
+    fn ipv6_hosts_are_bracketed_in_urls() {
+        assert_eq!(url_host("fe80::1"), "[fe80::1]");
+        assert_eq!(url_host("10.0.0.1"), "10.0.0.1");
+    }
+}

@@ -1,0 +1,390 @@
+//! One task per WebSocket connection: it reads the client's frames and asks the hub, writes what the hub
+//! queued for it, keeps the connection alive with pings, and closes it with the right code.
+//!
+//! The session is written over any `Sink` + `Stream` of WebSocket messages, so the same code runs on a
+//! real socket and, in tests, on in-memory channels. Replies to the client's own frames are written
+//! directly; deliveries come through the connection's bounded queue ([`crate::hub::Connection`]).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes};
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::hub::{App, Connection, Frame, Hub, Protocol};
+use crate::protocol::{ChannelKind, ChannelName, CloseCode, pusher, v1};
+
+/// How many queued frames are written before one flush.
+const WRITE_BATCH: usize = 64;
+
+/// How long the hub waits for a close frame to be written before it drops the connection.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Who the peer is, as the HTTP layer saw it.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    /// The peer's address.
+    pub remote: std::net::SocketAddr,
+    /// Its `User-Agent` header.
+    pub user_agent: Option<String>,
+}
+
+/// How a session ended: the close code, if one was sent or received, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ending {
+    /// The code.
+    pub code: Option<u16>,
+    /// Why.
+    pub reason: String,
+}
+
+/// Refuses a connection before any session starts: sends the error frame for the protocol, then closes
+/// with the same code (Pusher clients read the code to decide whether to reconnect).
+pub async fn refuse<S>(mut socket: S, protocol: Protocol, code: CloseCode, message: &str)
+where
+    S: Sink<Message> + Unpin,
+{
+    let frame = match protocol {
+        Protocol::Pusher => pusher::error(Some(code.code()), message),
+        Protocol::PoussrV1 => v1::error(code.code(), message),
+    };
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+        socket.send(Message::Text(frame.into())).await.ok()?;
+        socket.send(close_message(code)).await.ok()
+    })
+    .await;
+}
+
+fn close_message(code: CloseCode) -> Message {
+    Message::Close(Some(CloseFrame { code: code.code(), reason: Utf8Bytes::from_static(code.reason()) }))
+}
+
+/// Runs a connection to its end: registers it with the hub, serves it, and unregisters it.
+pub async fn serve<S, E>(socket: S, hub: Hub, app: Arc<App>, protocol: Protocol, peer: Peer) -> Ending
+where
+    S: Stream<Item = Result<Message, E>> + Sink<Message> + Unpin,
+    E: std::fmt::Display,
+{
+    let (conn, rx) = match hub.open(app, peer.remote, peer.user_agent.as_deref(), protocol) {
+        Ok(opened) => opened,
+        Err(e) => {
+            let code = e.close_code();
+            let message = match e {
+                crate::hub::OpenError::OverQuota => {
+                    format!("the hub allows {} connections and has no room for another", hub.limits().max_connections)
+                }
+                crate::hub::OpenError::ShuttingDown => "the hub is restarting; reconnect".to_owned(),
+            };
+            refuse(socket, protocol, code, &message).await;
+            return Ending { code: Some(code.code()), reason: message };
+        }
+    };
+    let mut session = Session { hub: hub.clone(), conn: conn.clone(), socket, rx };
+    let ending = session.run().await;
+    hub.close(&conn, ending.code, &ending.reason);
+    ending
+}
+
+struct Session<S> {
+    hub: Hub,
+    conn: Arc<Connection>,
+    socket: S,
+    rx: mpsc::Receiver<Frame>,
+}
+
+/// What handling one client frame asks the loop to do next.
+enum Next {
+    Continue,
+    Close(CloseCode, String),
+}
+
+impl<S, E> Session<S>
+where
+    S: Stream<Item = Result<Message, E>> + Sink<Message> + Unpin,
+    E: std::fmt::Display,
+{
+    async fn run(&mut self) -> Ending {
+        let limits = self.hub.limits().clone();
+        let activity_timeout = Duration::from_secs(limits.activity_timeout_secs);
+        let pong_timeout = Duration::from_secs(limits.pong_timeout_secs);
+
+        if self.conn.protocol == Protocol::Pusher {
+            let hello = pusher::connection_established(&self.conn.socket_id, limits.activity_timeout_secs);
+            if self.write(Message::Text(hello.into())).await.is_err() {
+                return Ending { code: None, reason: "the client went away during the handshake".into() };
+            }
+        }
+
+        let mut last_activity = Instant::now();
+        let mut ping_sent: Option<Instant> = None;
+        let timer = tokio::time::sleep_until(last_activity + activity_timeout);
+        tokio::pin!(timer);
+
+        loop {
+            let conn = self.conn.clone();
+            tokio::select! {
+                biased;
+                code = conn.kicked() => {
+                    return self.close(code, code.reason().to_owned()).await;
+                }
+                incoming = self.socket.next() => {
+                    let message = match incoming {
+                        Some(Ok(m)) => m,
+                        Some(Err(e)) => return Ending { code: None, reason: format!("connection error: {e}") },
+                        None => return Ending { code: None, reason: "the client went away".into() },
+                    };
+                    last_activity = Instant::now();
+                    match self.on_message(message).await {
+                        Ok(Next::Continue) => {}
+                        Ok(Next::Close(code, why)) => return self.close(code, why).await,
+                        Err(ending) => return ending,
+                    }
+                }
+                frame = self.rx.recv() => {
+                    // The hub holds a sender for as long as the connection is registered.
+                    let Some(frame) = frame else {
+                        return Ending { code: None, reason: "removed from the hub".into() };
+                    };
+                    if let Err(ending) = self.write_queued(frame).await {
+                        return ending;
+                    }
+                }
+                () = &mut timer => {
+                    let now = Instant::now();
+                    match ping_sent {
+                        Some(sent) if last_activity <= sent => {
+                            return self.close(CloseCode::PongTimeout, CloseCode::PongTimeout.reason().into()).await;
+                        }
+                        Some(_) => {
+                            ping_sent = None;
+                            timer.as_mut().reset(last_activity + activity_timeout);
+                        }
+                        None if now >= last_activity + activity_timeout => {
+                            let ping = match self.conn.protocol {
+                                Protocol::Pusher => Message::Text(pusher::ping().into()),
+                                Protocol::PoussrV1 => Message::Ping(bytes::Bytes::new()),
+                            };
+                            if self.write(ping).await.is_err() {
+                                return Ending { code: None, reason: "the client went away".into() };
+                            }
+                            ping_sent = Some(now);
+                            timer.as_mut().reset(now + pong_timeout);
+                        }
+                        None => timer.as_mut().reset(last_activity + activity_timeout),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes one message now, and counts it.
+    async fn write(&mut self, message: Message) -> Result<(), Ending> {
+        let len = match &message {
+            Message::Text(t) => t.len() as u64,
+            _ => 0,
+        };
+        match self.socket.send(message).await {
+            Ok(()) => {
+                self.hub.count_out(&self.conn, 1, len);
+                Ok(())
+            }
+            Err(_) => Err(Ending { code: None, reason: "the client went away".into() }),
+        }
+    }
+
+    /// Writes `first` and whatever else is queued (up to a batch), then flushes once. A connection asked to
+    /// close while the write is stuck (a reader that stopped reading) is dropped without waiting.
+    async fn write_queued(&mut self, first: Frame) -> Result<(), Ending> {
+        let conn = self.conn.clone();
+        let mut frames = 1u64;
+        let mut bytes = first.len() as u64;
+        let write = async {
+            self.socket.feed(Message::Text(first)).await.map_err(|_| ())?;
+            while (frames as usize) < WRITE_BATCH {
+                let Ok(frame) = self.rx.try_recv() else { break };
+                frames += 1;
+                bytes += frame.len() as u64;
+                self.socket.feed(Message::Text(frame)).await.map_err(|_| ())?;
+            }
+            self.socket.flush().await.map_err(|_| ())
+        };
+        tokio::select! {
+            biased;
+            result = write => match result {
+                Ok(()) => {
+                    self.hub.count_out(&conn, frames, bytes);
+                    Ok(())
+                }
+                Err(()) => Err(Ending { code: None, reason: "the client went away".into() }),
+            },
+            code = conn.kicked() => Err(Ending {
+                code: Some(code.code()),
+                reason: format!("{} (the client was not reading; closed without waiting)", code.reason()),
+            }),
+        }
+    }
+
+    /// Sends the error frame and close frame for `code`, bounded in time.
+    async fn close(&mut self, code: CloseCode, why: String) -> Ending {
+        let frame = match self.conn.protocol {
+            Protocol::Pusher => pusher::error(Some(code.code()), &why),
+            Protocol::PoussrV1 => v1::error(code.code(), &why),
+        };
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+            if code != CloseCode::Normal {
+                self.socket.send(Message::Text(frame.into())).await.ok()?;
+            }
+            self.socket.send(close_message(code)).await.ok()
+        })
+        .await;
+        Ending { code: Some(code.code()), reason: why }
+    }
+
+    async fn on_message(&mut self, message: Message) -> Result<Next, Ending> {
+        let text = match message {
+            Message::Text(text) => text,
+            Message::Binary(b) => {
+                self.hub.count_in(&self.conn, b.len());
+                self.reply_error("binary frames are not part of the protocol; send JSON text frames").await?;
+                return Ok(Next::Continue);
+            }
+            Message::Close(frame) => {
+                let ending = Ending {
+                    code: frame.as_ref().map(|f| f.code),
+                    reason: frame.map(|f| f.reason.to_string()).unwrap_or_default(),
+                };
+                return Err(Ending {
+                    reason: if ending.reason.is_empty() { "closed by the client".into() } else { ending.reason },
+                    ..ending
+                });
+            }
+            // The WebSocket layer answers pings by itself; both only count as activity.
+            Message::Ping(_) | Message::Pong(_) => return Ok(Next::Continue),
+        };
+        self.hub.count_in(&self.conn, text.len());
+        let max = self.hub.limits().max_message_bytes;
+        if text.len() > max {
+            return Ok(Next::Close(
+                CloseCode::MessageTooBig,
+                format!("a frame of {} bytes exceeds the {max}-byte limit", text.len()),
+            ));
+        }
+        match self.conn.protocol {
+            Protocol::Pusher => self.on_pusher(&text).await,
+            Protocol::PoussrV1 => self.on_v1(&text).await,
+        }
+    }
+
+    async fn reply(&mut self, frame: String) -> Result<(), Ending> {
+        self.write(Message::Text(frame.into())).await
+    }
+
+    async fn reply_error(&mut self, message: &str) -> Result<(), Ending> {
+        self.hub.monitor().emit(|| crate::hub::MonitorEvent::Error {
+            at_ms: crate::hub::now_ms(),
+            socket_id: Some(self.conn.socket_id.clone()),
+            code: None,
+            message: message.to_owned(),
+        });
+        let frame = match self.conn.protocol {
+            Protocol::Pusher => pusher::error(None, message),
+            Protocol::PoussrV1 => v1::error(v1::FrameError::CODE, message),
+        };
+        self.reply(frame).await
+    }
+
+    async fn on_pusher(&mut self, text: &str) -> Result<Next, Ending> {
+        use pusher::ClientMessage as M;
+        let message = match M::parse(text) {
+            Ok(m) => m,
+            Err(e) => {
+                self.reply_error(&e.to_string()).await?;
+                return Ok(Next::Continue);
+            }
+        };
+        match message {
+            M::Ping => self.reply(pusher::pong()).await?,
+            M::Pong => {}
+            M::Subscribe(sub) => self.pusher_subscribe(&sub.channel).await?,
+            M::Unsubscribe { channel } => {
+                // Leaving a channel one never joined (or with a bad name) is harmless, as in Pusher.
+                if let Ok(name) = ChannelName::parse(&channel) {
+                    self.hub.unsubscribe(&self.conn, &name);
+                }
+            }
+            M::Signin { .. } => {
+                self.reply_error("user sign-in (pusher:signin) is not supported by this Poussr version yet").await?
+            }
+            M::ClientEvent { channel, .. } => {
+                self.reply_error(&format!(
+                    "client events are allowed only on private and presence channels this connection has joined; \
+                     {channel:?} is not one"
+                ))
+                .await?
+            }
+        }
+        Ok(Next::Continue)
+    }
+
+    async fn pusher_subscribe(&mut self, channel: &str) -> Result<(), Ending> {
+        let name = match ChannelName::parse(channel) {
+            Ok(name) => name,
+            Err(e) => {
+                return self.reply(pusher::subscription_error(channel, "InvalidChannel", &e.to_string(), 400)).await;
+            }
+        };
+        if name.kind() == ChannelKind::ServerToUser {
+            let error = "#server-to-user- channels are joined by signing in, not by subscribing";
+            return self.reply(pusher::subscription_error(channel, "AuthError", error, 403)).await;
+        }
+        if name.kind() != ChannelKind::Public || name.is_cache() {
+            let error = format!(
+                "{} channels{} are not supported by this Poussr version yet; only public channels are",
+                name.kind().as_str(),
+                if name.is_cache() { " with a cache" } else { "" }
+            );
+            return self.reply(pusher::subscription_error(channel, "UnsupportedChannel", &error, 501)).await;
+        }
+        match self.hub.subscribe(&self.conn, &name) {
+            Ok(_) => self.reply(pusher::subscription_succeeded(channel, "{}")).await,
+            Err(e) => self.reply(pusher::subscription_error(channel, "LimitReached", &e.to_string(), 400)).await,
+        }
+    }
+
+    async fn on_v1(&mut self, text: &str) -> Result<Next, Ending> {
+        let (channel, subscribe) = match v1::ClientMessage::parse(text) {
+            Ok(v1::ClientMessage::Subscribe { channel }) => (channel, true),
+            Ok(v1::ClientMessage::Unsubscribe { channel }) => (channel, false),
+            Err(e) => {
+                self.reply_error(&e.to_string()).await?;
+                return Ok(Next::Continue);
+            }
+        };
+        let name = match ChannelName::parse(&channel) {
+            Ok(name) => name,
+            Err(e) => {
+                self.reply_error(&format!("invalid channel {channel:?}: {e}")).await?;
+                return Ok(Next::Continue);
+            }
+        };
+        if !subscribe {
+            self.hub.unsubscribe(&self.conn, &name);
+            return Ok(Next::Continue);
+        }
+        if name.kind() != ChannelKind::Public || name.is_cache() {
+            self.reply_error(&format!(
+                "{channel:?} is a {} channel; Poussr v1 clients subscribe to public channels only",
+                name.kind().as_str()
+            ))
+            .await?;
+            return Ok(Next::Continue);
+        }
+        match self.hub.subscribe(&self.conn, &name) {
+            Ok(_) => self.reply(v1::subscription_succeeded(&channel)).await?,
+            Err(e) => self.reply_error(&e.to_string()).await?,
+        }
+        Ok(Next::Continue)
+    }
+}

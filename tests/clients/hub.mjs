@@ -1,0 +1,180 @@
+// Starts and stops the real hub binary for the client tests.
+//
+// Each test file runs its own hub on 127.0.0.1 with a port chosen by the OS, random credentials and a fresh
+// data directory, so files never share state and a leftover hub from another run cannot answer for this one.
+
+import { spawn } from 'node:child_process';
+import { randomBytes, randomInt } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = dirname(fileURLToPath(import.meta.url));
+
+/** The hub binary: $POUSSR_BIN, else the debug build of this checkout. */
+export const HUB_BIN = process.env.POUSSR_BIN
+  ? resolve(process.env.POUSSR_BIN)
+  : resolve(here, '../../target/debug/poussr');
+
+const READY_LINE = /listening on http:\/\/[^\s]*:(\d+)/;
+const START_TIMEOUT_MS = 15_000;
+const STOP_GRACE_MS = 5_000;
+
+// Hubs still running, killed if this test process dies before its `after` hooks ran, so that no test run
+// leaves a hub holding a port behind it.
+const running = new Set();
+process.on('exit', () => {
+  for (const child of running) child.kill('SIGKILL');
+});
+
+/** Random credentials per run: the hub must not rely on any fixed, well-known ones. */
+export function randomCredentials() {
+  return {
+    appId: String(randomInt(100_000, 999_999_999)),
+    key: randomBytes(10).toString('hex'),
+    secret: randomBytes(16).toString('hex'),
+  };
+}
+
+/**
+ * A hub process. `start()` can be called again after `stop()`: it comes back on the same port with the same
+ * credentials and data directory, which is what a restart looks like to clients.
+ */
+export class Hub {
+  /**
+   * @param {object} [options]
+   * @param {number} [options.port]   0 (default) lets the OS choose; kept across restarts once known
+   * @param {string} [options.config] TOML text written to a file and passed as --config
+   * @param {object} [options.env]    extra environment variables (RUST_LOG defaults to warn)
+   */
+  constructor(options = {}) {
+    Object.assign(this, randomCredentials());
+    this.port = options.port ?? 0;
+    this.dataDir = mkdtempSync(join(tmpdir(), 'poussr-test-'));
+    this.configPath = null;
+    if (options.config !== undefined) {
+      this.configPath = join(this.dataDir, 'poussr.toml');
+      writeFileSync(this.configPath, options.config);
+    }
+    this.env = options.env ?? {};
+    this.child = null;
+    this.stdout = '';
+    this.stderr = '';
+    this.exitCode = undefined;
+    this.exitSignal = undefined;
+  }
+
+  get httpUrl() {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  get wsUrl() {
+    return `ws://127.0.0.1:${this.port}`;
+  }
+
+  /** What the hub printed so far, for failure messages. */
+  output() {
+    return `--- hub stdout ---\n${this.stdout}\n--- hub stderr ---\n${this.stderr}`;
+  }
+
+  async start() {
+    if (this.child) throw new Error('hub already running');
+    const args = [
+      'serve',
+      '--bind', '127.0.0.1',
+      '--port', String(this.port),
+      '--app-id', this.appId,
+      '--app-key', this.key,
+      '--app-secret', this.secret,
+      '--data-dir', this.dataDir,
+    ];
+    if (this.configPath) args.push('--config', this.configPath);
+
+    const child = spawn(HUB_BIN, args, {
+      env: { ...process.env, RUST_LOG: 'warn', ...this.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    this.child = child;
+    running.add(child);
+    this.exitCode = undefined;
+    this.exitSignal = undefined;
+    // One promise for the exit, shared by start() (a hub that dies while starting) and stop().
+    this.exited = new Promise((resolveExit) => {
+      child.on('exit', (code, signal) => {
+        running.delete(child);
+        this.exitCode = code;
+        this.exitSignal = signal;
+        resolveExit();
+      });
+    });
+    // Output accumulates over restarts (for failure messages); this start's ready line is searched after `from`.
+    const from = this.stdout.length;
+    child.stdout.setEncoding('utf8');
+    child.stderr.setEncoding('utf8');
+    child.stderr.on('data', (chunk) => {
+      this.stderr += chunk;
+    });
+
+    const port = await new Promise((resolveReady, rejectReady) => {
+      const fail = (why) => {
+        clearTimeout(timer);
+        rejectReady(new Error(`hub did not start (${HUB_BIN} ${args.join(' ')}): ${why}\n${this.output()}`));
+      };
+      const timer = setTimeout(() => fail(`no "listening on" line within ${START_TIMEOUT_MS} ms`), START_TIMEOUT_MS);
+      child.stdout.on('data', (chunk) => {
+        this.stdout += chunk;
+        const match = READY_LINE.exec(this.stdout.slice(from));
+        if (match) {
+          clearTimeout(timer);
+          resolveReady(Number(match[1]));
+        }
+      });
+      child.on('error', (err) => fail(`spawn failed: ${err.message}`));
+      this.exited.then(() => fail(`exited early with code ${this.exitCode} signal ${this.exitSignal}`));
+    }).catch(async (err) => {
+      await this.stop();
+      throw err;
+    });
+    this.port = port;
+    return this;
+  }
+
+  /** SIGTERM, then SIGKILL if the hub has not exited within 5 s. */
+  async stop() {
+    const child = this.child;
+    if (!child) return;
+    if (this.exitCode === undefined) {
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), STOP_GRACE_MS);
+      await this.exited;
+      clearTimeout(timer);
+    }
+    this.child = null;
+  }
+
+  /** Stop, then start again on the same port. */
+  async restart() {
+    await this.stop();
+    await this.start();
+    return this;
+  }
+
+  /** Stop and remove the data directory: what every test's `after` calls. */
+  async close() {
+    await this.stop();
+    rmSync(this.dataDir, { recursive: true, force: true });
+  }
+}
+
+/** Starts a hub; pair it with `after(() => hub.close())`. */
+export async function startHub(options) {
+  const hub = new Hub(options);
+  try {
+    await hub.start();
+  } catch (err) {
+    rmSync(hub.dataDir, { recursive: true, force: true });
+    throw err;
+  }
+  return hub;
+}
