@@ -195,7 +195,7 @@ where
     }
 
     /// Writes `first` and whatever else is queued (up to a batch), then flushes once. A connection asked to
-    /// close while the write is stuck (a reader that stopped reading) is dropped without waiting.
+    /// close while the write is stuck (a reader that stopped reading) does not wait for that write.
     async fn write_queued(&mut self, first: Frame) -> Result<(), Ending> {
         let conn = self.conn.clone();
         let mut frames = 1u64;
@@ -210,20 +210,20 @@ where
             }
             self.socket.flush().await.map_err(|_| ())
         };
-        tokio::select! {
+        let kicked = tokio::select! {
             biased;
             result = write => match result {
                 Ok(()) => {
                     self.hub.count_out(&conn, frames, bytes);
-                    Ok(())
+                    return Ok(());
                 }
-                Err(()) => Err(Ending { code: None, reason: "the client went away".into() }),
+                Err(()) => return Err(Ending { code: None, reason: "the client went away".into() }),
             },
-            code = conn.kicked() => Err(Ending {
-                code: Some(code.code()),
-                reason: format!("{} (the client was not reading; closed without waiting)", code.reason()),
-            }),
-        }
+            code = conn.kicked() => code,
+        };
+        // Asked to close while a write was stuck: the client has stopped reading. Its close frame goes out
+        // if the client catches up within the close timeout; otherwise the connection is dropped.
+        Err(self.close(kicked, kicked.reason().to_owned()).await)
     }
 
     /// Sends the error frame and close frame for `code`, bounded in time.

@@ -1,0 +1,189 @@
+//! A hub on 127.0.0.1:0 for integration tests, with a real WebSocket client (tokio-tungstenite) and
+//! signed API calls through the same router. Every test stops the hub it starts.
+#![allow(dead_code, unreachable_pub, missing_docs)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::connect_info::MockConnectInfo;
+use axum::http::{Request, StatusCode};
+use futures_util::{SinkExt, StreamExt};
+use http_body_util::BodyExt;
+use poussr::protocol::signature::sign_request;
+use poussr::{AppConfig, Config, Hub, Limits};
+use serde_json::Value;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tower::ServiceExt;
+
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// How long a test waits for any one frame before failing.
+pub const WAIT: Duration = Duration::from_secs(5);
+
+pub struct TestHub {
+    pub addr: SocketAddr,
+    pub hub: Hub,
+    pub app: AppConfig,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+pub fn test_app() -> AppConfig {
+    AppConfig { id: "4242".into(), key: "testkey".into(), secret: "testsecret".into(), enabled: true }
+}
+
+impl TestHub {
+    pub async fn start() -> Self {
+        Self::with(|_| {}).await
+    }
+
+    pub async fn with(adjust: impl FnOnce(&mut Config)) -> Self {
+        let mut config = Config { apps: vec![test_app()], limits: Limits::default(), ..Config::default() };
+        adjust(&mut config);
+        let hub = Hub::new(&config).expect("valid config");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(poussr::server::run(listener, hub.clone(), async move {
+            let _ = stopped.await;
+        }));
+        TestHub { addr, hub, app: config.apps[0].clone(), stop: Some(stop), task }
+    }
+
+    /// Stops the hub and waits for it to finish.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        tokio::time::timeout(Duration::from_secs(10), &mut self.task)
+            .await
+            .expect("the hub stops within 10 s")
+            .expect("the server task does not panic")
+            .expect("the server ends without error");
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("ws://{}{path}", self.addr)
+    }
+
+    /// Opens a raw WebSocket on `path`.
+    pub async fn ws(&self, path: &str) -> Ws {
+        let (ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(self.url(path)))
+            .await
+            .expect("handshake in time")
+            .expect("handshake succeeds");
+        ws
+    }
+
+    /// A Pusher connection, after `pusher:connection_established`; returns its socket id.
+    pub async fn pusher(&self) -> (Ws, String) {
+        let mut ws = self.ws(&format!("/app/{}?protocol=7&client=js&version=8.4.0&flash=false", self.app.key)).await;
+        let hello = next_json(&mut ws).await;
+        assert_eq!(hello["event"], "pusher:connection_established", "{hello}");
+        let data: Value = serde_json::from_str(hello["data"].as_str().expect("data is a string")).unwrap();
+        (ws, data["socket_id"].as_str().unwrap().to_owned())
+    }
+
+    /// A Pusher connection subscribed to `channel`.
+    pub async fn subscriber(&self, channel: &str) -> (Ws, String) {
+        let (mut ws, id) = self.pusher().await;
+        send_json(&mut ws, serde_json::json!({"event":"pusher:subscribe","data":{"channel":channel}})).await;
+        let ok = next_json(&mut ws).await;
+        assert_eq!(ok["event"], "pusher_internal:subscription_succeeded", "{ok}");
+        (ws, id)
+    }
+
+    /// Sends an HTTP request to the hub's router as if it came from `from`.
+    pub async fn request_from(&self, from: SocketAddr, req: Request<Body>) -> (StatusCode, Value, String) {
+        let (sessions, _) = mpsc::channel(1);
+        let router = poussr::http::router(self.hub.clone(), sessions).layer(MockConnectInfo(from));
+        let resp = router.oneshot(req).await.unwrap();
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let text = String::from_utf8(bytes.to_vec()).unwrap();
+        let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+        (status, json, text)
+    }
+
+    pub async fn request(&self, req: Request<Body>) -> (StatusCode, Value, String) {
+        self.request_from("127.0.0.1:50000".parse().unwrap(), req).await
+    }
+
+    /// A request to the Pusher HTTP API, signed as the SDKs sign it.
+    pub async fn api(&self, method: &str, path: &str, params: &[(&str, &str)], body: &str) -> (StatusCode, Value) {
+        let query = sign_request(&self.app.key, &self.app.secret, method, path, params, body.as_bytes(), now());
+        let req = Request::builder()
+            .method(method)
+            .uri(format!("{path}?{query}"))
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_owned()))
+            .unwrap();
+        let (status, json, _) = self.request(req).await;
+        (status, json)
+    }
+
+    /// Triggers an event through the signed API and checks it was accepted.
+    pub async fn trigger(&self, channel: &str, event: &str, data: &str) {
+        let body = serde_json::json!({"name": event, "channel": channel, "data": data}).to_string();
+        let (status, json) = self.api("POST", &format!("/apps/{}/events", self.app.id), &[], &body).await;
+        assert_eq!(status, StatusCode::OK, "{json}");
+    }
+}
+
+pub fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
+
+pub async fn send_json(ws: &mut Ws, value: Value) {
+    ws.send(Message::Text(value.to_string().into())).await.unwrap();
+}
+
+pub async fn send_text(ws: &mut Ws, text: &str) {
+    ws.send(Message::Text(text.to_owned().into())).await.unwrap();
+}
+
+/// The next text frame, as received.
+pub async fn next_text(ws: &mut Ws) -> String {
+    loop {
+        let msg = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("a frame arrives in time")
+            .expect("the socket is still open")
+            .expect("no socket error");
+        match msg {
+            Message::Text(t) => return t.to_string(),
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("expected a text frame, got {other:?}"),
+        }
+    }
+}
+
+/// The next text frame, parsed.
+pub async fn next_json(ws: &mut Ws) -> Value {
+    let text = next_text(ws).await;
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("frame is JSON ({e}): {text}"))
+}
+
+/// Reads until the close frame and returns its code (text frames before it are returned too).
+pub async fn read_until_close(ws: &mut Ws) -> (Vec<Value>, Option<u16>) {
+    let mut frames = Vec::new();
+    loop {
+        match tokio::time::timeout(WAIT, ws.next()).await.expect("the close arrives in time") {
+            Some(Ok(Message::Text(t))) => frames.push(serde_json::from_str(&t).unwrap()),
+            Some(Ok(Message::Close(frame))) => return (frames, frame.map(|f| u16::from(f.code))),
+            Some(Ok(_)) => {}
+            Some(Err(_)) | None => return (frames, None),
+        }
+    }
+}
+
+/// Asserts that nothing arrives within `d`.
+pub async fn assert_silent(ws: &mut Ws, d: Duration) {
+    if let Ok(Some(Ok(msg))) = tokio::time::timeout(d, ws.next()).await {
+        panic!("expected silence, got {msg:?}");
+    }
+}

@@ -1,0 +1,356 @@
+//! Pusher protocol 7 over a real WebSocket, asserting the exact JSON on the wire.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use futures_util::SinkExt;
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+#[tokio::test]
+async fn connection_established_carries_socket_id_and_activity_timeout() {
+    let hub = TestHub::start().await;
+    let mut ws = hub.ws("/app/testkey?protocol=7&client=js&version=8.4.0").await;
+    let text = next_text(&mut ws).await;
+    let frame: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(frame["event"], "pusher:connection_established");
+    // `data` is a JSON string (double encoding), as every Pusher client expects.
+    let data: Value = serde_json::from_str(frame["data"].as_str().unwrap()).unwrap();
+    assert_eq!(data["activity_timeout"], 120);
+    let id = data["socket_id"].as_str().unwrap();
+    let (a, b) = id.split_once('.').unwrap();
+    assert!(a.chars().all(|c| c.is_ascii_digit()) && b.chars().all(|c| c.is_ascii_digit()), "{id}");
+    assert_eq!(
+        text,
+        format!(
+            r#"{{"event":"pusher:connection_established","data":"{{\"socket_id\":\"{id}\",\"activity_timeout\":120}}"}}"#
+        )
+    );
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn socket_ids_are_unique() {
+    let hub = TestHub::start().await;
+    let (_a, id_a) = hub.pusher().await;
+    let (_b, id_b) = hub.pusher().await;
+    assert_ne!(id_a, id_b);
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn subscribe_then_receive_an_api_event_in_canonical_form() {
+    let hub = TestHub::start().await;
+    let (mut ws, _) = hub.pusher().await;
+    send_text(&mut ws, r#"{"event":"pusher:subscribe","data":{"channel":"orders"}}"#).await;
+    assert_eq!(
+        next_text(&mut ws).await,
+        r#"{"event":"pusher_internal:subscription_succeeded","channel":"orders","data":"{}"}"#
+    );
+    hub.trigger("orders", "order-created", r#"{"id":7}"#).await;
+    assert_eq!(next_text(&mut ws).await, r#"{"event":"order-created","channel":"orders","data":"{\"id\":7}"}"#);
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn ping_gets_pong() {
+    let hub = TestHub::start().await;
+    let (mut ws, _) = hub.pusher().await;
+    send_text(&mut ws, r#"{"event":"pusher:ping","data":{}}"#).await;
+    assert_eq!(next_text(&mut ws).await, r#"{"event":"pusher:pong","data":{}}"#);
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn unsubscribe_stops_delivery_and_is_harmless_twice() {
+    let hub = TestHub::start().await;
+    let (mut ws, _) = hub.subscriber("a").await;
+    send_json(&mut ws, json!({"event":"pusher:subscribe","data":{"channel":"b"}})).await;
+    assert_eq!(next_json(&mut ws).await["channel"], "b");
+    for _ in 0..2 {
+        send_json(&mut ws, json!({"event":"pusher:unsubscribe","data":{"channel":"a"}})).await;
+    }
+    // A ping round trip proves the unsubscribes were handled before the events below.
+    send_text(&mut ws, r#"{"event":"pusher:ping","data":{}}"#).await;
+    assert_eq!(next_json(&mut ws).await["event"], "pusher:pong");
+    hub.trigger("a", "gone", "1").await;
+    hub.trigger("b", "kept", "2").await;
+    let next = next_json(&mut ws).await;
+    assert_eq!((next["channel"].as_str(), next["event"].as_str()), (Some("b"), Some("kept")));
+    assert!(hub.hub.channel(&hub.hub.default_app(), &poussr::protocol::ChannelName::parse("a").unwrap()).is_none());
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn socket_id_exclusion_skips_only_that_connection() {
+    let hub = TestHub::start().await;
+    let (mut a, id_a) = hub.subscriber("room").await;
+    let (mut b, _) = hub.subscriber("room").await;
+    let body = json!({"name":"e","channel":"room","data":"x","socket_id":id_a}).to_string();
+    let (status, _) = hub.api("POST", "/apps/4242/events", &[], &body).await;
+    assert_eq!(status, 200);
+    hub.trigger("room", "after", "y").await;
+    assert_eq!(next_json(&mut b).await["event"], "e");
+    assert_eq!(next_json(&mut b).await["event"], "after");
+    // `a` gets only the second event: the first was excluded.
+    assert_eq!(next_json(&mut a).await["event"], "after");
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn one_event_to_several_channels_reaches_each() {
+    let hub = TestHub::start().await;
+    let (mut a, _) = hub.subscriber("a").await;
+    let (mut b, _) = hub.subscriber("b").await;
+    let body = json!({"name":"multi","channels":["a","b"],"data":"d"}).to_string();
+    let (status, json) = hub.api("POST", "/apps/4242/events", &[], &body).await;
+    assert_eq!((status.as_u16(), json), (200, json!({})));
+    assert_eq!(next_json(&mut a).await, json!({"event":"multi","channel":"a","data":"d"}));
+    assert_eq!(next_json(&mut b).await, json!({"event":"multi","channel":"b","data":"d"}));
+    hub.stop().await;
+}
+
+async fn refused_with(hub: &TestHub, path: &str) -> (Value, Option<u16>) {
+    let mut ws = hub.ws(path).await;
+    let (frames, code) = read_until_close(&mut ws).await;
+    assert_eq!(frames.len(), 1, "one error frame before the close: {frames:?}");
+    (frames[0].clone(), code)
+}
+
+#[tokio::test]
+async fn handshake_errors_send_pusher_error_then_close_with_the_same_code() {
+    let hub = TestHub::start().await;
+    for (path, code) in [
+        ("/app/wrongkey?protocol=7", 4001),
+        ("/nope", 4005),
+        ("/app/testkey/extra?protocol=7", 4005),
+        ("/app/testkey?protocol=abc", 4006),
+        ("/app/testkey?protocol=3", 4007),
+        ("/app/testkey?protocol=8", 4007),
+        ("/app/testkey", 4008),
+    ] {
+        let (frame, close) = refused_with(&hub, path).await;
+        assert_eq!(frame["event"], "pusher:error", "{path}");
+        assert_eq!(frame["data"]["code"], code, "{path}: {frame}");
+        assert!(!frame["data"]["message"].as_str().unwrap().is_empty());
+        assert_eq!(close, Some(code), "{path}");
+    }
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn a_disabled_app_is_refused_with_4003() {
+    let hub = TestHub::with(|c| c.apps[0].enabled = false).await;
+    let (frame, close) = refused_with(&hub, "/app/testkey?protocol=7").await;
+    assert_eq!((frame["data"]["code"].as_u64(), close), (Some(4003), Some(4003)));
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn bad_frames_get_an_error_and_the_connection_stays_open() {
+    let hub = TestHub::start().await;
+    let (mut ws, _) = hub.pusher().await;
+    for bad in [
+        "{not json",
+        "[1,2,3]",
+        r#"{"event":"pusher:foo","data":{}}"#,
+        r#"{"event":"pusher_internal:subscription_succeeded","channel":"x","data":"{}"}"#,
+        r#"{"event":"pusher:subscribe","data":{}}"#,
+        r#"{"event":"something-else"}"#,
+        r#"{"event":"client-x","channel":"public","data":{}}"#,
+    ] {
+        send_text(&mut ws, bad).await;
+        let err = next_json(&mut ws).await;
+        assert_eq!(err["event"], "pusher:error", "{bad}");
+        assert!(err["data"]["code"].is_null(), "a non-fatal error has no close code: {err}");
+        assert!(!err["data"]["message"].as_str().unwrap().is_empty());
+    }
+    ws.send(Message::Binary(vec![1, 2, 3].into())).await.unwrap();
+    assert_eq!(next_json(&mut ws).await["event"], "pusher:error");
+    send_text(&mut ws, r#"{"event":"pusher:ping","data":{}}"#).await;
+    assert_eq!(next_json(&mut ws).await["event"], "pusher:pong");
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn invalid_channel_names_get_a_subscription_error_400() {
+    let hub = TestHub::start().await;
+    let (mut ws, _) = hub.pusher().await;
+    for name in ["bad name!", &"a".repeat(165), ""] {
+        send_json(&mut ws, json!({"event":"pusher:subscribe","data":{"channel":name}})).await;
+        let err = next_json(&mut ws).await;
+        assert_eq!(err["event"], "pusher:subscription_error");
+        assert_eq!(err["channel"], name);
+        assert_eq!(err["data"]["status"], 400);
+        assert!(!err["data"]["error"].as_str().unwrap().is_empty());
+    }
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn channels_that_need_the_rest_of_the_protocol_are_refused_clearly() {
+    let hub = TestHub::start().await;
+    let (mut ws, _) = hub.pusher().await;
+    for name in ["private-x", "presence-x", "private-encrypted-x", "cache-x", "#server-to-user-7"] {
+        send_json(&mut ws, json!({"event":"pusher:subscribe","data":{"channel":name,"auth":"k:s"}})).await;
+        let err = next_json(&mut ws).await;
+        assert_eq!(err["event"], "pusher:subscription_error", "{name}");
+        assert_eq!(err["channel"], name);
+        assert!(err["data"]["status"].as_u64().unwrap() >= 400, "{err}");
+    }
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn an_oversized_frame_closes_with_1009_after_an_error() {
+    let hub = TestHub::with(|c| c.limits.max_message_bytes = 1024).await;
+    let (mut ws, _) = hub.pusher().await;
+    send_text(&mut ws, &format!(r#"{{"event":"client-x","channel":"c","data":"{}"}}"#, "x".repeat(2000))).await;
+    let (frames, code) = read_until_close(&mut ws).await;
+    assert_eq!(frames[0]["event"], "pusher:error");
+    assert_eq!(frames[0]["data"]["code"], 1009);
+    assert_eq!(code, Some(1009));
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn over_the_connection_limit_is_refused_with_4004() {
+    let hub = TestHub::with(|c| c.limits.max_connections = 2).await;
+    let (_a, _) = hub.pusher().await;
+    let (_b, _) = hub.pusher().await;
+    let (frame, close) = refused_with(&hub, "/app/testkey?protocol=7").await;
+    assert_eq!((frame["data"]["code"].as_u64(), close), (Some(4004), Some(4004)));
+    assert_eq!(hub.hub.connection_count(), 2);
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn too_many_channels_on_one_connection_is_a_subscription_error() {
+    let hub = TestHub::with(|c| c.limits.max_channels_per_connection = 2).await;
+    let (mut ws, _) = hub.pusher().await;
+    for (name, event) in [
+        ("a", "pusher_internal:subscription_succeeded"),
+        ("b", "pusher_internal:subscription_succeeded"),
+        ("c", "pusher:subscription_error"),
+    ] {
+        send_json(&mut ws, json!({"event":"pusher:subscribe","data":{"channel":name}})).await;
+        assert_eq!(next_json(&mut ws).await["event"], event, "{name}");
+    }
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_closes_clients_with_4200_so_they_reconnect() {
+    let hub = TestHub::start().await;
+    let (mut ws, _) = hub.subscriber("a").await;
+    let stopping = tokio::spawn(hub.stop());
+    let (frames, code) = read_until_close(&mut ws).await;
+    assert_eq!(code, Some(4200));
+    assert_eq!(frames.last().unwrap()["data"]["code"], 4200);
+    stopping.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_silent_client_is_pinged_then_closed_with_4201() {
+    let hub = TestHub::with(|c| {
+        c.limits.activity_timeout_secs = 1;
+        c.limits.pong_timeout_secs = 1;
+    })
+    .await;
+    let (mut ws, _) = hub.pusher().await;
+    assert_eq!(next_text(&mut ws).await, r#"{"event":"pusher:ping","data":{}}"#);
+    let (frames, code) = read_until_close(&mut ws).await;
+    assert_eq!(code, Some(4201), "{frames:?}");
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_that_answers_pings_stays_connected() {
+    let hub = TestHub::with(|c| {
+        c.limits.activity_timeout_secs = 1;
+        c.limits.pong_timeout_secs = 1;
+    })
+    .await;
+    let (mut ws, _) = hub.pusher().await;
+    for _ in 0..3 {
+        assert_eq!(next_json(&mut ws).await["event"], "pusher:ping");
+        send_text(&mut ws, r#"{"event":"pusher:pong","data":{}}"#).await;
+    }
+    assert_eq!(hub.hub.connection_count(), 1);
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_reader_is_closed_with_4100_and_does_not_delay_others() {
+    let hub = TestHub::with(|c| c.limits.send_queue_frames = 64).await;
+    // The stalled client subscribes, then never reads again.
+    let (_stalled, stalled_id) = hub.subscriber("feed").await;
+    let (mut healthy, _) = hub.subscriber("feed").await;
+    let app = hub.hub.default_app();
+    let data: std::sync::Arc<str> = std::sync::Arc::from("x".repeat(8 * 1024));
+    let events = 2000;
+    let reader = tokio::spawn(async move {
+        for i in 0..events {
+            let frame = next_json(&mut healthy).await;
+            assert_eq!(frame["event"], format!("e{i}"), "in order, none lost");
+        }
+    });
+    for i in 0..events {
+        hub.hub.publish(
+            &app,
+            &poussr::hub::Publish {
+                channels: vec![poussr::protocol::ChannelName::parse("feed").unwrap()],
+                event: std::sync::Arc::from(format!("e{i}")),
+                data: data.clone(),
+                except: None,
+                source: poussr::hub::EventSource::Api,
+            },
+        );
+        // Let the healthy reader keep up, as a real subscriber on a LAN would.
+        if i % 16 == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    tokio::time::timeout(Duration::from_secs(20), reader).await.expect("the healthy reader is not delayed").unwrap();
+    // The stalled one was closed as a slow consumer.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while hub.hub.connection(&stalled_id).is_some() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(hub.hub.connection(&stalled_id).is_none(), "the stalled reader was closed");
+    assert_eq!(hub.hub.stats().slow_consumer_closes, 1);
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_consumer_that_catches_up_sees_4100() {
+    let hub = TestHub::with(|c| {
+        c.limits.send_queue_frames = 8;
+        c.limits.max_event_data_bytes = 64 * 1024;
+    })
+    .await;
+    let (mut slow, _) = hub.subscriber("feed").await;
+    let app = hub.hub.default_app();
+    let data: std::sync::Arc<str> = std::sync::Arc::from("y".repeat(64 * 1024));
+    // About 20 MB: more than the socket buffers and the queue hold, so the queue overflows.
+    for i in 0..300 {
+        hub.hub.publish(
+            &app,
+            &poussr::hub::Publish {
+                channels: vec![poussr::protocol::ChannelName::parse("feed").unwrap()],
+                event: std::sync::Arc::from(format!("e{i}")),
+                data: data.clone(),
+                except: None,
+                source: poussr::hub::EventSource::Api,
+            },
+        );
+    }
+    let (frames, code) = read_until_close(&mut slow).await;
+    assert!(frames.len() < 300, "not everything was delivered: the queue is bounded");
+    let last = frames.last().unwrap();
+    assert_eq!((last["event"].as_str(), last["data"]["code"].as_u64()), (Some("pusher:error"), Some(4100)));
+    assert_eq!(code, Some(4100));
+    hub.stop().await;
+}
