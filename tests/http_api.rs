@@ -39,7 +39,7 @@ async fn signature_failures_are_401_with_a_reason() {
     let body = json!({"name":"e","channel":"orders","data":"x"}).to_string();
     let tampered = json!({"name":"e","channel":"orders","data":"evil"}).to_string();
     let cases = [
-        ("unsigned", format!("{path}"), body.clone(), "auth_key"),
+        ("unsigned", path.to_string(), body.clone(), "auth_key"),
         (
             "tampered body",
             format!("{path}?{}", signed_query(path, &body, now(), "testkey", "testsecret")),
