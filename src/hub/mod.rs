@@ -534,9 +534,10 @@ impl Hub {
         let mut total = 0;
         for name in &event.channels {
             let ch = lock(&app.channels).get(name).cloned();
-            let frame: Frame = pusher::event(&event.event, name.as_str(), &event.data, None).into();
             let mut delivered = 0;
             if let Some(ch) = &ch {
+                // Serialized once; each subscriber's queue gets a reference-counted handle to it.
+                let frame: Frame = pusher::event(&event.event, name.as_str(), &event.data, None).into();
                 let subs = lock(&ch.subscribers);
                 for conn in subs.values() {
                     if event.except.as_deref().is_some_and(|x| *x == *conn.socket_id) {
@@ -661,3 +662,6 @@ fn channel_info(ch: &Channel) -> ChannelInfo {
         last_event_ms: (last != 0).then_some(last),
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -118,7 +118,8 @@ where
         }
 
         let mut last_activity = Instant::now();
-        let mut ping_sent: Option<Instant> = None;
+        // Set when the hub has pinged and heard nothing since.
+        let mut awaiting_pong = false;
         let timer = tokio::time::sleep_until(last_activity + activity_timeout);
         tokio::pin!(timer);
 
@@ -136,6 +137,10 @@ where
                         None => return Ending { code: None, reason: "the client went away".into() },
                     };
                     last_activity = Instant::now();
+                    if awaiting_pong {
+                        awaiting_pong = false;
+                        timer.as_mut().reset(last_activity + activity_timeout);
+                    }
                     match self.on_message(message).await {
                         Ok(Next::Continue) => {}
                         Ok(Next::Close(code, why)) => return self.close(code, why).await,
@@ -153,26 +158,22 @@ where
                 }
                 () = &mut timer => {
                     let now = Instant::now();
-                    match ping_sent {
-                        Some(sent) if last_activity <= sent => {
-                            return self.close(CloseCode::PongTimeout, CloseCode::PongTimeout.reason().into()).await;
+                    if awaiting_pong {
+                        return self.close(CloseCode::PongTimeout, CloseCode::PongTimeout.reason().into()).await;
+                    }
+                    if now >= last_activity + activity_timeout {
+                        let ping = match self.conn.protocol {
+                            Protocol::Pusher => Message::Text(pusher::ping().into()),
+                            Protocol::PoussrV1 => Message::Ping(bytes::Bytes::new()),
+                        };
+                        if self.write(ping).await.is_err() {
+                            return Ending { code: None, reason: "the client went away".into() };
                         }
-                        Some(_) => {
-                            ping_sent = None;
-                            timer.as_mut().reset(last_activity + activity_timeout);
-                        }
-                        None if now >= last_activity + activity_timeout => {
-                            let ping = match self.conn.protocol {
-                                Protocol::Pusher => Message::Text(pusher::ping().into()),
-                                Protocol::PoussrV1 => Message::Ping(bytes::Bytes::new()),
-                            };
-                            if self.write(ping).await.is_err() {
-                                return Ending { code: None, reason: "the client went away".into() };
-                            }
-                            ping_sent = Some(now);
-                            timer.as_mut().reset(now + pong_timeout);
-                        }
-                        None => timer.as_mut().reset(last_activity + activity_timeout),
+                        awaiting_pong = true;
+                        timer.as_mut().reset(now + pong_timeout);
+                    } else {
+                        // Activity since the timer was set: wait out the rest of the timeout from then.
+                        timer.as_mut().reset(last_activity + activity_timeout);
                     }
                 }
             }
@@ -388,3 +389,6 @@ where
         Ok(Next::Continue)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,200 @@
+//! The hub's state and monitor feed, without sockets or a runtime.
+
+use super::*;
+use crate::config::{AppConfig, Config};
+
+fn hub() -> Hub {
+    let config = Config {
+        apps: vec![AppConfig { id: "1".into(), key: "k".into(), secret: "s".into(), enabled: true }],
+        ..Config::default()
+    };
+    Hub::new(&config).unwrap()
+}
+
+fn peer() -> SocketAddr {
+    "10.0.0.7:5000".parse().unwrap()
+}
+
+fn name(n: &str) -> ChannelName {
+    ChannelName::parse(n).unwrap()
+}
+
+fn publish(channel: &str, event: &str) -> Publish {
+    Publish {
+        channels: vec![name(channel)],
+        event: Arc::from(event),
+        data: Arc::from("{\"x\":1}"),
+        except: None,
+        source: EventSource::Api,
+    }
+}
+
+#[test]
+fn a_connection_record_keeps_who_what_and_counters() {
+    let hub = hub();
+    let app = hub.default_app();
+    let (conn, _rx) = hub.open(app, peer(), Some("test-agent/1"), Protocol::Pusher).unwrap();
+    hub.subscribe(&conn, &name("b")).unwrap();
+    hub.subscribe(&conn, &name("a")).unwrap();
+    hub.count_in(&conn, 10);
+    hub.count_out(&conn, 2, 30);
+    let info = conn.info();
+    assert_eq!(info.remote, "10.0.0.7:5000");
+    assert_eq!(info.user_agent.as_deref(), Some("test-agent/1"));
+    assert_eq!(info.protocol, Protocol::Pusher);
+    assert_eq!(info.channels, vec!["a", "b"]);
+    assert_eq!((info.messages_in, info.bytes_in, info.messages_out, info.bytes_out), (1, 10, 2, 30));
+    assert!(info.connected_at_ms > 0);
+    assert!(hub.connection(&info.socket_id).is_some());
+    assert!(hub.connection("1.999999").is_none());
+}
+
+#[test]
+fn fan_out_shares_one_frame_and_honours_exclusion() {
+    let hub = hub();
+    let app = hub.default_app();
+    let (a, mut rx_a) = hub.open(app.clone(), peer(), None, Protocol::Pusher).unwrap();
+    let (b, mut rx_b) = hub.open(app.clone(), peer(), None, Protocol::PoussrV1).unwrap();
+    hub.subscribe(&a, &name("c")).unwrap();
+    hub.subscribe(&b, &name("c")).unwrap();
+    assert_eq!(hub.publish(&app, &publish("c", "e")), 2);
+    let fa = rx_a.try_recv().unwrap();
+    let fb = rx_b.try_recv().unwrap();
+    assert_eq!(fa.as_str(), r#"{"event":"e","channel":"c","data":"{\"x\":1}"}"#);
+    // The same bytes, not a copy: both frames point at one buffer.
+    assert_eq!(fa.as_str().as_ptr(), fb.as_str().as_ptr());
+    let mut excluding = publish("c", "e2");
+    excluding.except = Some(a.socket_id.clone());
+    assert_eq!(hub.publish(&app, &excluding), 1);
+    assert!(rx_a.try_recv().is_err());
+    assert!(rx_b.try_recv().is_ok());
+}
+
+#[test]
+fn empty_channels_are_removed() {
+    let hub = hub();
+    let app = hub.default_app();
+    let (a, _rx) = hub.open(app.clone(), peer(), None, Protocol::Pusher).unwrap();
+    hub.subscribe(&a, &name("c")).unwrap();
+    assert_eq!(hub.channels(&app).len(), 1);
+    assert!(hub.unsubscribe(&a, &name("c")));
+    assert!(!hub.unsubscribe(&a, &name("c")), "leaving twice is harmless");
+    assert!(hub.channels(&app).is_empty());
+    hub.subscribe(&a, &name("d")).unwrap();
+    hub.close(&a, Some(1000), "bye");
+    assert!(hub.channels(&app).is_empty());
+    assert_eq!(hub.connection_count(), 0);
+    hub.close(&a, Some(1000), "again");
+    assert_eq!(hub.connection_count(), 0, "closing twice is harmless");
+}
+
+#[test]
+fn channel_stats_count_events_and_deliveries() {
+    let hub = hub();
+    let app = hub.default_app();
+    let (a, _ra) = hub.open(app.clone(), peer(), None, Protocol::Pusher).unwrap();
+    let (b, _rb) = hub.open(app.clone(), peer(), None, Protocol::Pusher).unwrap();
+    hub.subscribe(&a, &name("c")).unwrap();
+    hub.subscribe(&b, &name("c")).unwrap();
+    hub.publish(&app, &publish("c", "1"));
+    hub.publish(&app, &publish("c", "2"));
+    let info = hub.channel(&app, &name("c")).unwrap();
+    assert_eq!((info.subscription_count, info.events, info.deliveries), (2, 2, 4));
+    assert_eq!(info.kind, ChannelKind::Public);
+    assert!(info.last_event_ms.is_some());
+    let stats = hub.stats();
+    assert_eq!((stats.connections, stats.channels, stats.events_published, stats.deliveries), (2, 1, 2, 4));
+}
+
+#[test]
+fn a_full_queue_kicks_the_connection_with_4100() {
+    let mut config = Config {
+        apps: vec![AppConfig { id: "1".into(), key: "k".into(), secret: "s".into(), enabled: true }],
+        ..Config::default()
+    };
+    config.limits.send_queue_frames = 2;
+    let hub = Hub::new(&config).unwrap();
+    let app = hub.default_app();
+    let (a, _rx) = hub.open(app.clone(), peer(), None, Protocol::Pusher).unwrap();
+    hub.subscribe(&a, &name("c")).unwrap();
+    assert_eq!(hub.publish(&app, &publish("c", "1")), 1);
+    assert_eq!(hub.publish(&app, &publish("c", "2")), 1);
+    assert_eq!(hub.publish(&app, &publish("c", "3")), 0, "not counted as delivered");
+    assert_eq!(a.kick_code.load(Relaxed), 4100);
+}
+
+#[test]
+fn the_connection_quota_is_enforced() {
+    let mut config = Config {
+        apps: vec![AppConfig { id: "1".into(), key: "k".into(), secret: "s".into(), enabled: true }],
+        ..Config::default()
+    };
+    config.limits.max_connections = 1;
+    let hub = Hub::new(&config).unwrap();
+    let (a, _rx) = hub.open(hub.default_app(), peer(), None, Protocol::Pusher).unwrap();
+    assert_eq!(hub.open(hub.default_app(), peer(), None, Protocol::Pusher).err(), Some(OpenError::OverQuota));
+    hub.close(&a, None, "gone");
+    assert!(hub.open(hub.default_app(), peer(), None, Protocol::Pusher).is_ok());
+}
+
+#[test]
+fn shutdown_kicks_everyone_with_4200_and_refuses_newcomers() {
+    let hub = hub();
+    let (a, _rx) = hub.open(hub.default_app(), peer(), None, Protocol::Pusher).unwrap();
+    hub.begin_shutdown();
+    assert_eq!(a.kick_code.load(Relaxed), 4200);
+    assert_eq!(hub.open(hub.default_app(), peer(), None, Protocol::Pusher).err(), Some(OpenError::ShuttingDown));
+    assert_eq!(hub.subscribe(&a, &name("c")), Err(SubscribeError::ShuttingDown));
+}
+
+#[test]
+fn the_monitor_feed_reports_the_life_of_a_connection() {
+    let hub = hub();
+    let app = hub.default_app();
+    let mut feed = hub.monitor().subscribe();
+    let (a, _rx) = hub.open(app.clone(), peer(), Some("ua"), Protocol::PoussrV1).unwrap();
+    hub.subscribe(&a, &name("c")).unwrap();
+    hub.publish(&app, &publish("c", "hello"));
+    hub.unsubscribe(&a, &name("c"));
+    hub.close(&a, Some(4200), "restart");
+    let events: Vec<serde_json::Value> =
+        std::iter::from_fn(|| feed.try_recv().ok()).map(|e| serde_json::to_value(e).unwrap()).collect();
+    let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["connection_opened", "subscribed", "event_published", "unsubscribed", "connection_closed"]);
+    assert_eq!(events[0]["protocol"], "poussr_v1");
+    assert_eq!(events[0]["remote"], "10.0.0.7:5000");
+    assert_eq!(events[2]["event"], "hello");
+    assert_eq!(events[2]["channel"], "c");
+    assert_eq!(events[2]["delivered"], 1);
+    assert_eq!(events[2]["source"], "api");
+    assert_eq!(events[4]["code"], 4200);
+    assert_eq!(events[4]["reason"], "restart");
+}
+
+#[test]
+fn an_unwatched_monitor_builds_nothing() {
+    let hub = hub();
+    assert!(!hub.monitor().is_watched());
+    let mut built = false;
+    hub.monitor().emit(|| {
+        built = true;
+        MonitorEvent::Error { at_ms: 0, socket_id: None, code: None, message: String::new() }
+    });
+    assert!(!built);
+    let _viewer = hub.monitor().subscribe();
+    assert!(hub.monitor().is_watched());
+}
+
+#[test]
+fn a_lagging_viewer_is_told_how_many_events_it_missed() {
+    let hub = hub();
+    let app = hub.default_app();
+    let mut feed = hub.monitor().subscribe();
+    for _ in 0..(monitor::MONITOR_CAPACITY + 10) {
+        hub.publish(&app, &publish("c", "e"));
+    }
+    match feed.try_recv() {
+        Err(tokio::sync::broadcast::error::TryRecvError::Lagged(n)) => assert_eq!(n, 10),
+        other => panic!("expected Lagged, got {other:?}"),
+    }
+}
