@@ -221,3 +221,108 @@ fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args() -> ServeArgs {
+        ServeArgs {
+            bind: None,
+            port: None,
+            app_id: None,
+            app_key: None,
+            app_secret: None,
+            config: None,
+            data_dir: None,
+            allow_anonymous_publish: false,
+        }
+    }
+
+    fn temp_dir(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("poussr-main-{tag}-{}", rand_suffix()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn rand_suffix() -> u64 {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+    }
+
+    #[test]
+    fn with_no_credentials_an_app_is_generated_once_and_kept() {
+        let dir = temp_dir("gen");
+        let a = ServeArgs { data_dir: Some(dir.clone()), ..args() };
+        let (first, origin) = configure(&a).unwrap();
+        assert!(origin.contains("generated"), "{origin}");
+        let (second, origin) = configure(&a).unwrap();
+        assert!(origin.starts_with("from "), "{origin}");
+        assert_eq!(first.apps, second.apps);
+        assert_eq!((first.bind, first.port), (IpAddr::from([0, 0, 0, 0]), 6001));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn flags_win_over_the_config_file() {
+        let dir = temp_dir("cfg");
+        let file = dir.join("poussr.toml");
+        std::fs::write(
+            &file,
+            "bind = \"127.0.0.1\"\nport = 7000\n[[apps]]\nid = \"1\"\nkey = \"k1\"\nsecret = \"s1\"\n[limits]\nmax_connections = 9\n",
+        )
+        .unwrap();
+        let (config, origin) = configure(&ServeArgs { config: Some(file.clone()), ..args() }).unwrap();
+        assert_eq!((config.port, config.apps[0].key.as_str(), config.limits.max_connections), (7000, "k1", 9));
+        assert!(origin.contains("config file"));
+        let (config, _) = configure(&ServeArgs {
+            config: Some(file),
+            port: Some(7100),
+            app_id: Some("2".into()),
+            app_key: Some("k2".into()),
+            app_secret: Some("s2".into()),
+            ..args()
+        })
+        .unwrap();
+        assert_eq!(config.port, 7100);
+        assert_eq!(config.bind, IpAddr::from([127, 0, 0, 1]));
+        assert_eq!(config.apps.iter().map(|a| a.key.as_str()).collect::<Vec<_>>(), ["k2", "k1"]);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn partial_credentials_and_bad_files_are_clear_errors() {
+        let err = configure(&ServeArgs { app_key: Some("k".into()), ..args() }).unwrap_err();
+        assert!(err.contains("go together"), "{err}");
+        let dir = temp_dir("bad");
+        let file = dir.join("bad.toml");
+        std::fs::write(&file, "port = \"many\"\n").unwrap();
+        let err = configure(&ServeArgs { config: Some(file), ..args() }).unwrap_err();
+        assert!(err.contains("bad.toml") && err.contains("port"), "{err}");
+        let err = configure(&ServeArgs { config: Some(dir.join("missing.toml")), ..args() }).unwrap_err();
+        assert!(err.contains("missing.toml"), "{err}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn the_banner_names_the_address_credentials_and_snippets() {
+        let app = AppConfig { id: "9".into(), key: "kk".into(), secret: "ss".into(), enabled: true };
+        let config = Config { apps: vec![app], ..Config::default() };
+        let text = banner("127.0.0.1:6001".parse().unwrap(), &config, "from test");
+        assert!(text.starts_with("Poussr ") && text.contains("listening on http://127.0.0.1:6001"));
+        for needle in ["app key:    kk", "app secret: ss", "new Pusher('kk'", "broadcaster: 'pusher'", "curl -X POST"] {
+            assert!(text.contains(needle), "{needle}");
+        }
+    }
+
+    #[test]
+    fn lan_addresses_exclude_loopback() {
+        for ip in client_addresses(IpAddr::from([0, 0, 0, 0])) {
+            assert!(ip.is_ipv4());
+            // Only when the machine has no other address does loopback stand in.
+            if ip.is_loopback() {
+                assert_eq!(client_addresses(IpAddr::from([0, 0, 0, 0])).len(), 1);
+            }
+        }
+        assert_eq!(client_addresses(IpAddr::from([10, 1, 2, 3])), vec![IpAddr::from([10, 1, 2, 3])]);
+    }
+}
