@@ -19,7 +19,8 @@ fi
 
 if [ "$what" = all ] || [ "$what" = clients ]; then
   echo "== real clients (tests/clients): pusher-js, pusher, ws, curl, poussr.js"
-  cargo build --bin poussr --color never
+  # `cargo test` builds target/debug/poussr with the same features, so this reuses that build.
+  cargo test --workspace --no-run --color never
   (
     cd tests/clients
     # The lock file pins every package; `npm ci` installs exactly that, and only when it changed.

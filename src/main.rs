@@ -146,32 +146,29 @@ fn url_for(addr: SocketAddr) -> String {
     format!("{}:{}", snippets::url_host(&addr.ip().to_string()), addr.port())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!("cannot listen for Ctrl-C: {e}");
-            std::future::pending::<()>().await;
-        }
-    };
+/// Listens for Ctrl-C and SIGTERM. The handlers are installed when this is called, not when the returned
+/// future is first polled, so a signal that comes right after the banner still shuts down gracefully.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()> + Send + 'static> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        let mut terminate = signal(SignalKind::terminate())?;
+        Ok(async move {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
             }
-            Err(e) => {
-                tracing::error!("cannot listen for SIGTERM: {e}");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
+            tracing::info!("shutting down: closing clients with 4200 so that they reconnect");
+        })
     }
-    tracing::info!("shutting down: closing clients with 4200 so that they reconnect");
+    #[cfg(not(unix))]
+    {
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("shutting down: closing clients with 4200 so that they reconnect");
+        })
+    }
 }
 
 async fn serve(args: ServeArgs) -> Result<(), String> {
@@ -191,10 +188,11 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         _ => format!("cannot listen on {addr}: {e}"),
     })?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
+    let shutdown = shutdown_signal().map_err(|e| format!("cannot listen for Ctrl-C and SIGTERM: {e}"))?;
     print!("{}", banner(local, &config, &origin));
     use std::io::Write;
     let _ = std::io::stdout().flush();
-    server::run(listener, hub, shutdown_signal()).await.map_err(|e| format!("the server stopped: {e}"))
+    server::run(listener, hub, shutdown).await.map_err(|e| format!("the server stopped: {e}"))
 }
 
 fn main() -> ExitCode {

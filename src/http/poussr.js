@@ -228,7 +228,11 @@ var Poussr = (function () {
       return;
     }
     if (frame.event === 'poussr:error') {
-      console.warn('Poussr: the hub reported an error', frame.data);
+      // 42xx comes before the close of a hub restart: not a problem, the reconnect that follows handles it.
+      var code = frame.data && frame.data.code;
+      if (!(code >= 4200 && code < 4300)) {
+        console.warn('Poussr: the hub reported an error', frame.data);
+      }
       return;
     }
     // poussr:subscription_succeeded and any later control frame: old pages never saw them, so neither do callbacks.

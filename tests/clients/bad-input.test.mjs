@@ -35,7 +35,7 @@ function startTicker(sdk, channel) {
         state.errors.push(`${err.message} ${err.status ?? ''} ${err.body ?? ''}`);
         if (state.errors.length > 20) break; // the hub is gone; the final test reports it
       }
-      await sleep(20);
+      await sleep(10);
     }
   })();
   state.stop = async () => {
@@ -68,6 +68,8 @@ describe('bad input, while a good client keeps receiving', () => {
     const channel = uniqueName('steady');
     ticks = inboxOf(await subscribe(steady, channel), 'tick');
     ticker = startTicker(sdk, channel);
+    // The stream is live before the first bad input arrives.
+    await eventually(() => ticks.all.length > 0, { what: 'the first event of the stream' });
   });
   after(async () => {
     await ticker?.stop();
@@ -269,7 +271,7 @@ describe('bad input, while a good client keeps receiving', () => {
   test('the good client received every event of the stream, in order', async () => {
     await ticker.stop();
     assert.deepEqual(ticker.errors, [], 'every trigger of the stream was accepted');
-    assert.ok(ticker.sent >= 10, `the stream ran during the tests (${ticker.sent} events)`);
+    assert.ok(ticker.sent >= 5, `the stream ran during the tests (${ticker.sent} events)`);
     await eventually(() => ticks.all.length >= ticker.sent, {
       timeout: 5000,
       what: `all ${ticker.sent} stream events (got ${ticks.all.length})`,

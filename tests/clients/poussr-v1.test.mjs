@@ -89,6 +89,8 @@ describe('Poussr v1 over a raw WebSocket', () => {
     await subscribeV1(socket, kept);
 
     socket.send({ event: 'poussr:unsubscribe', data: JSON.stringify({ channel: left }) });
+    // Unsubscribe has no reply; a subscribe answered after it proves the hub has handled it.
+    await subscribeV1(socket, uniqueName('barrier'));
     await publish(left, 'ev', 'should not arrive');
     await publish(kept, 'ev', 'arrives');
     // Frames of one socket arrive in publish order, so the kept event coming first proves the other never came.
@@ -103,6 +105,7 @@ describe('Poussr v1 over a raw WebSocket', () => {
     await subscribeV1(socket, kept);
 
     socket.send({ event: 'poussr::unsusbscribe', data: { channel: left } });
+    await subscribeV1(socket, uniqueName('barrier'));
     await publish(left, 'ev', 'should not arrive');
     await publish(kept, 'ev', 'arrives');
     assert.deepEqual(await socket.next(), { event: 'ev', channel: kept, data: 'arrives' });

@@ -59,3 +59,18 @@ test('pusher-js reconnects and re-subscribes after the hub restarts on the same 
   assert.equal(res.status, 200);
   assert.deepEqual(await events.next(), { restarted: true });
 });
+
+test('a SIGTERM right after the ready line is still a graceful shutdown (exit 0)', async (t) => {
+  // The ready line tells scripts (and service managers) the hub is up; from then on SIGTERM must mean
+  // "close clients with 4200 and exit", never the default kill. Repeated because the window is small.
+  for (let i = 0; i < 8; i++) {
+    const hub = await startHub();
+    t.after(() => hub.close());
+    await hub.stop();
+    assert.deepEqual(
+      { code: hub.exitCode, signal: hub.exitSignal },
+      { code: 0, signal: null },
+      `start ${i + 1}: the hub exited gracefully on SIGTERM\n${hub.output()}`,
+    );
+  }
+});
