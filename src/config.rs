@@ -19,6 +19,10 @@ pub struct Config {
     pub port: u16,
     /// Accept Poussr v1 publishing without a token from other machines than this one.
     pub allow_anonymous_publish: bool,
+    /// The token the dashboard and the admin API need. `None`: a random one is made at each start.
+    pub admin_token: Option<String>,
+    /// Let the admin API and dashboard answer other machines than this one (still with the token).
+    pub allow_remote_dashboard: bool,
     /// The apps. The first one is the default app that Poussr v1 clients use.
     pub apps: Vec<AppConfig>,
     /// Limits that protect the hub and its clients.
@@ -31,6 +35,8 @@ impl Default for Config {
             bind: IpAddr::from([0, 0, 0, 0]),
             port: 6001,
             allow_anonymous_publish: false,
+            admin_token: None,
+            allow_remote_dashboard: false,
             apps: Vec::new(),
             limits: Limits::default(),
         }
@@ -201,6 +207,11 @@ impl Config {
 
     /// Checks the whole configuration: at least one app, valid and distinct credentials, sane limits.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(token) = &self.admin_token
+            && token.len() < 16
+        {
+            return Err(ConfigError::Invalid("admin_token must be at least 16 characters long".into()));
+        }
         if self.apps.is_empty() {
             return Err(ConfigError::Invalid("no app is configured".into()));
         }
@@ -215,6 +226,12 @@ impl Config {
         }
         self.limits.validate()
     }
+}
+
+/// A random token of 32 hex characters, for the admin API.
+pub fn random_token() -> String {
+    let mut rng = rand::rng();
+    (0..32).map(|_| char::from_digit(rng.random_range(0..16), 16).unwrap_or('0')).collect()
 }
 
 /// Loads the app kept in `dir/credentials.toml`, or makes one and saves it there (atomically: a temporary

@@ -16,6 +16,7 @@
 //! | `adapter` | the fan-out seam: where a published event goes (this hub only, for now) |
 //! | [`config`] | settings, limits and credentials |
 //! | [`server`] | `run(listener, hub, shutdown)`: the one entry used by the binary, the desktop and tests |
+//! | [`net`] | this machine's addresses and names (LAN addresses, the admin API's `Host` check) |
 //! | [`snippets`] | ready-to-paste client code for an address and an app |
 //!
 //! The headless binary is `src/main.rs` (`poussr serve`).
@@ -24,6 +25,7 @@ mod adapter;
 pub mod config;
 pub mod http;
 pub mod hub;
+pub mod net;
 pub mod protocol;
 pub mod server;
 pub mod snippets;

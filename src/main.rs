@@ -50,6 +50,12 @@ struct ServeArgs {
     /// Accept Poussr v1 publishing from other machines without the app secret.
     #[arg(long, env = "POUSSR_ALLOW_ANONYMOUS_PUBLISH")]
     allow_anonymous_publish: bool,
+    /// The admin API token (at least 16 characters) [default: a random one at each start].
+    #[arg(long, env = "POUSSR_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// Let the admin API answer other machines (they still need the token).
+    #[arg(long, env = "POUSSR_ALLOW_REMOTE_DASHBOARD")]
+    allow_remote_dashboard: bool,
 }
 
 fn data_dir(args: &ServeArgs) -> Result<PathBuf, String> {
@@ -75,6 +81,10 @@ fn configure(args: &ServeArgs) -> Result<(Config, String), String> {
         config.port = port;
     }
     config.allow_anonymous_publish |= args.allow_anonymous_publish;
+    config.allow_remote_dashboard |= args.allow_remote_dashboard;
+    if let Some(token) = &args.admin_token {
+        config.admin_token = Some(token.clone());
+    }
 
     let origin = match (&args.app_id, &args.app_key, &args.app_secret) {
         (Some(id), Some(key), Some(secret)) => {
@@ -101,28 +111,9 @@ fn configure(args: &ServeArgs) -> Result<(Config, String), String> {
     Ok((config, origin))
 }
 
-/// The addresses LAN clients should use: every non-loopback address when bound to all interfaces.
-fn client_addresses(bind: IpAddr) -> Vec<IpAddr> {
-    if !bind.is_unspecified() {
-        return vec![bind];
-    }
-    let mut out: Vec<IpAddr> = if_addrs::get_if_addrs()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|i| i.ip())
-        .filter(|ip| !ip.is_loopback() && (bind.is_ipv6() || ip.is_ipv4()))
-        .collect();
-    out.sort();
-    out.dedup();
-    if out.is_empty() {
-        out.push(if bind.is_ipv4() { IpAddr::from([127, 0, 0, 1]) } else { IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1]) });
-    }
-    out
-}
-
-fn banner(local: SocketAddr, config: &Config, origin: &str) -> String {
+fn banner(local: SocketAddr, config: &Config, origin: &str, admin_token: &str) -> String {
     let app = &config.apps[0];
-    let addrs = client_addresses(local.ip());
+    let addrs = poussr::net::client_addresses(local.ip());
     let mut out = format!("Poussr {} listening on http://{}\n\n", env!("CARGO_PKG_VERSION"), url_for(local));
     out += "Clients connect to:\n";
     for ip in &addrs {
@@ -132,6 +123,7 @@ fn banner(local: SocketAddr, config: &Config, origin: &str) -> String {
         "\nApp credentials ({origin}):\n  app id:     {}\n  app key:    {}\n  app secret: {}\n",
         app.id, app.key, app.secret
     );
+    out += &format!("  admin token: {admin_token}  (for the admin API: Authorization: Bearer <token>)\n");
     let host = addrs[0].to_string();
     let s = snippets::snippets(&host, local.port(), app);
     out += &format!(
@@ -189,7 +181,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     })?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     let shutdown = shutdown_signal().map_err(|e| format!("cannot listen for Ctrl-C and SIGTERM: {e}"))?;
-    print!("{}", banner(local, &config, &origin));
+    print!("{}", banner(local, &config, &origin, hub.admin_token()));
     use std::io::Write;
     let _ = std::io::stdout().flush();
     server::run(listener, hub, shutdown).await.map_err(|e| format!("the server stopped: {e}"))
@@ -234,6 +226,8 @@ mod tests {
             config: None,
             data_dir: None,
             allow_anonymous_publish: false,
+            admin_token: None,
+            allow_remote_dashboard: false,
         }
     }
 
@@ -305,22 +299,10 @@ mod tests {
     fn the_banner_names_the_address_credentials_and_snippets() {
         let app = AppConfig { id: "9".into(), key: "kk".into(), secret: "ss".into(), enabled: true };
         let config = Config { apps: vec![app], ..Config::default() };
-        let text = banner("127.0.0.1:6001".parse().unwrap(), &config, "from test");
+        let text = banner("127.0.0.1:6001".parse().unwrap(), &config, "from test", "tok");
         assert!(text.starts_with("Poussr ") && text.contains("listening on http://127.0.0.1:6001"));
         for needle in ["app key:    kk", "app secret: ss", "new Pusher('kk'", "broadcaster: 'pusher'", "curl -X POST"] {
             assert!(text.contains(needle), "{needle}");
         }
-    }
-
-    #[test]
-    fn lan_addresses_exclude_loopback() {
-        for ip in client_addresses(IpAddr::from([0, 0, 0, 0])) {
-            assert!(ip.is_ipv4());
-            // Only when the machine has no other address does loopback stand in.
-            if ip.is_loopback() {
-                assert_eq!(client_addresses(IpAddr::from([0, 0, 0, 0])).len(), 1);
-            }
-        }
-        assert_eq!(client_addresses(IpAddr::from([10, 1, 2, 3])), vec![IpAddr::from([10, 1, 2, 3])]);
     }
 }

@@ -15,7 +15,21 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// Serves `hub` on an already bound `listener` until `shutdown` resolves; then stops accepting, closes
 /// every WebSocket with 4200 (so Pusher clients reconnect) and waits for the sessions to end, at most
 /// [`DRAIN_TIMEOUT`]. It never binds a port or catches a signal itself: the caller decides both.
-pub async fn run(
+///
+/// The hub learns its address at once (before the returned future is first polled), so that whoever spawns
+/// the future can ask the hub for it straight away.
+pub fn run(
+    listener: TcpListener,
+    hub: Hub,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> impl Future<Output = std::io::Result<()>> + Send + 'static {
+    if let Ok(addr) = listener.local_addr() {
+        hub.set_local_addr(addr);
+    }
+    serve(listener, hub, shutdown)
+}
+
+async fn serve(
     listener: TcpListener,
     hub: Hub,
     shutdown: impl Future<Output = ()> + Send + 'static,

@@ -3,6 +3,7 @@
 //!
 //! [`router`] builds the router without binding anything, so tests drive it with `oneshot`.
 
+mod admin;
 mod api;
 mod error;
 mod v1;
@@ -35,6 +36,7 @@ pub(crate) struct AppState {
 pub fn router(hub: Hub, sessions: mpsc::Sender<()>) -> Router {
     let state = AppState { hub, sessions };
     Router::new()
+        .merge(admin::routes(state.clone()))
         .route("/", get(ws::root))
         .route("/v1/ws", any(ws::v1))
         .route("/app/{key}", any(ws::pusher))

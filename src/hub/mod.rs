@@ -19,7 +19,7 @@ use std::time::{Instant, SystemTime};
 
 use axum::extract::ws::Utf8Bytes;
 use serde::Serialize;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, mpsc, watch};
 
 use crate::adapter::Adapter;
 use crate::config::{AppConfig, Config, Limits};
@@ -303,6 +303,8 @@ struct Shared {
     apps_by_id: HashMap<String, Arc<App>>,
     apps_by_key: HashMap<String, Arc<App>>,
     default_app: Arc<App>,
+    /// In configuration order.
+    apps: Vec<Arc<App>>,
     limits: Limits,
     allow_anonymous_publish: bool,
     /// Every open connection, by number.
@@ -317,6 +319,13 @@ struct Shared {
     adapter: Adapter,
     started: Instant,
     shutting_down: AtomicBool,
+    /// The token the admin API needs.
+    admin_token: String,
+    allow_remote_dashboard: bool,
+    /// The address the server listens on, set once by [`crate::server::run`].
+    local_addr: std::sync::OnceLock<SocketAddr>,
+    /// The number of open connections, for watchers such as the desktop tray's tooltip.
+    connections_watch: watch::Sender<usize>,
 }
 
 /// The hub: a cheap `Clone` handle over the shared state.
@@ -339,6 +348,7 @@ impl Hub {
                 apps_by_id: apps.iter().map(|a| (a.config.id.clone(), a.clone())).collect(),
                 apps_by_key: apps.iter().map(|a| (a.config.key.clone(), a.clone())).collect(),
                 default_app: apps[0].clone(),
+                apps: apps.clone(),
                 limits: config.limits.clone(),
                 allow_anonymous_publish: config.allow_anonymous_publish,
                 connections: Mutex::default(),
@@ -350,6 +360,10 @@ impl Hub {
                 adapter: Adapter::Local,
                 started: Instant::now(),
                 shutting_down: AtomicBool::new(false),
+                admin_token: config.admin_token.clone().unwrap_or_else(crate::config::random_token),
+                allow_remote_dashboard: config.allow_remote_dashboard,
+                local_addr: std::sync::OnceLock::new(),
+                connections_watch: watch::Sender::new(0),
             }),
         })
     }
@@ -357,6 +371,36 @@ impl Hub {
     /// The limits in force.
     pub fn limits(&self) -> &Limits {
         &self.shared.limits
+    }
+
+    /// The token the admin API and the dashboard need.
+    pub fn admin_token(&self) -> &str {
+        &self.shared.admin_token
+    }
+
+    /// Whether the admin API answers other machines than this one.
+    pub fn allow_remote_dashboard(&self) -> bool {
+        self.shared.allow_remote_dashboard
+    }
+
+    /// Records the address the server listens on (the first call wins).
+    pub fn set_local_addr(&self, addr: SocketAddr) {
+        let _ = self.shared.local_addr.set(addr);
+    }
+
+    /// The address the server listens on, once serving.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.shared.local_addr.get().copied()
+    }
+
+    /// Follows the number of open connections; changes are pushed, nothing polls.
+    pub fn watch_connections(&self) -> watch::Receiver<usize> {
+        self.shared.connections_watch.subscribe()
+    }
+
+    /// The apps, the default one first.
+    pub fn apps(&self) -> Vec<Arc<App>> {
+        self.shared.apps.clone()
     }
 
     /// Whether Poussr v1 publishing is open to other machines without a token.
@@ -427,6 +471,7 @@ impl Hub {
         });
         lock(&s.connections).insert(number, conn.clone());
         s.counters.connections_total.fetch_add(1, Relaxed);
+        s.connections_watch.send_replace(s.connection_count.load(Relaxed));
         s.monitor.emit(|| MonitorEvent::ConnectionOpened {
             at_ms: now_ms(),
             socket_id: conn.socket_id.clone(),
@@ -446,6 +491,7 @@ impl Hub {
         }
         if lock(&self.shared.connections).remove(&conn.number).is_some() {
             self.shared.connection_count.fetch_sub(1, Relaxed);
+            self.shared.connections_watch.send_replace(self.shared.connection_count.load(Relaxed));
             if code == Some(CloseCode::OverCapacity.code()) {
                 self.shared.counters.slow_consumer_closes.fetch_add(1, Relaxed);
             }

@@ -1,0 +1,93 @@
+//! The machine's own addresses: what LAN clients should connect to, and which `Host` headers name this
+//! machine (the admin API refuses the others, against DNS rebinding).
+
+use std::net::IpAddr;
+
+/// Every address of this machine's interfaces.
+pub fn interface_addresses() -> Vec<IpAddr> {
+    if_addrs::get_if_addrs().unwrap_or_default().into_iter().map(|i| i.ip()).collect()
+}
+
+/// The addresses LAN clients should use for a hub bound to `bind`: every non-loopback address when bound
+/// to all interfaces (IPv4 only for `0.0.0.0`), else `bind` itself. Loopback stands in when the machine has
+/// no other address.
+pub fn client_addresses(bind: IpAddr) -> Vec<IpAddr> {
+    if !bind.is_unspecified() {
+        return vec![bind];
+    }
+    let mut out: Vec<IpAddr> = interface_addresses()
+        .into_iter()
+        .filter(|ip| !ip.is_loopback() && (bind.is_ipv6() || ip.is_ipv4()))
+        // Link-local IPv6 addresses need a zone id that browsers do not accept in URLs.
+        .filter(|ip| !matches!(ip, IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80))
+        .collect();
+    out.sort();
+    out.dedup();
+    if out.is_empty() {
+        out.push(if bind.is_ipv4() { IpAddr::from([127, 0, 0, 1]) } else { IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1]) });
+    }
+    out
+}
+
+/// This machine's host name, if the OS tells it.
+pub fn host_name() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("COMPUTERNAME").ok())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|s| s.trim().to_ascii_lowercase())
+        .filter(|s| !s.is_empty())
+}
+
+/// Whether a `Host` header value names this machine: `localhost`, a loopback address, one of the
+/// interfaces' addresses, or the host name (with or without `.local`).
+pub fn is_own_host(host_header: &str) -> bool {
+    let host = host_header.trim().to_ascii_lowercase();
+    // Strip the port: "[::1]:6001", "127.0.0.1:6001", "name:6001".
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or("").to_owned()
+    } else {
+        match host.rsplit_once(':') {
+            Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) && !h.contains(':') => h.to_owned(),
+            _ => host.clone(),
+        }
+    };
+    if name == "localhost" || name.ends_with(".localhost") {
+        return true;
+    }
+    if let Ok(ip) = name.parse::<IpAddr>() {
+        return ip.to_canonical().is_loopback() || interface_addresses().contains(&ip);
+    }
+    host_name().is_some_and(|h| name == h || name == format!("{h}.local"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_hosts() {
+        for h in ["localhost", "localhost:6001", "127.0.0.1:6001", "[::1]:6001", "127.0.0.1", "LOCALHOST:1"] {
+            assert!(is_own_host(h), "{h}");
+        }
+        for h in ["evil.example", "evil.example:6001", "8.8.8.8:6001", "", "[2001:db8::1]:80"] {
+            assert!(!is_own_host(h), "{h}");
+        }
+        for ip in interface_addresses() {
+            let h = if ip.is_ipv6() { format!("[{ip}]:6001") } else { format!("{ip}:6001") };
+            assert!(is_own_host(&h), "{h}");
+        }
+        if let Some(name) = host_name() {
+            assert!(is_own_host(&format!("{name}:6001")));
+        }
+    }
+
+    #[test]
+    fn client_addresses_skip_loopback_unless_alone() {
+        let all = client_addresses(IpAddr::from([0, 0, 0, 0]));
+        assert!(!all.is_empty());
+        assert!(all.iter().all(|ip| ip.is_ipv4()));
+        assert!(all.len() == 1 || all.iter().all(|ip| !ip.is_loopback()));
+        assert_eq!(client_addresses(IpAddr::from([10, 1, 2, 3])), vec![IpAddr::from([10, 1, 2, 3])]);
+    }
+}

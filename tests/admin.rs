@@ -1,0 +1,118 @@
+//! The admin API: token, loopback-only, the Host check against DNS rebinding, and CORS for the desktop
+//! window.
+
+mod common;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use common::*;
+
+fn overview(host: &str, token: Option<&str>) -> Request<Body> {
+    let mut req = Request::get("/admin/api/overview").header("host", host);
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    req.body(Body::empty()).unwrap()
+}
+
+const TOKEN: &str = "0123456789abcdef0123";
+
+async fn hub() -> TestHub {
+    TestHub::with(|c| c.admin_token = Some(TOKEN.into())).await
+}
+
+#[tokio::test]
+async fn the_overview_needs_the_token() {
+    let hub = hub().await;
+    let host = hub.addr.to_string();
+    let (status, json, _) = hub.request(overview(&host, None)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(json["error"].as_str().unwrap().contains("missing"));
+    let (status, _, _) = hub.request(overview(&host, Some("wrong-token-wrong-token"))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, json, _) = hub.request(overview(&host, Some(TOKEN))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(json["status"], "running");
+    assert_eq!(json["port"], hub.addr.port());
+    assert_eq!(json["app"]["key"], "testkey");
+    assert_eq!(json["app"]["secret"], "testsecret");
+    assert_eq!(json["addresses"], serde_json::json!(["127.0.0.1"]));
+    assert!(json["snippets"]["pusher_js"].as_str().unwrap().contains("new Pusher('testkey'"));
+    assert_eq!(json["stats"]["connections"], 0);
+    // The token may also come in the query, for links and WebSockets.
+    let req = Request::get(format!("/admin/api/overview?token={TOKEN}")).header("host", &host).body(Body::empty());
+    assert_eq!(hub.request(req.unwrap()).await.0, StatusCode::OK);
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn a_foreign_host_header_is_refused() {
+    let hub = hub().await;
+    for host in ["evil.example", "evil.example:6001", "203.0.113.9:6001"] {
+        let (status, json, _) = hub.request(overview(host, Some(TOKEN))).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{host}");
+        assert!(json["error"].as_str().unwrap().contains("DNS rebinding"), "{json}");
+    }
+    for host in ["localhost:6001", "127.0.0.1", "[::1]:6001"] {
+        assert_eq!(hub.request(overview(host, Some(TOKEN))).await.0, StatusCode::OK, "{host}");
+    }
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn other_machines_are_refused_unless_allowed() {
+    let lan = "192.168.1.50:40000".parse().unwrap();
+    let hub = hub().await;
+    let (status, json, _) = hub.request_from(lan, overview("localhost", Some(TOKEN))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(json["error"].as_str().unwrap().contains("--allow-remote-dashboard"));
+    hub.stop().await;
+    let hub = TestHub::with(|c| {
+        c.admin_token = Some(TOKEN.into());
+        c.allow_remote_dashboard = true;
+    })
+    .await;
+    assert_eq!(hub.request_from(lan, overview("localhost", Some(TOKEN))).await.0, StatusCode::OK);
+    assert_eq!(hub.request_from(lan, overview("localhost", None)).await.0, StatusCode::UNAUTHORIZED);
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn the_desktop_window_origin_gets_cors_headers() {
+    let hub = hub().await;
+    let preflight = Request::builder()
+        .method("OPTIONS")
+        .uri("/admin/api/overview")
+        .header("host", "127.0.0.1:6001")
+        .header("origin", "tauri://localhost")
+        .header("access-control-request-headers", "authorization")
+        .body(Body::empty())
+        .unwrap();
+    let (sessions, _) = tokio::sync::mpsc::channel(1);
+    use tower::ServiceExt;
+    let router = poussr::http::router(hub.hub.clone(), sessions)
+        .layer(axum::extract::connect_info::MockConnectInfo(std::net::SocketAddr::from(([127, 0, 0, 1], 1))));
+    let resp = router.clone().oneshot(preflight).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    assert_eq!(resp.headers()["access-control-allow-origin"], "tauri://localhost");
+    assert!(resp.headers()["access-control-allow-headers"].to_str().unwrap().contains("authorization"));
+    let get = Request::get("/admin/api/overview")
+        .header("host", "127.0.0.1:6001")
+        .header("origin", "tauri://localhost")
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .body(Body::empty())
+        .unwrap();
+    let resp = router.clone().oneshot(get).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["access-control-allow-origin"], "tauri://localhost");
+    // Another site's origin gets no CORS headers, so its pages cannot read the answer.
+    let get = Request::get("/admin/api/overview")
+        .header("host", "127.0.0.1:6001")
+        .header("origin", "http://evil.example")
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .body(Body::empty())
+        .unwrap();
+    let resp = router.oneshot(get).await.unwrap();
+    assert!(resp.headers().get("access-control-allow-origin").is_none());
+    hub.stop().await;
+}
