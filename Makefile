@@ -3,13 +3,21 @@
 
 ARGS ?=
 
-.PHONY: run serve test test-rust test-clients lint fmt deps
+.PHONY: run serve test test-rust test-clients test-desktop bundle lint fmt deps
 
-## Build and start the hub (headless `poussr serve`). Pass flags with ARGS="--port 7000".
-run: serve
-
-serve:
+## Build and start the desktop app (with no display: the headless hub). Pass flags with ARGS="...".
+run:
 	./scripts/run.sh $(ARGS)
+
+## The headless hub, even on a desktop. Pass flags with ARGS="--port 7000".
+serve:
+	./scripts/deps.sh hub
+	cargo build --release --bin poussr
+	./target/release/poussr serve $(ARGS)
+
+## The .deb and .rpm packages (target/release/bundle/).
+bundle:
+	./scripts/bundle.sh
 
 ## Install what the tests need, then run every test: Rust, then the real-client suite.
 test:
@@ -20,6 +28,9 @@ test-rust:
 
 test-clients:
 	./scripts/test.sh clients
+
+test-desktop:
+	./scripts/test.sh desktop
 
 ## Formatting and lints, as CI expects them.
 lint:

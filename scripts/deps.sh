@@ -1,25 +1,42 @@
 #!/usr/bin/env bash
-# Installs what building and testing Poussr needs and is not there yet. Safe to run again: it only
-# installs what is missing. Debian packages need root (or sudo).
+# Installs what building and testing Poussr needs and is not there yet; safe to run again (it installs
+# only what is missing). Debian packages need root or sudo.
+#   scripts/deps.sh          the hub, the desktop app and every test
+#   scripts/deps.sh hub      only what the headless hub and its tests need
 set -euo pipefail
+what=${1:-all}
 
-need_apt=()
 command -v cargo >/dev/null || { echo "deps: cargo is missing; install Rust from https://rustup.rs" >&2; exit 1; }
-command -v curl >/dev/null || need_apt+=(curl)
-command -v node >/dev/null || need_apt+=(nodejs)
-command -v npm >/dev/null || need_apt+=(npm)
-command -v pkg-config >/dev/null || need_apt+=(pkg-config)
 
-if [ ${#need_apt[@]} -gt 0 ]; then
-  echo "deps: installing ${need_apt[*]}"
+packages=(curl nodejs npm pkg-config)
+if [ "$what" = all ]; then
+  # Building the Tauri app (WebKitGTK, GTK, the tray) and testing its real window (Xvfb, WebKitWebDriver).
+  packages+=(build-essential file libssl-dev libwebkit2gtk-4.1-dev libjavascriptcoregtk-4.1-dev
+    libsoup-3.0-dev libgtk-3-dev libayatana-appindicator3-dev librsvg2-dev libxdo-dev
+    xvfb xauth webkit2gtk-driver dbus-x11 at-spi2-core)
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  # nodejs/npm may come from elsewhere than Debian: a working command is enough.
+  case $p in nodejs) command -v node >/dev/null && continue ;; npm) command -v npm >/dev/null && continue ;; esac
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "deps: installing ${missing[*]}"
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
 node_major=$(node -p 'process.versions.node.split(".")[0]')
 if [ "$node_major" -lt 20 ]; then
   echo "deps: Node.js 20 or newer is needed for the client tests (found $(node --version))" >&2
   exit 1
+fi
+
+if [ "$what" = all ] && ! command -v tauri-driver >/dev/null; then
+  echo "deps: installing tauri-driver (the WebDriver bridge to the desktop window)"
+  cargo install tauri-driver --version 2.1.0 --locked --quiet
 fi

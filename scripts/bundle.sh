@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# `make bundle`: the installable packages, built offline: a .deb and an .rpm (on Linux). The same
+# src-tauri/tauri.conf.json carries what the .msi/.exe (Windows) and .dmg (macOS) builders need; run this on
+# those systems with the matching --bundles. AppImage needs a download from GitHub, so it is not built here.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/deps.sh
+[ -d node_modules/@tauri-apps/cli ] || npm ci --no-audit --no-fund
+npx tauri build --bundles "${BUNDLES:-deb,rpm}"
+echo
+echo "bundles:"
+find target/release/bundle -maxdepth 2 -type f \( -name '*.deb' -o -name '*.rpm' \) -exec ls -l {} \;

@@ -1,0 +1,5 @@
+//! Generates the Tauri context (config, capabilities, icons) at build time.
+
+fn main() {
+    tauri_build::build()
+}

@@ -1,0 +1,172 @@
+//! The Tauri commands: one-line wrappers over plain Rust, for what only the desktop can do — the hub's
+//! address and admin token, settings, restart, the clipboard and the config folder. Everything else the
+//! window asks the hub itself, over its admin API.
+
+use std::net::IpAddr;
+
+use poussr::Limits;
+use serde::{Deserialize, Serialize, Serializer};
+use tauri::{AppHandle, Runtime, State};
+use tauri_plugin_clipboard_manager::ClipboardExt;
+use tauri_plugin_opener::OpenerExt;
+
+use crate::AppState;
+use crate::runner::{BindError, Status};
+use crate::settings::{Overrides, Settings};
+
+/// Why a command failed. Serialized as `{"kind": "...", "message": "..."}` for the window.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The hub could not listen where asked; it still serves where it did.
+    #[error("{0}")]
+    Bind(#[from] BindError),
+    /// A setting is not valid.
+    #[error("{0}")]
+    Invalid(String),
+    /// The settings could not be saved; the previous ones are kept.
+    #[error("{0}")]
+    Settings(String),
+    /// The clipboard refused.
+    #[error("cannot use the clipboard: {0}")]
+    Clipboard(String),
+    /// The config folder could not be opened.
+    #[error("cannot open the folder: {0}")]
+    Open(String),
+}
+
+impl Error {
+    fn kind(&self) -> &'static str {
+        match self {
+            Error::Bind(e) => e.kind,
+            Error::Invalid(_) => "invalid",
+            Error::Settings(_) => "settings",
+            Error::Clipboard(_) => "clipboard",
+            Error::Open(_) => "open",
+        }
+    }
+}
+
+impl Serialize for Error {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut s = serializer.serialize_struct("Error", 2)?;
+        s.serialize_field("kind", self.kind())?;
+        s.serialize_field("message", &self.to_string())?;
+        s.end()
+    }
+}
+
+/// How the window reaches the hub, and what it should tell the operator.
+#[derive(Debug, Clone, Serialize)]
+pub struct Connection {
+    /// The hub's state, address and error.
+    pub status: Status,
+    /// The token for the admin API (new at each launch).
+    pub admin_token: String,
+    /// A message about the settings file, if any.
+    pub notice: Option<String>,
+}
+
+/// `connection`: the hub's base URL and admin token, in one call.
+#[tauri::command]
+pub fn connection(state: State<'_, AppState>) -> Connection {
+    state.connection()
+}
+
+/// The settings as the Settings pane shows them.
+#[derive(Debug, Clone, Serialize)]
+pub struct SettingsView {
+    /// What is saved.
+    pub saved: Settings,
+    /// What is in force (saved, plus the environment's overrides).
+    pub effective: Settings,
+    /// The compiled-in defaults.
+    pub defaults: Settings,
+    /// `POUSSR_BIND` / `POUSSR_PORT`, when set.
+    pub overrides: Overrides,
+    /// The settings file.
+    pub file: String,
+    /// This machine's addresses, to choose a bind address from.
+    pub machine_addresses: Vec<String>,
+}
+
+/// `get_settings`.
+#[tauri::command]
+pub fn get_settings(state: State<'_, AppState>) -> SettingsView {
+    state.settings_view()
+}
+
+/// What the Settings pane sends.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SettingsInput {
+    /// The address to listen on, as typed.
+    pub bind: String,
+    /// The port.
+    pub port: u16,
+    /// Accept v1 publishing from other machines without a token.
+    pub allow_anonymous_publish: bool,
+    /// Let other machines watch the dashboard.
+    pub allow_remote_dashboard: bool,
+    /// The limits, when the pane edits them.
+    #[serde(default)]
+    pub limits: Option<Limits>,
+}
+
+/// `apply_settings`: moves the hub, then saves. If the hub cannot listen there, or the settings cannot be
+/// saved, the previous settings stay in force and the error says why.
+#[tauri::command]
+pub async fn apply_settings(state: State<'_, AppState>, input: SettingsInput) -> Result<Connection, Error> {
+    state.apply(input).await
+}
+
+/// `copy_text`: puts text on the clipboard.
+#[tauri::command]
+pub fn copy_text<R: Runtime>(app: AppHandle<R>, text: String) -> Result<(), Error> {
+    write_clipboard(&app, &text)
+}
+
+/// `open_config_folder`: shows the settings folder in the file manager.
+#[tauri::command]
+pub fn open_config_folder<R: Runtime>(app: AppHandle<R>, state: State<'_, AppState>) -> Result<(), Error> {
+    let dir = state.store.dir().to_string_lossy().into_owned();
+    app.opener().open_path(dir, None::<&str>).map_err(|e| Error::Open(e.to_string()))
+}
+
+/// Writes to the clipboard.
+pub fn write_clipboard<R: Runtime>(app: &AppHandle<R>, text: &str) -> Result<(), Error> {
+    app.clipboard().write_text(text).map_err(|e| Error::Clipboard(e.to_string()))
+}
+
+/// Parses the bind address the operator typed.
+pub fn parse_bind(text: &str) -> Result<IpAddr, Error> {
+    let t = text.trim().trim_start_matches('[').trim_end_matches(']');
+    t.parse().map_err(|_| {
+        Error::Invalid(format!(
+            "{text:?} is not an IP address; use 0.0.0.0 for every address, or one of this machine's"
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_serialize_with_kind_and_message() {
+        let e = Error::Bind(BindError { kind: "port_in_use", message: "Port 1 is in use".into() });
+        assert_eq!(
+            serde_json::to_value(&e).unwrap(),
+            serde_json::json!({"kind":"port_in_use","message":"Port 1 is in use"})
+        );
+        let e = Error::Settings("disk full".into());
+        assert_eq!(serde_json::to_value(&e).unwrap()["kind"], "settings");
+    }
+
+    #[test]
+    fn bind_addresses_are_parsed_or_explained() {
+        assert_eq!(parse_bind(" 0.0.0.0 ").unwrap(), IpAddr::from([0, 0, 0, 0]));
+        assert_eq!(parse_bind("[::1]").unwrap(), "::1".parse::<IpAddr>().unwrap());
+        let e = parse_bind("my-laptop").unwrap_err();
+        assert!(e.to_string().contains("not an IP address"));
+    }
+}

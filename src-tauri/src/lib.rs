@@ -1,0 +1,345 @@
+//! Poussr's desktop shell: a tray application that hosts the hub from the `poussr` crate.
+//!
+//! # Layout
+//!
+//! | module | role |
+//! |---|---|
+//! | `lib.rs` | `run()` → [`build_app`]: plugins, state, commands; the launch sequence in `setup`; keeping the app alive in the tray |
+//! | [`settings`] | defaults from `tauri.conf.json`, the operator's `settings.json` (atomic saves), env overrides |
+//! | [`runner`] | the hub's lifecycle: start, move to a new address (bind first, then release), stop with 4200 |
+//! | [`tray`] | the tray icon, tooltip and menu; menu actions are plain functions |
+//! | [`window`] | the window, destroyed when closed so that its webview's memory is given back |
+//! | [`commands`] | the few Tauri commands: connection, settings, clipboard, config folder |
+//!
+//! The window shows the bundled `ui/` and reads the hub through its admin API, like a browser would; Tauri
+//! IPC carries only what only the desktop can do.
+
+pub mod commands;
+pub mod runner;
+pub mod settings;
+pub mod tray;
+pub mod window;
+
+use std::sync::{Arc, Mutex};
+
+use tauri::{AppHandle, Manager, RunEvent, Runtime};
+
+use crate::commands::{Connection, Error, SettingsInput, SettingsView, parse_bind};
+use crate::runner::Runner;
+use crate::settings::{Overrides, Settings, Store};
+
+/// What the commands and the tray share.
+pub struct AppState {
+    /// The hub.
+    pub runner: Arc<Runner>,
+    /// Where the settings live.
+    pub store: Store,
+    /// The compiled-in defaults.
+    pub defaults: Settings,
+    /// What is saved (the operator's choices).
+    saved: Mutex<Settings>,
+    /// `POUSSR_BIND` / `POUSSR_PORT` for this launch; cleared when the operator applies new settings.
+    overrides: Mutex<Overrides>,
+    /// A message for the operator about the settings (a damaged file, a bad environment variable).
+    notice: Mutex<Option<String>>,
+    /// The admin API token for this launch.
+    admin_token: String,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl AppState {
+    /// The connection details for the window.
+    pub fn connection(&self) -> Connection {
+        Connection {
+            status: self.runner.status(),
+            admin_token: self.admin_token.clone(),
+            notice: lock(&self.notice).clone(),
+        }
+    }
+
+    /// The settings for the Settings pane.
+    pub fn settings_view(&self) -> SettingsView {
+        let saved = lock(&self.saved).clone();
+        let overrides = lock(&self.overrides).clone();
+        SettingsView {
+            effective: overrides.apply(&saved),
+            saved,
+            defaults: self.defaults.clone(),
+            overrides,
+            file: self.store.path().to_string_lossy().into_owned(),
+            machine_addresses: poussr::net::interface_addresses().iter().map(|ip| ip.to_string()).collect(),
+        }
+    }
+
+    /// Tries the new settings, then saves them; on any failure the previous settings stay in force.
+    pub async fn apply(&self, input: SettingsInput) -> Result<Connection, Error> {
+        let bind = parse_bind(&input.bind)?;
+        if input.port == 0 {
+            return Err(Error::Invalid("choose a port from 1 to 65535".into()));
+        }
+        let previous = lock(&self.saved).clone();
+        let next = Settings {
+            bind,
+            port: input.port,
+            allow_anonymous_publish: input.allow_anonymous_publish,
+            allow_remote_dashboard: input.allow_remote_dashboard,
+            limits: input.limits.unwrap_or_else(|| previous.limits.clone()),
+            app: previous.app.clone(),
+        };
+        next.limits.validate().map_err(|e| Error::Invalid(e.to_string()))?;
+        self.runner.apply(next.hub_config(&self.admin_token)).await?;
+        if let Err(e) = self.store.save(&next) {
+            // Not saved: go back to what is saved, so that what runs is what the next launch will run.
+            let restore = lock(&self.overrides).apply(&previous);
+            if let Err(back) = self.runner.apply(restore.hub_config(&self.admin_token)).await {
+                tracing::error!("cannot go back to the previous settings: {back}");
+            }
+            return Err(Error::Settings(format!("{e}. The previous settings are still in force.")));
+        }
+        *lock(&self.saved) = next;
+        // The operator chose an address: the launch-time overrides no longer apply.
+        *lock(&self.overrides) = Overrides::default();
+        *lock(&self.notice) = None;
+        Ok(self.connection())
+    }
+}
+
+/// Options from the command line: `--config-dir DIR` (tests and portable installs) and `--hidden` (start
+/// in the tray without opening the window).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct LaunchOptions {
+    /// Where settings live, instead of the OS config folder.
+    pub config_dir: Option<std::path::PathBuf>,
+    /// Start without showing the window.
+    pub hidden: bool,
+}
+
+impl LaunchOptions {
+    /// Reads `args` (without the program name) and `POUSSR_CONFIG_DIR`.
+    pub fn parse(args: impl IntoIterator<Item = String>) -> Self {
+        let mut out =
+            LaunchOptions { config_dir: std::env::var_os("POUSSR_CONFIG_DIR").map(Into::into), ..Default::default() };
+        let mut args = args.into_iter();
+        while let Some(arg) = args.next() {
+            if arg == "--hidden" {
+                out.hidden = true;
+            } else if arg == "--config-dir" {
+                out.config_dir = args.next().map(Into::into);
+            } else if let Some(dir) = arg.strip_prefix("--config-dir=") {
+                out.config_dir = Some(dir.into());
+            }
+        }
+        out
+    }
+}
+
+/// Stops the hub (clients are closed with 4200, so they reconnect to the next Poussr) and quits.
+pub fn quit<R: Runtime>(app: &AppHandle<R>) {
+    let app = app.clone();
+    tauri::async_runtime::spawn(async move {
+        let runner = app.state::<AppState>().runner.clone();
+        runner.stop().await;
+        app.exit(0);
+    });
+}
+
+/// Loads the settings, starts the hub and registers the state. A failure to listen is not fatal: the
+/// window shows it and lets the operator choose another port.
+fn launch<R: Runtime>(app: &AppHandle<R>, options: &LaunchOptions) -> Result<(), String> {
+    let defaults = Settings::from_plugin_config(app.config().plugins.0.get("poussr"))?;
+    let store = match &options.config_dir {
+        Some(dir) => Store::new(dir),
+        None => Store::os_default().ok_or("no config folder was found for this user; start with --config-dir DIR")?,
+    };
+    let loaded = store.load(&defaults).map_err(|e| e.to_string())?;
+    let (overrides, problems) = Overrides::from_env();
+    let notice = match (loaded.notice, problems.is_empty()) {
+        (n, true) => n,
+        (n, false) => Some([n.unwrap_or_default(), problems.join(" ")].join(" ").trim().to_owned()),
+    };
+    let admin_token = poussr::config::random_token();
+    let runner = Arc::new(Runner::default());
+    let config = overrides.apply(&loaded.settings).hub_config(&admin_token);
+    if let Err(e) = tauri::async_runtime::block_on(runner.start(config)) {
+        tracing::warn!("the hub did not start: {e}");
+    }
+    app.manage(AppState {
+        runner,
+        store,
+        defaults,
+        saved: Mutex::new(loaded.settings),
+        overrides: Mutex::new(overrides),
+        notice: Mutex::new(notice),
+        admin_token,
+    });
+    Ok(())
+}
+
+/// The app with its plugins: single instance, clipboard, opener.
+pub fn build_app<R: Runtime>(builder: tauri::Builder<R>, options: LaunchOptions) -> tauri::Builder<R> {
+    let builder = builder
+        // First, so that a second launch hands over to this one before doing anything else.
+        .plugin(tauri_plugin_single_instance::init(|app, _args, _cwd| {
+            tray::on_item(app, tray::TrayItem::Open);
+        }))
+        .plugin(tauri_plugin_clipboard_manager::init())
+        .plugin(tauri_plugin_opener::init());
+    core(builder, options)
+}
+
+/// The commands and the launch sequence, on any runtime: the real one in [`run`], the mock one in tests.
+pub fn core<R: Runtime>(builder: tauri::Builder<R>, options: LaunchOptions) -> tauri::Builder<R> {
+    builder
+        .invoke_handler(tauri::generate_handler![
+            commands::connection,
+            commands::get_settings,
+            commands::apply_settings,
+            commands::copy_text,
+            commands::open_config_folder,
+        ])
+        .setup(move |app| {
+            launch(app.handle(), &options)?;
+            if let Err(e) = tray::build(app.handle()) {
+                // Some desktops have no tray; the window still works.
+                tracing::warn!("no tray icon: {e}");
+            }
+            if !options.hidden {
+                window::show(app.handle())?;
+            }
+            Ok(())
+        })
+}
+
+/// Whether a graphical session is there to open a window in (on Linux: X11 or Wayland).
+pub fn has_display() -> bool {
+    if cfg!(target_os = "linux") {
+        ["DISPLAY", "WAYLAND_DISPLAY"].iter().any(|v| std::env::var_os(v).is_some_and(|d| !d.is_empty()))
+    } else {
+        true
+    }
+}
+
+/// Runs the desktop app until the operator quits.
+pub fn run() {
+    if !has_display() {
+        eprintln!(
+            "poussr-desktop: no display (neither DISPLAY nor WAYLAND_DISPLAY is set), so there is no window to \
+             show.\nOn a server, run the headless hub instead: poussr serve"
+        );
+        std::process::exit(2);
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .init();
+    let options = LaunchOptions::parse(std::env::args().skip(1));
+    let app = build_app(tauri::Builder::default(), options).build(tauri::generate_context!()).unwrap_or_else(|e| {
+        eprintln!("poussr-desktop: cannot start: {e}");
+        std::process::exit(1);
+    });
+    app.run(|_app, event| {
+        // Closing the window must not end the app: it lives in the tray until Quit (which exits with a code).
+        if let RunEvent::ExitRequested { api, code: None, .. } = event {
+            api.prevent_exit();
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tauri::ipc::{CallbackFn, InvokeBody};
+    use tauri::test::{INVOKE_KEY, get_ipc_response, mock_builder, mock_context, noop_assets};
+    use tauri::webview::InvokeRequest;
+
+    fn invoke(
+        webview: &tauri::WebviewWindow<tauri::test::MockRuntime>,
+        cmd: &str,
+        body: serde_json::Value,
+    ) -> Result<serde_json::Value, serde_json::Value> {
+        let request = InvokeRequest {
+            cmd: cmd.into(),
+            callback: CallbackFn(0),
+            error: CallbackFn(1),
+            url: "tauri://localhost".parse().unwrap(),
+            body: InvokeBody::Json(body),
+            headers: Default::default(),
+            invoke_key: INVOKE_KEY.to_string(),
+        };
+        get_ipc_response(webview, request).map(|r| r.deserialize::<serde_json::Value>().unwrap())
+    }
+
+    fn mock_app(settings: serde_json::Value) -> (tauri::App<tauri::test::MockRuntime>, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("poussr-mock-{}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("settings.json"), settings.to_string()).unwrap();
+        let options = LaunchOptions { config_dir: Some(dir.clone()), hidden: true };
+        let app = core(mock_builder(), options.clone()).build(mock_context(noop_assets())).unwrap();
+        // The mock runtime has no event loop, so `setup` never runs: launch as it would.
+        launch(app.handle(), &options).unwrap();
+        (app, dir)
+    }
+
+    #[test]
+    fn the_connection_command_gives_the_hub_url_and_token() {
+        let (app, dir) = mock_app(serde_json::json!({"bind": "127.0.0.1", "port": 0}));
+        let webview = tauri::WebviewWindowBuilder::new(&app, "main", Default::default()).build().unwrap();
+        let c = invoke(&webview, "connection", serde_json::json!({})).unwrap();
+        assert_eq!(c["status"]["state"], "running");
+        assert!(c["status"]["base_url"].as_str().unwrap().starts_with("http://127.0.0.1:"));
+        assert_eq!(c["admin_token"].as_str().unwrap().len(), 32);
+        let settings = invoke(&webview, "get_settings", serde_json::json!({})).unwrap();
+        assert_eq!(settings["saved"]["bind"], "127.0.0.1");
+        assert!(settings["file"].as_str().unwrap().ends_with("settings.json"));
+        tauri::async_runtime::block_on(app.state::<AppState>().runner.stop());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn apply_settings_refuses_a_bad_address_and_keeps_serving() {
+        let (app, dir) = mock_app(serde_json::json!({"bind": "127.0.0.1", "port": 0}));
+        let webview = tauri::WebviewWindowBuilder::new(&app, "main", Default::default()).build().unwrap();
+        let before = invoke(&webview, "connection", serde_json::json!({})).unwrap();
+        let input = serde_json::json!({"input": {"bind": "not-an-ip", "port": 7000,
+            "allow_anonymous_publish": false, "allow_remote_dashboard": false}});
+        let err = invoke(&webview, "apply_settings", input).unwrap_err();
+        assert_eq!(err["kind"], "invalid");
+        assert!(err["message"].as_str().unwrap().contains("not an IP address"));
+        let after = invoke(&webview, "connection", serde_json::json!({})).unwrap();
+        assert_eq!(before["status"], after["status"]);
+        tauri::async_runtime::block_on(app.state::<AppState>().runner.stop());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn apply_settings_moves_the_hub_and_saves() {
+        let (app, dir) = mock_app(serde_json::json!({"bind": "127.0.0.1", "port": 0}));
+        let webview = tauri::WebviewWindowBuilder::new(&app, "main", Default::default()).build().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let input = serde_json::json!({"input": {"bind": "127.0.0.1", "port": port,
+            "allow_anonymous_publish": true, "allow_remote_dashboard": false}});
+        let c = invoke(&webview, "apply_settings", input).unwrap();
+        assert_eq!(c["status"]["listen"], format!("127.0.0.1:{port}"));
+        let saved: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("settings.json")).unwrap()).unwrap();
+        assert_eq!(
+            (saved["port"].as_u64(), saved["allow_anonymous_publish"].as_bool()),
+            (Some(port as u64), Some(true))
+        );
+        tauri::async_runtime::block_on(app.state::<AppState>().runner.stop());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn launch_options() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let o = LaunchOptions::parse(args(&["--hidden", "--config-dir", "/tmp/x"]));
+        assert!(o.hidden);
+        assert_eq!(o.config_dir.as_deref(), Some(std::path::Path::new("/tmp/x")));
+        let o = LaunchOptions::parse(args(&["--config-dir=/tmp/y"]));
+        assert_eq!(o.config_dir.as_deref(), Some(std::path::Path::new("/tmp/y")));
+        assert!(!o.hidden);
+    }
+}

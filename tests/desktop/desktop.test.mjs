@@ -1,0 +1,205 @@
+// The real Poussr window, driven over WebDriver: tauri-driver starts the desktop binary through
+// WebKitWebDriver; webdriverio clicks and reads like an operator. Each test gets its own config folder
+// and free ports on 127.0.0.1, and ends the app it started.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync, readFileSync, mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { remote } from 'webdriverio';
+import WebSocket from 'ws';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const BIN = process.env.POUSSR_DESKTOP_BIN || path.resolve(here, '../../target/debug/poussr-desktop');
+const DRIVER = process.env.TAURI_DRIVER || 'tauri-driver';
+const SHOTS = path.join(here, 'screenshots');
+mkdirSync(SHOTS, { recursive: true });
+
+let driver;
+let driverPort;
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+function reachable(port) {
+  return new Promise((resolve) => {
+    const s = net.connect({ host: '127.0.0.1', port });
+    s.once('connect', () => { s.destroy(); resolve(true); });
+    s.once('error', () => resolve(false));
+  });
+}
+
+async function waitFor(what, check, timeout = 15000) {
+  const end = Date.now() + timeout;
+  let last;
+  while (Date.now() < end) {
+    try {
+      last = await check();
+      if (last) return last;
+    } catch (e) {
+      last = e;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`timed out waiting for ${what} (last: ${last})`);
+}
+
+async function health(port) {
+  const res = await fetch(`http://127.0.0.1:${port}/health`, { signal: AbortSignal.timeout(2000) });
+  return res.ok ? res.json() : null;
+}
+
+const APP = { id: '777', key: 'desktopkey1234567890', secret: 'desktopsecret12345678901234567890', enabled: true };
+
+/** A config folder whose settings.json makes the app listen on 127.0.0.1:port. */
+function configDir(port) {
+  const dir = mkdtempSync(path.join(tmpdir(), 'poussr-desktop-'));
+  writeFileSync(path.join(dir, 'settings.json'), JSON.stringify({ bind: '127.0.0.1', port, app: APP }, null, 2));
+  return dir;
+}
+
+async function launch(dir) {
+  return remote({
+    hostname: '127.0.0.1',
+    port: driverPort,
+    logLevel: 'error',
+    connectionRetryCount: 0,
+    capabilities: {
+      browserName: 'wry',
+      'wdio:enforceWebDriverClassic': true,
+      'tauri:options': { application: BIN, args: ['--config-dir', dir] },
+    },
+  });
+}
+
+/** A screenshot once the window has painted what the DOM says (WebKit paints after a frame or two). */
+async function screenshot(browser, name) {
+  await browser.execute(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
+  await browser.pause(300);
+  await browser.saveScreenshot(path.join(SHOTS, name));
+}
+
+async function textOf(browser, selector) {
+  return (await browser.$(selector)).getText();
+}
+
+async function waitText(browser, selector, includes, timeout = 15000) {
+  return waitFor(`${selector} to show "${includes}"`, async () => {
+    const t = await textOf(browser, selector);
+    return t.includes(includes) ? t : false;
+  }, timeout);
+}
+
+before(async () => {
+  driverPort = await freePort();
+  const nativePort = await freePort();
+  driver = spawn(DRIVER, ['--port', String(driverPort), '--native-port', String(nativePort)], {
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+  await waitFor('tauri-driver to listen', () => reachable(driverPort), 20000);
+});
+
+after(() => {
+  driver?.kill();
+});
+
+test('the app starts, serves /health on its port and shows that it runs', async () => {
+  const port = await freePort();
+  const dir = configDir(port);
+  const started = Date.now();
+  const browser = await launch(dir);
+  try {
+    const h = await waitFor('/health', () => health(port));
+    assert.equal(h.status, 'ok');
+    console.log(`launch to /health: ${Date.now() - started} ms (WebDriver session start included)`);
+    await waitText(browser, '#state', `Running on port ${port}`);
+    const addresses = await textOf(browser, '#addresses');
+    assert.match(addresses, new RegExp(`:${port}`));
+    assert.equal(await textOf(browser, '#app-key'), APP.key);
+    // The secret is hidden until the operator asks for it.
+    assert.doesNotMatch(await textOf(browser, '#app-secret'), new RegExp(APP.secret));
+    await (await browser.$('#reveal-secret')).click();
+    await waitText(browser, '#app-secret', APP.secret);
+    assert.match(await textOf(browser, '#snippet'), new RegExp(`new Pusher\\('${APP.key}'`));
+    await (await browser.$('#reveal-secret')).click();
+    await screenshot(browser, 'overview.png');
+    await (await browser.$('button[data-pane="settings"]')).click();
+    await waitFor('the settings form', async () => (await (await browser.$('#port')).getValue()) === String(port));
+    await screenshot(browser, 'settings.png');
+  } finally {
+    await browser.deleteSession();
+  }
+});
+
+test('changing the port in Settings moves the hub, closes old clients with 4200, and is kept', async () => {
+  const oldPort = await freePort();
+  const newPort = await freePort();
+  const dir = configDir(oldPort);
+  let browser = await launch(dir);
+  try {
+    await waitFor('/health on the old port', () => health(oldPort));
+    await waitText(browser, '#state', `Running on port ${oldPort}`);
+    // A Pusher client on the old port, to see how it is closed.
+    const ws = new WebSocket(`ws://127.0.0.1:${oldPort}/app/${APP.key}?protocol=7`);
+    const closed = new Promise((resolve) => ws.on('close', (code) => resolve(code)));
+    await new Promise((resolve, reject) => { ws.once('message', resolve); ws.once('error', reject); });
+
+    await (await browser.$('button[data-pane="settings"]')).click();
+    const portInput = await browser.$('#port');
+    await waitFor('the settings form', async () => (await portInput.getValue()) === String(oldPort));
+    await portInput.setValue(String(newPort));
+    await (await browser.$('#apply-settings')).click();
+    await waitText(browser, '#settings-result', 'Applied');
+
+    assert.equal((await health(newPort)).status, 'ok');
+    assert.equal(await reachable(oldPort), false, 'the old port is released');
+    assert.equal(await closed, 4200, 'clients on the old port were told to reconnect');
+    const saved = JSON.parse(readFileSync(path.join(dir, 'settings.json'), 'utf8'));
+    assert.equal(saved.port, newPort);
+  } finally {
+    await browser.deleteSession();
+  }
+  await waitFor('the app to exit', async () => !(await reachable(newPort)));
+  // Started again, it comes back on the new port.
+  browser = await launch(dir);
+  try {
+    assert.equal((await waitFor('/health after restart', () => health(newPort))).status, 'ok');
+    await waitText(browser, '#state', `Running on port ${newPort}`);
+  } finally {
+    await browser.deleteSession();
+  }
+});
+
+test('a port taken at launch is shown in the window, and another port can be chosen there', async () => {
+  const blocker = net.createServer();
+  await new Promise((r) => blocker.listen(0, '127.0.0.1', r));
+  const taken = blocker.address().port;
+  const other = await freePort();
+  const browser = await launch(configDir(taken));
+  try {
+    await waitText(browser, '#state', 'Not running');
+    const message = await waitText(browser, '#start-error-message', 'already in use');
+    assert.match(message, new RegExp(String(taken)));
+    await screenshot(browser, 'port-taken.png');
+    const input = await browser.$('#retry-port');
+    await input.setValue(String(other));
+    await (await browser.$('#port-form button[type="submit"]')).click();
+    await waitText(browser, '#state', `Running on port ${other}`);
+    assert.equal((await health(other)).status, 'ok');
+  } finally {
+    await browser.deleteSession();
+    blocker.close();
+  }
+});
