@@ -123,7 +123,12 @@ fn banner(local: SocketAddr, config: &Config, origin: &str, admin_token: &str) -
         "\nApp credentials ({origin}):\n  app id:     {}\n  app key:    {}\n  app secret: {}\n",
         app.id, app.key, app.secret
     );
-    out += &format!("  admin token: {admin_token}  (for the admin API: Authorization: Bearer <token>)\n");
+    out += &format!("  admin token: {admin_token}\n");
+    let local_url = match local.ip() {
+        ip if ip.is_unspecified() => format!("127.0.0.1:{}", local.port()),
+        _ => url_for(local),
+    };
+    out += &format!("\nDashboard (this machine): http://{local_url}/dashboard/?token={admin_token}\n");
     let host = addrs[0].to_string();
     let s = snippets::snippets(&host, local.port(), app);
     out += &format!(

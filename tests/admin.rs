@@ -116,3 +116,101 @@ async fn the_desktop_window_origin_gets_cors_headers() {
     assert!(resp.headers().get("access-control-allow-origin").is_none());
     hub.stop().await;
 }
+
+#[tokio::test]
+async fn snapshots_publish_and_disconnect() {
+    let hub = hub().await;
+    let (mut ws, id) = hub.subscriber("orders").await;
+    let get = |path: &str| {
+        Request::get(path)
+            .header("host", "127.0.0.1")
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .body(Body::empty())
+            .unwrap()
+    };
+    let (status, json, _) = hub.request(get("/admin/api/channels")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(json["channels"][0]["name"], "orders");
+    assert_eq!(json["channels"][0]["subscription_count"], 1);
+    assert_eq!(json["channels"][0]["app_id"], "4242");
+    let (_, json, _) = hub.request(get("/admin/api/clients")).await;
+    assert_eq!(json["clients"][0]["socket_id"], id.as_str());
+    assert_eq!(json["clients"][0]["channels"], serde_json::json!(["orders"]));
+    assert_eq!(json["clients"][0]["protocol"], "pusher");
+
+    let publish = |body: serde_json::Value| {
+        Request::post("/admin/api/publish")
+            .header("host", "127.0.0.1")
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .body(Body::from(body.to_string()))
+            .unwrap()
+    };
+    let (status, json, _) =
+        hub.request(publish(serde_json::json!({"channel":"orders","event":"test","data":"not json"}))).await;
+    assert_eq!((status, json), (StatusCode::OK, serde_json::json!({"delivered": 1})));
+    assert_eq!(next_json(&mut ws).await, serde_json::json!({"event":"test","channel":"orders","data":"not json"}));
+    let (status, _, _) = hub.request(publish(serde_json::json!({"channel":"a b","event":"t","data":""}))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _, _) =
+        hub.request(publish(serde_json::json!({"channel":"a","event":"t","data":"x".repeat(20_000)}))).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+
+    let delete = |id: &str| {
+        Request::delete(format!("/admin/api/clients/{id}"))
+            .header("host", "127.0.0.1")
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .body(Body::empty())
+            .unwrap()
+    };
+    assert_eq!(hub.request(delete("1.999999")).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(hub.request(delete(&id)).await.0, StatusCode::NO_CONTENT);
+    let (frames, code) = read_until_close(&mut ws).await;
+    assert_eq!(code, Some(4009));
+    assert_eq!(frames.last().unwrap()["data"]["code"], 4009);
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn the_feed_streams_batches_with_events_and_stats() {
+    let hub = hub().await;
+    let url = format!("ws://{}/admin/api/feed?token={TOKEN}", hub.addr);
+    let (mut feed, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    // Unauthenticated, the feed is refused before the upgrade.
+    let refused = tokio_tungstenite::connect_async(format!("ws://{}/admin/api/feed", hub.addr)).await;
+    assert!(refused.is_err());
+    let (_sub, _) = hub.subscriber("orders").await;
+    hub.trigger("orders", "e1", "d1").await;
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !seen.iter().any(|e: &serde_json::Value| e["type"] == "event_published") {
+        assert!(tokio::time::Instant::now() < deadline, "no event_published in the feed: {seen:?}");
+        let batch = next_json(&mut feed).await;
+        assert!(batch["at_ms"].is_u64() && batch["skipped"].is_u64());
+        assert!(batch["stats"]["connections"].is_u64());
+        seen.extend(batch["events"].as_array().unwrap().iter().cloned());
+    }
+    let published = seen.iter().find(|e| e["type"] == "event_published").unwrap();
+    assert_eq!((published["channel"].as_str(), published["data"].as_str()), (Some("orders"), Some("d1")));
+    assert!(seen.iter().any(|e| e["type"] == "connection_opened"));
+    assert!(seen.iter().any(|e| e["type"] == "subscribed"));
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn the_dashboard_files_are_served_without_the_token() {
+    let hub = hub().await;
+    for (path, needle) in [
+        ("/dashboard/", "<title>Poussr</title>"),
+        ("/dashboard/app.js", "openFeed"),
+        ("/dashboard/log.js", "export class Log"),
+        ("/dashboard/chart.js", "export class Chart"),
+        ("/dashboard/style.css", "prefers-color-scheme"),
+    ] {
+        let (status, _, body) = hub.request(Request::get(path).body(Body::empty()).unwrap()).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        assert!(body.contains(needle), "{path}");
+    }
+    let (status, _, _) = hub.request(Request::get("/dashboard/secret.txt").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    hub.stop().await;
+}

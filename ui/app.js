@@ -1,6 +1,9 @@
 // Poussr's window. The same files run in the desktop app (where Tauri gives the hub's address and admin
 // token) and, served by the hub, in a browser. Everything about the hub is read from its admin API.
 
+import { Chart } from './chart.js';
+import { Log, pretty } from './log.js';
+
 const tauri = window.__TAURI__;
 const $ = (id) => document.getElementById(id);
 
@@ -11,7 +14,16 @@ const state = {
   overview: null, // the last /admin/api/overview answer
   snippet: 'pusher_js',
   timer: null,
+  pane: 'overview',
+  feed: null, // the monitor feed WebSocket
+  feedRetry: 1000,
+  channels: [],
+  clients: [],
+  stale: { channels: true, clients: true },
 };
+
+const chart = new Chart(document.getElementById('chart'));
+const log = new Log(document.getElementById('log-view'), document.getElementById('log-spacer'), showDetail);
 
 /** Calls a desktop command; null when running in a browser. */
 async function invoke(command, args) {
@@ -19,10 +31,20 @@ async function invoke(command, args) {
   return tauri.core.invoke(command, args);
 }
 
-async function api(path) {
-  const res = await fetch(state.base + path, { headers: { Authorization: 'Bearer ' + state.token } });
-  const body = await res.json().catch(() => ({}));
-  if (!res.ok) throw new Error(body.error || 'HTTP ' + res.status);
+class ApiError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+async function api(path, options = {}) {
+  const res = await fetch(state.base + path, {
+    ...options,
+    headers: { Authorization: 'Bearer ' + state.token, ...(options.body ? { 'Content-Type': 'application/json' } : {}) },
+  });
+  const body = res.status === 204 ? {} : await res.json().catch(() => ({}));
+  if (!res.ok) throw new ApiError(res.status, body.error || 'HTTP ' + res.status);
   return body;
 }
 
@@ -39,7 +61,18 @@ async function connect() {
     state.token = new URLSearchParams(location.search).get('token') || sessionStorage.getItem('poussr-token');
     if (state.token) sessionStorage.setItem('poussr-token', state.token);
     state.status = { state: 'running' };
+    $('tab-settings').hidden = true;
   }
+}
+
+/** The sign-in screen (browser only): shown when the token is missing or refused; nothing else is shown. */
+function showSignIn(message) {
+  $('signin').hidden = false;
+  document.querySelector('.tabs').hidden = true;
+  for (const pane of document.querySelectorAll('.pane')) pane.hidden = true;
+  $('signin-result').textContent = message || '';
+  setState('offline', 'Signed out');
+  $('signin-token').focus();
 }
 
 function showNotice(text) {
@@ -58,10 +91,23 @@ async function refresh() {
     renderError(state.status);
     return;
   }
+  if (!state.token) {
+    showSignIn();
+    return;
+  }
   try {
     state.overview = await api('/admin/api/overview');
     renderOverview(state.overview);
+    if (!state.feed) openFeed();
+    if (state.stale.channels || state.pane === 'channels') await loadChannels();
+    if (state.stale.clients || state.pane === 'clients') await loadClients();
   } catch (e) {
+    if (e.status === 401 && !tauri) {
+      sessionStorage.removeItem('poussr-token');
+      state.token = null;
+      showSignIn('That token was refused: ' + e.message);
+      return;
+    }
     setState('offline', 'Hub unreachable');
     $('running').hidden = true;
     showNotice('Cannot reach the hub at ' + state.base + ': ' + e.message);
@@ -112,6 +158,232 @@ function renderOverview(o) {
   $('stat-events').textContent = o.stats.events_published;
   $('stat-deliveries').textContent = o.stats.deliveries;
   $('snippet').textContent = o.snippets[state.snippet];
+  $('clients-snippet').textContent = o.snippets.pusher_js;
+  $('log-snippet').textContent = o.snippets.curl;
+}
+
+// ---- The monitor feed ----
+
+function openFeed() {
+  const url = state.base.replace(/^http/, 'ws') + '/admin/api/feed?token=' + encodeURIComponent(state.token);
+  const ws = new WebSocket(url);
+  state.feed = ws;
+  ws.onopen = () => (state.feedRetry = 1000);
+  ws.onmessage = (m) => {
+    const batch = JSON.parse(m.data);
+    chart.add(batch.at_ms, batch.stats);
+    log.add(batch.events, batch.skipped);
+    for (const e of batch.events) {
+      if (e.type !== 'event_published') state.stale.clients = true;
+      if (e.type === 'subscribed' || e.type === 'unsubscribed' || e.type === 'connection_closed' || e.type === 'event_published') {
+        state.stale.channels = true;
+      }
+    }
+    $('count-clients').textContent = '(' + batch.stats.connections + ')';
+    $('count-channels').textContent = '(' + batch.stats.channels + ')';
+    feedDirty = true;
+  };
+  ws.onclose = () => {
+    state.feed = null;
+    // Reconnect with backoff: the hub may be restarting on a new port (the desktop tells the new base URL).
+    setTimeout(async () => {
+      if (tauri) await connect().catch(() => {});
+      if (state.token && document.visibilityState === 'visible') openFeed();
+    }, state.feedRetry);
+    state.feedRetry = Math.min(state.feedRetry * 2, 15000);
+  };
+}
+
+let feedDirty = false;
+let lastPanesRefresh = 0;
+
+/** One animation frame: draw what changed. Data arrives ~10 times a second; drawing is at most once a frame. */
+function frame(now) {
+  if (feedDirty) {
+    feedDirty = false;
+    log.render();
+    $('log-count').textContent = log.list().length.toLocaleString() + ' shown of ' + log.total.toLocaleString() + ' received';
+    $('log-skipped').textContent = log.skipped ? '· ' + log.skipped.toLocaleString() + ' skipped (the window fell behind)' : '';
+    $('log-empty').hidden = log.total > 0;
+    $('rate-now').textContent = '· now ' + Math.round(chart.rateNow()).toLocaleString() + ' events/s';
+    chart.draw();
+  } else {
+    log.render();
+  }
+  // Panes built from snapshots are refreshed at most once a second, and only when visible.
+  if (now - lastPanesRefresh > 1000) {
+    lastPanesRefresh = now;
+    if (state.pane === 'channels' && state.stale.channels) loadChannels();
+    if (state.pane === 'clients') loadClients();
+  }
+  requestAnimationFrame(frame);
+}
+
+// ---- Channels and clients ----
+
+function ago(ms) {
+  if (!ms) return '—';
+  const s = Math.max(0, Math.round((Date.now() - ms) / 1000));
+  if (s < 60) return s + ' s ago';
+  if (s < 3600) return Math.floor(s / 60) + ' min ago';
+  return Math.floor(s / 3600) + ' h ago';
+}
+
+function duration(ms) {
+  const s = Math.max(0, Math.round((Date.now() - ms) / 1000));
+  if (s < 60) return s + ' s';
+  if (s < 3600) return Math.floor(s / 60) + ' min ' + (s % 60) + ' s';
+  return Math.floor(s / 3600) + ' h ' + Math.floor((s % 3600) / 60) + ' min';
+}
+
+function cell(text, className) {
+  const td = document.createElement('td');
+  if (className) td.className = className;
+  td.textContent = text;
+  return td;
+}
+
+async function loadChannels() {
+  state.stale.channels = false;
+  try {
+    state.channels = (await api('/admin/api/channels')).channels;
+  } catch {
+    return;
+  }
+  $('channel-suggestions').replaceChildren(...state.channels.map((c) => Object.assign(document.createElement('option'), { value: c.name })));
+  $('channels-empty').hidden = state.channels.length > 0;
+  $('channels-table').hidden = state.channels.length === 0;
+  $('channels-body').replaceChildren(
+    ...state.channels.map((c) => {
+      const tr = document.createElement('tr');
+      tr.dataset.channel = c.name;
+      const name = document.createElement('td');
+      const b = document.createElement('button');
+      b.type = 'button';
+      b.className = 'linkish';
+      b.textContent = c.name;
+      b.title = 'Show the events of ' + c.name + ' in the live log';
+      b.addEventListener('click', () => {
+        $('filter-channel').value = c.name;
+        applyFilter();
+        showPane('log');
+      });
+      name.append(b);
+      const kind = document.createElement('td');
+      kind.append(Object.assign(document.createElement('span'), { className: 'kind', textContent: c.kind }));
+      tr.append(name, kind, cell(c.subscription_count, 'num subs'), cell(c.kind === 'presence' ? '0' : '—', 'num'),
+        cell(c.events, 'num events'), cell(c.deliveries, 'num'), cell(ago(c.last_event_ms)));
+      return tr;
+    }),
+  );
+}
+
+async function loadClients() {
+  state.stale.clients = false;
+  try {
+    state.clients = (await api('/admin/api/clients')).clients;
+  } catch {
+    return;
+  }
+  $('clients-empty').hidden = state.clients.length > 0;
+  $('clients-table').hidden = state.clients.length === 0;
+  $('clients-body').replaceChildren(
+    ...state.clients.map((c) => {
+      const tr = document.createElement('tr');
+      tr.dataset.socketId = c.socket_id;
+      const ua = cell(c.user_agent || '—', 'ua');
+      ua.title = c.user_agent || '';
+      const action = document.createElement('td');
+      const b = document.createElement('button');
+      b.type = 'button';
+      b.className = 'small';
+      b.textContent = 'Disconnect';
+      b.setAttribute('aria-label', 'Disconnect ' + c.socket_id);
+      b.addEventListener('click', async () => {
+        b.disabled = true;
+        try {
+          await api('/admin/api/clients/' + encodeURIComponent(c.socket_id), { method: 'DELETE' });
+          state.stale.clients = true;
+        } catch (e) {
+          showNotice('Disconnect failed: ' + e.message);
+          b.disabled = false;
+        }
+      });
+      action.append(b);
+      tr.append(cell(c.socket_id), cell(c.remote), ua, cell(c.protocol === 'pusher' ? 'Pusher' : 'Poussr v1'),
+        cell(c.channels.join(', ') || '—', 'channels'), cell(duration(c.connected_at_ms)),
+        cell(c.messages_in, 'num'), cell(c.messages_out, 'num'), action);
+      return tr;
+    }),
+  );
+}
+
+// ---- Live log ----
+
+function showDetail(e) {
+  $('log-detail').hidden = !e;
+  if (!e) return;
+  $('detail-title').textContent = e.event + ' on ' + e.channel + ' — ' + new Date(e.at_ms).toLocaleString() + ', delivered to ' + e.delivered;
+  $('detail-body').textContent = pretty(e.data);
+}
+
+function applyFilter() {
+  log.setFilter({ channel: $('filter-channel').value.trim(), event: $('filter-event').value.trim(), text: $('filter-text').value.trim() });
+  feedDirty = true;
+}
+
+async function exportLog() {
+  const text = log.jsonl();
+  const name = 'poussr-log-' + new Date().toISOString().replace(/[:.]/g, '-') + '.jsonl';
+  if (tauri) {
+    try {
+      const path = await invoke('save_export', { name, text });
+      showNotice('Exported ' + log.list().length + ' events to ' + path);
+    } catch (e) {
+      showNotice('Export failed: ' + (e.message || e));
+    }
+    return;
+  }
+  const a = document.createElement('a');
+  a.href = URL.createObjectURL(new Blob([text], { type: 'application/x-ndjson' }));
+  a.download = name;
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(a.href), 1000);
+}
+
+// ---- Publish ----
+
+function checkData() {
+  const status = $('pub-data-status');
+  const text = $('pub-data').value;
+  try {
+    JSON.parse(text);
+    status.className = 'hint ok';
+    status.textContent = 'Valid JSON.';
+  } catch (e) {
+    status.className = 'hint warn';
+    status.textContent = 'Not JSON (' + e.message + '). It will be sent as a raw string, which Poussr v1 clients accept; Pusher clients get the string.';
+  }
+}
+
+async function publish(e) {
+  e.preventDefault();
+  const result = $('pub-result');
+  result.className = 'result';
+  result.textContent = 'Publishing…';
+  try {
+    const r = await api('/admin/api/publish', {
+      method: 'POST',
+      body: JSON.stringify({ channel: $('pub-channel').value.trim(), event: $('pub-event').value.trim(), data: $('pub-data').value }),
+    });
+    result.className = 'result ok';
+    result.textContent = 'Published: delivered to ' + r.delivered + (r.delivered === 1 ? ' subscriber.' : ' subscribers.');
+  } catch (err) {
+    result.className = 'result bad';
+    result.textContent = 'Not published: ' + err.message;
+  }
 }
 
 async function copy(text, button) {
@@ -148,7 +420,12 @@ function showPane(name) {
     else tab.removeAttribute('aria-current');
   }
   for (const pane of document.querySelectorAll('.pane')) pane.hidden = pane.id !== 'pane-' + name;
+  state.pane = name;
   if (name === 'settings') loadSettings();
+  if (name === 'channels') loadChannels();
+  if (name === 'clients') loadClients();
+  if (name === 'log') log.reset();
+  feedDirty = true;
 }
 
 function selectSnippet(name) {
@@ -270,6 +547,47 @@ function wire() {
     await applySettings(input, $('port-form-result'));
   });
   document.addEventListener('visibilitychange', schedule);
+  $('signin-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    state.token = $('signin-token').value.trim();
+    sessionStorage.setItem('poussr-token', state.token);
+    $('signin').hidden = true;
+    document.querySelector('.tabs').hidden = false;
+    showPane('overview');
+    refresh();
+  });
+  $('log-pause').addEventListener('click', (e) => {
+    const b = e.currentTarget;
+    const paused = b.getAttribute('aria-pressed') !== 'true';
+    b.setAttribute('aria-pressed', String(paused));
+    b.textContent = paused ? 'Resume' : 'Pause';
+    $('log-paused').hidden = !paused;
+    log.setPaused(paused);
+    feedDirty = true;
+  });
+  $('log-clear').addEventListener('click', () => {
+    log.clear();
+    feedDirty = true;
+  });
+  for (const id of ['filter-channel', 'filter-event', 'filter-text']) $(id).addEventListener('input', applyFilter);
+  $('log-export').addEventListener('click', exportLog);
+  $('detail-close').addEventListener('click', () => log.select(null));
+  $('pub-data').addEventListener('input', checkData);
+  $('publish-form').addEventListener('submit', publish);
+  const max = Number(localStorage.getItem('poussr-log-max'));
+  if (max >= 100) log.max = max;
+  $('log-max').value = log.max;
+  $('log-max').addEventListener('change', (e) => {
+    const n = Math.round(Number(e.currentTarget.value));
+    if (n >= 100) {
+      log.max = n;
+      localStorage.setItem('poussr-log-max', String(n));
+      log.add([], 0);
+      feedDirty = true;
+    }
+  });
+  checkData();
+  requestAnimationFrame(frame);
 }
 
 /** Refreshes every 2 s while the window is visible, and not at all while it is hidden. */

@@ -132,6 +132,21 @@ pub fn open_config_folder<R: Runtime>(app: AppHandle<R>, state: State<'_, AppSta
     app.opener().open_path(dir, None::<&str>).map_err(|e| Error::Open(e.to_string()))
 }
 
+/// `save_export`: writes the live log's JSON Lines export to the Downloads folder (or the home folder) and
+/// returns the file's path. A webview cannot download a file by itself.
+#[tauri::command]
+pub fn save_export(name: String, text: String) -> Result<String, Error> {
+    let safe: String = name.chars().filter(|c| c.is_ascii_alphanumeric() || "-_.".contains(*c)).collect();
+    if safe.is_empty() || safe.starts_with('.') {
+        return Err(Error::Invalid(format!("{name:?} is not a file name")));
+    }
+    let dirs = directories::UserDirs::new().ok_or_else(|| Error::Open("no home folder".into()))?;
+    let dir = dirs.download_dir().unwrap_or(dirs.home_dir()).to_path_buf();
+    let path = dir.join(safe);
+    std::fs::write(&path, text).map_err(|e| Error::Open(format!("{}: {e}", path.display())))?;
+    Ok(path.to_string_lossy().into_owned())
+}
+
 /// Writes to the clipboard.
 pub fn write_clipboard<R: Runtime>(app: &AppHandle<R>, text: &str) -> Result<(), Error> {
     app.clipboard().write_text(text).map_err(|e| Error::Clipboard(e.to_string()))

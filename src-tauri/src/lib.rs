@@ -9,7 +9,7 @@
 //! | [`runner`] | the hub's lifecycle: start, move to a new address (bind first, then release), stop with 4200 |
 //! | [`tray`] | the tray icon, tooltip and menu; menu actions are plain functions |
 //! | [`window`] | the window, destroyed when closed so that its webview's memory is given back |
-//! | [`commands`] | the few Tauri commands: connection, settings, clipboard, config folder |
+//! | [`commands`] | the few Tauri commands: connection, settings, clipboard, config folder, saving an export |
 //!
 //! The window shows the bundled `ui/` and reads the hub through its admin API, like a browser would; Tauri
 //! IPC carries only what only the desktop can do.
@@ -199,6 +199,7 @@ pub fn core<R: Runtime>(builder: tauri::Builder<R>, options: LaunchOptions) -> t
             commands::apply_settings,
             commands::copy_text,
             commands::open_config_folder,
+            commands::save_export,
         ])
         .setup(move |app| {
             launch(app.handle(), &options)?;

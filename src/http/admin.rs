@@ -6,7 +6,11 @@
 //! `Host` header that does not name this machine, so a web page on another site cannot reach it through
 //! DNS rebinding. The desktop window's origin (`tauri://localhost`) is allowed by CORS.
 
-use axum::extract::{Request, State};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -16,6 +20,8 @@ use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
 use super::{ApiError, AppState, Peer};
+use crate::hub::{EventSource, Hub, MonitorEvent, Publish};
+use crate::protocol::ChannelName;
 
 /// The origins of the desktop window on each OS.
 const DESKTOP_ORIGINS: [&str; 3] = ["tauri://localhost", "http://tauri.localhost", "https://tauri.localhost"];
@@ -24,6 +30,11 @@ const DESKTOP_ORIGINS: [&str; 3] = ["tauri://localhost", "http://tauri.localhost
 pub(super) fn routes(state: AppState) -> Router<AppState> {
     Router::new()
         .route("/admin/api/overview", get(overview).options(preflight))
+        .route("/admin/api/channels", get(channels).options(preflight))
+        .route("/admin/api/clients", get(clients).options(preflight))
+        .route("/admin/api/clients/{socket_id}", axum::routing::delete(disconnect).options(preflight))
+        .route("/admin/api/publish", axum::routing::post(publish).options(preflight))
+        .route("/admin/api/feed", get(feed))
         .layer(axum::middleware::from_fn_with_state(state, guard))
 }
 
@@ -117,4 +128,158 @@ async fn overview(State(state): State<AppState>) -> Json<Value> {
         "snippets": crate::snippets::snippets(&host, port, &app.config),
         "stats": hub.stats(),
     }))
+}
+
+/// `GET /admin/api/channels`: every occupied channel of every app.
+async fn channels(State(state): State<AppState>) -> Json<Value> {
+    let hub = &state.hub;
+    let mut out = Vec::new();
+    for app in hub.apps() {
+        for c in hub.channels(&app) {
+            let mut v = serde_json::to_value(&c).unwrap_or(Value::Null);
+            v["app_id"] = json!(app.config.id);
+            out.push(v);
+        }
+    }
+    Json(json!({ "channels": out }))
+}
+
+/// `GET /admin/api/clients`: every open connection.
+async fn clients(State(state): State<AppState>) -> Json<Value> {
+    let clients: Vec<_> = state.hub.connections().iter().map(|c| c.info()).collect();
+    Json(json!({ "clients": clients }))
+}
+
+/// `DELETE /admin/api/clients/{socket_id}`: closes that connection with 4009 (a Pusher client does not
+/// reconnect by itself after a 40xx code).
+async fn disconnect(State(state): State<AppState>, Path(socket_id): Path<String>) -> Result<StatusCode, ApiError> {
+    let conn = state
+        .hub
+        .connection(&socket_id)
+        .ok_or_else(|| ApiError::NotFound(format!("no open connection has the socket id {socket_id:?}")))?;
+    conn.kick(crate::protocol::CloseCode::Terminated);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct PublishBody {
+    channel: String,
+    event: String,
+    data: String,
+    #[serde(default)]
+    app_id: Option<String>,
+}
+
+/// `POST /admin/api/publish`: the dashboard's test events. Answers with how many connections it reached.
+async fn publish(State(state): State<AppState>, body: axum::body::Bytes) -> Result<Json<Value>, ApiError> {
+    let hub = &state.hub;
+    let body: PublishBody = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::BadRequest(format!("the body must be JSON with channel, event and data (a string): {e}"))
+    })?;
+    let app = match &body.app_id {
+        Some(id) => hub.app_by_id(id).ok_or_else(|| ApiError::NotFound(format!("no app has the id {id:?}")))?,
+        None => hub.default_app(),
+    };
+    let channel = ChannelName::parse(&body.channel)
+        .map_err(|e| ApiError::BadRequest(format!("invalid channel {:?}: {e}", body.channel)))?;
+    let limits = hub.limits();
+    if body.event.is_empty() || body.event.chars().count() > limits.max_event_name_len {
+        return Err(ApiError::BadRequest(format!(
+            "the event name must be 1 to {} characters long",
+            limits.max_event_name_len
+        )));
+    }
+    if body.data.len() > limits.max_event_data_bytes {
+        return Err(ApiError::TooLarge(format!(
+            "the data is {} bytes; the limit is {} bytes",
+            body.data.len(),
+            limits.max_event_data_bytes
+        )));
+    }
+    let delivered = hub.publish(
+        &app,
+        &Publish {
+            channels: vec![channel],
+            event: Arc::from(body.event),
+            data: Arc::from(body.data),
+            except: None,
+            source: EventSource::Dashboard,
+        },
+    );
+    Ok(Json(json!({ "delivered": delivered })))
+}
+
+/// How often the feed sends a batch.
+const FEED_INTERVAL: Duration = Duration::from_millis(100);
+/// Most events in one batch; more within one interval are counted as skipped.
+const FEED_MAX_EVENTS: usize = 2000;
+/// Most payload bytes in one batch, so a burst of large events cannot flood the viewer.
+const FEED_MAX_BYTES: usize = 1 << 20;
+
+/// `GET /admin/api/feed`: the monitor feed over a WebSocket, in batches about ten times a second:
+/// `{"at_ms", "events": [...], "skipped": n, "stats": {...}}`. A viewer that cannot keep up misses events
+/// (counted in `skipped`); the hub never waits for it.
+async fn feed(State(state): State<AppState>, ws: WebSocketUpgrade) -> Response {
+    let hub = state.hub.clone();
+    let sessions = state.sessions.clone();
+    ws.on_upgrade(move |socket| async move {
+        let _alive = sessions;
+        feed_session(socket, hub).await;
+    })
+}
+
+fn approx_size(e: &MonitorEvent) -> usize {
+    match e {
+        MonitorEvent::EventPublished { data, .. } => data.len() + 200,
+        _ => 200,
+    }
+}
+
+async fn feed_session(mut socket: WebSocket, hub: Hub) {
+    use tokio::sync::broadcast::error::RecvError;
+    let mut rx = hub.monitor().subscribe();
+    let mut tick = tokio::time::interval(FEED_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut batch: Vec<MonitorEvent> = Vec::new();
+    let mut bytes = 0;
+    let mut skipped: u64 = 0;
+    loop {
+        tokio::select! {
+            event = rx.recv() => match event {
+                Ok(e) => {
+                    let size = approx_size(&e);
+                    if batch.len() < FEED_MAX_EVENTS && bytes + size <= FEED_MAX_BYTES {
+                        bytes += size;
+                        batch.push(e);
+                    } else {
+                        skipped += 1;
+                    }
+                }
+                Err(RecvError::Lagged(n)) => skipped += n,
+                Err(RecvError::Closed) => break,
+            },
+            _ = tick.tick() => {
+                let frame = json!({
+                    "at_ms": crate::hub::now_ms(),
+                    "events": batch,
+                    "skipped": skipped,
+                    "stats": hub.stats(),
+                });
+                batch = Vec::new();
+                bytes = 0;
+                skipped = 0;
+                if socket.send(Message::Text(frame.to_string().into())).await.is_err() {
+                    break;
+                }
+            }
+            incoming = socket.recv() => match incoming {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                Some(Ok(_)) => {}
+            },
+        }
+        if hub.is_shutting_down() {
+            let _ = socket.send(Message::Close(None)).await;
+            break;
+        }
+    }
 }

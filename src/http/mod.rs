@@ -48,6 +48,9 @@ pub fn router(hub: Hub, sessions: mpsc::Sender<()>) -> Router {
         .route("/apps/{app_id}/channels/{channel}/users", get(api::channel_users))
         .route("/health", get(health))
         .route("/poussr.js", get(poussr_js))
+        .route("/dashboard", get(|| async { axum::response::Redirect::permanent("/dashboard/") }))
+        .route("/dashboard/", get(|| dashboard_file(axum::extract::Path("index.html".to_owned()))))
+        .route("/dashboard/{file}", get(dashboard_file))
         .fallback(ws::fallback)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -74,6 +77,39 @@ async fn health(State(state): State<AppState>) -> Response {
         "deliveries": stats.deliveries,
     }))
     .into_response()
+}
+
+/// The dashboard: the same files as the desktop window (`ui/`), compiled into the binary. They hold no
+/// data; everything they show comes from the admin API, which needs the token.
+const DASHBOARD: [(&str, &str, &str); 6] = [
+    ("index.html", "text/html; charset=utf-8", include_str!("../../ui/index.html")),
+    ("app.js", "text/javascript; charset=utf-8", include_str!("../../ui/app.js")),
+    ("log.js", "text/javascript; charset=utf-8", include_str!("../../ui/log.js")),
+    ("chart.js", "text/javascript; charset=utf-8", include_str!("../../ui/chart.js")),
+    ("style.css", "text/css; charset=utf-8", include_str!("../../ui/style.css")),
+    ("icon.svg", "image/svg+xml", include_str!("../../ui/icon.svg")),
+];
+
+async fn dashboard_file(axum::extract::Path(file): axum::extract::Path<String>) -> Response {
+    match DASHBOARD.iter().find(|(name, _, _)| *name == file) {
+        Some((_, content_type, body)) => (
+            [
+                (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+                (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+                (
+                    header::CONTENT_SECURITY_POLICY,
+                    HeaderValue::from_static(
+                        "default-src 'self'; img-src 'self' data:; connect-src 'self' ws: wss:; object-src 'none'; \
+                         base-uri 'none'; frame-ancestors 'none'; form-action 'none'",
+                    ),
+                ),
+                (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
+            ],
+            *body,
+        )
+            .into_response(),
+        None => ApiError::NotFound(format!("no dashboard file {file:?}")).into_response(),
+    }
 }
 
 /// The Poussr v1 browser client, kept API-compatible with the original poussr-js.

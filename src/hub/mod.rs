@@ -13,7 +13,7 @@ pub mod monitor;
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime};
 
@@ -93,8 +93,8 @@ pub struct Connection {
     channels: Mutex<BTreeSet<ChannelName>>,
     /// Frames for this connection; bounded so that a slow reader costs a known amount of memory.
     outbound: mpsc::Sender<Frame>,
-    /// The close code the hub wants this connection closed with (0: none yet).
-    kick_code: AtomicU16,
+    /// The close code the hub wants this connection closed with: 0 for none yet, else its index + 1.
+    kick_code: AtomicU8,
     /// Wakes the session when `kick_code` is set.
     kick: Notify,
     /// Frames received from the client.
@@ -110,7 +110,7 @@ pub struct Connection {
 impl Connection {
     /// Asks the session to close with `code`. The first reason wins; later ones are ignored.
     pub fn kick(&self, code: CloseCode) {
-        if self.kick_code.compare_exchange(0, code.code(), Relaxed, Relaxed).is_ok() {
+        if self.kick_code.compare_exchange(0, code.index() + 1, Relaxed, Relaxed).is_ok() {
             self.kick.notify_one();
         }
     }
@@ -118,11 +118,16 @@ impl Connection {
     /// Resolves when the connection has been asked to close, with the code.
     pub async fn kicked(&self) -> CloseCode {
         loop {
-            if let Some(code) = CloseCode::from_code(self.kick_code.load(Relaxed)) {
+            if let Some(code) = self.pending_kick() {
                 return code;
             }
             self.kick.notified().await;
         }
+    }
+
+    /// The close the hub has asked for, if any.
+    pub fn pending_kick(&self) -> Option<CloseCode> {
+        self.kick_code.load(Relaxed).checked_sub(1).and_then(CloseCode::from_index)
     }
 
     /// Queues a frame for this connection alone (used for replies that must keep their order with
@@ -462,7 +467,7 @@ impl Hub {
             connected_at: SystemTime::now(),
             channels: Mutex::default(),
             outbound: tx,
-            kick_code: AtomicU16::new(0),
+            kick_code: AtomicU8::new(0),
             kick: Notify::new(),
             messages_in: AtomicU64::new(0),
             messages_out: AtomicU64::new(0),

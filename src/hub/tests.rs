@@ -120,7 +120,7 @@ fn a_full_queue_kicks_the_connection_with_4100() {
     assert_eq!(hub.publish(&app, &publish("c", "1")), 1);
     assert_eq!(hub.publish(&app, &publish("c", "2")), 1);
     assert_eq!(hub.publish(&app, &publish("c", "3")), 0, "not counted as delivered");
-    assert_eq!(a.kick_code.load(Relaxed), 4100);
+    assert_eq!(a.pending_kick(), Some(CloseCode::OverCapacity));
 }
 
 #[test]
@@ -142,7 +142,7 @@ fn shutdown_kicks_everyone_with_4200_and_refuses_newcomers() {
     let hub = hub();
     let (a, _rx) = hub.open(hub.default_app(), peer(), None, Protocol::Pusher).unwrap();
     hub.begin_shutdown();
-    assert_eq!(a.kick_code.load(Relaxed), 4200);
+    assert_eq!(a.pending_kick(), Some(CloseCode::Restarting));
     assert_eq!(hub.open(hub.default_app(), peer(), None, Protocol::Pusher).err(), Some(OpenError::ShuttingDown));
     assert_eq!(hub.subscribe(&a, &name("c")), Err(SubscribeError::ShuttingDown));
 }

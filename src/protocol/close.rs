@@ -24,6 +24,9 @@ pub enum CloseCode {
     NoVersion,
     /// 4009: a signature did not verify (user sign-in). Do not reconnect.
     Unauthorized,
+    /// 4009: the operator (dashboard) or the backend (`terminate_connections`) ended this connection; as for
+    /// any 40xx code, the client does not reconnect by itself.
+    Terminated,
     /// 4100: over capacity, or a slow consumer whose send queue overflowed. Reconnect after a while.
     OverCapacity,
     /// 4200: the hub is restarting or shutting down. Reconnect now.
@@ -49,13 +52,23 @@ impl CloseCode {
             CloseCode::InvalidVersion => 4006,
             CloseCode::UnsupportedVersion => 4007,
             CloseCode::NoVersion => 4008,
-            CloseCode::Unauthorized => 4009,
+            CloseCode::Unauthorized | CloseCode::Terminated => 4009,
             CloseCode::OverCapacity => 4100,
             CloseCode::Restarting => 4200,
             CloseCode::PongTimeout => 4201,
             CloseCode::Inactive => 4202,
             CloseCode::ClientEventRateLimit => 4301,
         }
+    }
+
+    /// Its place in the list of codes, for storing a code in an atomic.
+    pub(crate) fn index(self) -> u8 {
+        ALL.iter().position(|c| *c == self).unwrap_or(0) as u8
+    }
+
+    /// The code at `index` (see [`CloseCode::index`]).
+    pub(crate) fn from_index(index: u8) -> Option<Self> {
+        ALL.get(usize::from(index)).copied()
     }
 
     /// The code for a number, if it is one the hub uses.
@@ -76,6 +89,7 @@ impl CloseCode {
             CloseCode::UnsupportedVersion => "unsupported protocol version",
             CloseCode::NoVersion => "no protocol version supplied",
             CloseCode::Unauthorized => "unauthorized",
+            CloseCode::Terminated => "connection terminated by the operator",
             CloseCode::OverCapacity => "over capacity: send queue full",
             CloseCode::Restarting => "server restarting",
             CloseCode::PongTimeout => "pong reply not received",
@@ -85,7 +99,7 @@ impl CloseCode {
     }
 }
 
-const ALL: [CloseCode; 15] = [
+const ALL: [CloseCode; 16] = [
     CloseCode::Normal,
     CloseCode::MessageTooBig,
     CloseCode::AppNotFound,
@@ -96,6 +110,7 @@ const ALL: [CloseCode; 15] = [
     CloseCode::UnsupportedVersion,
     CloseCode::NoVersion,
     CloseCode::Unauthorized,
+    CloseCode::Terminated,
     CloseCode::OverCapacity,
     CloseCode::Restarting,
     CloseCode::PongTimeout,
@@ -110,7 +125,8 @@ mod tests {
     #[test]
     fn codes_round_trip_and_reasons_fit_a_close_frame() {
         for c in ALL {
-            assert_eq!(CloseCode::from_code(c.code()), Some(c));
+            assert_eq!(CloseCode::from_code(c.code()).map(CloseCode::code), Some(c.code()));
+            assert_eq!(CloseCode::from_index(c.index()), Some(c));
             assert!(c.reason().len() <= 123);
         }
         assert_eq!(CloseCode::from_code(4999), None);

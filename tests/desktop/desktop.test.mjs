@@ -203,3 +203,40 @@ test('a port taken at launch is shown in the window, and another port can be cho
     blocker.close();
   }
 });
+
+test('the dashboard panes work in the window: a test event published from the form reaches a client', async () => {
+  const port = await freePort();
+  const browser = await launch(configDir(port));
+  try {
+    await waitFor('/health', () => health(port));
+    const ws = new WebSocket(`ws://127.0.0.1:${port}/app/${APP.key}?protocol=7`);
+    const frames = [];
+    ws.on('message', (m) => frames.push(JSON.parse(m)));
+    await waitFor('the connection', () => frames.length > 0);
+    ws.send(JSON.stringify({ event: 'pusher:subscribe', data: { channel: 'desk-orders' } }));
+    await waitFor('the subscription', () => frames.some((f) => f.event === 'pusher_internal:subscription_succeeded'));
+
+    await (await browser.$('button[data-pane="publish"]')).click();
+    await (await browser.$('#pub-channel')).setValue('desk-orders');
+    await (await browser.$('#pub-event')).setValue('from-window');
+    await (await browser.$('#pub-data')).setValue('{"n": 1}');
+    await (await browser.$('#pub-submit')).click();
+    await waitText(browser, '#pub-result', 'delivered to 1 subscriber');
+    const got = await waitFor('the event at the client', () => frames.find((f) => f.event === 'from-window'));
+    assert.deepEqual(got, { event: 'from-window', channel: 'desk-orders', data: '{"n": 1}' });
+    await screenshot(browser, 'publish.png');
+
+    await (await browser.$('button[data-pane="log"]')).click();
+    await waitText(browser, '#log-view', 'from-window');
+    await screenshot(browser, 'log.png');
+    await (await browser.$('button[data-pane="clients"]')).click();
+    await waitText(browser, '#clients-body', 'desk-orders');
+    await screenshot(browser, 'clients.png');
+    await (await browser.$('button[data-pane="channels"]')).click();
+    await waitText(browser, '#channels-body', 'desk-orders');
+    await screenshot(browser, 'channels.png');
+    ws.close();
+  } finally {
+    await browser.deleteSession();
+  }
+});

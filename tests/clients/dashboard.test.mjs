@@ -1,0 +1,201 @@
+// The operator's dashboard at /dashboard/, in real headless Chromium (Debian's, driven by playwright-core),
+// against a real hub, with real pusher-js clients on the other side.
+
+import { describe, test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+import { startHub } from './hub.mjs';
+import { connectPusher, subscribe, inboxOf, eventually, publishV1, serverSdk } from './wire.mjs';
+
+const TOKEN = 'dashboard-token-0123456789';
+const SHOTS = join(dirname(fileURLToPath(import.meta.url)), 'screenshots');
+mkdirSync(SHOTS, { recursive: true });
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+
+let hub;
+let browser;
+
+before(async () => {
+  hub = await startHub({ env: { POUSSR_ADMIN_TOKEN: TOKEN } });
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
+      '--disable-sync', '--no-first-run', '--disable-quic'],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  await hub?.close();
+});
+
+async function dashboard(t, token = TOKEN) {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 860 }, acceptDownloads: true });
+  t.after(() => context.close());
+  const page = await context.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  t.after(() => assert.deepEqual(errors, [], 'no script errors in the page'));
+  const query = token === null ? '' : `?token=${encodeURIComponent(token)}`;
+  await page.goto(`${hub.httpUrl}/dashboard/${query}`);
+  return page;
+}
+
+async function openPane(page, name) {
+  await page.click(`button[data-pane="${name}"]`);
+}
+
+describe('the dashboard', () => {
+  test('publishing from the form reaches a pusher-js client and shows in the live log', async (t) => {
+    const client = await connectPusher(hub);
+    t.after(() => client.disconnect());
+    const inbox = inboxOf(await subscribe(client, 'dash-orders'), 'order-created');
+    const page = await dashboard(t);
+    await page.locator('#state').filter({ hasText: 'Running' }).waitFor();
+    await openPane(page, 'publish');
+    const form = page.locator('#pane-publish');
+    await form.getByLabel('Channel', { exact: true }).fill('dash-orders');
+    await form.getByLabel('Event', { exact: true }).fill('order-created');
+    await form.getByLabel('Data', { exact: true }).fill('{"id": 42, "item": "widget"}');
+    await page.locator('#pub-data-status').filter({ hasText: 'Valid JSON' }).waitFor();
+    await form.getByRole('button', { name: 'Publish' }).click();
+    await page.locator('#pub-result').filter({ hasText: 'delivered to 1 subscriber' }).waitFor();
+    assert.deepEqual(await inbox.next(), { id: 42, item: 'widget' });
+    await page.screenshot({ path: join(SHOTS, 'dashboard-publish.png') });
+
+    await openPane(page, 'log');
+    const row = page.locator('.log-row', { hasText: 'order-created' });
+    await row.waitFor();
+    assert.match(await row.innerText(), /dash-orders/);
+    assert.match(await row.innerText(), /dashboard/);
+    await row.click();
+    await page.locator('#detail-body').filter({ hasText: '"id": 42' }).waitFor();
+    // Non-JSON data is allowed, with a visible note.
+    await openPane(page, 'publish');
+    await form.getByLabel('Data', { exact: true }).fill('plain text');
+    await page.locator('#pub-data-status').filter({ hasText: 'raw string' }).waitFor();
+  });
+
+  test('a pusher-js client appears in Clients with its channel, and goes when it disconnects', async (t) => {
+    const page = await dashboard(t);
+    await openPane(page, 'clients');
+    const client = await connectPusher(hub);
+    await subscribe(client, 'dash-news');
+    const id = client.connection.socket_id;
+    const row = page.locator(`tr[data-socket-id="${id}"]`);
+    await row.waitFor();
+    assert.match(await row.innerText(), /dash-news/);
+    assert.match(await row.innerText(), /Pusher/);
+    assert.match(await row.innerText(), /127\.0\.0\.1/);
+    await page.screenshot({ path: join(SHOTS, 'dashboard-clients.png') });
+    client.disconnect();
+    await row.waitFor({ state: 'detached' });
+  });
+
+  test('Disconnect closes that client with 4009', async (t) => {
+    const client = await connectPusher(hub);
+    t.after(() => client.disconnect());
+    const closed = new Promise((resolve) => client.connection.bind('error', (e) => resolve(e)));
+    const page = await dashboard(t);
+    await openPane(page, 'clients');
+    const id = client.connection.socket_id;
+    await page.getByRole('button', { name: `Disconnect ${id}` }).click();
+    const error = await closed;
+    assert.equal(error.data.code, 4009, JSON.stringify(error));
+    await page.locator(`tr[data-socket-id="${id}"]`).waitFor({ state: 'detached' });
+  });
+
+  test('channel counts update as clients subscribe', async (t) => {
+    const a = await connectPusher(hub);
+    const b = await connectPusher(hub);
+    t.after(() => { a.disconnect(); b.disconnect(); });
+    await subscribe(a, 'dash-count');
+    const page = await dashboard(t);
+    await openPane(page, 'channels');
+    const subs = page.locator('tr[data-channel="dash-count"] td.subs');
+    await subs.filter({ hasText: /^1$/ }).waitFor();
+    await subscribe(b, 'dash-count');
+    await subs.filter({ hasText: /^2$/ }).waitFor();
+    await page.screenshot({ path: join(SHOTS, 'dashboard-channels.png') });
+    // Clicking a channel filters the live log by it.
+    await page.getByRole('button', { name: 'dash-count' }).click();
+    assert.equal(await page.locator('#filter-channel').inputValue(), 'dash-count');
+    assert.equal(await page.locator('#pane-log').isVisible(), true);
+  });
+
+  test('filter and pause work, and the export is valid JSON Lines', async (t) => {
+    const page = await dashboard(t);
+    await openPane(page, 'log');
+    await page.locator('#state').filter({ hasText: 'Running' }).waitFor();
+    await page.waitForTimeout(300); // the feed is open
+    for (let i = 0; i < 5; i++) await publishV1(hub, 'dash-alpha', `alpha-${i}`, JSON.stringify({ i }));
+    for (let i = 0; i < 3; i++) await publishV1(hub, 'dash-beta', `beta-${i}`, `raw ${i}`);
+    await page.locator('.log-row', { hasText: 'beta-2' }).waitFor();
+
+    await page.locator('#pane-log').getByLabel('Channel', { exact: true }).fill('dash-beta');
+    await eventually(async () => (await page.locator('.log-row').count()) === 3, { what: 'three beta rows' });
+    await page.locator('#pane-log').getByLabel('Channel', { exact: true }).fill('');
+    await page.locator('#pane-log').getByLabel('Text', { exact: true }).fill('"i":3');
+    await eventually(async () => (await page.locator('.log-row').count()) === 1, { what: 'one row with "i":3' });
+    await page.locator('#pane-log').getByLabel('Text', { exact: true }).fill('');
+
+    await page.getByRole('button', { name: 'Pause' }).click();
+    const before = await page.locator('.log-row').count();
+    await publishV1(hub, 'dash-alpha', 'while-paused', '{}');
+    await page.waitForTimeout(500);
+    assert.equal(await page.locator('.log-row', { hasText: 'while-paused' }).count(), 0, 'paused: no new rows');
+    assert.equal(await page.locator('.log-row').count(), before);
+    await page.getByRole('button', { name: 'Resume' }).click();
+    await page.locator('.log-row', { hasText: 'while-paused' }).waitFor();
+    await page.screenshot({ path: join(SHOTS, 'dashboard-log.png') });
+
+    await page.locator('#pane-log').getByLabel('Channel', { exact: true }).fill('dash-');
+    const [download] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Export JSON Lines' }).click()]);
+    const text = readFileSync(await download.path(), 'utf8');
+    const lines = text.trimEnd().split('\n').map((l) => JSON.parse(l));
+    assert.deepEqual(lines.map((l) => l.event), ['alpha-0', 'alpha-1', 'alpha-2', 'alpha-3', 'alpha-4', 'beta-0', 'beta-1', 'beta-2', 'while-paused']);
+    assert.equal(lines[5].data, 'raw 0');
+    assert.ok(lines.every((l) => l.channel.startsWith('dash-') && !Number.isNaN(Date.parse(l.time))));
+  });
+
+  test('the overview shows live totals and the chart, and an event triggered by the SDK counts', async (t) => {
+    const page = await dashboard(t);
+    await page.locator('#state').filter({ hasText: 'Running' }).waitFor();
+    const before = Number(await page.locator('#stat-events').innerText());
+    await serverSdk(hub).trigger('dash-sdk', 'counted', { ok: true });
+    await eventually(async () => Number(await page.locator('#stat-events').innerText()) > before, { what: 'the events total to grow' });
+    await page.screenshot({ path: join(SHOTS, 'dashboard-overview.png') });
+  });
+
+  test('a missing or wrong token gets the sign-in screen and no data', async (t) => {
+    for (const token of [null, 'wrong-token-wrong-token']) {
+      const page = await dashboard(t, token);
+      await page.locator('#signin').waitFor();
+      assert.equal(await page.locator('.tabs').isVisible(), false);
+      assert.equal(await page.locator('#running').isVisible(), false);
+      assert.equal(await page.locator('#app-key').innerText(), '', 'no credentials shown');
+      if (token) assert.match(await page.locator('#signin-result').innerText(), /refused/);
+      // Signing in with the right token shows the hub.
+      await page.locator('#signin').getByLabel('Admin token').fill(TOKEN);
+      await page.getByRole('button', { name: 'Sign in' }).click();
+      await page.locator('#state').filter({ hasText: 'Running' }).waitFor();
+      assert.equal(await page.locator('#app-key').innerText(), hub.key);
+    }
+  });
+
+  test('a request naming a foreign Host is refused', async () => {
+    const { request } = await import('node:http');
+    const status = await new Promise((resolve, reject) => {
+      const req = request({ host: '127.0.0.1', port: hub.port, path: '/admin/api/overview', headers: { Host: 'evil.example', Authorization: `Bearer ${TOKEN}` } }, (res) => {
+        res.resume();
+        resolve(res.statusCode);
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    assert.equal(status, 403);
+  });
+});

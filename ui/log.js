@@ -1,0 +1,185 @@
+// The live log: keeps the last N events in memory and renders only the rows in view, so that thousands of
+// events a second neither grow memory nor slow the window.
+
+const ROW = 28; // px, as in style.css (.log-row height)
+const OVERSCAN = 8;
+
+const SOURCES = { api: 'API', v1: 'v1 REST', client: 'client', dashboard: 'dashboard' };
+
+function time(ms) {
+  const d = new Date(ms);
+  return d.toLocaleTimeString([], { hour12: false }) + '.' + String(d.getMilliseconds()).padStart(3, '0');
+}
+
+function size(n) {
+  return n < 1024 ? n + ' B' : (n / 1024).toFixed(1) + ' KB';
+}
+
+export class Log {
+  constructor(view, spacer, onSelect) {
+    this.view = view;
+    this.spacer = spacer;
+    this.onSelect = onSelect;
+    this.max = 10000;
+    this.all = []; // every kept event, oldest first
+    this.shown = []; // the ones that pass the filter
+    this.filter = { channel: '', event: '', text: '' };
+    this.paused = false;
+    this.frozen = null; // what is shown while paused
+    this.skipped = 0;
+    this.total = 0;
+    this.selected = null;
+    this.follow = true; // keep the newest row in view while the operator has not scrolled up
+    this.rows = new Map(); // index -> element, the rows now in the DOM
+    this.dirty = true;
+    view.addEventListener('scroll', () => {
+      this.follow = view.scrollTop + view.clientHeight >= view.scrollHeight - ROW * 1.5;
+      this.dirty = true;
+    });
+    view.addEventListener('click', (e) => {
+      const row = e.target.closest('.log-row');
+      if (row) this.select(this.list()[Number(row.dataset.index)]);
+    });
+    view.addEventListener('keydown', (e) => this.key(e));
+  }
+
+  list() {
+    return this.frozen || this.shown;
+  }
+
+  matches(e) {
+    const f = this.filter;
+    return (
+      (!f.channel || e.channel.toLowerCase().includes(f.channel)) &&
+      (!f.event || e.event.toLowerCase().includes(f.event)) &&
+      (!f.text || e.data.toLowerCase().includes(f.text) || e.channel.toLowerCase().includes(f.text) || e.event.toLowerCase().includes(f.text))
+    );
+  }
+
+  /** Adds the published events of a feed batch. */
+  add(events, skipped) {
+    this.skipped += skipped;
+    for (const e of events) {
+      if (e.type !== 'event_published') continue;
+      this.total += 1;
+      this.all.push(e);
+      if (this.matches(e)) this.shown.push(e);
+    }
+    // Trim in chunks, not one by one: one splice per batch keeps this cheap at high rates.
+    if (this.all.length > this.max) {
+      const drop = this.all.length - this.max;
+      const dropped = this.all.splice(0, drop);
+      const last = dropped[dropped.length - 1];
+      const cut = this.shown.indexOf(last);
+      if (cut >= 0) this.shown.splice(0, cut + 1);
+      else if (this.shown.length && this.shown[0].at_ms <= last.at_ms) this.shown = this.all.filter((x) => this.matches(x));
+      this.rows.forEach((el) => el.remove());
+      this.rows.clear();
+    }
+    this.dirty = true;
+  }
+
+  setFilter(filter) {
+    this.filter = { channel: filter.channel.toLowerCase(), event: filter.event.toLowerCase(), text: filter.text.toLowerCase() };
+    this.shown = this.all.filter((e) => this.matches(e));
+    if (this.paused) this.frozen = this.shown.slice();
+    this.reset();
+  }
+
+  setPaused(paused) {
+    this.paused = paused;
+    this.frozen = paused ? this.shown.slice() : null;
+    this.reset();
+  }
+
+  clear() {
+    this.all = [];
+    this.shown = [];
+    this.frozen = this.paused ? [] : null;
+    this.skipped = 0;
+    this.total = 0;
+    this.select(null);
+    this.reset();
+  }
+
+  reset() {
+    this.rows.forEach((el) => el.remove());
+    this.rows.clear();
+    this.follow = true;
+    this.dirty = true;
+  }
+
+  select(e) {
+    this.selected = e;
+    for (const el of this.rows.values()) el.classList.toggle('selected', this.list()[Number(el.dataset.index)] === e);
+    this.onSelect(e);
+  }
+
+  key(e) {
+    const list = this.list();
+    if (!list.length || !['ArrowDown', 'ArrowUp', 'Enter'].includes(e.key)) return;
+    e.preventDefault();
+    let i = this.selected ? list.indexOf(this.selected) : list.length - 1;
+    if (e.key === 'ArrowDown') i = Math.min(list.length - 1, i + 1);
+    if (e.key === 'ArrowUp') i = Math.max(0, i - 1);
+    this.select(list[i]);
+    const top = i * ROW;
+    if (top < this.view.scrollTop) this.view.scrollTop = top;
+    if (top + ROW * 2 > this.view.scrollTop + this.view.clientHeight) this.view.scrollTop = top + ROW * 2 - this.view.clientHeight;
+  }
+
+  /** The filtered events, as JSON Lines. */
+  jsonl() {
+    return this.list()
+      .map((e) => JSON.stringify({ time: new Date(e.at_ms).toISOString(), app_id: e.app_id, channel: e.channel, event: e.event, data: e.data, source: e.source, delivered: e.delivered }))
+      .join('\n') + (this.list().length ? '\n' : '');
+  }
+
+  /** Draws the rows in view; called once per animation frame when something changed. */
+  render() {
+    if (!this.dirty || this.view.offsetParent === null) return;
+    this.dirty = false;
+    const list = this.list();
+    this.view.setAttribute('aria-rowcount', String(list.length));
+    this.spacer.style.height = list.length * ROW + 'px';
+    if (this.follow) this.view.scrollTop = this.view.scrollHeight;
+    const head = ROW; // the sticky header row
+    const first = Math.max(0, Math.floor((this.view.scrollTop - head) / ROW) - OVERSCAN);
+    const last = Math.min(list.length, Math.ceil((this.view.scrollTop + this.view.clientHeight) / ROW) + OVERSCAN);
+    for (const [i, el] of this.rows) {
+      if (i < first || i >= last) {
+        el.remove();
+        this.rows.delete(i);
+      }
+    }
+    for (let i = first; i < last; i++) {
+      if (this.rows.has(i)) continue;
+      const e = list[i];
+      const el = document.createElement('div');
+      el.className = 'log-row' + (e === this.selected ? ' selected' : '');
+      el.setAttribute('role', 'row');
+      el.dataset.index = String(i);
+      el.style.top = head + i * ROW + 'px';
+      const cells = [time(e.at_ms), SOURCES[e.source] || e.source, e.channel, e.event, size(e.data.length), e.data.slice(0, 200)];
+      cells.forEach((text, k) => {
+        const span = document.createElement('span');
+        span.setAttribute('role', 'gridcell');
+        if (k === 4) span.className = 'num';
+        if (k === 5) span.className = 'data';
+        span.textContent = text;
+        el.append(span);
+      });
+      this.view.append(el);
+      this.rows.set(i, el);
+    }
+  }
+}
+
+/** Pretty-printed data: JSON when it parses, else the raw string. */
+export function pretty(data) {
+  try {
+    return JSON.stringify(JSON.parse(data), null, 2);
+  } catch {
+    return data;
+  }
+}
