@@ -3,7 +3,7 @@
 
 ARGS ?=
 
-.PHONY: run serve test test-rust test-clients test-desktop bundle lint fmt deps
+.PHONY: run serve test test-rust test-clients test-desktop bundle bench lint fmt deps
 
 ## Build and start the desktop app (with no display: the headless hub). Pass flags with ARGS="...".
 run:
@@ -31,6 +31,10 @@ test-clients:
 
 test-desktop:
 	./scripts/test.sh desktop
+
+## Benchmarks on release builds; writes bench/RESULTS.md.
+bench:
+	./scripts/bench.sh
 
 ## Formatting and lints, as CI expects them.
 lint:

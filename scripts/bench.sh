@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# `make bench`: release builds, then every benchmark; the results (machine, date, every figure, the
+# baseline each is compared with) are written to bench/RESULTS.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/deps.sh
+# The .deb and .rpm (and with them the release build of the desktop app), and the release hub.
+./scripts/bundle.sh
+cargo build --release -p poussr
+if [ ! -d bench/node_modules ] || [ bench/package-lock.json -nt bench/node_modules/.package-lock.json ]; then
+  (cd bench && npm ci --no-audit --no-fund)
+fi
+python3 -c 'import Xlib' 2>/dev/null || pip install --quiet python-xlib
+
+out=$(mktemp)
+{
+  echo "# Benchmark results"
+  echo
+  echo "Written by \`make bench\` on $(date -u +%Y-%m-%d): $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB,"
+  echo "$(. /etc/os-release && echo "$PRETTY_NAME"), $(rustc --version). Every run starts its own processes on 127.0.0.1."
+  echo
+  python3 bench/desktop.py target/release/poussr-desktop
+  echo
+  node bench/dashboard.mjs target/release/poussr
+} > "$out"
+mv "$out" bench/RESULTS.md
+cat bench/RESULTS.md
