@@ -21,7 +21,6 @@ use subtle::ConstantTimeEq;
 
 use super::{ApiError, AppState, Peer};
 use crate::hub::{EventSource, Hub, MonitorEvent, Publish};
-use crate::protocol::ChannelName;
 
 /// The origins of the desktop window on each OS.
 const DESKTOP_ORIGINS: [&str; 3] = ["tauri://localhost", "http://tauri.localhost", "https://tauri.localhost"];
@@ -180,22 +179,9 @@ async fn publish(State(state): State<AppState>, body: axum::body::Bytes) -> Resu
         Some(id) => hub.app_by_id(id).ok_or_else(|| ApiError::NotFound(format!("no app has the id {id:?}")))?,
         None => hub.default_app(),
     };
-    let channel = ChannelName::parse(&body.channel)
-        .map_err(|e| ApiError::BadRequest(format!("invalid channel {:?}: {e}", body.channel)))?;
-    let limits = hub.limits();
-    if body.event.is_empty() || body.event.chars().count() > limits.max_event_name_len {
-        return Err(ApiError::BadRequest(format!(
-            "the event name must be 1 to {} characters long",
-            limits.max_event_name_len
-        )));
-    }
-    if body.data.len() > limits.max_event_data_bytes {
-        return Err(ApiError::TooLarge(format!(
-            "the data is {} bytes; the limit is {} bytes",
-            body.data.len(),
-            limits.max_event_data_bytes
-        )));
-    }
+    let channel = super::channel_name(&body.channel)?;
+    super::check_event_name(hub.limits(), &body.event)?;
+    super::check_event_data(hub.limits(), &body.data)?;
     let delivered = hub.publish(
         &app,
         &Publish {

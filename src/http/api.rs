@@ -136,26 +136,14 @@ fn check_event(state: &AppState, body: EventBody, batch: bool) -> Result<Checked
         .name
         .filter(|n| !n.is_empty())
         .ok_or_else(|| ApiError::BadRequest("\"name\" (the event name) is missing".into()))?;
-    if name.chars().count() > limits.max_event_name_len {
-        return Err(ApiError::BadRequest(format!(
-            "the event name is {} characters long; the limit is {}",
-            name.chars().count(),
-            limits.max_event_name_len
-        )));
-    }
+    super::check_event_name(limits, &name)?;
     let data = match body.data {
         Some(Value::String(s)) => s,
         // Pusher's API takes a string; SDKs stringify objects. Accept JSON values too and send their text.
         Some(Value::Null) | None => return Err(ApiError::BadRequest("\"data\" is missing".into())),
         Some(other) => other.to_string(),
     };
-    if data.len() > limits.max_event_data_bytes {
-        return Err(ApiError::TooLarge(format!(
-            "the event data is {} bytes; the limit is {} bytes",
-            data.len(),
-            limits.max_event_data_bytes
-        )));
-    }
+    super::check_event_data(limits, &data)?;
     let names: Vec<String> = match (body.channel, body.channels) {
         (Some(_), Some(_)) => {
             return Err(ApiError::BadRequest("give either \"channel\" or \"channels\", not both".into()));
@@ -179,7 +167,7 @@ fn check_event(state: &AppState, body: EventBody, batch: bool) -> Result<Checked
     }
     let mut channels = Vec::with_capacity(names.len());
     for n in &names {
-        let c = ChannelName::parse(n).map_err(|e| ApiError::BadRequest(format!("invalid channel {n:?}: {e}")))?;
+        let c = super::channel_name(n)?;
         if !channels.contains(&c) {
             channels.push(c);
         }
@@ -326,10 +314,6 @@ pub(super) async fn channels(
     Ok(Json(json!({ "channels": out })))
 }
 
-fn channel_name(name: &str) -> Result<ChannelName, ApiError> {
-    ChannelName::parse(name).map_err(|e| ApiError::BadRequest(format!("invalid channel {name:?}: {e}")))
-}
-
 /// `GET /apps/{app_id}/channels/{channel}`.
 pub(super) async fn channel(
     State(state): State<AppState>,
@@ -339,7 +323,7 @@ pub(super) async fn channel(
     RawQuery(query): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     let app = authorize(&state, &app_id, &method, &uri, b"")?;
-    let name = channel_name(&name)?;
+    let name = super::channel_name(&name)?;
     let info = Info::parse(channels_query(query.as_deref()).info.as_deref())?;
     info.check(&name)?;
     let occupied = state.hub.channel(&app, &name).is_some_and(|c| c.subscription_count > 0);
@@ -359,7 +343,7 @@ pub(super) async fn channel_users(
     uri: Uri,
 ) -> Result<Json<Value>, ApiError> {
     authorize(&state, &app_id, &method, &uri, b"")?;
-    let name = channel_name(&name)?;
+    let name = super::channel_name(&name)?;
     if name.kind() != ChannelKind::Presence {
         return Err(ApiError::BadRequest(format!(
             "{name:?} is not a presence channel; only presence channels have users"

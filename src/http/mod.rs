@@ -56,6 +56,39 @@ pub fn router(hub: Hub, sessions: mpsc::Sender<()>) -> Router {
         .with_state(state)
 }
 
+/// A channel name from a request, or a 400 that says what is wrong with it.
+pub(crate) fn channel_name(name: &str) -> Result<crate::protocol::ChannelName, ApiError> {
+    crate::protocol::ChannelName::parse(name)
+        .map_err(|e| ApiError::BadRequest(format!("invalid channel {name:?}: {e}")))
+}
+
+/// Checks an event name against the limit (400).
+pub(crate) fn check_event_name(limits: &crate::config::Limits, name: &str) -> Result<(), ApiError> {
+    let len = name.chars().count();
+    if len == 0 {
+        return Err(ApiError::BadRequest("the event name is empty".into()));
+    }
+    if len > limits.max_event_name_len {
+        return Err(ApiError::BadRequest(format!(
+            "the event name is {len} characters long; the limit is {}",
+            limits.max_event_name_len
+        )));
+    }
+    Ok(())
+}
+
+/// Checks event data against the limit (413).
+pub(crate) fn check_event_data(limits: &crate::config::Limits, data: &str) -> Result<(), ApiError> {
+    if data.len() > limits.max_event_data_bytes {
+        return Err(ApiError::TooLarge(format!(
+            "the event data is {} bytes; the limit is {} bytes",
+            data.len(),
+            limits.max_event_data_bytes
+        )));
+    }
+    Ok(())
+}
+
 /// The peer address when the router runs behind `into_make_service_with_connect_info`; tests that use
 /// `oneshot` add it with `MockConnectInfo`.
 pub(crate) type Peer = axum::extract::ConnectInfo<SocketAddr>;

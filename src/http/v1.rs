@@ -12,7 +12,6 @@ use subtle::ConstantTimeEq;
 use super::api::read_body;
 use super::{ApiError, AppState, Peer};
 use crate::hub::{EventSource, Publish};
-use crate::protocol::ChannelName;
 
 fn is_loopback(ip: IpAddr) -> bool {
     ip.to_canonical().is_loopback()
@@ -61,15 +60,8 @@ pub(super) async fn publish(
             ))
         })?;
     let limits = state.hub.limits();
-    if name.chars().count() > limits.max_event_name_len {
-        return Err(ApiError::BadRequest(format!(
-            "the event name is {} characters long; the limit is {}",
-            name.chars().count(),
-            limits.max_event_name_len
-        )));
-    }
-    let channel =
-        ChannelName::parse(&channel).map_err(|e| ApiError::BadRequest(format!("invalid channel {channel:?}: {e}")))?;
+    super::check_event_name(limits, &name)?;
+    let channel = super::channel_name(&channel)?;
     let max = limits.max_event_data_bytes;
     let body = read_body(body, max).await.map_err(|e| match e {
         ApiError::TooLarge(_) => ApiError::TooLarge(format!("the event data is over the {max}-byte limit")),
