@@ -22,6 +22,11 @@ out=$(mktemp)
   python3 bench/desktop.py target/release/poussr-desktop
   echo
   node bench/dashboard.mjs target/release/poussr
+  # The written analysis is kept from the previous file; update it by hand when the figures move.
+  if [ -f bench/RESULTS.md ]; then
+    echo
+    sed -n '/^## Reading these figures/,$p' bench/RESULTS.md
+  fi
 } > "$out"
 mv "$out" bench/RESULTS.md
 cat bench/RESULTS.md

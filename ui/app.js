@@ -7,6 +7,12 @@ import { Log, pretty } from './log.js';
 const tauri = window.__TAURI__;
 const $ = (id) => document.getElementById(id);
 
+/** Sets an element's text only when it changes: an unchanged write still costs WebKit a layout and a paint. */
+function setText(el, text) {
+  const t = String(text);
+  if (el.textContent !== t) el.textContent = t;
+}
+
 const state = {
   base: null, // the hub's URL, e.g. http://127.0.0.1:6001
   token: null, // the admin token
@@ -23,7 +29,7 @@ const state = {
 };
 
 const chart = new Chart(document.getElementById('chart'));
-const log = new Log(document.getElementById('log-view'), document.getElementById('log-spacer'), showDetail);
+const log = new Log(document.getElementById('log-view'), document.getElementById('log-spacer'), showDetail, () => requestRender());
 
 /** Calls a desktop command; null when running in a browser. */
 async function invoke(command, args) {
@@ -82,8 +88,8 @@ function showNotice(text) {
 
 function setState(kind, text) {
   const el = $('state');
-  el.dataset.state = kind;
-  el.textContent = text;
+  if (el.dataset.state !== kind) el.dataset.state = kind;
+  setText(el, text);
 }
 
 async function refresh() {
@@ -134,6 +140,9 @@ function renderOverview(o) {
   $('start-error').hidden = true;
   $('running').hidden = false;
   const list = $('addresses');
+  const key = o.addresses.join(' ') + ':' + o.port;
+  if (list.dataset.key !== key) list.dataset.key = key;
+  else return renderOverviewRest(o);
   list.replaceChildren(
     ...o.addresses.map((ip) => {
       const host = ip.includes(':') ? '[' + ip + ']' : ip;
@@ -144,22 +153,26 @@ function renderOverview(o) {
       return li;
     }),
   );
+  renderOverviewRest(o);
+}
+
+function renderOverviewRest(o) {
   const localOnly = o.addresses.every((ip) => ip === '127.0.0.1' || ip === '::1');
-  $('addresses-hint').textContent = localOnly
+  setText($('addresses-hint'), localOnly
     ? 'Poussr listens on this machine only. To serve the network, listen on 0.0.0.0 (Settings).'
-    : 'Every address of this machine that other machines on the network can reach.';
-  $('app-id').textContent = o.app.id;
-  $('app-key').textContent = o.app.key;
+    : 'Every address of this machine that other machines on the network can reach.');
+  setText($('app-id'), o.app.id);
+  setText($('app-key'), o.app.key);
   const secret = $('app-secret');
   secret.dataset.secret = o.app.secret;
   if ($('reveal-secret').getAttribute('aria-pressed') === 'true') secret.textContent = o.app.secret;
-  $('stat-connections').textContent = o.stats.connections;
-  $('stat-channels').textContent = o.stats.channels;
-  $('stat-events').textContent = o.stats.events_published;
-  $('stat-deliveries').textContent = o.stats.deliveries;
-  $('snippet').textContent = o.snippets[state.snippet];
-  $('clients-snippet').textContent = o.snippets.pusher_js;
-  $('log-snippet').textContent = o.snippets.curl;
+  setText($('stat-connections'), o.stats.connections);
+  setText($('stat-channels'), o.stats.channels);
+  setText($('stat-events'), o.stats.events_published);
+  setText($('stat-deliveries'), o.stats.deliveries);
+  setText($('snippet'), o.snippets[state.snippet]);
+  setText($('clients-snippet'), o.snippets.pusher_js);
+  setText($('log-snippet'), o.snippets.curl);
 }
 
 // ---- The monitor feed ----
@@ -179,9 +192,9 @@ function openFeed() {
         state.stale.channels = true;
       }
     }
-    $('count-clients').textContent = '(' + batch.stats.connections + ')';
-    $('count-channels').textContent = '(' + batch.stats.channels + ')';
-    feedDirty = true;
+    setText($('count-clients'), '(' + batch.stats.connections + ')');
+    setText($('count-channels'), '(' + batch.stats.channels + ')');
+    if (batch.events.length || batch.skipped) requestRender();
   };
   ws.onclose = () => {
     state.feed = null;
@@ -195,28 +208,41 @@ function openFeed() {
 }
 
 let feedDirty = false;
-let lastPanesRefresh = 0;
+let framePending = false;
+let chartDrawn = 0;
+
+/** Asks for one animation frame; nothing runs per frame while nothing changes (an idle window costs ~0 CPU). */
+function requestRender() {
+  feedDirty = true;
+  if (!framePending) {
+    framePending = true;
+    requestAnimationFrame(frame);
+  }
+}
 
 /** One animation frame: draw what changed. Data arrives ~10 times a second; drawing is at most once a frame. */
 function frame(now) {
-  if (feedDirty) {
-    feedDirty = false;
-    log.render();
-    $('log-count').textContent = log.list().length.toLocaleString() + ' shown of ' + log.total.toLocaleString() + ' received';
-    $('log-skipped').textContent = log.skipped ? '· ' + log.skipped.toLocaleString() + ' skipped (the window fell behind)' : '';
-    $('log-empty').hidden = log.total > 0;
-    $('rate-now').textContent = '· now ' + Math.round(chart.rateNow()).toLocaleString() + ' events/s';
+  framePending = false;
+  if (!feedDirty) return;
+  feedDirty = false;
+  log.render();
+  setText($('log-count'), log.list().length.toLocaleString() + ' shown of ' + log.total.toLocaleString() + ' received');
+  setText($('log-skipped'), log.skipped ? '· ' + log.skipped.toLocaleString() + ' skipped (the window fell behind)' : '');
+  if ($('log-empty').hidden !== log.total > 0) $('log-empty').hidden = log.total > 0;
+  // The chart moves once a second at most.
+  if (now - chartDrawn > 1000) {
+    chartDrawn = now;
+    setText($('rate-now'), '· now ' + Math.round(chart.rateNow()).toLocaleString() + ' events/s');
     chart.draw();
-  } else {
-    log.render();
   }
-  // Panes built from snapshots are refreshed at most once a second, and only when visible.
-  if (now - lastPanesRefresh > 1000) {
-    lastPanesRefresh = now;
-    if (state.pane === 'channels' && state.stale.channels) loadChannels();
-    if (state.pane === 'clients') loadClients();
-  }
-  requestAnimationFrame(frame);
+}
+
+/** Panes built from snapshots are refreshed at most once a second, and only when visible and changed. */
+function refreshPanes() {
+  if (document.visibilityState !== 'visible') return;
+  if (state.pane === 'channels' && state.stale.channels) loadChannels();
+  if (state.pane === 'clients' && state.stale.clients) loadClients();
+  if (state.pane === 'overview') requestRender();
 }
 
 // ---- Channels and clients ----
@@ -329,7 +355,7 @@ function showDetail(e) {
 
 function applyFilter() {
   log.setFilter({ channel: $('filter-channel').value.trim(), event: $('filter-event').value.trim(), text: $('filter-text').value.trim() });
-  feedDirty = true;
+  requestRender();
 }
 
 async function exportLog() {
@@ -425,7 +451,7 @@ function showPane(name) {
   if (name === 'channels') loadChannels();
   if (name === 'clients') loadClients();
   if (name === 'log') log.reset();
-  feedDirty = true;
+  requestRender();
 }
 
 function selectSnippet(name) {
@@ -563,11 +589,11 @@ function wire() {
     b.textContent = paused ? 'Resume' : 'Pause';
     $('log-paused').hidden = !paused;
     log.setPaused(paused);
-    feedDirty = true;
+    requestRender();
   });
   $('log-clear').addEventListener('click', () => {
     log.clear();
-    feedDirty = true;
+    requestRender();
   });
   for (const id of ['filter-channel', 'filter-event', 'filter-text']) $(id).addEventListener('input', applyFilter);
   $('log-export').addEventListener('click', exportLog);
@@ -583,11 +609,12 @@ function wire() {
       log.max = n;
       localStorage.setItem('poussr-log-max', String(n));
       log.add([], 0);
-      feedDirty = true;
+      requestRender();
     }
   });
   checkData();
-  requestAnimationFrame(frame);
+  setInterval(refreshPanes, 1000);
+  requestRender();
 }
 
 /** Refreshes every 2 s while the window is visible, and not at all while it is hidden. */

@@ -16,10 +16,11 @@ function size(n) {
 }
 
 export class Log {
-  constructor(view, spacer, onSelect) {
+  constructor(view, spacer, onSelect, onChange) {
     this.view = view;
     this.spacer = spacer;
     this.onSelect = onSelect;
+    this.onChange = onChange; // asks the page for a frame in which to render
     this.max = 10000;
     this.all = []; // every kept event, oldest first
     this.shown = []; // the ones that pass the filter
@@ -35,6 +36,7 @@ export class Log {
     view.addEventListener('scroll', () => {
       this.follow = view.scrollTop + view.clientHeight >= view.scrollHeight - ROW * 1.5;
       this.dirty = true;
+      this.onChange();
     });
     view.addEventListener('click', (e) => {
       const row = e.target.closest('.log-row');
