@@ -595,7 +595,15 @@ function wire() {
     log.clear();
     requestRender();
   });
-  for (const id of ['filter-channel', 'filter-event', 'filter-text']) $(id).addEventListener('input', applyFilter);
+  // Re-filtering thousands of kept events takes a moment: the typed key shows at once, the filter follows
+  // when typing pauses.
+  let filterTimer = null;
+  for (const id of ['filter-channel', 'filter-event', 'filter-text']) {
+    $(id).addEventListener('input', () => {
+      clearTimeout(filterTimer);
+      filterTimer = setTimeout(applyFilter, 150);
+    });
+  }
   $('log-export').addEventListener('click', exportLog);
   $('detail-close').addEventListener('click', () => log.select(null));
   $('pub-data').addEventListener('input', checkData);

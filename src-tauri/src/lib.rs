@@ -146,6 +146,26 @@ pub fn quit<R: Runtime>(app: &AppHandle<R>) {
     });
 }
 
+/// A logout or a system shutdown sends SIGTERM: quit as the menu does, so clients get 4200 and reconnect to
+/// the next Poussr, instead of seeing the connection drop.
+fn quit_on_terminate<R: Runtime>(app: &AppHandle<R>) {
+    #[cfg(unix)]
+    {
+        let app = app.clone();
+        tauri::async_runtime::spawn(async move {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut term) => {
+                    if term.recv().await.is_some() {
+                        tracing::info!("SIGTERM: closing clients with 4200 and quitting");
+                        quit(&app);
+                    }
+                }
+                Err(e) => tracing::warn!("cannot listen for SIGTERM: {e}"),
+            }
+        });
+    }
+}
+
 /// Loads the settings, starts the hub and registers the state. A failure to listen is not fatal: the
 /// window shows it and lets the operator choose another port.
 fn launch<R: Runtime>(app: &AppHandle<R>, options: &LaunchOptions) -> Result<(), String> {
@@ -203,6 +223,7 @@ pub fn core<R: Runtime>(builder: tauri::Builder<R>, options: LaunchOptions) -> t
         ])
         .setup(move |app| {
             launch(app.handle(), &options)?;
+            quit_on_terminate(app.handle());
             if let Err(e) = tray::build(app.handle()) {
                 // Some desktops have no tray; the window still works.
                 tracing::warn!("no tray icon: {e}");
@@ -235,7 +256,9 @@ pub fn run() {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
-    let options = LaunchOptions::parse(std::env::args().skip(1));
+    let mut args = std::env::args();
+    let _program = args.next();
+    let options = LaunchOptions::parse(args);
     let app = build_app(tauri::Builder::default(), options).build(tauri::generate_context!()).unwrap_or_else(|e| {
         eprintln!("poussr-desktop: cannot start: {e}");
         std::process::exit(1);

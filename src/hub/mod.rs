@@ -540,7 +540,7 @@ impl Hub {
         self.shared.monitor.emit(|| MonitorEvent::Subscribed {
             at_ms: now_ms(),
             socket_id: conn.socket_id.clone(),
-            channel: channel.to_string(),
+            channel: channel.clone(),
         });
         Ok(true)
     }
@@ -569,7 +569,7 @@ impl Hub {
         self.shared.monitor.emit(|| MonitorEvent::Unsubscribed {
             at_ms: now_ms(),
             socket_id: conn.socket_id.clone(),
-            channel: channel.to_string(),
+            channel: channel.clone(),
         });
     }
 
@@ -608,7 +608,7 @@ impl Hub {
             s.monitor.emit(|| MonitorEvent::EventPublished {
                 at_ms: now_ms(),
                 app_id: app.id.clone(),
-                channel: name.to_string(),
+                channel: name.clone(),
                 event: event.event.clone(),
                 data: event.data.clone(),
                 source: event.source,

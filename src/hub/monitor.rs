@@ -8,6 +8,7 @@ use serde::Serialize;
 use tokio::sync::broadcast;
 
 use super::Protocol;
+use crate::protocol::ChannelName;
 
 /// How many monitor events wait for a slow viewer before the oldest are skipped.
 pub const MONITOR_CAPACITY: usize = 8192;
@@ -63,7 +64,7 @@ pub enum MonitorEvent {
         /// Who.
         socket_id: Arc<str>,
         /// Which channel.
-        channel: String,
+        channel: ChannelName,
     },
     /// A connection left a channel.
     Unsubscribed {
@@ -72,7 +73,7 @@ pub enum MonitorEvent {
         /// Who.
         socket_id: Arc<str>,
         /// Which channel.
-        channel: String,
+        channel: ChannelName,
     },
     /// An event was published to a channel.
     EventPublished {
@@ -81,7 +82,7 @@ pub enum MonitorEvent {
         /// The app.
         app_id: Arc<str>,
         /// The channel.
-        channel: String,
+        channel: ChannelName,
         /// The event name.
         event: Arc<str>,
         /// The data string as published.

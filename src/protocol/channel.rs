@@ -130,6 +130,12 @@ impl fmt::Debug for ChannelName {
     }
 }
 
+impl serde::Serialize for ChannelName {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
 impl std::borrow::Borrow<str> for ChannelName {
     fn borrow(&self) -> &str {
         &self.0

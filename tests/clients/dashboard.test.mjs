@@ -141,6 +141,8 @@ describe('the dashboard', () => {
     await page.locator('#pane-log').getByLabel('Text', { exact: true }).fill('"i":3');
     await eventually(async () => (await page.locator('.log-row').count()) === 1, { what: 'one row with "i":3' });
     await page.locator('#pane-log').getByLabel('Text', { exact: true }).fill('');
+    // The filter applies when typing pauses.
+    await eventually(async () => (await page.locator('.log-row').count()) === 8, { what: 'all eight rows back' });
 
     await page.getByRole('button', { name: 'Pause' }).click();
     const before = await page.locator('.log-row').count();
@@ -153,6 +155,7 @@ describe('the dashboard', () => {
     await page.screenshot({ path: join(SHOTS, 'dashboard-log.png') });
 
     await page.locator('#pane-log').getByLabel('Channel', { exact: true }).fill('dash-');
+    await eventually(async () => (await page.locator('#log-count').innerText()).startsWith('9 shown'), { what: 'the dash- filter' });
     const [download] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Export JSON Lines' }).click()]);
     const text = readFileSync(await download.path(), 'utf8');
     const lines = text.trimEnd().split('\n').map((l) => JSON.parse(l));

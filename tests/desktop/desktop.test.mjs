@@ -255,3 +255,20 @@ test('the dashboard panes work in the window: a test event published from the fo
     await browser.deleteSession();
   }
 });
+
+test('SIGTERM (a logout, a shutdown) closes clients with 4200 and exits cleanly, like Quit', async () => {
+  const port = await freePort();
+  const app = spawn(BIN, ['--config-dir', configDir(port), '--hidden'], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const exited = new Promise((resolve) => app.on('exit', (code, signal) => resolve({ code, signal })));
+  try {
+    await waitFor('/health', () => health(port));
+    const ws = new WebSocket(`ws://127.0.0.1:${port}/app/${APP.key}?protocol=7`);
+    const closed = new Promise((resolve) => ws.on('close', (code) => resolve(code)));
+    await new Promise((resolve, reject) => { ws.once('message', resolve); ws.once('error', reject); });
+    app.kill('SIGTERM');
+    assert.equal(await closed, 4200);
+    assert.deepEqual(await exited, { code: 0, signal: null });
+  } finally {
+    app.kill('SIGKILL');
+  }
+});
