@@ -4,10 +4,16 @@ use super::*;
 use crate::config::{AppConfig, Config};
 
 fn hub() -> Hub {
-    let config = Config {
+    hub_with(|_| {})
+}
+
+/// A hub with one app and the limits as `adjust` leaves them.
+fn hub_with(adjust: impl FnOnce(&mut crate::config::Limits)) -> Hub {
+    let mut config = Config {
         apps: vec![AppConfig { id: "1".into(), key: "k".into(), secret: "s".into(), enabled: true }],
         ..Config::default()
     };
+    adjust(&mut config.limits);
     Hub::new(&config).unwrap()
 }
 
@@ -108,12 +114,7 @@ fn channel_stats_count_events_and_deliveries() {
 
 #[test]
 fn a_full_queue_kicks_the_connection_with_4100() {
-    let mut config = Config {
-        apps: vec![AppConfig { id: "1".into(), key: "k".into(), secret: "s".into(), enabled: true }],
-        ..Config::default()
-    };
-    config.limits.send_queue_frames = 2;
-    let hub = Hub::new(&config).unwrap();
+    let hub = hub_with(|l| l.send_queue_frames = 2);
     let app = hub.default_app();
     let (a, _rx) = hub.open(app.clone(), peer(), None, Protocol::Pusher).unwrap();
     hub.subscribe(&a, &name("c")).unwrap();
@@ -125,12 +126,7 @@ fn a_full_queue_kicks_the_connection_with_4100() {
 
 #[test]
 fn the_connection_quota_is_enforced() {
-    let mut config = Config {
-        apps: vec![AppConfig { id: "1".into(), key: "k".into(), secret: "s".into(), enabled: true }],
-        ..Config::default()
-    };
-    config.limits.max_connections = 1;
-    let hub = Hub::new(&config).unwrap();
+    let hub = hub_with(|l| l.max_connections = 1);
     let (a, _rx) = hub.open(hub.default_app(), peer(), None, Protocol::Pusher).unwrap();
     assert_eq!(hub.open(hub.default_app(), peer(), None, Protocol::Pusher).err(), Some(OpenError::OverQuota));
     hub.close(&a, None, "gone");
