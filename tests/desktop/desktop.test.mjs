@@ -98,7 +98,8 @@ async function textOf(browser, selector) {
 async function waitText(browser, selector, includes, timeout = 15000) {
   return waitFor(`${selector} to show "${includes}"`, async () => {
     const t = await textOf(browser, selector);
-    return t.includes(includes) ? t : false;
+    if (t.includes(includes)) return t;
+    throw new Error(`it shows ${JSON.stringify(t)}`);
   }, timeout);
 }
 
@@ -225,17 +226,21 @@ test('the dashboard panes work in the window: a test event published from the fo
     await waitFor('the subscription', () => frames.some((f) => f.event === 'pusher_internal:subscription_succeeded'));
 
     await (await browser.$('button[data-pane="publish"]')).click();
-    // WebKitWebDriver stops counting the form's fields as interactable once the channel field's suggestions
-    // popup has been open, so the form is filled as a keyboard user fills it: focus, type, Tab, Enter.
-    const type = async (id, text) => {
-      await browser.execute((el) => { document.getElementById(el).focus(); document.getElementById(el).select(); }, id);
-      await browser.keys(text.split(''));
-    };
-    await type('pub-channel', 'desk-orders');
-    await type('pub-event', 'from-window');
-    await type('pub-data', '{"n": 1}');
-    await browser.execute(() => document.getElementById('pub-submit').focus());
-    await browser.keys(['Enter']);
+    // Focusing the channel field opens its suggestions popup in WebKitGTK, and while it is open WebKitWebDriver
+    // counts nothing under it as interactable and typed keys can land in it. So the fields are filled without
+    // focus, the way an input method fills them (value + input event), checked, and the Publish button clicked.
+    const fill = (id, text) => browser.execute((el, value) => {
+      const field = document.getElementById(el);
+      field.value = value;
+      field.dispatchEvent(new Event('input', { bubbles: true }));
+      return field.value;
+    }, id, text);
+    assert.equal(await fill('pub-channel', 'desk-orders'), 'desk-orders');
+    assert.equal(await fill('pub-event', 'from-window'), 'from-window');
+    assert.equal(await fill('pub-data', '{"n": 1}'), '{"n": 1}');
+    const submit = await browser.$('#pub-submit');
+    await submit.waitForClickable({ timeout: 5000 });
+    await submit.click();
     await waitText(browser, '#pub-result', 'delivered to 1 subscriber');
     const got = await waitFor('the event at the client', () => frames.find((f) => f.event === 'from-window'));
     assert.deepEqual(got, { event: 'from-window', channel: 'desk-orders', data: '{"n": 1}' });
