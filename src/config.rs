@@ -56,10 +56,96 @@ pub struct AppConfig {
     /// A disabled app refuses connections (4003) and API calls (403).
     #[serde(default = "yes")]
     pub enabled: bool,
+    /// Whether clients may send `client-*` events on private and presence channels. On by default: Poussr
+    /// is a LAN tool, and the channel auth already decides who may join.
+    #[serde(default = "yes")]
+    pub client_events: bool,
+    /// Where the hub reports channel and member changes, client events and cache misses.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub webhooks: Vec<WebhookConfig>,
 }
 
 fn yes() -> bool {
     true
+}
+
+/// One webhook target of an app.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// The `http://` URL the hub POSTs to.
+    pub url: String,
+    /// The kinds sent there; empty (the default) means all of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<WebhookKind>,
+}
+
+impl WebhookConfig {
+    /// Whether events of `kind` go to this target.
+    pub fn wants(&self, kind: WebhookKind) -> bool {
+        self.events.is_empty() || self.events.contains(&kind)
+    }
+
+    /// Checks that the URL is one the hub can call.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let url = self.url.trim();
+        if let Some(rest) = url.strip_prefix("http://") {
+            let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+            if host.is_empty() || host.contains(char::is_whitespace) {
+                return Err(ConfigError::Invalid(format!("webhook URL {url:?} has no host")));
+            }
+            Ok(())
+        } else if url.starts_with("https://") {
+            Err(ConfigError::Invalid(format!(
+                "webhook URL {url:?}: this hub calls webhooks over plain http:// (a LAN backend, or a local \
+                 TLS-terminating proxy); https:// is not supported"
+            )))
+        } else {
+            Err(ConfigError::Invalid(format!("webhook URL {url:?} must start with http://")))
+        }
+    }
+}
+
+/// The kinds of webhook events (PROTOCOL.md §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WebhookKind {
+    /// A channel got its first subscriber.
+    ChannelOccupied,
+    /// A channel lost its last subscriber.
+    ChannelVacated,
+    /// A user got their first connection in a presence channel.
+    MemberAdded,
+    /// A user's last connection left a presence channel.
+    MemberRemoved,
+    /// A client sent a `client-*` event.
+    ClientEvent,
+    /// A client subscribed to a cache channel that had no cached event.
+    CacheMiss,
+}
+
+impl WebhookKind {
+    /// Every kind, in the order of PROTOCOL.md.
+    pub const ALL: [WebhookKind; 6] = [
+        WebhookKind::ChannelOccupied,
+        WebhookKind::ChannelVacated,
+        WebhookKind::MemberAdded,
+        WebhookKind::MemberRemoved,
+        WebhookKind::ClientEvent,
+        WebhookKind::CacheMiss,
+    ];
+
+    /// The name on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WebhookKind::ChannelOccupied => "channel_occupied",
+            WebhookKind::ChannelVacated => "channel_vacated",
+            WebhookKind::MemberAdded => "member_added",
+            WebhookKind::MemberRemoved => "member_removed",
+            WebhookKind::ClientEvent => "client_event",
+            WebhookKind::CacheMiss => "cache_miss",
+        }
+    }
 }
 
 impl AppConfig {
@@ -70,11 +156,18 @@ impl AppConfig {
         let hex = |rng: &mut rand::rngs::ThreadRng, n: usize| -> String {
             (0..n).map(|_| char::from_digit(rng.random_range(0..16), 16).unwrap_or('0')).collect()
         };
+        AppConfig::new(rng.random_range(100_000..10_000_000u32).to_string(), hex(&mut rng, 20), hex(&mut rng, 32))
+    }
+
+    /// An enabled app with these credentials and the default switches.
+    pub fn new(id: impl Into<String>, key: impl Into<String>, secret: impl Into<String>) -> Self {
         AppConfig {
-            id: rng.random_range(100_000..10_000_000u32).to_string(),
-            key: hex(&mut rng, 20),
-            secret: hex(&mut rng, 32),
+            id: id.into(),
+            key: key.into(),
+            secret: secret.into(),
             enabled: true,
+            client_events: true,
+            webhooks: Vec::new(),
         }
     }
 
@@ -97,6 +190,9 @@ impl AppConfig {
         }
         if self.secret.is_empty() {
             return Err(ConfigError::Invalid(format!("app {}: the secret is empty", self.id)));
+        }
+        for webhook in &self.webhooks {
+            webhook.validate().map_err(|e| ConfigError::Invalid(format!("app {}: {e}", self.id)))?;
         }
         Ok(())
     }
@@ -129,6 +225,24 @@ pub struct Limits {
     pub activity_timeout_secs: u64,
     /// Seconds to wait for the pong before closing with 4201.
     pub pong_timeout_secs: u64,
+    /// Most distinct users in one presence channel (over: `pusher:subscription_error` 403).
+    pub max_presence_members: usize,
+    /// Largest `user_info` of a presence member, in bytes of JSON (over: `pusher:subscription_error` 400).
+    pub max_presence_user_info_bytes: usize,
+    /// Longest presence `user_id`, in characters (over: `pusher:subscription_error` 400).
+    pub max_presence_user_id_chars: usize,
+    /// Most `client-*` events one connection may send per second (over: `pusher:error` and close 4301).
+    pub client_events_per_second: u32,
+    /// How long a cache channel keeps its last event, in seconds.
+    pub cache_ttl_secs: u64,
+    /// Webhook events waiting to be sent, per target; beyond it new events are dropped and counted.
+    pub webhook_queue_events: usize,
+    /// Most events in one webhook request.
+    pub webhook_batch_events: usize,
+    /// How long one webhook request may take, in milliseconds.
+    pub webhook_timeout_ms: u64,
+    /// Tries per webhook request (the first one included), with a doubling pause from 0.5 s between them.
+    pub webhook_attempts: u32,
 }
 
 impl Default for Limits {
@@ -145,6 +259,15 @@ impl Default for Limits {
             send_queue_frames: 1024,
             activity_timeout_secs: 120,
             pong_timeout_secs: 30,
+            max_presence_members: 100,
+            max_presence_user_info_bytes: 1024,
+            max_presence_user_id_chars: 128,
+            client_events_per_second: 10,
+            cache_ttl_secs: 30 * 60,
+            webhook_queue_events: 10_000,
+            webhook_batch_events: 100,
+            webhook_timeout_ms: 5_000,
+            webhook_attempts: 6,
         }
     }
 }
@@ -164,6 +287,15 @@ impl Limits {
             ("send_queue_frames", self.send_queue_frames as u64),
             ("activity_timeout_secs", self.activity_timeout_secs),
             ("pong_timeout_secs", self.pong_timeout_secs),
+            ("max_presence_members", self.max_presence_members as u64),
+            ("max_presence_user_info_bytes", self.max_presence_user_info_bytes as u64),
+            ("max_presence_user_id_chars", self.max_presence_user_id_chars as u64),
+            ("client_events_per_second", u64::from(self.client_events_per_second)),
+            ("cache_ttl_secs", self.cache_ttl_secs),
+            ("webhook_queue_events", self.webhook_queue_events as u64),
+            ("webhook_batch_events", self.webhook_batch_events as u64),
+            ("webhook_timeout_ms", self.webhook_timeout_ms),
+            ("webhook_attempts", u64::from(self.webhook_attempts)),
         ];
         for (name, value) in positive {
             if value == 0 {

@@ -18,6 +18,7 @@
 //! | [`server`] | `run(listener, hub, shutdown)`: the one entry used by the binary, the desktop and tests |
 //! | [`net`] | this machine's addresses and names (LAN addresses, the admin API's `Host` check) |
 //! | [`snippets`] | ready-to-paste client code for an address and an app |
+//! | [`webhook`] | signed, batched, retried webhooks, each target behind its own bounded queue |
 //!
 //! The headless binary is `src/main.rs` (`poussr serve`).
 
@@ -29,6 +30,7 @@ pub mod net;
 pub mod protocol;
 pub mod server;
 pub mod snippets;
+pub mod webhook;
 pub mod ws;
 
 pub use config::{AppConfig, Config, Limits};

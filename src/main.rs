@@ -88,8 +88,15 @@ fn configure(args: &ServeArgs) -> Result<(Config, String), String> {
 
     let origin = match (&args.app_id, &args.app_key, &args.app_secret) {
         (Some(id), Some(key), Some(secret)) => {
-            let app = AppConfig { id: id.clone(), key: key.clone(), secret: secret.clone(), enabled: true };
-            config.apps.retain(|a| a.id != app.id && a.key != app.key);
+            // An app of the config file with the same id keeps its switches and webhooks; the command line
+            // gives the credentials.
+            let mut app = match config.apps.iter().position(|a| a.id == *id) {
+                Some(i) => config.apps.remove(i),
+                None => AppConfig::new(id.clone(), key.clone(), secret.clone()),
+            };
+            app.key = key.clone();
+            app.secret = secret.clone();
+            config.apps.retain(|a| a.key != app.key);
             config.apps.insert(0, app);
             "from the command line".to_owned()
         }
@@ -302,7 +309,7 @@ mod tests {
 
     #[test]
     fn the_banner_names_the_address_credentials_and_snippets() {
-        let app = AppConfig { id: "9".into(), key: "kk".into(), secret: "ss".into(), enabled: true };
+        let app = AppConfig::new("9", "kk", "ss");
         let config = Config { apps: vec![app], ..Config::default() };
         let text = banner("127.0.0.1:6001".parse().unwrap(), &config, "from test", "tok");
         assert!(text.starts_with("Poussr ") && text.contains("listening on http://127.0.0.1:6001"));

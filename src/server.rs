@@ -34,6 +34,7 @@ async fn serve(
     hub: Hub,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    hub.start_background();
     let (sessions, mut ended) = mpsc::channel::<()>(1);
     let app = crate::http::router(hub.clone(), sessions);
     let closing = hub.clone();

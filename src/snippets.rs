@@ -60,7 +60,7 @@ mod tests {
 
     #[test]
     fn snippets_name_the_host_port_and_key() {
-        let app = AppConfig { id: "1".into(), key: "abc".into(), secret: "s3".into(), enabled: true };
+        let app = AppConfig::new("1", "abc", "s3");
         let s = snippets("192.168.1.20", 6001, &app);
         assert!(s.pusher_js.contains("new Pusher('abc'") && s.pusher_js.contains("wsPort: 6001"));
         assert!(s.laravel_echo.contains("broadcaster: 'pusher'") && s.laravel_echo.contains("wsHost: '192.168.1.20'"));

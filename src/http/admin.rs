@@ -190,6 +190,7 @@ async fn publish(State(state): State<AppState>, body: axum::body::Bytes) -> Resu
             data: Arc::from(body.data),
             except: None,
             source: EventSource::Dashboard,
+            user_id: None,
         },
     );
     Ok(Json(json!({ "delivered": delivered })))

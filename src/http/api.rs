@@ -51,12 +51,6 @@ fn authorize(state: &AppState, app_id: &str, method: &Method, uri: &Uri, body: &
     Ok(app)
 }
 
-/// Presence channels (members, user counts) come with the rest of the Pusher protocol; until then the API
-/// says so rather than answering with made-up figures.
-fn presence_not_yet() -> ApiError {
-    ApiError::NotImplemented("presence channels are not supported by this Poussr version yet".into())
-}
-
 /// The `info` attributes a request may ask for.
 #[derive(Debug, Default, Clone, Copy)]
 struct Info {
@@ -92,17 +86,17 @@ impl Info {
                 "info=user_count is only available for presence channels, and {channel:?} is not one"
             )));
         }
-        if self.user_count {
-            return Err(presence_not_yet());
-        }
         Ok(())
     }
 
     fn attributes(self, state: &AppState, app: &App, channel: &ChannelName) -> Value {
         let mut out = Map::new();
-        let occupancy = state.hub.channel(app, channel).map(|c| c.subscription_count).unwrap_or(0);
+        let info = state.hub.channel(app, channel);
+        if self.user_count {
+            out.insert("user_count".into(), info.as_ref().and_then(|c| c.user_count).unwrap_or(0).into());
+        }
         if self.subscription_count {
-            out.insert("subscription_count".into(), occupancy.into());
+            out.insert("subscription_count".into(), info.map(|c| c.subscription_count).unwrap_or(0).into());
         }
         Value::Object(out)
     }
@@ -188,6 +182,7 @@ fn check_event(state: &AppState, body: EventBody, batch: bool) -> Result<Checked
             data: Arc::from(data),
             except: body.socket_id.map(Arc::from),
             source: EventSource::Api,
+            user_id: None,
         },
         info,
     })
@@ -297,15 +292,15 @@ pub(super) async fn channels(
             "info=user_count needs filter_by_prefix=presence- (user counts exist for presence channels only)".into(),
         ));
     }
-    if info.user_count {
-        return Err(presence_not_yet());
-    }
     let mut out = BTreeMap::new();
     for c in state.hub.channels(&app) {
         if !c.name.starts_with(&prefix) {
             continue;
         }
         let mut attrs = Map::new();
+        if info.user_count {
+            attrs.insert("user_count".into(), c.user_count.unwrap_or(0).into());
+        }
         if info.subscription_count {
             attrs.insert("subscription_count".into(), c.subscription_count.into());
         }
@@ -342,12 +337,32 @@ pub(super) async fn channel_users(
     method: Method,
     uri: Uri,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&state, &app_id, &method, &uri, b"")?;
+    let app = authorize(&state, &app_id, &method, &uri, b"")?;
     let name = super::channel_name(&name)?;
     if name.kind() != ChannelKind::Presence {
         return Err(ApiError::BadRequest(format!(
             "{name:?} is not a presence channel; only presence channels have users"
         )));
     }
-    Err(presence_not_yet())
+    let users: Vec<Value> = state.hub.channel_users(&app, &name).iter().map(|id| json!({ "id": &**id })).collect();
+    Ok(Json(json!({ "users": users })))
+}
+
+/// `POST /apps/{app_id}/users/{user_id}/terminate_connections`: closes every connection signed in as that
+/// user, with 4009 (so the client does not reconnect by itself).
+pub(super) async fn terminate_connections(
+    State(state): State<AppState>,
+    Path((app_id, user_id)): Path<(String, String)>,
+    method: Method,
+    uri: Uri,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    let body = read_body(body, state.hub.limits().max_body_bytes).await?;
+    let app = authorize(&state, &app_id, &method, &uri, &body)?;
+    if user_id.is_empty() {
+        return Err(ApiError::BadRequest("the user id is empty".into()));
+    }
+    let closed = state.hub.terminate_user(&app, &user_id);
+    tracing::info!(app = %app.id, user = %user_id, closed, "terminated a user's connections");
+    Ok(Json(json!({})))
 }

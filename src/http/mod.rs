@@ -46,6 +46,7 @@ pub fn router(hub: Hub, sessions: mpsc::Sender<()>) -> Router {
         .route("/apps/{app_id}/channels", get(api::channels))
         .route("/apps/{app_id}/channels/{channel}", get(api::channel))
         .route("/apps/{app_id}/channels/{channel}/users", get(api::channel_users))
+        .route("/apps/{app_id}/users/{user_id}/terminate_connections", post(api::terminate_connections))
         .route("/health", get(health))
         .route("/poussr.js", get(poussr_js))
         .route("/dashboard", get(|| async { axum::response::Redirect::permanent("/dashboard/") }))

@@ -78,6 +78,7 @@ pub(super) async fn publish(
             data: Arc::from(data),
             except: None,
             source: EventSource::V1,
+            user_id: None,
         },
     );
     Ok(StatusCode::CREATED)

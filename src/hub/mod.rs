@@ -11,19 +11,20 @@
 
 pub mod monitor;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Instant, SystemTime};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::extract::ws::Utf8Bytes;
 use serde::Serialize;
 use tokio::sync::{Notify, mpsc, watch};
 
 use crate::adapter::Adapter;
-use crate::config::{AppConfig, Config, Limits};
+use crate::config::{AppConfig, Config, Limits, WebhookKind};
 use crate::protocol::{ChannelKind, ChannelName, CloseCode, pusher};
+use crate::webhook::{WebhookEvent, WebhookStats, Webhooks};
 pub use monitor::{EventSource, Monitor, MonitorEvent, now_ms};
 
 /// A frame ready to send: JSON text whose bytes are shared by every subscriber it is queued to.
@@ -55,20 +56,111 @@ pub struct App {
     /// Occupied channels only: a channel is removed when its last subscriber leaves, so the map never
     /// grows with names nobody uses any more.
     channels: Mutex<HashMap<ChannelName, Arc<Channel>>>,
+    /// The last event of each cache channel, kept whether or not the channel is occupied.
+    cache: Mutex<Cache>,
+    /// Signed-in users and their connections, for `#server-to-user-` channels and `terminate_connections`.
+    users: Mutex<HashMap<Arc<str>, ConnectionsByNumber>>,
+    /// Where this app's webhooks go.
+    pub webhooks: Webhooks,
 }
+
+impl App {
+    fn webhook(&self, kind: WebhookKind, make: impl FnOnce() -> WebhookEvent) {
+        if self.webhooks.wants(kind) {
+            self.webhooks.emit(make());
+        }
+    }
+}
+
+/// Connections keyed by their number.
+type ConnectionsByNumber = HashMap<u64, Arc<Connection>>;
+
+/// The last events of an app's cache channels.
+#[derive(Debug, Default)]
+struct Cache {
+    events: HashMap<ChannelName, (Frame, Instant)>,
+    /// When expired entries were last removed.
+    swept: Option<Instant>,
+}
+
+/// How often a cache is swept of expired events (a lookup never returns one in any case).
+const CACHE_SWEEP_EVERY: Duration = Duration::from_secs(60);
 
 /// One occupied channel.
 #[derive(Debug)]
 struct Channel {
     name: ChannelName,
-    /// Keyed by the connection's number, which is unique within this hub.
-    subscribers: Mutex<HashMap<u64, Arc<Connection>>>,
+    /// Its subscribers and, for a presence channel, its members, under one lock so that the two always
+    /// agree.
+    state: Mutex<ChannelState>,
     /// Events published to it while it existed.
     events: AtomicU64,
     /// Frames queued to its subscribers.
     deliveries: AtomicU64,
     /// When the last event was published, in ms since the epoch (0: never).
     last_event_ms: AtomicU64,
+}
+
+impl Channel {
+    fn new(name: &ChannelName) -> Self {
+        Channel {
+            name: name.clone(),
+            state: Mutex::default(),
+            events: AtomicU64::new(0),
+            deliveries: AtomicU64::new(0),
+            last_event_ms: AtomicU64::new(0),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct ChannelState {
+    /// Keyed by the connection's number, which is unique within this hub.
+    subscribers: HashMap<u64, Subscriber>,
+    /// Presence channels: the users, sorted by id, each with its info and number of connections here.
+    members: BTreeMap<Arc<str>, MemberState>,
+}
+
+#[derive(Debug)]
+struct Subscriber {
+    conn: Arc<Connection>,
+    /// On a presence channel, the user this connection joined as.
+    user_id: Option<Arc<str>>,
+}
+
+#[derive(Debug)]
+struct MemberState {
+    info: serde_json::Value,
+    connections: usize,
+}
+
+/// Who a connection joins a presence channel as (from the signed `channel_data`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Member {
+    /// The user's id.
+    pub user_id: Arc<str>,
+    /// What other members learn about the user (`null` when not given).
+    pub user_info: serde_json::Value,
+}
+
+/// What a new subscriber gets from a cache channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cached {
+    /// The last event, as a frame ready to send.
+    Hit(Frame),
+    /// Nothing cached (or expired): the client gets `pusher:cache_miss`.
+    Miss,
+}
+
+/// The outcome of a subscription.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Joined {
+    /// False when the connection had already joined (a harmless repeat).
+    pub newly: bool,
+    /// The `subscription_succeeded` data of a presence channel, encoded.
+    pub presence: Option<String>,
+    /// For a newly joined cache channel: the last event or a miss.
+    pub cached: Option<Cached>,
 }
 
 /// The record of one WebSocket connection, shared by its session, the channels it joined and the
@@ -91,6 +183,8 @@ pub struct Connection {
     pub connected_at: SystemTime,
     /// The channels it has joined, for the dashboard and for cleaning up when it closes.
     channels: Mutex<BTreeSet<ChannelName>>,
+    /// The user it signed in as (`pusher:signin`), once it has.
+    user_id: OnceLock<Arc<str>>,
     /// Frames for this connection; bounded so that a slow reader costs a known amount of memory.
     outbound: mpsc::Sender<Frame>,
     /// The close code the hub wants this connection closed with: 0 for none yet, else its index + 1.
@@ -148,6 +242,11 @@ impl Connection {
         lock(&self.channels).iter().cloned().collect()
     }
 
+    /// The user it signed in as, if it has.
+    pub fn user_id(&self) -> Option<&Arc<str>> {
+        self.user_id.get()
+    }
+
     /// Whether it has joined `channel`.
     pub fn is_subscribed(&self, channel: &ChannelName) -> bool {
         lock(&self.channels).contains(channel)
@@ -167,6 +266,7 @@ impl Connection {
                 .map(|d| d.as_millis() as u64)
                 .unwrap_or(0),
             channels: self.channels().iter().map(|c| c.to_string()).collect(),
+            user_id: self.user_id().map(|u| u.to_string()),
             messages_in: self.messages_in.load(Relaxed),
             messages_out: self.messages_out.load(Relaxed),
             bytes_in: self.bytes_in.load(Relaxed),
@@ -192,6 +292,8 @@ pub struct ConnectionInfo {
     pub connected_at_ms: u64,
     /// Joined channels.
     pub channels: Vec<String>,
+    /// The user it signed in as.
+    pub user_id: Option<String>,
     /// Frames received.
     pub messages_in: u64,
     /// Frames sent.
@@ -211,6 +313,9 @@ pub struct ChannelInfo {
     pub kind: ChannelKind,
     /// Connections subscribed on this hub.
     pub subscription_count: usize,
+    /// Presence channels: the number of distinct users.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_count: Option<usize>,
     /// Events published to it while occupied.
     pub events: u64,
     /// Frames queued to its subscribers.
@@ -255,6 +360,8 @@ pub struct Stats {
     pub bytes_in: u64,
     /// Bytes sent to clients.
     pub bytes_out: u64,
+    /// Webhooks over all apps: delivered, failed, dropped, queued.
+    pub webhooks: WebhookStats,
 }
 
 /// An event to publish.
@@ -270,6 +377,22 @@ pub struct Publish {
     pub except: Option<Arc<str>>,
     /// Who published it.
     pub source: EventSource,
+    /// The sender's user id, for client events on presence channels.
+    pub user_id: Option<Arc<str>>,
+}
+
+impl Publish {
+    /// An event from the API, Poussr v1 or the dashboard: no sender user.
+    pub fn new(channels: Vec<ChannelName>, event: &str, data: &str, except: Option<&str>, source: EventSource) -> Self {
+        Publish {
+            channels,
+            event: Arc::from(event),
+            data: Arc::from(data),
+            except: except.map(Arc::from),
+            source,
+            user_id: None,
+        }
+    }
 }
 
 /// Why a subscription was refused.
@@ -281,6 +404,33 @@ pub enum SubscribeError {
     /// The hub is shutting down.
     #[error("the hub is shutting down")]
     ShuttingDown,
+    /// A presence channel has as many members as allowed.
+    #[error("this presence channel has {0} members, the most allowed")]
+    PresenceFull(usize),
+}
+
+/// Why a client event was refused (answered with a `pusher:error`; the connection stays open).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClientEventError {
+    /// The app has client events turned off.
+    #[error("client events are turned off for this app")]
+    Disabled,
+    /// Not a private or presence channel.
+    #[error(
+        "client events are allowed only on private and presence channels (not public or encrypted ones); {0:?} is {1}"
+    )]
+    WrongKind(String, &'static str),
+    /// The connection has not joined the channel.
+    #[error("client events can be sent only on channels this connection has joined; it has not joined {0:?}")]
+    NotJoined(String),
+}
+
+/// Why a sign-in was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SigninError {
+    /// The connection signed in before, as someone else.
+    #[error("this connection is already signed in as {0:?}")]
+    AlreadySignedIn(String),
 }
 
 /// Why a connection was refused.
@@ -346,7 +496,16 @@ impl Hub {
         let apps: Vec<Arc<App>> = config
             .apps
             .iter()
-            .map(|a| Arc::new(App { config: a.clone(), id: Arc::from(a.id.as_str()), channels: Mutex::default() }))
+            .map(|a| {
+                Arc::new(App {
+                    config: a.clone(),
+                    id: Arc::from(a.id.as_str()),
+                    channels: Mutex::default(),
+                    cache: Mutex::default(),
+                    users: Mutex::default(),
+                    webhooks: Webhooks::new(a, &config.limits),
+                })
+            })
             .collect();
         Ok(Hub {
             shared: Arc::new(Shared {
@@ -371,6 +530,14 @@ impl Hub {
                 connections_watch: watch::Sender::new(0),
             }),
         })
+    }
+
+    /// Starts the hub's background work on the current tokio runtime: the webhook senders. Called by
+    /// [`crate::server::run`]; calling it again does nothing.
+    pub fn start_background(&self) {
+        for app in &self.shared.apps {
+            app.webhooks.start(&app.config, &self.shared.limits, &self.shared.monitor);
+        }
     }
 
     /// The limits in force.
@@ -466,6 +633,7 @@ impl Hub {
             protocol,
             connected_at: SystemTime::now(),
             channels: Mutex::default(),
+            user_id: OnceLock::new(),
             outbound: tx,
             kick_code: AtomicU8::new(0),
             kick: Notify::new(),
@@ -494,6 +662,15 @@ impl Hub {
         for channel in &channels {
             self.remove_subscriber(conn, channel);
         }
+        if let Some(user) = conn.user_id() {
+            let mut users = lock(&conn.app.users);
+            if let Some(conns) = users.get_mut(user) {
+                conns.remove(&conn.number);
+                if conns.is_empty() {
+                    users.remove(user);
+                }
+            }
+        }
         if lock(&self.shared.connections).remove(&conn.number).is_some() {
             self.shared.connection_count.fetch_sub(1, Relaxed);
             self.shared.connections_watch.send_replace(self.shared.connection_count.load(Relaxed));
@@ -509,40 +686,127 @@ impl Hub {
         }
     }
 
-    /// Adds `conn` to `channel`. Returns `Ok(false)` if it had already joined (which is harmless).
-    pub fn subscribe(&self, conn: &Arc<Connection>, channel: &ChannelName) -> Result<bool, SubscribeError> {
-        if self.shared.shutting_down.load(Relaxed) {
+    /// Adds `conn` to `channel`, as `member` on a presence channel (the caller has checked the signature).
+    /// Joining again is harmless and answers as the first time, without a cached event.
+    ///
+    /// The other members learn of a user only when the user's first connection joins. A cache channel's
+    /// last event is read under the same locks that delivery takes, so a new subscriber gets each event
+    /// exactly once: from the cache or live, never both and never neither.
+    pub fn subscribe(
+        &self,
+        conn: &Arc<Connection>,
+        channel: &ChannelName,
+        member: Option<Member>,
+    ) -> Result<Joined, SubscribeError> {
+        let s = &self.shared;
+        if s.shutting_down.load(Relaxed) {
             return Err(SubscribeError::ShuttingDown);
         }
-        {
+        let again = {
             let joined = lock(&conn.channels);
-            if joined.contains(channel) {
-                return Ok(false);
-            }
-            let max = self.shared.limits.max_channels_per_connection;
-            if joined.len() >= max {
+            let max = s.limits.max_channels_per_connection;
+            if !joined.contains(channel) && joined.len() >= max {
                 return Err(SubscribeError::TooManyChannels(max));
             }
-        }
-        let mut map = lock(&conn.app.channels);
-        let ch = map.entry(channel.clone()).or_insert_with(|| {
-            Arc::new(Channel {
-                name: channel.clone(),
-                subscribers: Mutex::default(),
-                events: AtomicU64::new(0),
-                deliveries: AtomicU64::new(0),
-                last_event_ms: AtomicU64::new(0),
+            joined.contains(channel)
+        };
+        let app = &conn.app;
+        let presence = channel.kind() == ChannelKind::Presence;
+        let mut map = lock(&app.channels);
+        let mut created = false;
+        let ch = map
+            .entry(channel.clone())
+            .or_insert_with(|| {
+                created = true;
+                Arc::new(Channel::new(channel))
             })
-        });
-        lock(&ch.subscribers).insert(conn.number, conn.clone());
+            .clone();
+        let mut state = lock(&ch.state);
+        if again {
+            let presence = presence.then(|| presence_data(&state));
+            return Ok(Joined { newly: false, presence, cached: None });
+        }
+        let mut added = None;
+        if let Some(m) = member.as_ref().filter(|_| presence) {
+            let max = s.limits.max_presence_members;
+            if !state.members.contains_key(&m.user_id) && state.members.len() >= max {
+                let empty = state.subscribers.is_empty();
+                drop(state);
+                if empty {
+                    map.remove(channel);
+                }
+                return Err(SubscribeError::PresenceFull(max));
+            }
+            let entry = state
+                .members
+                .entry(m.user_id.clone())
+                .or_insert_with(|| MemberState { info: m.user_info.clone(), connections: 0 });
+            entry.connections += 1;
+            if entry.connections == 1 {
+                let frame: Frame = pusher::member_added(channel.as_str(), &m.user_id, &m.user_info).into();
+                for sub in state.subscribers.values() {
+                    sub.conn.send(frame.clone());
+                }
+                added = Some(m.user_id.clone());
+            }
+        }
+        let user_id = member.filter(|_| presence).map(|m| m.user_id);
+        state.subscribers.insert(conn.number, Subscriber { conn: conn.clone(), user_id });
+        let presence = presence.then(|| presence_data(&state));
+        let cached = channel.is_cache().then(|| self.cached(app, channel));
         lock(&conn.channels).insert(channel.clone());
+        drop(state);
         drop(map);
-        self.shared.monitor.emit(|| MonitorEvent::Subscribed {
+
+        if created {
+            app.webhook(WebhookKind::ChannelOccupied, || WebhookEvent::new(WebhookKind::ChannelOccupied, channel));
+        }
+        s.monitor.emit(|| MonitorEvent::Subscribed {
             at_ms: now_ms(),
             socket_id: conn.socket_id.clone(),
             channel: channel.clone(),
         });
-        Ok(true)
+        if let Some(user_id) = added {
+            app.webhook(WebhookKind::MemberAdded, || {
+                WebhookEvent::new(WebhookKind::MemberAdded, channel).user(&user_id)
+            });
+            s.monitor.emit(|| MonitorEvent::MemberAdded {
+                at_ms: now_ms(),
+                socket_id: conn.socket_id.clone(),
+                channel: channel.clone(),
+                user_id,
+            });
+        }
+        if cached == Some(Cached::Miss) {
+            app.webhook(WebhookKind::CacheMiss, || WebhookEvent::new(WebhookKind::CacheMiss, channel));
+        }
+        Ok(Joined { newly: true, presence, cached })
+    }
+
+    /// The cached event of `channel`, if it has one that has not expired.
+    fn cached(&self, app: &App, channel: &ChannelName) -> Cached {
+        let ttl = Duration::from_secs(self.shared.limits.cache_ttl_secs);
+        let mut cache = lock(&app.cache);
+        match cache.events.get(channel) {
+            Some((frame, at)) if at.elapsed() < ttl => Cached::Hit(frame.clone()),
+            Some(_) => {
+                cache.events.remove(channel);
+                Cached::Miss
+            }
+            None => Cached::Miss,
+        }
+    }
+
+    /// Keeps `frame` as the last event of a cache channel, and now and then forgets expired ones.
+    fn store_cached(&self, app: &App, channel: &ChannelName, frame: Frame) {
+        let ttl = Duration::from_secs(self.shared.limits.cache_ttl_secs);
+        let mut cache = lock(&app.cache);
+        let now = Instant::now();
+        if cache.swept.is_none_or(|at| now.duration_since(at) >= CACHE_SWEEP_EVERY) {
+            cache.events.retain(|_, (_, at)| now.duration_since(*at) < ttl);
+            cache.swept = Some(now);
+        }
+        cache.events.insert(channel.clone(), (frame, now));
     }
 
     /// Removes `conn` from `channel`. Returns whether it had joined it; leaving twice is harmless.
@@ -555,22 +819,129 @@ impl Hub {
     }
 
     fn remove_subscriber(&self, conn: &Connection, channel: &ChannelName) {
-        let mut map = lock(&conn.app.channels);
-        if let Some(ch) = map.get(channel) {
-            let mut subs = lock(&ch.subscribers);
-            subs.remove(&conn.number);
-            let empty = subs.is_empty();
-            drop(subs);
-            if empty {
-                map.remove(channel);
+        let app = &conn.app;
+        let mut map = lock(&app.channels);
+        let Some(ch) = map.get(channel).cloned() else { return };
+        let mut state = lock(&ch.state);
+        let Some(sub) = state.subscribers.remove(&conn.number) else { return };
+        let mut removed = None;
+        if let Some(user_id) = sub.user_id
+            && let Some(member) = state.members.get_mut(&user_id)
+        {
+            member.connections -= 1;
+            if member.connections == 0 {
+                state.members.remove(&user_id);
+                let frame: Frame = pusher::member_removed(channel.as_str(), &user_id).into();
+                for other in state.subscribers.values() {
+                    other.conn.send(frame.clone());
+                }
+                removed = Some(user_id);
             }
         }
+        let vacated = state.subscribers.is_empty();
+        drop(state);
+        if vacated {
+            map.remove(channel);
+        }
         drop(map);
-        self.shared.monitor.emit(|| MonitorEvent::Unsubscribed {
+
+        let s = &self.shared;
+        s.monitor.emit(|| MonitorEvent::Unsubscribed {
             at_ms: now_ms(),
             socket_id: conn.socket_id.clone(),
             channel: channel.clone(),
         });
+        if let Some(user_id) = removed {
+            app.webhook(WebhookKind::MemberRemoved, || {
+                WebhookEvent::new(WebhookKind::MemberRemoved, channel).user(&user_id)
+            });
+            s.monitor.emit(|| MonitorEvent::MemberRemoved {
+                at_ms: now_ms(),
+                socket_id: conn.socket_id.clone(),
+                channel: channel.clone(),
+                user_id,
+            });
+        }
+        if vacated {
+            app.webhook(WebhookKind::ChannelVacated, || WebhookEvent::new(WebhookKind::ChannelVacated, channel));
+        }
+    }
+
+    /// Relays a `client-*` event from `conn` to the other subscribers of `channel` (the caller has checked
+    /// the name and the rate). On a presence channel the frame names the sender's `user_id`.
+    pub fn client_event(
+        &self,
+        conn: &Connection,
+        channel: &ChannelName,
+        event: &str,
+        data: &str,
+    ) -> Result<usize, ClientEventError> {
+        if !conn.app.config.client_events {
+            return Err(ClientEventError::Disabled);
+        }
+        match channel.kind() {
+            ChannelKind::Private | ChannelKind::Presence => {}
+            kind => return Err(ClientEventError::WrongKind(channel.to_string(), kind.as_str())),
+        }
+        let user_id = {
+            let ch = lock(&conn.app.channels).get(channel).cloned();
+            let state = ch.as_ref().map(|c| lock(&c.state));
+            match state.as_ref().and_then(|st| st.subscribers.get(&conn.number)) {
+                Some(sub) => sub.user_id.clone(),
+                None => return Err(ClientEventError::NotJoined(channel.to_string())),
+            }
+        };
+        let event = Publish {
+            channels: vec![channel.clone()],
+            event: Arc::from(event),
+            data: Arc::from(data),
+            except: Some(conn.socket_id.clone()),
+            source: EventSource::Client,
+            user_id,
+        };
+        let delivered = self.publish(&conn.app, &event);
+        conn.app.webhook(WebhookKind::ClientEvent, || WebhookEvent {
+            name: WebhookKind::ClientEvent,
+            channel: channel.clone(),
+            user_id: event.user_id.clone(),
+            event: Some(event.event.clone()),
+            data: Some(event.data.clone()),
+            socket_id: Some(conn.socket_id.clone()),
+        });
+        Ok(delivered)
+    }
+
+    /// Records that `conn` signed in as `user_id` (the caller has checked the signature). Signing in again
+    /// as the same user is harmless.
+    pub fn sign_in(&self, conn: &Arc<Connection>, user_id: &str) -> Result<(), SigninError> {
+        let user: Arc<str> = Arc::from(user_id);
+        let current = conn.user_id.get_or_init(|| user.clone());
+        if **current != *user_id {
+            return Err(SigninError::AlreadySignedIn(current.to_string()));
+        }
+        lock(&conn.app.users).entry(user.clone()).or_default().insert(conn.number, conn.clone());
+        self.shared.monitor.emit(|| MonitorEvent::SignedIn {
+            at_ms: now_ms(),
+            socket_id: conn.socket_id.clone(),
+            user_id: user,
+        });
+        Ok(())
+    }
+
+    /// Closes every connection signed in as `user_id` with 4009. Returns how many there were.
+    pub fn terminate_user(&self, app: &App, user_id: &str) -> usize {
+        let conns: Vec<Arc<Connection>> =
+            lock(&app.users).get(user_id).map(|c| c.values().cloned().collect()).unwrap_or_default();
+        for conn in &conns {
+            conn.kick(CloseCode::Terminated);
+        }
+        conns.len()
+    }
+
+    /// The users of a presence channel, sorted by id (empty when nobody is in it).
+    pub fn channel_users(&self, app: &App, channel: &ChannelName) -> Vec<Arc<str>> {
+        let ch = lock(&app.channels).get(channel).cloned();
+        ch.map(|c| lock(&c.state).members.keys().cloned().collect()).unwrap_or_default()
     }
 
     /// Publishes an event through the adapter. Returns when it is queued to every local subscriber, with
@@ -584,21 +955,41 @@ impl Hub {
         let s = &self.shared;
         let mut total = 0;
         for name in &event.channels {
-            let ch = lock(&app.channels).get(name).cloned();
+            let make_frame = || -> Frame {
+                pusher::event(&event.event, name.as_str(), &event.data, event.user_id.as_deref()).into()
+            };
+            // Events from the backend are what a cache channel keeps; client events are not.
+            let caching = name.is_cache() && event.source != EventSource::Client;
+            let map = lock(&app.channels);
+            let mut frame = None;
+            if caching {
+                let f = make_frame();
+                self.store_cached(app, name, f.clone());
+                frame = Some(f);
+            }
+            let ch = map.get(name).cloned();
+            // For a cache channel the channel map stays locked until the subscribers are (see `subscribe`).
+            let map = if caching {
+                Some(map)
+            } else {
+                drop(map);
+                None
+            };
             let mut delivered = 0;
             if let Some(ch) = &ch {
                 // Serialized once; each subscriber's queue gets a reference-counted handle to it.
-                let frame: Frame = pusher::event(&event.event, name.as_str(), &event.data, None).into();
-                let subs = lock(&ch.subscribers);
-                for conn in subs.values() {
-                    if event.except.as_deref().is_some_and(|x| *x == *conn.socket_id) {
+                let frame = frame.unwrap_or_else(make_frame);
+                let state = lock(&ch.state);
+                drop(map);
+                for sub in state.subscribers.values() {
+                    if event.except.as_deref().is_some_and(|x| *x == *sub.conn.socket_id) {
                         continue;
                     }
-                    if conn.send(frame.clone()) {
+                    if sub.conn.send(frame.clone()) {
                         delivered += 1;
                     }
                 }
-                drop(subs);
+                drop(state);
                 ch.events.fetch_add(1, Relaxed);
                 ch.deliveries.fetch_add(delivered as u64, Relaxed);
                 ch.last_event_ms.store(now_ms(), Relaxed);
@@ -683,7 +1074,17 @@ impl Hub {
             messages_out: c.messages_out.load(Relaxed),
             bytes_in: c.bytes_in.load(Relaxed),
             bytes_out: c.bytes_out.load(Relaxed),
+            webhooks: self.webhook_stats(),
         }
+    }
+
+    /// Webhook figures summed over every app.
+    pub fn webhook_stats(&self) -> WebhookStats {
+        let mut total = WebhookStats::default();
+        for app in &self.shared.apps {
+            total += app.webhooks.stats();
+        }
+        total
     }
 
     /// Starts shutting down: refuses new connections and subscriptions and asks every open connection to
@@ -702,12 +1103,22 @@ impl Hub {
     }
 }
 
+/// The `subscription_succeeded` data of a presence channel.
+fn presence_data(state: &ChannelState) -> String {
+    pusher::presence_data(state.members.iter().map(|(id, m)| (&**id, &m.info)))
+}
+
 fn channel_info(ch: &Channel) -> ChannelInfo {
     let last = ch.last_event_ms.load(Relaxed);
+    let (subscription_count, user_count) = {
+        let state = lock(&ch.state);
+        (state.subscribers.len(), (ch.name.kind() == ChannelKind::Presence).then_some(state.members.len()))
+    };
     ChannelInfo {
         name: ch.name.to_string(),
         kind: ch.name.kind(),
-        subscription_count: lock(&ch.subscribers).len(),
+        subscription_count,
+        user_count,
         events: ch.events.load(Relaxed),
         deliveries: ch.deliveries.load(Relaxed),
         last_event_ms: (last != 0).then_some(last),

@@ -75,6 +75,37 @@ pub enum MonitorEvent {
         /// Which channel.
         channel: ChannelName,
     },
+    /// A user got their first connection in a presence channel.
+    MemberAdded {
+        /// Milliseconds since the Unix epoch.
+        at_ms: u64,
+        /// The connection that brought the user in.
+        socket_id: Arc<str>,
+        /// The presence channel.
+        channel: ChannelName,
+        /// The user.
+        user_id: Arc<str>,
+    },
+    /// A user's last connection left a presence channel.
+    MemberRemoved {
+        /// Milliseconds since the Unix epoch.
+        at_ms: u64,
+        /// The connection that left last.
+        socket_id: Arc<str>,
+        /// The presence channel.
+        channel: ChannelName,
+        /// The user.
+        user_id: Arc<str>,
+    },
+    /// A connection signed in as a user (`pusher:signin`).
+    SignedIn {
+        /// Milliseconds since the Unix epoch.
+        at_ms: u64,
+        /// The connection.
+        socket_id: Arc<str>,
+        /// The user.
+        user_id: Arc<str>,
+    },
     /// An event was published to a channel.
     EventPublished {
         /// Milliseconds since the Unix epoch.

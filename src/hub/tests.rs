@@ -9,10 +9,7 @@ fn hub() -> Hub {
 
 /// A hub with one app and the limits as `adjust` leaves them.
 fn hub_with(adjust: impl FnOnce(&mut crate::config::Limits)) -> Hub {
-    let mut config = Config {
-        apps: vec![AppConfig { id: "1".into(), key: "k".into(), secret: "s".into(), enabled: true }],
-        ..Config::default()
-    };
+    let mut config = Config { apps: vec![AppConfig::new("1", "k", "s")], ..Config::default() };
     adjust(&mut config.limits);
     Hub::new(&config).unwrap()
 }
@@ -32,6 +29,7 @@ fn publish(channel: &str, event: &str) -> Publish {
         data: Arc::from("{\"x\":1}"),
         except: None,
         source: EventSource::Api,
+        user_id: None,
     }
 }
 
@@ -40,8 +38,8 @@ fn a_connection_record_keeps_who_what_and_counters() {
     let hub = hub();
     let app = hub.default_app();
     let (conn, _rx) = hub.open(app, peer(), Some("test-agent/1"), Protocol::Pusher).unwrap();
-    hub.subscribe(&conn, &name("b")).unwrap();
-    hub.subscribe(&conn, &name("a")).unwrap();
+    hub.subscribe(&conn, &name("b"), None).unwrap();
+    hub.subscribe(&conn, &name("a"), None).unwrap();
     hub.count_in(&conn, 10);
     hub.count_out(&conn, 2, 30);
     let info = conn.info();
@@ -61,8 +59,8 @@ fn fan_out_shares_one_frame_and_honours_exclusion() {
     let app = hub.default_app();
     let (a, mut rx_a) = hub.open(app.clone(), peer(), None, Protocol::Pusher).unwrap();
     let (b, mut rx_b) = hub.open(app.clone(), peer(), None, Protocol::PoussrV1).unwrap();
-    hub.subscribe(&a, &name("c")).unwrap();
-    hub.subscribe(&b, &name("c")).unwrap();
+    hub.subscribe(&a, &name("c"), None).unwrap();
+    hub.subscribe(&b, &name("c"), None).unwrap();
     assert_eq!(hub.publish(&app, &publish("c", "e")), 2);
     let fa = rx_a.try_recv().unwrap();
     let fb = rx_b.try_recv().unwrap();
@@ -81,12 +79,12 @@ fn empty_channels_are_removed() {
     let hub = hub();
     let app = hub.default_app();
     let (a, _rx) = hub.open(app.clone(), peer(), None, Protocol::Pusher).unwrap();
-    hub.subscribe(&a, &name("c")).unwrap();
+    hub.subscribe(&a, &name("c"), None).unwrap();
     assert_eq!(hub.channels(&app).len(), 1);
     assert!(hub.unsubscribe(&a, &name("c")));
     assert!(!hub.unsubscribe(&a, &name("c")), "leaving twice is harmless");
     assert!(hub.channels(&app).is_empty());
-    hub.subscribe(&a, &name("d")).unwrap();
+    hub.subscribe(&a, &name("d"), None).unwrap();
     hub.close(&a, Some(1000), "bye");
     assert!(hub.channels(&app).is_empty());
     assert_eq!(hub.connection_count(), 0);
@@ -100,8 +98,8 @@ fn channel_stats_count_events_and_deliveries() {
     let app = hub.default_app();
     let (a, _ra) = hub.open(app.clone(), peer(), None, Protocol::Pusher).unwrap();
     let (b, _rb) = hub.open(app.clone(), peer(), None, Protocol::Pusher).unwrap();
-    hub.subscribe(&a, &name("c")).unwrap();
-    hub.subscribe(&b, &name("c")).unwrap();
+    hub.subscribe(&a, &name("c"), None).unwrap();
+    hub.subscribe(&b, &name("c"), None).unwrap();
     hub.publish(&app, &publish("c", "1"));
     hub.publish(&app, &publish("c", "2"));
     let info = hub.channel(&app, &name("c")).unwrap();
@@ -117,7 +115,7 @@ fn a_full_queue_kicks_the_connection_with_4100() {
     let hub = hub_with(|l| l.send_queue_frames = 2);
     let app = hub.default_app();
     let (a, _rx) = hub.open(app.clone(), peer(), None, Protocol::Pusher).unwrap();
-    hub.subscribe(&a, &name("c")).unwrap();
+    hub.subscribe(&a, &name("c"), None).unwrap();
     assert_eq!(hub.publish(&app, &publish("c", "1")), 1);
     assert_eq!(hub.publish(&app, &publish("c", "2")), 1);
     assert_eq!(hub.publish(&app, &publish("c", "3")), 0, "not counted as delivered");
@@ -140,7 +138,7 @@ fn shutdown_kicks_everyone_with_4200_and_refuses_newcomers() {
     hub.begin_shutdown();
     assert_eq!(a.pending_kick(), Some(CloseCode::Restarting));
     assert_eq!(hub.open(hub.default_app(), peer(), None, Protocol::Pusher).err(), Some(OpenError::ShuttingDown));
-    assert_eq!(hub.subscribe(&a, &name("c")), Err(SubscribeError::ShuttingDown));
+    assert_eq!(hub.subscribe(&a, &name("c"), None), Err(SubscribeError::ShuttingDown));
 }
 
 #[test]
@@ -149,7 +147,7 @@ fn the_monitor_feed_reports_the_life_of_a_connection() {
     let app = hub.default_app();
     let mut feed = hub.monitor().subscribe();
     let (a, _rx) = hub.open(app.clone(), peer(), Some("ua"), Protocol::PoussrV1).unwrap();
-    hub.subscribe(&a, &name("c")).unwrap();
+    hub.subscribe(&a, &name("c"), None).unwrap();
     hub.publish(&app, &publish("c", "hello"));
     hub.unsubscribe(&a, &name("c"));
     hub.close(&a, Some(4200), "restart");

@@ -153,6 +153,66 @@ impl ClientMessage {
     }
 }
 
+/// Who a presence subscriber is, read from its signed `channel_data`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PresenceMember {
+    /// `user_id`, as a string (a number is accepted and written in decimal, as Laravel sends them).
+    pub user_id: String,
+    /// `user_info`, or `null` when absent.
+    pub user_info: Value,
+}
+
+/// Reads a presence `channel_data` string: a JSON object with a `user_id` of at most `max_id_chars`
+/// characters and an optional `user_info` of at most `max_info_bytes` bytes of JSON.
+pub fn parse_channel_data(
+    channel_data: &str,
+    max_id_chars: usize,
+    max_info_bytes: usize,
+) -> Result<PresenceMember, String> {
+    let value: Value =
+        serde_json::from_str(channel_data).map_err(|e| format!("channel_data is not valid JSON ({e})"))?;
+    let Value::Object(mut object) = value else {
+        return Err("channel_data must be a JSON object with user_id and user_info".into());
+    };
+    let user_id = match object.remove("user_id") {
+        Some(Value::String(id)) if !id.is_empty() => id,
+        Some(Value::Number(n)) => n.to_string(),
+        Some(Value::String(_)) => return Err("user_id in channel_data is empty".into()),
+        Some(_) => return Err("user_id in channel_data must be a string or a number".into()),
+        None => return Err("channel_data has no user_id".into()),
+    };
+    let chars = user_id.chars().count();
+    if chars > max_id_chars {
+        return Err(format!("user_id is {chars} characters long; the limit is {max_id_chars}"));
+    }
+    let user_info = object.remove("user_info").unwrap_or(Value::Null);
+    let bytes = encoded(&user_info).len();
+    if bytes > max_info_bytes {
+        return Err(format!("user_info is {bytes} bytes of JSON; the limit is {max_info_bytes}"));
+    }
+    Ok(PresenceMember { user_id, user_info })
+}
+
+/// Reads the `id` of a signed-in user from `user_data` (a JSON object with a non-empty string `id`).
+pub fn parse_user_id(user_data: &str, max_id_chars: usize) -> Result<String, String> {
+    let value: Value = serde_json::from_str(user_data).map_err(|e| format!("user_data is not valid JSON ({e})"))?;
+    let id = match value.get("id") {
+        Some(Value::String(id)) if !id.is_empty() => id.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => return Err("user_data must be a JSON object with a non-empty string \"id\"".into()),
+    };
+    let chars = id.chars().count();
+    if chars > max_id_chars {
+        return Err(format!("the user id is {chars} characters long; the limit is {max_id_chars}"));
+    }
+    if !id.chars().all(|c| c.is_ascii_alphanumeric() || "_-=@,.;".contains(c)) {
+        return Err(format!(
+            "the user id {id:?} may hold only A-Z a-z 0-9 and _ - = @ , . ; (it becomes part of a channel name)"
+        ));
+    }
+    Ok(id)
+}
+
 #[derive(Serialize)]
 struct Frame<'a, D> {
     event: &'a str,
@@ -218,6 +278,62 @@ pub fn subscription_error(channel: &str, kind: &str, error: &str, status: u16) -
     frame("pusher:subscription_error", Some(channel), Data { kind, error, status })
 }
 
+/// `pusher_internal:member_added`, with `data` = `{"user_id","user_info"}` double-encoded.
+pub fn member_added(channel: &str, user_id: &str, user_info: &Value) -> String {
+    #[derive(Serialize)]
+    struct Data<'a> {
+        user_id: &'a str,
+        user_info: &'a Value,
+    }
+    frame("pusher_internal:member_added", Some(channel), encoded(&Data { user_id, user_info }))
+}
+
+/// `pusher_internal:member_removed`, with `data` = `{"user_id"}` double-encoded.
+pub fn member_removed(channel: &str, user_id: &str) -> String {
+    #[derive(Serialize)]
+    struct Data<'a> {
+        user_id: &'a str,
+    }
+    frame("pusher_internal:member_removed", Some(channel), encoded(&Data { user_id }))
+}
+
+/// The `data` of a presence channel's `subscription_succeeded`: `{"presence":{"ids","hash","count"}}`,
+/// encoded. `members` are (user id, user info) in the order they joined.
+pub fn presence_data<'a>(members: impl Iterator<Item = (&'a str, &'a Value)> + Clone) -> String {
+    #[derive(Serialize)]
+    struct Presence<'a> {
+        ids: Vec<&'a str>,
+        hash: serde_json::Map<String, Value>,
+        count: usize,
+    }
+    #[derive(Serialize)]
+    struct Data<'a> {
+        presence: Presence<'a>,
+    }
+    let ids: Vec<&str> = members.clone().map(|(id, _)| id).collect();
+    let hash = members.map(|(id, info)| (id.to_owned(), info.clone())).collect();
+    encoded(&Data { presence: Presence { count: ids.len(), ids, hash } })
+}
+
+/// `pusher:cache_miss`: a cache channel had no event to give a new subscriber.
+pub fn cache_miss(channel: &str) -> String {
+    #[derive(Serialize)]
+    struct Miss<'a> {
+        event: &'a str,
+        channel: &'a str,
+    }
+    serde_json::to_string(&Miss { event: "pusher:cache_miss", channel }).expect("frame serializes")
+}
+
+/// `pusher:signin_success`, with `data` = `{"user_data"}` double-encoded.
+pub fn signin_success(user_data: &str) -> String {
+    #[derive(Serialize)]
+    struct Data<'a> {
+        user_data: &'a str,
+    }
+    frame("pusher:signin_success", None, encoded(&Data { user_data }))
+}
+
 /// An application event: `data` is the published string, exactly as published. The same frame serves
 /// Poussr v1 subscribers, whose delivery frame has the same three fields.
 pub fn event(event: &str, channel: &str, data: &str, user_id: Option<&str>) -> String {
@@ -266,6 +382,67 @@ mod tests {
         assert_eq!(
             subscription_error("private-x", "AuthError", "bad", 401),
             r#"{"event":"pusher:subscription_error","channel":"private-x","data":{"type":"AuthError","error":"bad","status":401}}"#
+        );
+    }
+
+    #[test]
+    fn channel_data_is_checked_with_clear_reasons() {
+        let m = parse_channel_data(r#"{"user_id":"7","user_info":{"name":"Ann"}}"#, 128, 1024).unwrap();
+        assert_eq!(m, PresenceMember { user_id: "7".into(), user_info: json!({"name":"Ann"}) });
+        assert_eq!(parse_channel_data(r#"{"user_id":42}"#, 128, 1024).unwrap().user_id, "42");
+        assert_eq!(parse_channel_data(r#"{"user_id":"a"}"#, 128, 1024).unwrap().user_info, Value::Null);
+        let cases = [
+            ("nope", "not valid JSON"),
+            ("[1]", "JSON object"),
+            (r#"{"user_info":{}}"#, "no user_id"),
+            (r#"{"user_id":""}"#, "empty"),
+            (r#"{"user_id":true}"#, "string or a number"),
+        ];
+        for (data, why) in cases {
+            let err = parse_channel_data(data, 128, 1024).unwrap_err();
+            assert!(err.contains(why), "{data}: {err}");
+        }
+        let long = format!(r#"{{"user_id":"{}"}}"#, "x".repeat(129));
+        assert!(parse_channel_data(&long, 128, 1024).unwrap_err().contains("129 characters"));
+        let big = format!(r#"{{"user_id":"a","user_info":"{}"}}"#, "x".repeat(1030));
+        assert!(parse_channel_data(&big, 128, 1024).unwrap_err().contains("limit is 1024"));
+    }
+
+    #[test]
+    fn user_data_needs_a_usable_id() {
+        assert_eq!(parse_user_id(r#"{"id":"alice","name":"A"}"#, 128).unwrap(), "alice");
+        assert_eq!(parse_user_id(r#"{"id":7}"#, 128).unwrap(), "7");
+        assert!(parse_user_id(r#"{"name":"A"}"#, 128).unwrap_err().contains("\"id\""));
+        assert!(parse_user_id(r#"{"id":"a b"}"#, 128).unwrap_err().contains("may hold only"));
+        assert!(parse_user_id("x", 128).unwrap_err().contains("not valid JSON"));
+    }
+
+    #[test]
+    fn presence_frames_are_double_encoded() {
+        let info = json!({"name": "Ann"});
+        assert_eq!(
+            member_added("presence-a", "7", &info),
+            r#"{"event":"pusher_internal:member_added","channel":"presence-a","data":"{\"user_id\":\"7\",\"user_info\":{\"name\":\"Ann\"}}"}"#
+        );
+        assert_eq!(
+            member_removed("presence-a", "7"),
+            r#"{"event":"pusher_internal:member_removed","channel":"presence-a","data":"{\"user_id\":\"7\"}"}"#
+        );
+        let null = Value::Null;
+        let data = presence_data([("7", &info), ("8", &null)].into_iter());
+        let parsed: Value = serde_json::from_str(&data).unwrap();
+        assert_eq!(
+            parsed,
+            json!({"presence": {"ids": ["7", "8"], "hash": {"7": {"name": "Ann"}, "8": null}, "count": 2}})
+        );
+    }
+
+    #[test]
+    fn cache_miss_and_signin_success() {
+        assert_eq!(cache_miss("cache-x"), r#"{"event":"pusher:cache_miss","channel":"cache-x"}"#);
+        assert_eq!(
+            signin_success(r#"{"id":"7"}"#),
+            r#"{"event":"pusher:signin_success","data":"{\"user_data\":\"{\\\"id\\\":\\\"7\\\"}\"}"}"#
         );
     }
 

@@ -53,10 +53,7 @@ impl Client {
 }
 
 fn start(protocol: Protocol) -> (Hub, Client, tokio::task::JoinHandle<Ending>) {
-    let config = Config {
-        apps: vec![AppConfig { id: "1".into(), key: "k".into(), secret: "s".into(), enabled: true }],
-        ..Config::default()
-    };
+    let config = Config { apps: vec![AppConfig::new("1", "k", "s")], ..Config::default() };
     let hub = Hub::new(&config).unwrap();
     let (to_hub, from_client) = unbounded_channel();
     let (to_client, from_hub) = unbounded_channel();

@@ -46,6 +46,9 @@ export class Hub {
    * @param {object} [options]
    * @param {number} [options.port]   0 (default) lets the OS choose; kept across restarts once known
    * @param {string} [options.config] TOML text written to a file and passed as --config
+   * @param {string} [options.app]    TOML settings of the hub's own app (e.g. `client_events = false` or
+   *                                  `[[apps.webhooks]]` tables), written under an `[[apps]]` table that
+   *                                  carries the test credentials
    * @param {object} [options.env]    extra environment variables (RUST_LOG defaults to warn)
    */
   constructor(options = {}) {
@@ -53,9 +56,14 @@ export class Hub {
     this.port = options.port ?? 0;
     this.dataDir = mkdtempSync(join(tmpdir(), 'poussr-test-'));
     this.configPath = null;
-    if (options.config !== undefined) {
+    if (options.config !== undefined || options.app !== undefined) {
+      // Top-level settings first: TOML puts every key after a table header into that table.
+      let text = options.config ?? '';
+      if (options.app !== undefined) {
+        text += `\n[[apps]]\nid = "${this.appId}"\nkey = "${this.key}"\nsecret = "${this.secret}"\n${options.app}\n`;
+      }
       this.configPath = join(this.dataDir, 'poussr.toml');
-      writeFileSync(this.configPath, options.config);
+      writeFileSync(this.configPath, text);
     }
     this.env = options.env ?? {};
     this.child = null;

@@ -33,7 +33,7 @@ pub struct TestHub {
 }
 
 pub fn test_app() -> AppConfig {
-    AppConfig { id: "4242".into(), key: "testkey".into(), secret: "testsecret".into(), enabled: true }
+    AppConfig::new("4242", "testkey", "testsecret")
 }
 
 impl TestHub {
