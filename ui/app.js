@@ -170,6 +170,15 @@ function renderOverviewRest(o) {
   setText($('stat-channels'), o.stats.channels);
   setText($('stat-events'), o.stats.events_published);
   setText($('stat-deliveries'), o.stats.deliveries);
+  const hooks = o.stats.webhooks;
+  const hookLine = $('webhook-stats');
+  if (hookLine.hidden !== !hooks.targets) hookLine.hidden = !hooks.targets;
+  if (hooks.targets) {
+    let text = 'Webhooks: ' + hooks.sent.toLocaleString() + ' sent · ' + hooks.queued.toLocaleString() + ' waiting';
+    if (hooks.failed) text += ' · ' + hooks.failed.toLocaleString() + ' given up after retries';
+    if (hooks.dropped) text += ' · ' + hooks.dropped.toLocaleString() + ' dropped (the target was too slow or down)';
+    setText(hookLine, text);
+  }
   setText($('snippet'), o.snippets[state.snippet]);
   setText($('clients-snippet'), o.snippets.pusher_js);
   setText($('log-snippet'), o.snippets.curl);
@@ -188,7 +197,7 @@ function openFeed() {
     log.add(batch.events, batch.skipped);
     for (const e of batch.events) {
       if (e.type !== 'event_published') state.stale.clients = true;
-      if (e.type === 'subscribed' || e.type === 'unsubscribed' || e.type === 'connection_closed' || e.type === 'event_published') {
+      if (['subscribed', 'unsubscribed', 'connection_closed', 'event_published', 'member_added', 'member_removed'].includes(e.type)) {
         state.stale.channels = true;
       }
     }
@@ -297,7 +306,13 @@ async function loadChannels() {
       name.append(b);
       const kind = document.createElement('td');
       kind.append(Object.assign(document.createElement('span'), { className: 'kind', textContent: c.kind }));
-      tr.append(name, kind, cell(c.subscription_count, 'num subs'), cell(c.kind === 'presence' ? '0' : '—', 'num'),
+      const members = cell(c.kind === 'presence' ? String(c.user_count ?? 0) : '—', 'num members');
+      if (c.members && c.members.length) {
+        const shown = c.members.slice(0, 8).join(', ') + (c.members.length > 8 ? ', …' : '');
+        members.append(Object.assign(document.createElement('span'), { className: 'member-ids', textContent: shown }));
+        members.title = c.members.join(', ');
+      }
+      tr.append(name, kind, cell(c.subscription_count, 'num subs'), members,
         cell(c.events, 'num events'), cell(c.deliveries, 'num'), cell(ago(c.last_event_ms)));
       return tr;
     }),
@@ -337,7 +352,7 @@ async function loadClients() {
       });
       action.append(b);
       tr.append(cell(c.socket_id), cell(c.remote), ua, cell(c.protocol === 'pusher' ? 'Pusher' : 'Poussr v1'),
-        cell(c.channels.join(', ') || '—', 'channels'), cell(duration(c.connected_at_ms)),
+        cell(c.user_id || '—', 'user'), cell(c.channels.join(', ') || '—', 'channels'), cell(duration(c.connected_at_ms)),
         cell(c.messages_in, 'num'), cell(c.messages_out, 'num'), action);
       return tr;
     }),
@@ -495,6 +510,12 @@ function fillSettings(s) {
   $('port').value = s.port;
   $('allow-anonymous-publish').checked = s.allow_anonymous_publish;
   $('allow-remote-dashboard').checked = s.allow_remote_dashboard;
+  const app = s.app || { client_events: true, webhooks: [] };
+  $('client-events').checked = app.client_events !== false;
+  const hook = (app.webhooks || [])[0];
+  $('webhook-url').value = hook ? hook.url : '';
+  const kinds = hook && hook.events && hook.events.length ? hook.events : null;
+  for (const box of document.querySelectorAll('input[name="webhook_event"]')) box.checked = !kinds || kinds.includes(box.value);
 }
 
 async function applySettings(input, resultEl) {
@@ -522,6 +543,9 @@ function formInput() {
     port: Number($('port').value),
     allow_anonymous_publish: $('allow-anonymous-publish').checked,
     allow_remote_dashboard: $('allow-remote-dashboard').checked,
+    client_events: $('client-events').checked,
+    webhook_url: $('webhook-url').value.trim(),
+    webhook_events: [...document.querySelectorAll('input[name="webhook_event"]:checked')].map((b) => b.value),
   };
 }
 

@@ -110,6 +110,15 @@ pub struct SettingsInput {
     /// The limits, when the pane edits them.
     #[serde(default)]
     pub limits: Option<Limits>,
+    /// Whether clients may send `client-*` events; unchanged when absent.
+    #[serde(default)]
+    pub client_events: Option<bool>,
+    /// The webhook URL; empty turns webhooks off; unchanged when absent.
+    #[serde(default)]
+    pub webhook_url: Option<String>,
+    /// The webhook event kinds; empty or absent means all of them.
+    #[serde(default)]
+    pub webhook_events: Option<Vec<poussr::config::WebhookKind>>,
 }
 
 /// `apply_settings`: moves the hub, then saves. If the hub cannot listen there, or the settings cannot be

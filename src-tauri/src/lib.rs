@@ -24,6 +24,8 @@ use std::sync::{Arc, Mutex};
 
 use tauri::{AppHandle, Manager, RunEvent, Runtime};
 
+use poussr::config::{WebhookConfig, WebhookKind};
+
 use crate::commands::{Connection, Error, SettingsInput, SettingsView, parse_bind};
 use crate::runner::Runner;
 use crate::settings::{Overrides, Settings, Store};
@@ -81,13 +83,36 @@ impl AppState {
             return Err(Error::Invalid("choose a port from 1 to 65535".into()));
         }
         let previous = lock(&self.saved).clone();
+        let app = match previous.app.clone() {
+            Some(mut app) => {
+                if let Some(on) = input.client_events {
+                    app.client_events = on;
+                }
+                if let Some(url) = input.webhook_url.as_deref().map(str::trim) {
+                    // The window edits the first webhook (others from a hand-edited file are kept); an empty
+                    // URL turns webhooks off.
+                    let events = input.webhook_events.clone().unwrap_or_default();
+                    let events = if events.len() == WebhookKind::ALL.len() { Vec::new() } else { events };
+                    if url.is_empty() {
+                        app.webhooks.truncate(0);
+                    } else if let Some(first) = app.webhooks.first_mut() {
+                        *first = WebhookConfig { url: url.to_owned(), events };
+                    } else {
+                        app.webhooks.push(WebhookConfig { url: url.to_owned(), events });
+                    }
+                }
+                app.validate().map_err(|e| Error::Invalid(e.to_string()))?;
+                Some(app)
+            }
+            None => None,
+        };
         let next = Settings {
             bind,
             port: input.port,
             allow_anonymous_publish: input.allow_anonymous_publish,
             allow_remote_dashboard: input.allow_remote_dashboard,
             limits: input.limits.unwrap_or_else(|| previous.limits.clone()),
-            app: previous.app.clone(),
+            app,
         };
         next.limits.validate().map_err(|e| Error::Invalid(e.to_string()))?;
         self.runner.apply(next.hub_config(&self.admin_token)).await?;
@@ -352,6 +377,57 @@ mod tests {
             (saved["port"].as_u64(), saved["allow_anonymous_publish"].as_bool()),
             (Some(port as u64), Some(true))
         );
+        tauri::async_runtime::block_on(app.state::<AppState>().runner.stop());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn apply_settings_saves_client_events_and_the_webhook() {
+        let (app, dir) = mock_app(serde_json::json!({"bind": "127.0.0.1", "port": 0}));
+        let webview = tauri::WebviewWindowBuilder::new(&app, "main", Default::default()).build().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let base = serde_json::json!({"bind": "127.0.0.1", "port": port,
+            "allow_anonymous_publish": false, "allow_remote_dashboard": false});
+        let with = |extra: serde_json::Value| {
+            let mut input = base.clone();
+            input.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            serde_json::json!({ "input": input })
+        };
+        let err =
+            invoke(&webview, "apply_settings", with(serde_json::json!({"webhook_url": "https://x/hook"}))).unwrap_err();
+        assert!(err["message"].as_str().unwrap().contains("http://"), "{err}");
+        let input = with(serde_json::json!({"client_events": false, "webhook_url": " http://127.0.0.1:9/hook ",
+            "webhook_events": ["member_added", "member_removed"]}));
+        invoke(&webview, "apply_settings", input).unwrap();
+        let saved: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("settings.json")).unwrap()).unwrap();
+        assert_eq!(saved["app"]["client_events"], false);
+        assert_eq!(
+            saved["app"]["webhooks"],
+            serde_json::json!([{"url": "http://127.0.0.1:9/hook", "events": ["member_added", "member_removed"]}])
+        );
+        // Every kind ticked is saved as "all"; an empty URL turns webhooks off.
+        let all = serde_json::json!([
+            "channel_occupied",
+            "channel_vacated",
+            "member_added",
+            "member_removed",
+            "client_event",
+            "cache_miss"
+        ]);
+        invoke(
+            &webview,
+            "apply_settings",
+            with(serde_json::json!({"webhook_url": "http://h/", "webhook_events": all})),
+        )
+        .unwrap();
+        let saved: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("settings.json")).unwrap()).unwrap();
+        assert_eq!(saved["app"]["webhooks"], serde_json::json!([{"url": "http://h/"}]));
+        invoke(&webview, "apply_settings", with(serde_json::json!({"webhook_url": ""}))).unwrap();
+        let saved: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("settings.json")).unwrap()).unwrap();
+        assert!(saved["app"].get("webhooks").is_none(), "{saved}");
         tauri::async_runtime::block_on(app.state::<AppState>().runner.stop());
         std::fs::remove_dir_all(dir).unwrap();
     }

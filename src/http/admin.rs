@@ -137,6 +137,11 @@ async fn channels(State(state): State<AppState>) -> Json<Value> {
         for c in hub.channels(&app) {
             let mut v = serde_json::to_value(&c).unwrap_or(Value::Null);
             v["app_id"] = json!(app.config.id);
+            if c.kind == crate::protocol::ChannelKind::Presence
+                && let Ok(name) = crate::protocol::ChannelName::parse(&c.name)
+            {
+                v["members"] = json!(hub.channel_users(&app, &name).iter().map(|u| &**u).collect::<Vec<_>>());
+            }
             out.push(v);
         }
     }
