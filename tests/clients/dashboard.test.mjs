@@ -7,8 +7,10 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import Pusher from 'pusher-js';
+import { startBackend } from './backend.mjs';
 import { startHub } from './hub.mjs';
-import { connectPusher, subscribe, inboxOf, eventually, publishV1, serverSdk } from './wire.mjs';
+import { connectPusher, subscribe, inboxOf, eventually, publishV1, serverSdk, pusherOptions, uniqueName, withTimeout } from './wire.mjs';
 
 const TOKEN = 'dashboard-token-0123456789';
 const SHOTS = join(dirname(fileURLToPath(import.meta.url)), 'screenshots');
@@ -187,6 +189,84 @@ describe('the dashboard', () => {
       await page.locator('#state').filter({ hasText: 'Running' }).waitFor();
       assert.equal(await page.locator('#app-key').innerText(), hub.key);
     }
+  });
+
+  test('presence members, kinds and client events are shown', async (t) => {
+    const backend = await startBackend({ hub });
+    t.after(() => backend.close());
+    // A pusher-js client of `name`, authorized (and signed in) through the backend, in state 'connected'.
+    const connectAs = async (name) => {
+      const auth = (path) => ({ endpoint: backend.url + path, transport: 'ajax', headers: { 'x-user': name } });
+      const client = new Pusher(hub.key, {
+        ...pusherOptions(hub),
+        channelAuthorization: auth('/pusher/auth'),
+        userAuthentication: auth('/pusher/user-auth'),
+      });
+      t.after(() => client.disconnect());
+      await withTimeout(
+        new Promise((resolve, reject) => {
+          if (client.connection.state === 'connected') resolve();
+          client.connection.bind('connected', resolve);
+          client.connection.bind('failed', () => reject(new Error(`pusher-js of ${name}: the connection failed`)));
+        }),
+        10_000,
+        `pusher-js of ${name} to connect`,
+      );
+      return client;
+    };
+    const ann = await connectAs('ann');
+    const bob = await connectAs('bob');
+    const name = uniqueName('presence-dash');
+    const annChannel = await subscribe(ann, name);
+    const bobChannel = await subscribe(bob, name);
+    const typing = inboxOf(bobChannel, 'client-typing');
+    await eventually(() => annChannel.members.count === 2, { what: 'ann to see two members' });
+
+    const page = await dashboard(t);
+    await page.locator('#state').filter({ hasText: 'Running' }).waitFor();
+    await page.waitForTimeout(300); // the feed is open
+
+    // Channels: the kind, the member count and both member ids.
+    await openPane(page, 'channels');
+    const row = page.locator(`tr[data-channel="${name}"]`);
+    await row.locator('.kind').filter({ hasText: /^presence$/ }).waitFor({ timeout: 10_000 });
+    const members = row.locator('td.members');
+    await members.filter({ hasText: /^2/ }).waitFor({ timeout: 10_000 });
+    const ids = (await members.locator('.member-ids').innerText()).split(',').map((id) => id.trim()).sort();
+    assert.deepEqual(ids, ['ann', 'bob'], `member ids: ${await members.innerText()}`);
+    assert.match(await row.locator('td.subs').innerText(), /^2$/);
+    await page.screenshot({ path: join(SHOTS, 'dashboard-presence.png') });
+
+    // A client event from ann reaches bob and shows in the live log with the source "client".
+    annChannel.trigger('client-typing', { on: true });
+    assert.deepEqual(await typing.next(5000), { on: true });
+    await openPane(page, 'log');
+    const logRow = page.locator('.log-row', { hasText: 'client-typing' });
+    await logRow.waitFor({ timeout: 10_000 });
+    const cells = await logRow.locator('[role="gridcell"]').allInnerTexts();
+    assert.equal(cells[1], 'client', `log row: ${cells.join(' | ')}`);
+    assert.equal(cells[2], name, `log row: ${cells.join(' | ')}`);
+    assert.equal(cells[3], 'client-typing', `log row: ${cells.join(' | ')}`);
+    assert.deepEqual(JSON.parse(cells[5]), { on: true });
+
+    // Signing ann in shows her user id in Clients; bob, not signed in, shows "—".
+    const signedIn = withTimeout(
+      new Promise((resolve, reject) => {
+        ann.bind('pusher:signin_success', resolve);
+        ann.user.bind('pusher:signin_error', (err) => reject(new Error(`signin error: ${JSON.stringify(err)}`)));
+      }),
+      5000,
+      'pusher:signin_success for ann',
+    );
+    ann.signin();
+    await signedIn;
+    await openPane(page, 'clients');
+    const annUser = page.locator(`tr[data-socket-id="${ann.connection.socket_id}"] td.user`);
+    await annUser.filter({ hasText: /^ann$/ }).waitFor({ timeout: 10_000 });
+    const bobUser = page.locator(`tr[data-socket-id="${bob.connection.socket_id}"] td.user`);
+    await bobUser.filter({ hasText: /^—$/ }).waitFor({ timeout: 10_000 });
+    assert.match(await page.locator(`tr[data-socket-id="${ann.connection.socket_id}"] td.channels`).innerText(), new RegExp(name));
+    await page.screenshot({ path: join(SHOTS, 'dashboard-clients-user.png') });
   });
 
   test('a request naming a foreign Host is refused', async () => {
