@@ -4,6 +4,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
@@ -38,6 +39,13 @@ async fn serve(
     let (sessions, mut ended) = mpsc::channel::<()>(1);
     let app = crate::http::router(hub.clone(), sessions);
     let closing = hub.clone();
+    // Without TCP_NODELAY, an event that follows another within a round trip waits for the client's
+    // delayed ACK (up to 40 ms on Linux) before it is sent.
+    let listener = listener.tap_io(|stream| {
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!("cannot set TCP_NODELAY on a connection: {e}");
+        }
+    });
     axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(async move {
             shutdown.await;
