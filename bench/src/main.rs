@@ -1,0 +1,158 @@
+//! `poussr-bench`: see the library documentation.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use poussr_bench::load::{Fleet, FleetConfig, PhaseConfig, Protocol, Target, Via};
+use poussr_bench::{baseline, raise_open_file_limit, scenarios};
+
+#[derive(Parser)]
+#[command(version, about = "Load generator and baseline for Poussr")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Serve the baseline broadcast server.
+    Baseline {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1")]
+        bind: IpAddr,
+        /// Port (0: any free one).
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+    },
+    /// Run every scenario against a fresh hub and baseline; print Markdown.
+    Run {
+        /// The hub binary (a release build).
+        #[arg(long, default_value = "target/release/poussr")]
+        hub: PathBuf,
+        /// Small sizes: checks that every scenario runs, in seconds.
+        #[arg(long)]
+        quick: bool,
+    },
+    /// One load run against a running hub or baseline; prints a JSON report.
+    Load(LoadArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ProtocolArg {
+    Pusher,
+    V1,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ViaArg {
+    Api,
+    V1,
+}
+
+#[derive(clap::Args)]
+struct LoadArgs {
+    /// The hub's (or baseline's) address.
+    #[arg(long, default_value = "127.0.0.1:6001")]
+    addr: SocketAddr,
+    /// Target the baseline instead of a hub.
+    #[arg(long)]
+    baseline: bool,
+    /// App id, key and secret of the hub.
+    #[arg(long, default_value = "")]
+    app_id: String,
+    /// App key.
+    #[arg(long, default_value = "")]
+    app_key: String,
+    /// App secret.
+    #[arg(long, default_value = "")]
+    app_secret: String,
+    /// Subscribers' protocol.
+    #[arg(long, value_enum, default_value = "pusher")]
+    protocol: ProtocolArg,
+    /// Connections.
+    #[arg(long, default_value_t = 1000)]
+    connections: usize,
+    /// Channels.
+    #[arg(long, default_value_t = 1)]
+    channels: usize,
+    /// Channels per connection.
+    #[arg(long, default_value_t = 1)]
+    channels_per_connection: usize,
+    /// Publishers.
+    #[arg(long, default_value_t = 1)]
+    publishers: usize,
+    /// Events per second, over all publishers.
+    #[arg(long, default_value_t = 10.0)]
+    rate: f64,
+    /// Publish through the Pusher HTTP API or Poussr v1 REST.
+    #[arg(long, value_enum, default_value = "api")]
+    via: ViaArg,
+    /// Event data size in bytes.
+    #[arg(long, default_value_t = 100)]
+    payload: usize,
+    /// Seconds of publishing.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Loopback source addresses (127.0.0.1 ... 127.0.0.N).
+    #[arg(long, default_value_t = 8)]
+    sources: u8,
+    /// Subscribers that stop reading.
+    #[arg(long, default_value_t = 0)]
+    stalled: usize,
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    raise_open_file_limit();
+    match Cli::parse().command {
+        Cmd::Baseline { bind, port } => {
+            let listener = tokio::net::TcpListener::bind((bind, port)).await?;
+            println!("poussr-bench baseline listening on {}", listener.local_addr()?);
+            baseline::serve(listener).await?;
+        }
+        Cmd::Run { hub, quick } => {
+            let scale = if quick { scenarios::Scale::quick() } else { scenarios::Scale::full() };
+            print!("{}", scenarios::run(&hub, &scale).await?);
+        }
+        Cmd::Load(a) => {
+            let target = if a.baseline {
+                Target::Baseline { addr: a.addr }
+            } else {
+                Target::Hub { addr: a.addr, app_id: a.app_id, key: a.app_key, secret: a.app_secret }
+            };
+            let protocol = match a.protocol {
+                ProtocolArg::Pusher => Protocol::Pusher,
+                ProtocolArg::V1 => Protocol::V1,
+            };
+            let mut fleet = Fleet::connect(FleetConfig {
+                target,
+                protocol,
+                connections: a.connections,
+                channels: a.channels,
+                channels_per_connection: a.channels_per_connection,
+                sources: a.sources,
+                stalled: a.stalled,
+                connect_concurrency: 128,
+            })
+            .await;
+            let connect = fleet.connect.clone();
+            let phase = PhaseConfig {
+                publishers: a.publishers,
+                rate: a.rate,
+                via: match a.via {
+                    ViaArg::Api => Via::Api,
+                    ViaArg::V1 => Via::V1Rest,
+                },
+                payload: a.payload,
+                duration: Duration::from_secs(a.duration),
+            };
+            let (_, report) = fleet.publish(&phase).await;
+            let (reports, stalled) = fleet.close(vec![report]).await;
+            let out = serde_json::json!({ "connect": connect, "phase": reports[0], "stalled_close_codes": stalled });
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,437 @@
+//! The benchmark scenarios: each runs against a fresh hub and a fresh baseline in the same run, and is
+//! written as Markdown with the hub/baseline ratio next to every figure.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::load::{Fleet, FleetConfig, PhaseConfig, PhaseReport, Protocol, Target, Via};
+use crate::procfs;
+
+/// How big the scenarios are.
+#[derive(Debug, Clone)]
+pub struct Scale {
+    /// Idle connections for the memory figure.
+    pub idle: usize,
+    /// Subscribers in the fan-out scenario.
+    pub fanout: usize,
+    /// Publish rates tried in the fan-out scenario, events/s.
+    pub fanout_rates: Vec<f64>,
+    /// Seconds per fan-out step.
+    pub step_secs: u64,
+    /// Subscribers in the latency scenario.
+    pub latency_subscribers: usize,
+    /// Seconds per latency rate.
+    pub latency_secs: u64,
+    /// Readers in the slow-consumer scenario.
+    pub slow_readers: usize,
+    /// Seconds of the slow-consumer scenario.
+    pub slow_secs: u64,
+    /// Try as many connections as the open-file limit allows.
+    pub max_connections: bool,
+}
+
+impl Scale {
+    /// The sizes the issue asks for.
+    pub fn full() -> Self {
+        Scale {
+            idle: 10_000,
+            fanout: 10_000,
+            fanout_rates: vec![10.0, 25.0, 50.0, 100.0, 200.0, 400.0],
+            step_secs: 5,
+            latency_subscribers: 1_000,
+            latency_secs: 10,
+            slow_readers: 200,
+            slow_secs: 15,
+            max_connections: true,
+        }
+    }
+
+    /// A quick pass that checks that every scenario runs.
+    pub fn quick() -> Self {
+        Scale {
+            idle: 200,
+            fanout: 200,
+            fanout_rates: vec![10.0, 50.0],
+            step_secs: 1,
+            latency_subscribers: 50,
+            latency_secs: 1,
+            slow_readers: 20,
+            slow_secs: 3,
+            max_connections: false,
+        }
+    }
+}
+
+/// A process under test: the hub or the baseline.
+struct Server {
+    child: Child,
+    target: Target,
+    pid: u32,
+    _data: Option<TempDir>,
+}
+
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+const APP_ID: &str = "100100";
+const APP_KEY: &str = "benchkey0123456789ab";
+const APP_SECRET: &str = "benchsecret0123456789abcdef012345";
+
+async fn listening(child: &mut Child) -> std::io::Result<SocketAddr> {
+    let stdout = child.stdout.take().ok_or_else(|| std::io::Error::other("no stdout"))?;
+    let mut lines = BufReader::new(stdout).lines();
+    let found = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await? {
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                let addr = rest.trim().trim_start_matches("http://").trim_start_matches("ws://");
+                if let Ok(a) = addr.parse() {
+                    return Ok(a);
+                }
+            }
+        }
+        Err(std::io::Error::other("the process ended without a \"listening on\" line"))
+    })
+    .await
+    .map_err(|_| std::io::Error::other("no \"listening on\" line within 30 s"))??;
+    // Keep draining its output so that it never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok(found)
+}
+
+impl Server {
+    async fn hub(bin: &Path) -> std::io::Result<Server> {
+        let data = std::env::temp_dir().join(format!("poussr-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&data)?;
+        let mut child = Command::new(bin)
+            .args(["serve", "--bind", "127.0.0.1", "--port", "0", "--app-id", APP_ID, "--app-key", APP_KEY])
+            .args(["--app-secret", APP_SECRET, "--data-dir"])
+            .arg(&data)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()?;
+        let addr = listening(&mut child).await?;
+        let pid = child.id().unwrap_or(0);
+        Ok(Server {
+            child,
+            target: Target::Hub { addr, app_id: APP_ID.into(), key: APP_KEY.into(), secret: APP_SECRET.into() },
+            pid,
+            _data: Some(TempDir(data)),
+        })
+    }
+
+    async fn baseline() -> std::io::Result<Server> {
+        let mut child = Command::new(std::env::current_exe()?)
+            .args(["baseline", "--port", "0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()?;
+        let addr = listening(&mut child).await?;
+        let pid = child.id().unwrap_or(0);
+        Ok(Server { child, target: Target::Baseline { addr }, pid, _data: None })
+    }
+
+    fn sample(&self) -> procfs::Sample {
+        procfs::sample(self.pid).unwrap_or(procfs::Sample {
+            at: std::time::Instant::now(),
+            rss_kib: 0,
+            cpu_ticks: 0,
+            fds: 0,
+        })
+    }
+
+    async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+fn fleet(target: &Target, connections: usize, stalled: usize) -> FleetConfig {
+    FleetConfig {
+        target: target.clone(),
+        protocol: Protocol::Pusher,
+        connections,
+        channels: 1,
+        channels_per_connection: 1,
+        sources: 8,
+        stalled,
+        connect_concurrency: 128,
+    }
+}
+
+fn phase(rate: f64, payload: usize, secs: u64) -> PhaseConfig {
+    PhaseConfig { publishers: 2, rate, via: Via::Api, payload, duration: Duration::from_secs(secs) }
+}
+
+fn ratio(hub: f64, base: f64) -> String {
+    if base <= 0.0 { "—".into() } else { format!("{:.2}×", hub / base) }
+}
+
+fn ms(us: u64) -> String {
+    format!("{:.2}", us as f64 / 1000.0)
+}
+
+/// Runs every scenario and returns the Markdown section.
+pub async fn run(hub_bin: &Path, scale: &Scale) -> std::io::Result<String> {
+    let mut md = String::new();
+    let limit = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap_or((0, 0));
+    writeln!(md, "## Load: the hub against the bare-socket baseline\n").ok();
+    writeln!(
+        md,
+        "`poussr-bench run` (bench/src): the load generator, the hub (`{}`, release) and the baseline (the smallest \
+         tokio-tungstenite broadcast server, `poussr-bench baseline`) all on this machine; open-file limit {} soft / \
+         {} hard. Client sockets are spread over 127.0.0.1–127.0.0.8. Hub events go through the signed HTTP API \
+         (2 publishers); baseline events through one publishing WebSocket each. Ratios are hub / baseline.\n",
+        hub_bin.display(),
+        limit.0,
+        limit.1
+    )
+    .ok();
+    idle_memory(&mut md, hub_bin, scale).await?;
+    fanout(&mut md, hub_bin, scale).await?;
+    latency(&mut md, hub_bin, scale).await?;
+    slow_consumer(&mut md, hub_bin, scale).await?;
+    if scale.max_connections {
+        max_connections(&mut md, hub_bin).await?;
+    }
+    Ok(md)
+}
+
+async fn idle_memory(md: &mut String, hub_bin: &Path, scale: &Scale) -> std::io::Result<()> {
+    writeln!(md, "### Idle connections: connect rate and memory ({} Pusher connections, 1 channel each)\n", scale.idle)
+        .ok();
+    writeln!(md, "| | hub | baseline | ratio |\n|---|---|---|---|").ok();
+    let mut rows: Vec<(f64, f64, u64, u64, usize, f64)> = Vec::new();
+    for hub in [true, false] {
+        let server = if hub { Server::hub(hub_bin).await? } else { Server::baseline().await? };
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let idle = server.sample();
+        let f = Fleet::connect(fleet(&server.target, scale.idle, 0)).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let loaded = server.sample();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let later = server.sample();
+        let per_conn = (loaded.rss_kib.saturating_sub(idle.rss_kib)) as f64 / f.connect.connected.max(1) as f64;
+        rows.push((
+            f.connect.rate,
+            per_conn,
+            idle.rss_kib,
+            loaded.rss_kib,
+            f.connect.errors,
+            procfs::cpu_percent(&loaded, &later),
+        ));
+        let _ = f.close(Vec::new()).await;
+        server.stop().await;
+    }
+    let (h, b) = (&rows[0], &rows[1]);
+    writeln!(md, "| connect + subscribe rate (conn/s) | {:.0} | {:.0} | {} |", h.0, b.0, ratio(h.0, b.0)).ok();
+    writeln!(md, "| RSS idle, no connections (KiB) | {} | {} | |", h.2, b.2).ok();
+    writeln!(md, "| RSS with the connections (KiB) | {} | {} | |", h.3, b.3).ok();
+    writeln!(md, "| **RSS per idle connection (KiB)** | **{:.1}** | {:.1} | {} |", h.1, b.1, ratio(h.1, b.1)).ok();
+    writeln!(md, "| CPU while idle (% of one core) | {:.1} | {:.1} | |", h.5, b.5).ok();
+    writeln!(md, "| connect errors | {} | {} | |\n", h.4, b.4).ok();
+    Ok(())
+}
+
+async fn fanout(md: &mut String, hub_bin: &Path, scale: &Scale) -> std::io::Result<()> {
+    writeln!(
+        md,
+        "### Fan-out: {} subscribers on one channel, 100-byte events, rising publish rate ({} s per step)\n",
+        scale.fanout, scale.step_secs
+    )
+    .ok();
+    writeln!(
+        md,
+        "| events/s asked | hub: published/s | hub: deliveries/s | hub: lost | hub: p99 ms | hub CPU % | baseline: deliveries/s | baseline: lost | baseline: p99 ms | ratio (deliveries/s) |\n|---|---|---|---|---|---|---|---|---|---|"
+    )
+    .ok();
+    let mut results: Vec<Vec<(PhaseReport, f64)>> = Vec::new();
+    for hub in [true, false] {
+        let server = if hub { Server::hub(hub_bin).await? } else { Server::baseline().await? };
+        let mut f = Fleet::connect(fleet(&server.target, scale.fanout, 0)).await;
+        let mut reports = Vec::new();
+        let mut cpus = Vec::new();
+        for rate in &scale.fanout_rates {
+            let before = server.sample();
+            let (_, r) = f.publish(&phase(*rate, 100, scale.step_secs)).await;
+            let after = server.sample();
+            cpus.push(procfs::cpu_percent(&before, &after));
+            reports.push(r);
+        }
+        let (reports, _) = f.close(reports).await;
+        results.push(reports.into_iter().zip(cpus).collect());
+        server.stop().await;
+    }
+    let mut peak = (0.0f64, 0.0f64);
+    for (i, rate) in scale.fanout_rates.iter().enumerate() {
+        let (h, hcpu) = &results[0][i];
+        let (b, _) = &results[1][i];
+        if h.lost == 0 {
+            peak.0 = peak.0.max(h.deliveries_per_sec);
+        }
+        if b.lost == 0 {
+            peak.1 = peak.1.max(b.deliveries_per_sec);
+        }
+        writeln!(
+            md,
+            "| {rate:.0} | {:.0} | {:.0} | {} | {} | {:.0} | {:.0} | {} | {} | {} |",
+            h.publish_rate,
+            h.deliveries_per_sec,
+            h.lost,
+            ms(h.latency.p99),
+            hcpu,
+            b.deliveries_per_sec,
+            b.lost,
+            ms(b.latency.p99),
+            ratio(h.deliveries_per_sec, b.deliveries_per_sec)
+        )
+        .ok();
+    }
+    writeln!(
+        md,
+        "\n**Peak deliveries/s with zero loss: hub {:.0}, baseline {:.0}, ratio {}.** (Duplicates or reorders seen by any subscriber: hub {}, baseline {}.)\n",
+        peak.0,
+        peak.1,
+        ratio(peak.0, peak.1),
+        results[0].iter().map(|(r, _)| r.duplicated + r.reordered).sum::<u64>(),
+        results[1].iter().map(|(r, _)| r.duplicated + r.reordered).sum::<u64>(),
+    )
+    .ok();
+    Ok(())
+}
+
+async fn latency(md: &mut String, hub_bin: &Path, scale: &Scale) -> std::io::Result<()> {
+    writeln!(
+        md,
+        "### Latency: {} subscribers on one channel, publish→deliver ({} s per rate, 100-byte events)\n",
+        scale.latency_subscribers, scale.latency_secs
+    )
+    .ok();
+    writeln!(md, "| rate | | p50 ms | p90 ms | p99 ms | max ms | samples | lost |\n|---|---|---|---|---|---|---|---|")
+        .ok();
+    let rates = [10.0, 100.0];
+    let mut all = Vec::new();
+    for hub in [true, false] {
+        let server = if hub { Server::hub(hub_bin).await? } else { Server::baseline().await? };
+        let mut f = Fleet::connect(fleet(&server.target, scale.latency_subscribers, 0)).await;
+        let mut reports = Vec::new();
+        for rate in rates {
+            reports.push(f.publish(&phase(rate, 100, scale.latency_secs)).await.1);
+        }
+        all.push(f.close(reports).await.0);
+        server.stop().await;
+    }
+    for (i, rate) in rates.iter().enumerate() {
+        for (who, r) in [("hub", &all[0][i]), ("baseline", &all[1][i])] {
+            let l = r.latency;
+            writeln!(
+                md,
+                "| {rate:.0}/s | {who} | {} | {} | {} | {} | {} | {} |",
+                ms(l.p50),
+                ms(l.p90),
+                ms(l.p99),
+                ms(l.max),
+                l.samples,
+                r.lost
+            )
+            .ok();
+        }
+        let (h, b) = (all[0][i].latency.p99 as f64, all[1][i].latency.p99 as f64);
+        writeln!(md, "| {rate:.0}/s | **p99 ratio** | | | **{}** | | | |", ratio(h, b)).ok();
+    }
+    writeln!(md).ok();
+    Ok(())
+}
+
+async fn slow_consumer(md: &mut String, hub_bin: &Path, scale: &Scale) -> std::io::Result<()> {
+    writeln!(
+        md,
+        "### Slow consumer: {} readers and one subscriber that stops reading (8 KB events, 100/s, {} s)\n",
+        scale.slow_readers, scale.slow_secs
+    )
+    .ok();
+    writeln!(md, "| run | readers' p99 ms | lost | hub RSS start → end (KiB) | stalled subscriber closed with |\n|---|---|---|---|---|").ok();
+    let mut p99s = Vec::new();
+    for stalled in [0, 1] {
+        let server = Server::hub(hub_bin).await?;
+        let mut f = Fleet::connect(fleet(&server.target, scale.slow_readers + stalled, stalled)).await;
+        let start = server.sample();
+        let (_, r) = f.publish(&phase(100.0, 8 * 1024, scale.slow_secs)).await;
+        let end = server.sample();
+        let (reports, codes) = f.close(vec![r]).await;
+        let r = &reports[0];
+        p99s.push(r.latency.p99 as f64);
+        let closed = match codes.first() {
+            None => "—".to_owned(),
+            Some(Some(code)) => code.to_string(),
+            Some(None) => "not closed".to_owned(),
+        };
+        writeln!(
+            md,
+            "| {} | {} | {} | {} → {} | {} |",
+            if stalled == 0 { "all reading" } else { "one stalled" },
+            ms(r.latency.p99),
+            r.lost,
+            start.rss_kib,
+            end.rss_kib,
+            closed
+        )
+        .ok();
+        server.stop().await;
+    }
+    writeln!(
+        md,
+        "\nThe readers' p99 moved by {:+.1} % with the stalled subscriber present.\n",
+        (p99s[1] - p99s[0]) / p99s[0].max(1.0) * 100.0
+    )
+    .ok();
+    Ok(())
+}
+
+async fn max_connections(md: &mut String, hub_bin: &Path) -> std::io::Result<()> {
+    let (_, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap_or((1024, 1024));
+    // Each process (the hub, this generator) has its own limit; keep some descriptors for everything else.
+    let n = (hard as usize).saturating_sub(500).min(1_000_000);
+    writeln!(md, "### As many connections as one process may open ({n}, open-file limit {hard})\n").ok();
+    let server = Server::hub(hub_bin).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let idle = server.sample();
+    let f = Fleet::connect(FleetConfig { channels: 100, ..fleet(&server.target, n, 0) }).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let loaded = server.sample();
+    let per = (loaded.rss_kib.saturating_sub(idle.rss_kib)) as f64 / f.connect.connected.max(1) as f64;
+    writeln!(md, "| figure | value |\n|---|---|").ok();
+    writeln!(md, "| connected and subscribed | {} |", f.connect.connected).ok();
+    writeln!(
+        md,
+        "| errors | {}{} |",
+        f.connect.errors,
+        f.connect.first_error.as_deref().map(|e| format!(" (first: {e})")).unwrap_or_default()
+    )
+    .ok();
+    writeln!(md, "| connect + subscribe rate | {:.0}/s |", f.connect.rate).ok();
+    writeln!(md, "| hub open file descriptors | {} |", loaded.fds).ok();
+    writeln!(md, "| hub RSS | {} KiB ({:.1} KiB per connection) |", loaded.rss_kib, per).ok();
+    writeln!(
+        md,
+        "| estimated RSS at 100,000 / 1,000,000 connections | {:.1} GiB / {:.1} GiB |\n",
+        (idle.rss_kib as f64 + per * 100_000.0) / 1024.0 / 1024.0,
+        (idle.rss_kib as f64 + per * 1_000_000.0) / 1024.0 / 1024.0
+    )
+    .ok();
+    let _ = f.close(Vec::new()).await;
+    server.stop().await;
+    Ok(())
+}
