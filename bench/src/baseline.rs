@@ -32,6 +32,8 @@ async fn connection(
     tx: Arc<broadcast::Sender<tokio_tungstenite::tungstenite::Utf8Bytes>>,
 ) -> Result<(), tokio_tungstenite::tungstenite::Error> {
     stream.set_nodelay(true).ok();
+    // Subscribed before the handshake answers, so a client that sees the handshake misses nothing.
+    let mut rx = tx.subscribe();
     let mut path = String::new();
     // The callback's signature is tungstenite's; its large error type is not ours to change.
     #[allow(clippy::result_large_err)]
@@ -49,7 +51,6 @@ async fn connection(
         }
         return Ok(());
     }
-    let mut rx = tx.subscribe();
     loop {
         tokio::select! {
             frame = rx.recv() => match frame {

@@ -1,0 +1,85 @@
+//! The load generator against a real hub and the baseline, in this process: the hub accepts its signed
+//! requests and its Poussr v1 publishing, and every event it publishes is counted once, in order.
+
+use std::time::Duration;
+
+use poussr_bench::load::{Fleet, FleetConfig, PhaseConfig, Protocol, Target, Via};
+use tokio::net::TcpListener;
+
+async fn hub() -> (Target, tokio::sync::oneshot::Sender<()>) {
+    let mut config = poussr::Config::default();
+    config.apps = vec![poussr::AppConfig::new("77", "benchtestkey", "benchtestsecret")];
+    let hub = poussr::Hub::new(&config).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(poussr::server::run(listener, hub, async move {
+        let _ = stopped.await;
+    }));
+    let target =
+        Target::Hub { addr, app_id: "77".into(), key: "benchtestkey".into(), secret: "benchtestsecret".into() };
+    (target, stop)
+}
+
+fn fleet(target: Target, protocol: Protocol) -> FleetConfig {
+    FleetConfig {
+        target,
+        protocol,
+        connections: 20,
+        channels: 3,
+        channels_per_connection: 2,
+        sources: 4,
+        stalled: 0,
+        connect_concurrency: 8,
+    }
+}
+
+fn phase(via: Via) -> PhaseConfig {
+    PhaseConfig { publishers: 2, rate: 200.0, via, payload: 120, duration: Duration::from_millis(500) }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hub_accepts_the_signed_api_requests_and_v1_publishing_and_nothing_is_lost() {
+    let (target, _stop) = hub().await;
+    for (protocol, via) in [(Protocol::Pusher, Via::Api), (Protocol::V1, Via::V1Rest), (Protocol::Pusher, Via::V1Rest)]
+    {
+        let mut f = Fleet::connect(fleet(target.clone(), protocol)).await;
+        assert_eq!((f.connect.connected, f.connect.errors), (20, 0), "{:?}", f.connect.first_error);
+        let (_, report) = f.publish(&phase(via)).await;
+        assert_eq!(report.publish_errors, 0, "{protocol:?} {via:?}: the hub refused some requests");
+        assert!(report.published >= 90, "{report:?}");
+        assert!(report.expected > 0 && report.received == report.expected, "{report:?}");
+        let (reports, _) = f.close(vec![report]).await;
+        let r = &reports[0];
+        assert_eq!((r.lost, r.duplicated, r.reordered), (0, 0, 0), "{r:?}");
+        assert_eq!(r.latency.samples as u64, r.received);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_secret_is_refused_and_counted_as_publish_errors() {
+    let (target, _stop) = hub().await;
+    let Target::Hub { addr, app_id, key, .. } = target else { unreachable!() };
+    let wrong = Target::Hub { addr, app_id, key, secret: "not-the-secret".into() };
+    let mut f = Fleet::connect(fleet(wrong, Protocol::Pusher)).await;
+    let (_, report) = f.publish(&phase(Via::Api)).await;
+    assert_eq!(report.published, 0);
+    assert!(report.publish_errors >= 90, "{report:?}");
+    let (reports, _) = f.close(vec![report]).await;
+    assert_eq!(reports[0].received, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_baseline_relays_every_frame_to_every_subscriber() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(poussr_bench::baseline::serve(listener));
+    let config =
+        FleetConfig { channels: 1, channels_per_connection: 1, ..fleet(Target::Baseline { addr }, Protocol::Pusher) };
+    let mut f = Fleet::connect(config).await;
+    assert_eq!(f.connect.connected, 20);
+    let (_, report) = f.publish(&phase(Via::Api)).await;
+    assert_eq!(report.received, report.published * 20, "{report:?}");
+    let (reports, _) = f.close(vec![report]).await;
+    assert_eq!((reports[0].lost, reports[0].duplicated, reports[0].reordered), (0, 0, 0));
+}
