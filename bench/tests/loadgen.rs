@@ -7,8 +7,10 @@ use poussr_bench::load::{Fleet, FleetConfig, PhaseConfig, Protocol, Target, Via}
 use tokio::net::TcpListener;
 
 async fn hub() -> (Target, tokio::sync::oneshot::Sender<()>) {
-    let mut config = poussr::Config::default();
-    config.apps = vec![poussr::AppConfig::new("77", "benchtestkey", "benchtestsecret")];
+    let config = poussr::Config {
+        apps: vec![poussr::AppConfig::new("77", "benchtestkey", "benchtestsecret")],
+        ..Default::default()
+    };
     let hub = poussr::Hub::new(&config).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
