@@ -177,6 +177,15 @@ fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()> + 
 
 async fn serve(args: ServeArgs) -> Result<(), String> {
     let (config, origin) = configure(&args)?;
+    if let Some(limit) = server::raise_open_file_limit() {
+        tracing::debug!(limit, "open-file limit");
+        if (limit as usize) < config.limits.max_connections.min(65_536) {
+            tracing::info!(
+                "the open-file limit is {limit}: at most about that many clients can connect; raise the hard limit \
+                 (ulimit -Hn, LimitNOFILE=) to serve more"
+            );
+        }
+    }
     let hub = Hub::new(&config).map_err(|e| e.to_string())?;
     let addr = SocketAddr::new(config.bind, config.port);
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| match e.kind() {

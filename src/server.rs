@@ -10,6 +10,20 @@ use tokio::sync::mpsc;
 
 use crate::hub::Hub;
 
+/// Raises the soft limit on open files to the hard limit, as far as the OS allows, and returns the limit
+/// now in force: every connection is a file descriptor, and the usual soft limit (1024) would cap the hub
+/// at about a thousand clients. Called once at start by the binary and the desktop app.
+pub fn raise_open_file_limit() -> Option<u64> {
+    #[cfg(unix)]
+    {
+        rlimit::increase_nofile_limit(u64::MAX).ok()
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
+}
+
 /// How long shutdown waits for sessions to send their close frames.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 

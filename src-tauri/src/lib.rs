@@ -194,6 +194,7 @@ fn quit_on_terminate<R: Runtime>(app: &AppHandle<R>) {
 /// Loads the settings, starts the hub and registers the state. A failure to listen is not fatal: the
 /// window shows it and lets the operator choose another port.
 fn launch<R: Runtime>(app: &AppHandle<R>, options: &LaunchOptions) -> Result<(), String> {
+    poussr::server::raise_open_file_limit();
     let defaults = Settings::from_plugin_config(app.config().plugins.0.get("poussr"))?;
     let store = match &options.config_dir {
         Some(dir) => Store::new(dir),

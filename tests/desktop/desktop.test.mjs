@@ -5,7 +5,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync, readFileSync, mkdirSync } from 'node:fs';
+import { mkdtempSync, writeFileSync, readFileSync, mkdirSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import net from 'node:net';
 import path from 'node:path';
@@ -70,7 +70,23 @@ function configDir(port) {
   return dir;
 }
 
+/** Whether a process of the app under test is still running (found by its program name in /proc). */
+function appRunning() {
+  for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    try {
+      const argv0 = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')[0];
+      if (argv0 === BIN || path.basename(argv0) === path.basename(BIN)) return true;
+    } catch {
+      // The process ended while we looked.
+    }
+  }
+  return false;
+}
+
 async function launch(dir) {
+  // A second instance hands over to the first one (single instance) and exits at once, so the app a previous
+  // test closed must be gone before the next session starts, or WebKitWebDriver waits for a window forever.
+  await waitFor('the previous app to exit', () => !appRunning(), 20000);
   return remote({
     hostname: '127.0.0.1',
     port: driverPort,
