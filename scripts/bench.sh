@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 ./scripts/deps.sh
 # The .deb and .rpm (and with them the release build of the desktop app), and the release hub.
 ./scripts/bundle.sh
-cargo build --release -p poussr
+cargo build --release -p poussr -p poussr-bench
 if [ ! -d bench/node_modules ] || [ bench/package-lock.json -nt bench/node_modules/.package-lock.json ]; then
   (cd bench && npm ci --no-audit --no-fund)
 fi
@@ -18,6 +18,8 @@ out=$(mktemp)
   echo
   echo "Written by \`make bench\` on $(date -u +%Y-%m-%d): $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB,"
   echo "$(. /etc/os-release && echo "$PRETTY_NAME"), $(rustc --version). Every run starts its own processes on 127.0.0.1."
+  echo
+  target/release/poussr-bench run --hub target/release/poussr
   echo
   python3 bench/desktop.py target/release/poussr-desktop
   echo
