@@ -175,6 +175,10 @@ fn phase(rate: f64, payload: usize, secs: u64) -> PhaseConfig {
     PhaseConfig { publishers: 2, rate, via: Via::Api, payload, duration: Duration::from_secs(secs) }
 }
 
+/// Publishers for the fan-out steps: an SDK waits for each answer, so one publisher's rate is bounded by
+/// the round trip; several in parallel keep the HTTP path from being what limits the hub.
+const FANOUT_PUBLISHERS: usize = 8;
+
 fn ratio(hub: f64, base: f64) -> String {
     if base <= 0.0 { "—".into() } else { format!("{:.2}×", hub / base) }
 }
@@ -193,7 +197,8 @@ pub async fn run(hub_bin: &Path, scale: &Scale) -> std::io::Result<String> {
         "`poussr-bench run` (bench/src): the load generator, the hub (`{}`, release) and the baseline (the smallest \
          tokio-tungstenite broadcast server, `poussr-bench baseline`) all on this machine; open-file limit {} soft / \
          {} hard. Client sockets are spread over 127.0.0.1–127.0.0.8. Hub events go through the signed HTTP API \
-         (2 publishers); baseline events through one publishing WebSocket each. Ratios are hub / baseline.\n",
+         (2 publishers, 8 in the fan-out steps); baseline events through one publishing WebSocket per publisher. Ratios \
+         are hub / baseline.\n",
         hub_bin.display(),
         limit.0,
         limit.1
@@ -265,7 +270,8 @@ async fn fanout(md: &mut String, hub_bin: &Path, scale: &Scale) -> std::io::Resu
         let mut cpus = Vec::new();
         for rate in &scale.fanout_rates {
             let before = server.sample();
-            let (_, r) = f.publish(&phase(*rate, 100, scale.step_secs)).await;
+            let step = PhaseConfig { publishers: FANOUT_PUBLISHERS, ..phase(*rate, 100, scale.step_secs) };
+            let (_, r) = f.publish(&step).await;
             let after = server.sample();
             cpus.push(procfs::cpu_percent(&before, &after));
             reports.push(r);
@@ -330,6 +336,11 @@ async fn latency(md: &mut String, hub_bin: &Path, scale: &Scale) -> std::io::Res
         for rate in rates {
             reports.push(f.publish(&phase(rate, 100, scale.latency_secs)).await.1);
         }
+        if hub {
+            // The same at 100/s through Poussr v1 REST.
+            let v1 = PhaseConfig { via: Via::V1Rest, ..phase(100.0, 100, scale.latency_secs) };
+            reports.push(f.publish(&v1).await.1);
+        }
         all.push(f.close(reports).await.0);
         server.stop().await;
     }
@@ -351,6 +362,20 @@ async fn latency(md: &mut String, hub_bin: &Path, scale: &Scale) -> std::io::Res
         let (h, b) = (all[0][i].latency.p99 as f64, all[1][i].latency.p99 as f64);
         writeln!(md, "| {rate:.0}/s | **p99 ratio** | | | **{}** | | | |", ratio(h, b)).ok();
     }
+    if let Some(r) = all[0].get(rates.len()) {
+        let l = r.latency;
+        writeln!(
+            md,
+            "| 100/s | hub, published via Poussr v1 REST | {} | {} | {} | {} | {} | {} |",
+            ms(l.p50),
+            ms(l.p90),
+            ms(l.p99),
+            ms(l.max),
+            l.samples,
+            r.lost
+        )
+        .ok();
+    }
     writeln!(md).ok();
     Ok(())
 }
@@ -358,18 +383,32 @@ async fn latency(md: &mut String, hub_bin: &Path, scale: &Scale) -> std::io::Res
 async fn slow_consumer(md: &mut String, hub_bin: &Path, scale: &Scale) -> std::io::Result<()> {
     writeln!(
         md,
-        "### Slow consumer: {} readers and one subscriber that stops reading (8 KB events, 100/s, {} s)\n",
+        "### Slow consumer: {} readers and one subscriber that stops reading (8 KB events, 200/s, {} s; queue 1024 frames)\n",
         scale.slow_readers, scale.slow_secs
     )
     .ok();
-    writeln!(md, "| run | readers' p99 ms | lost | hub RSS start → end (KiB) | stalled subscriber closed with |\n|---|---|---|---|---|").ok();
+    writeln!(md, "| run | readers' p99 ms | lost | hub RSS start → end of publishing (KiB) | hub RSS peak (KiB) | stalled subscriber closed with |\n|---|---|---|---|---|---|").ok();
     let mut p99s = Vec::new();
     for stalled in [0, 1] {
         let server = Server::hub(hub_bin).await?;
         let mut f = Fleet::connect(fleet(&server.target, scale.slow_readers + stalled, stalled)).await;
         let start = server.sample();
-        let (_, r) = f.publish(&phase(100.0, 8 * 1024, scale.slow_secs)).await;
+        // The hub's RSS every 100 ms while publishing, for the peak.
+        let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(start.rss_kib));
+        let sampler = {
+            let (pid, peak) = (server.pid, peak.clone());
+            tokio::spawn(async move {
+                loop {
+                    let rss = procfs::sample(pid).map(|s| s.rss_kib).unwrap_or(0);
+                    peak.fetch_max(rss, std::sync::atomic::Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            })
+        };
+        let (_, r) = f.publish(&phase(200.0, 8 * 1024, scale.slow_secs)).await;
         let end = server.sample();
+        sampler.abort();
+        let peak = peak.load(std::sync::atomic::Ordering::Relaxed).max(end.rss_kib);
         let (reports, codes) = f.close(vec![r]).await;
         let r = &reports[0];
         p99s.push(r.latency.p99 as f64);
@@ -380,12 +419,13 @@ async fn slow_consumer(md: &mut String, hub_bin: &Path, scale: &Scale) -> std::i
         };
         writeln!(
             md,
-            "| {} | {} | {} | {} → {} | {} |",
+            "| {} | {} | {} | {} → {} | {} | {} |",
             if stalled == 0 { "all reading" } else { "one stalled" },
             ms(r.latency.p99),
             r.lost,
             start.rss_kib,
             end.rss_kib,
+            peak,
             closed
         )
         .ok();
