@@ -44,7 +44,8 @@ pub enum Target {
 }
 
 impl Target {
-    fn addr(&self) -> SocketAddr {
+    /// Its address.
+    pub fn addr(&self) -> SocketAddr {
         match self {
             Target::Hub { addr, .. } | Target::Baseline { addr } => *addr,
         }
@@ -250,8 +251,21 @@ struct SubscriberResult {
     tracker: Tracker,
     /// Latency samples by phase.
     latencies: Vec<Vec<u32>>,
-    /// The close code the target sent, if it closed the connection.
-    close_code: Option<u16>,
+    /// How the connection ended: the target's close code, or why there was none.
+    ending: Ending,
+}
+
+/// How a subscriber's connection ended.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Ending {
+    /// Still open when the fleet closed.
+    #[default]
+    Open,
+    /// The target sent a close frame with this code.
+    Closed(u16),
+    /// The target closed the TCP connection without a close frame (or reset it).
+    Dropped,
 }
 
 /// A connected fleet of subscribers.
@@ -354,19 +368,18 @@ async fn read_loop(
     if stalled {
         // A slow consumer: reads nothing until the end, then reads what is left to learn how it was closed.
         let _ = stop.wait_for(|s| *s).await;
-        let _ = tokio::time::timeout(Duration::from_secs(10), async {
+        let ending = tokio::time::timeout(Duration::from_secs(10), async {
             while let Some(m) = ws.next().await {
                 match m {
-                    Ok(Message::Close(Some(f))) => {
-                        out.close_code = Some(f.code.into());
-                        break;
-                    }
+                    Ok(Message::Close(Some(f))) => return Ending::Closed(f.code.into()),
+                    Ok(Message::Close(None)) | Err(_) => return Ending::Dropped,
                     Ok(_) => {}
-                    Err(_) => break,
                 }
             }
+            Ending::Dropped
         })
         .await;
+        out.ending = ending.unwrap_or(Ending::Open);
         return out;
     }
     loop {
@@ -390,7 +403,7 @@ async fn read_loop(
                     last_delivery_us.fetch_max(now, Relaxed);
                 }
                 Some(Ok(Message::Close(f))) => {
-                    out.close_code = f.map(|f| f.code.into());
+                    out.ending = f.map(|f| Ending::Closed(f.code.into())).unwrap_or(Ending::Dropped);
                     break;
                 }
                 Some(Ok(_)) => {}
@@ -488,8 +501,10 @@ impl Fleet {
             let target = self.config.target.clone();
             let http = self.http.clone();
             let phase = phase.clone();
+            // Publishers start evenly spread over one interval, so their events do not come in bursts.
+            let offset = 1.0 / per_publisher.max(1e-3) * p as f64 / publishers as f64;
             handles.push(tokio::spawn(async move {
-                publisher(target, http, h, p as u32, channels, per_publisher, phase).await
+                publisher(target, http, h, p as u32, channels, per_publisher, offset, phase).await
             }));
         }
         let mut published = vec![vec![0u64; publishers]; channels];
@@ -502,7 +517,7 @@ impl Fleet {
                 errors += errs;
             }
         }
-        let publish_secs = started.elapsed().as_secs_f64();
+        let publish_secs = started.elapsed().as_secs_f64().max(phase.duration.as_secs_f64());
         let expected: u64 =
             published.iter().enumerate().map(|(c, per)| per.iter().sum::<u64>() * self.readers_per_channel[c]).sum();
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -526,15 +541,15 @@ impl Fleet {
     }
 
     /// Closes the fleet and completes the phase reports with loss, order and latency figures. Also
-    /// returns the close codes the stalled subscribers saw.
-    pub async fn close(self, mut reports: Vec<PhaseReport>) -> (Vec<PhaseReport>, Vec<Option<u16>>) {
+    /// returns how the stalled subscribers' connections ended.
+    pub async fn close(self, mut reports: Vec<PhaseReport>) -> (Vec<PhaseReport>, Vec<Ending>) {
         let _ = self.stop.send(true);
         let mut latencies: Vec<Vec<u32>> = vec![Vec::new(); reports.len()];
         let mut stalled_codes = Vec::new();
         for (channels, stalled, task) in self.tasks {
             let Ok(result) = task.await else { continue };
             if stalled {
-                stalled_codes.push(result.close_code);
+                stalled_codes.push(result.ending);
                 continue;
             }
             for (h, report) in reports.iter_mut().enumerate() {
@@ -562,7 +577,9 @@ impl Fleet {
     }
 }
 
-/// One publisher: events at `rate`/s, round-robin over the channels, each numbered per channel.
+/// One publisher: events at `rate`/s from `offset_secs` on, round-robin over the channels, each numbered
+/// per channel.
+#[allow(clippy::too_many_arguments)]
 async fn publisher(
     target: Target,
     http: reqwest::Client,
@@ -570,13 +587,15 @@ async fn publisher(
     p: u32,
     channels: usize,
     rate: f64,
+    offset_secs: f64,
     phase: PhaseConfig,
 ) -> (Vec<u64>, u64) {
     let mut counts = vec![0u64; channels];
     let mut errors = 0;
     let interval = Duration::from_secs_f64(1.0 / rate.max(1e-3));
-    let start = tokio::time::Instant::now();
-    let end = start + phase.duration;
+    let begin = tokio::time::Instant::now();
+    let start = begin + Duration::from_secs_f64(offset_secs);
+    let end = begin + phase.duration;
     let mut baseline = match &target {
         Target::Baseline { addr } => match tokio_tungstenite::connect_async(format!("ws://{addr}/publish")).await {
             Ok((ws, _)) => Some(ws),

@@ -150,7 +150,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             };
             let (_, report) = fleet.publish(&phase).await;
             let (reports, stalled) = fleet.close(vec![report]).await;
-            let out = serde_json::json!({ "connect": connect, "phase": reports[0], "stalled_close_codes": stalled });
+            let out = serde_json::json!({ "connect": connect, "phase": reports[0], "stalled_endings": stalled });
             println!("{}", serde_json::to_string_pretty(&out)?);
         }
     }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-use crate::load::{Fleet, FleetConfig, PhaseConfig, PhaseReport, Protocol, Target, Via};
+use crate::load::{Ending, Fleet, FleetConfig, PhaseConfig, PhaseReport, Protocol, Target, Via};
 use crate::procfs;
 
 /// How big the scenarios are.
@@ -177,7 +177,13 @@ fn phase(rate: f64, payload: usize, secs: u64) -> PhaseConfig {
 
 /// Publishers for the fan-out steps: an SDK waits for each answer, so one publisher's rate is bounded by
 /// the round trip; several in parallel keep the HTTP path from being what limits the hub.
-const FANOUT_PUBLISHERS: usize = 8;
+const FANOUT_PUBLISHERS: usize = 16;
+
+/// The hub's `/health`.
+async fn health(target: &Target) -> Option<serde_json::Value> {
+    let res = reqwest::get(format!("http://{}/health", target.addr())).await.ok()?;
+    serde_json::from_slice(&res.bytes().await.ok()?).ok()
+}
 
 fn ratio(hub: f64, base: f64) -> String {
     if base <= 0.0 { "—".into() } else { format!("{:.2}×", hub / base) }
@@ -197,7 +203,7 @@ pub async fn run(hub_bin: &Path, scale: &Scale) -> std::io::Result<String> {
         "`poussr-bench run` (bench/src): the load generator, the hub (`{}`, release) and the baseline (the smallest \
          tokio-tungstenite broadcast server, `poussr-bench baseline`) all on this machine; open-file limit {} soft / \
          {} hard. Client sockets are spread over 127.0.0.1–127.0.0.8. Hub events go through the signed HTTP API \
-         (2 publishers, 8 in the fan-out steps); baseline events through one publishing WebSocket per publisher. Ratios \
+         (2 publishers, 16 in the fan-out steps); baseline events through one publishing WebSocket per publisher. Ratios \
          are hub / baseline.\n",
         hub_bin.display(),
         limit.0,
@@ -259,7 +265,7 @@ async fn fanout(md: &mut String, hub_bin: &Path, scale: &Scale) -> std::io::Resu
     .ok();
     writeln!(
         md,
-        "| events/s asked | hub: published/s | hub: deliveries/s | hub: lost | hub: p99 ms | hub CPU % | baseline: deliveries/s | baseline: lost | baseline: p99 ms | ratio (deliveries/s) |\n|---|---|---|---|---|---|---|---|---|---|"
+        "| events/s asked | hub: published/s | hub: deliveries/s | hub: lost | hub: p99 ms | hub CPU % | baseline: published/s | baseline: deliveries/s | baseline: lost | baseline: p99 ms | baseline CPU % | ratio (deliveries/s) |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
     )
     .ok();
     let mut results: Vec<Vec<(PhaseReport, f64)>> = Vec::new();
@@ -283,7 +289,7 @@ async fn fanout(md: &mut String, hub_bin: &Path, scale: &Scale) -> std::io::Resu
     let mut peak = (0.0f64, 0.0f64);
     for (i, rate) in scale.fanout_rates.iter().enumerate() {
         let (h, hcpu) = &results[0][i];
-        let (b, _) = &results[1][i];
+        let (b, bcpu) = &results[1][i];
         if h.lost == 0 {
             peak.0 = peak.0.max(h.deliveries_per_sec);
         }
@@ -292,15 +298,17 @@ async fn fanout(md: &mut String, hub_bin: &Path, scale: &Scale) -> std::io::Resu
         }
         writeln!(
             md,
-            "| {rate:.0} | {:.0} | {:.0} | {} | {} | {:.0} | {:.0} | {} | {} | {} |",
+            "| {rate:.0} | {:.0} | {:.0} | {} | {} | {:.0} | {:.0} | {:.0} | {} | {} | {:.0} | {} |",
             h.publish_rate,
             h.deliveries_per_sec,
             h.lost,
             ms(h.latency.p99),
             hcpu,
+            b.publish_rate,
             b.deliveries_per_sec,
             b.lost,
             ms(b.latency.p99),
+            bcpu,
             ratio(h.deliveries_per_sec, b.deliveries_per_sec)
         )
         .ok();
@@ -412,10 +420,16 @@ async fn slow_consumer(md: &mut String, hub_bin: &Path, scale: &Scale) -> std::i
         let (reports, codes) = f.close(vec![r]).await;
         let r = &reports[0];
         p99s.push(r.latency.p99 as f64);
+        // What the hub counted: a stalled reader cannot read a close frame either, so the hub may have
+        // had to drop it without one.
+        let counted = health(&server.target).await.and_then(|h| h["slow_consumer_closes"].as_u64()).unwrap_or(0);
         let closed = match codes.first() {
             None => "—".to_owned(),
-            Some(Some(code)) => code.to_string(),
-            Some(None) => "not closed".to_owned(),
+            Some(Ending::Closed(code)) => format!("close frame {code} (hub counted {counted} slow-consumer close)"),
+            Some(Ending::Dropped) => format!(
+                "dropped without a close frame it could read (hub counted {counted} slow-consumer close, code 4100)"
+            ),
+            Some(Ending::Open) => "still open".to_owned(),
         };
         writeln!(
             md,

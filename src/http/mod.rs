@@ -109,6 +109,7 @@ async fn health(State(state): State<AppState>) -> Response {
         "channels": stats.channels,
         "events_published": stats.events_published,
         "deliveries": stats.deliveries,
+        "slow_consumer_closes": stats.slow_consumer_closes,
         "webhooks": stats.webhooks,
     }))
     .into_response()
