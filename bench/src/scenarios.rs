@@ -395,10 +395,10 @@ async fn slow_consumer(md: &mut String, hub_bin: &Path, scale: &Scale) -> std::i
         scale.slow_readers, scale.slow_secs
     )
     .ok();
-    writeln!(md, "| run | readers' p99 ms | lost | hub RSS start → end of publishing (KiB) | hub RSS peak (KiB) | stalled subscriber closed with |\n|---|---|---|---|---|---|").ok();
+    writeln!(md, "| server | run | readers' p99 ms | lost | RSS start → end of publishing (KiB) | RSS peak (KiB) | stalled subscriber |\n|---|---|---|---|---|---|---|").ok();
     let mut p99s = Vec::new();
-    for stalled in [0, 1] {
-        let server = Server::hub(hub_bin).await?;
+    for (hub, stalled) in [(true, 0), (true, 1), (false, 0), (false, 1)] {
+        let server = if hub { Server::hub(hub_bin).await? } else { Server::baseline().await? };
         let mut f = Fleet::connect(fleet(&server.target, scale.slow_readers + stalled, stalled)).await;
         let start = server.sample();
         // The hub's RSS every 100 ms while publishing, for the peak.
@@ -422,18 +422,18 @@ async fn slow_consumer(md: &mut String, hub_bin: &Path, scale: &Scale) -> std::i
         p99s.push(r.latency.p99 as f64);
         // What the hub counted: a stalled reader cannot read a close frame either, so the hub may have
         // had to drop it without one.
-        let counted = health(&server.target).await.and_then(|h| h["slow_consumer_closes"].as_u64()).unwrap_or(0);
+        let counted = health(&server.target).await.and_then(|h| h["slow_consumer_closes"].as_u64());
+        let counted = counted.map(|n| format!(" (hub counted {n} slow-consumer close, code 4100)")).unwrap_or_default();
         let closed = match codes.first() {
             None => "—".to_owned(),
-            Some(Ending::Closed(code)) => format!("close frame {code} (hub counted {counted} slow-consumer close)"),
-            Some(Ending::Dropped) => format!(
-                "dropped without a close frame it could read (hub counted {counted} slow-consumer close, code 4100)"
-            ),
+            Some(Ending::Closed(code)) => format!("close frame {code}{counted}"),
+            Some(Ending::Dropped) => format!("dropped without a close frame it could read{counted}"),
             Some(Ending::Open) => "still open".to_owned(),
         };
         writeln!(
             md,
-            "| {} | {} | {} | {} → {} | {} | {} |",
+            "| {} | {} | {} | {} | {} → {} | {} | {} |",
+            if hub { "hub" } else { "baseline" },
             if stalled == 0 { "all reading" } else { "one stalled" },
             ms(r.latency.p99),
             r.lost,
@@ -447,8 +447,9 @@ async fn slow_consumer(md: &mut String, hub_bin: &Path, scale: &Scale) -> std::i
     }
     writeln!(
         md,
-        "\nThe readers' p99 moved by {:+.1} % with the stalled subscriber present.\n",
-        (p99s[1] - p99s[0]) / p99s[0].max(1.0) * 100.0
+        "\nWith the stalled subscriber present, the readers' p99 moved by {:+.1} % on the hub and {:+.1} % on the baseline.\n",
+        (p99s[1] - p99s[0]) / p99s[0].max(1.0) * 100.0,
+        (p99s[3] - p99s[2]) / p99s[2].max(1.0) * 100.0
     )
     .ok();
     Ok(())
@@ -456,36 +457,49 @@ async fn slow_consumer(md: &mut String, hub_bin: &Path, scale: &Scale) -> std::i
 
 async fn max_connections(md: &mut String, hub_bin: &Path) -> std::io::Result<()> {
     let (_, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap_or((1024, 1024));
-    // Each process (the hub, this generator) has its own limit; keep some descriptors for everything else.
+    // Each process (the server, this generator) has its own limit; keep some descriptors for everything else.
     let n = (hard as usize).saturating_sub(500).min(1_000_000);
     writeln!(md, "### As many connections as one process may open ({n}, open-file limit {hard})\n").ok();
-    let server = Server::hub(hub_bin).await?;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let idle = server.sample();
-    let f = Fleet::connect(FleetConfig { channels: 100, ..fleet(&server.target, n, 0) }).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let loaded = server.sample();
-    let per = (loaded.rss_kib.saturating_sub(idle.rss_kib)) as f64 / f.connect.connected.max(1) as f64;
-    writeln!(md, "| figure | value |\n|---|---|").ok();
-    writeln!(md, "| connected and subscribed | {} |", f.connect.connected).ok();
-    writeln!(
-        md,
-        "| errors | {}{} |",
-        f.connect.errors,
-        f.connect.first_error.as_deref().map(|e| format!(" (first: {e})")).unwrap_or_default()
-    )
-    .ok();
-    writeln!(md, "| connect + subscribe rate | {:.0}/s |", f.connect.rate).ok();
-    writeln!(md, "| hub open file descriptors | {} |", loaded.fds).ok();
-    writeln!(md, "| hub RSS | {} KiB ({:.1} KiB per connection) |", loaded.rss_kib, per).ok();
-    writeln!(
-        md,
-        "| estimated RSS at 100,000 / 1,000,000 connections | {:.1} GiB / {:.1} GiB |\n",
-        (idle.rss_kib as f64 + per * 100_000.0) / 1024.0 / 1024.0,
-        (idle.rss_kib as f64 + per * 1_000_000.0) / 1024.0 / 1024.0
-    )
-    .ok();
-    let _ = f.close(Vec::new()).await;
-    server.stop().await;
+    writeln!(md, "| figure | hub | baseline |\n|---|---|---|").ok();
+    let mut rows: Vec<[String; 6]> = Vec::new();
+    for hub in [true, false] {
+        let server = if hub { Server::hub(hub_bin).await? } else { Server::baseline().await? };
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let idle = server.sample();
+        let f = Fleet::connect(FleetConfig { channels: 100, ..fleet(&server.target, n, 0) }).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let loaded = server.sample();
+        let per = (loaded.rss_kib.saturating_sub(idle.rss_kib)) as f64 / f.connect.connected.max(1) as f64;
+        rows.push([
+            f.connect.connected.to_string(),
+            format!(
+                "{}{}",
+                f.connect.errors,
+                f.connect.first_error.as_deref().map(|e| format!(" (first: {e})")).unwrap_or_default()
+            ),
+            format!("{:.0}/s", f.connect.rate),
+            loaded.fds.to_string(),
+            format!("{} KiB ({per:.1} KiB per connection)", loaded.rss_kib),
+            format!(
+                "{:.1} GiB / {:.1} GiB",
+                (idle.rss_kib as f64 + per * 100_000.0) / 1024.0 / 1024.0,
+                (idle.rss_kib as f64 + per * 1_000_000.0) / 1024.0 / 1024.0
+            ),
+        ]);
+        let _ = f.close(Vec::new()).await;
+        server.stop().await;
+    }
+    let names = [
+        "connected and subscribed",
+        "errors",
+        "connect + subscribe rate",
+        "open file descriptors",
+        "RSS",
+        "estimated RSS at 100,000 / 1,000,000 connections",
+    ];
+    for (i, name) in names.iter().enumerate() {
+        writeln!(md, "| {name} | {} | {} |", rows[0][i], rows[1][i]).ok();
+    }
+    writeln!(md).ok();
     Ok(())
 }
