@@ -5,8 +5,10 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { createHmac } from 'node:crypto';
 import { mkdtempSync, writeFileSync, readFileSync, mkdirSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -274,6 +276,152 @@ test('the dashboard panes work in the window: a test event published from the fo
     ws.close();
   } finally {
     await browser.deleteSession();
+  }
+});
+
+test('webhook and client-event settings from the window are saved and used by the hub', async () => {
+  // The webhook receiver: a backend on this machine that keeps every request, its headers and its raw body.
+  const posts = [];
+  const receiver = http.createServer((req, res) => {
+    const chunks = [];
+    req.on('data', (c) => chunks.push(c));
+    req.on('end', () => {
+      const raw = Buffer.concat(chunks);
+      let json = null;
+      try {
+        json = JSON.parse(raw.toString('utf8'));
+      } catch {
+        // Kept as it came; the checks below then fail with what was received.
+      }
+      posts.push({ method: req.method, url: req.url, headers: req.headers, raw, json });
+      res.writeHead(200, { 'content-type': 'text/plain' }).end('ok');
+    });
+  });
+  await new Promise((resolve, reject) => {
+    receiver.once('error', reject);
+    receiver.listen(0, '127.0.0.1', resolve);
+  });
+  const hookUrl = `http://127.0.0.1:${receiver.address().port}/hook`;
+  const port = await freePort();
+  const dir = configDir(port);
+  const saved = () => JSON.parse(readFileSync(path.join(dir, 'settings.json'), 'utf8'));
+  let ws;
+  try {
+    const browser = await launch(dir);
+    try {
+      await waitFor('/health', () => health(port));
+      // The same workarounds as the Publish form: fields are filled without focus (value + input event), boxes
+      // ticked the same way (checked + change event), and Apply is clicked once WebKitWebDriver finds it clickable.
+      const fill = (id, text) => browser.execute((el, value) => {
+        const field = document.getElementById(el);
+        field.value = value;
+        field.dispatchEvent(new Event('input', { bubbles: true }));
+        return field.value;
+      }, id, text);
+      const tick = (selector, on) => browser.execute((sel, value) => {
+        const box = document.querySelector(sel);
+        box.checked = value;
+        box.dispatchEvent(new Event('change', { bubbles: true }));
+        return box.checked;
+      }, selector, on);
+      const hookBox = (kind) => `input[name="webhook_event"][value="${kind}"]`;
+      const kinds = ['channel_occupied', 'channel_vacated', 'member_added', 'member_removed', 'client_event',
+        'cache_miss'];
+      const form = () => browser.execute(() => ({
+        url: document.getElementById('webhook-url').value,
+        clientEvents: document.getElementById('client-events').checked,
+        events: [...document.querySelectorAll('input[name="webhook_event"]:checked')].map((b) => b.value),
+      }));
+      const apply = async () => {
+        const button = await browser.$('#apply-settings');
+        await button.waitForClickable({ timeout: 5000 });
+        await button.click();
+      };
+
+      await (await browser.$('button[data-pane="settings"]')).click();
+      await waitFor('the settings form', async () => (await (await browser.$('#port')).getValue()) === String(port));
+      // Nothing about webhooks in the file yet: no URL, client events allowed, every kind ticked (= all of them).
+      assert.deepEqual(await form(), { url: '', clientEvents: true, events: kinds });
+
+      // The hub calls webhooks over plain http:// only; an https:// URL is refused and nothing is saved.
+      assert.equal(await fill('webhook-url', 'https://backend.example/hook'), 'https://backend.example/hook');
+      await apply();
+      const refused = await waitText(browser, '#settings-result', 'http://');
+      assert.doesNotMatch(refused, /Applied/);
+      assert.match(await (await browser.$('#settings-result')).getAttribute('class'), /\bbad\b/);
+      assert.equal(saved().app.webhooks, undefined, 'the refused webhook is not saved');
+      assert.equal((await health(port)).status, 'ok', 'the hub still runs with the previous settings');
+
+      // The receiver, for channel_occupied only, and client events turned off.
+      assert.equal(await fill('webhook-url', hookUrl), hookUrl);
+      for (const kind of kinds.filter((k) => k !== 'channel_occupied')) {
+        assert.equal(await tick(hookBox(kind), false), false);
+      }
+      assert.equal(await tick(hookBox('channel_occupied'), true), true);
+      assert.equal(await tick('#client-events', false), false);
+      await apply();
+      await waitText(browser, '#settings-result', 'Applied');
+      await screenshot(browser, 'settings-webhook.png');
+      const app = saved().app;
+      assert.equal(app.client_events, false);
+      assert.deepEqual(app.webhooks, [{ url: hookUrl, events: ['channel_occupied'] }]);
+      assert.equal(app.key, APP.key, 'the app credentials are kept');
+      assert.equal(app.secret, APP.secret);
+
+      // The restarted hub uses them: a first subscriber to a channel makes it POST channel_occupied, signed.
+      await waitFor('/health after Apply', () => health(port));
+      ws = new WebSocket(`ws://127.0.0.1:${port}/app/${APP.key}?protocol=7`);
+      const frames = [];
+      ws.on('message', (m) => frames.push(JSON.parse(m)));
+      ws.on('error', (e) => frames.push({ event: 'ws-error', data: String(e) }));
+      await waitFor('the connection', () => frames.some((f) => f.event === 'pusher:connection_established'));
+      ws.send(JSON.stringify({ event: 'pusher:subscribe', data: { channel: 'desk-hook' } }));
+      await waitFor('the subscription', () =>
+        frames.some((f) => f.event === 'pusher_internal:subscription_succeeded' && f.channel === 'desk-hook'));
+      const occupied = (channel) =>
+        posts.find((p) => p.json?.events?.some((e) => e.name === 'channel_occupied' && e.channel === channel));
+      const post = await waitFor('the channel_occupied webhook', () => occupied('desk-hook'), 10000);
+      assert.equal(post.method, 'POST');
+      assert.equal(post.url, '/hook');
+      assert.match(post.headers['content-type'], /^application\/json/);
+      assert.equal(post.headers['x-pusher-key'], APP.key);
+      const signature = createHmac('sha256', APP.secret).update(post.raw).digest('hex');
+      assert.equal(post.headers['x-pusher-signature'], signature);
+
+      // Only the ticked kind is sent: leaving desk-hook vacates it, then a second channel is occupied. The hub
+      // queues its webhooks in order, so a channel_vacated would reach the receiver before that second POST.
+      ws.send(JSON.stringify({ event: 'pusher:unsubscribe', data: { channel: 'desk-hook' } }));
+      ws.send(JSON.stringify({ event: 'pusher:subscribe', data: { channel: 'desk-hook-2' } }));
+      await waitFor('the second channel_occupied webhook', () => occupied('desk-hook-2'), 10000);
+      const sent = posts.flatMap((p) => p.json?.events ?? [{ name: `unparsed body ${p.raw}` }]);
+      assert.deepEqual([...new Set(sent.map((e) => e.name))], ['channel_occupied'], JSON.stringify(sent));
+
+      // Client events are turned off: the hub answers one with a pusher:error (any channel; checked first).
+      ws.send(JSON.stringify({ event: 'client-typing', channel: 'desk-hook-2', data: {} }));
+      const error = await waitFor('the refused client event',
+        () => frames.find((f) => f.event === 'pusher:error'), 5000);
+      const message = (typeof error.data === 'string' ? JSON.parse(error.data) : error.data).message;
+      assert.match(message, /turned off/);
+
+      // Settings shown again come from what is saved: edits left without Apply are not kept.
+      await fill('webhook-url', 'http://127.0.0.1:9/not-applied');
+      for (const kind of kinds) await tick(hookBox(kind), true);
+      await tick('#client-events', true);
+      await (await browser.$('button[data-pane="overview"]')).click();
+      await waitFor('the overview pane', () => browser.execute(() => document.getElementById('pane-settings').hidden));
+      await (await browser.$('button[data-pane="settings"]')).click();
+      const expected = { url: hookUrl, clientEvents: false, events: ['channel_occupied'] };
+      await waitFor('the form to show the saved settings', async () => {
+        assert.deepEqual(await form(), expected);
+        return true;
+      });
+    } finally {
+      ws?.terminate();
+      await browser.deleteSession();
+    }
+  } finally {
+    receiver.closeAllConnections();
+    await new Promise((resolve) => receiver.close(resolve));
   }
 });
 
