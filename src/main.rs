@@ -205,8 +205,17 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     print!("{}", banner(local, &config, &origin, hub.admin_token()));
     use std::io::Write;
     let _ = std::io::stdout().flush();
-    server::run(listener, hub, shutdown).await.map_err(|e| format!("the server stopped: {e}"))
+    server::run(listener, hub.clone(), shutdown).await.map_err(|e| format!("the server stopped: {e}"))?;
+    // The webhooks of the last moments (channel_vacated as clients were closed, say) still go out, briefly.
+    let left = hub.flush_webhooks(WEBHOOK_FLUSH_TIMEOUT).await;
+    if left > 0 {
+        tracing::warn!("{left} webhook event(s) not sent: the webhook target did not answer before exit");
+    }
+    Ok(())
 }
+
+/// How long `poussr serve` waits at exit for webhooks still queued.
+const WEBHOOK_FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

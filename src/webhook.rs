@@ -72,6 +72,8 @@ struct Counters {
     dropped: AtomicU64,
     /// Failed attempts (each retried or, at the last, given up).
     failed_attempts: AtomicU64,
+    /// Events of the batch being sent now.
+    in_flight: AtomicU64,
 }
 
 /// Webhook figures summed over targets.
@@ -87,7 +89,7 @@ pub struct WebhookStats {
     pub dropped: u64,
     /// Attempts that failed.
     pub failed_attempts: u64,
-    /// Events waiting in the queues now.
+    /// Events waiting in the queues or being sent now.
     pub queued: u64,
 }
 
@@ -167,7 +169,7 @@ impl Webhooks {
                 failed: t.counters.failed.load(Relaxed),
                 dropped: t.counters.dropped.load(Relaxed),
                 failed_attempts: t.counters.failed_attempts.load(Relaxed),
-                queued: (t.tx.max_capacity() - t.tx.capacity()) as u64,
+                queued: (t.tx.max_capacity() - t.tx.capacity()) as u64 + t.counters.in_flight.load(Relaxed),
             };
         }
         total
@@ -221,7 +223,9 @@ impl Sender {
         };
         let mut events = Vec::with_capacity(self.batch);
         while rx.recv_many(&mut events, self.batch).await > 0 {
+            self.counters.in_flight.store(events.len() as u64, Relaxed);
             self.deliver(&client, &events).await;
+            self.counters.in_flight.store(0, Relaxed);
             events.clear();
         }
     }

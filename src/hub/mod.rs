@@ -1078,6 +1078,19 @@ impl Hub {
         }
     }
 
+    /// Waits until every webhook event queued so far has been sent or given up on, at most `timeout`;
+    /// returns how many are left. Used before the process exits.
+    pub async fn flush_webhooks(&self, timeout: Duration) -> u64 {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let left = self.webhook_stats().queued;
+            if left == 0 || tokio::time::Instant::now() >= deadline {
+                return left;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Webhook figures summed over every app.
     pub fn webhook_stats(&self) -> WebhookStats {
         let mut total = WebhookStats::default();
