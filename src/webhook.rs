@@ -53,12 +53,6 @@ impl WebhookEvent {
     pub fn new(name: WebhookKind, channel: &ChannelName) -> Self {
         WebhookEvent { name, channel: channel.clone(), user_id: None, event: None, data: None, socket_id: None }
     }
-
-    /// The same event, about `user_id`.
-    pub fn user(mut self, user_id: &Arc<str>) -> Self {
-        self.user_id = Some(user_id.clone());
-        self
-    }
 }
 
 /// Figures of one target, for `/health` and the dashboard.
@@ -297,7 +291,7 @@ mod tests {
     #[test]
     fn events_serialize_as_protocol_md_says() {
         let channel = ChannelName::parse("presence-room").unwrap();
-        let e = WebhookEvent::new(WebhookKind::MemberAdded, &channel).user(&Arc::from("7"));
+        let e = WebhookEvent { user_id: Some(Arc::from("7")), ..WebhookEvent::new(WebhookKind::MemberAdded, &channel) };
         assert_eq!(
             serde_json::to_string(&e).unwrap(),
             r#"{"name":"member_added","channel":"presence-room","user_id":"7"}"#

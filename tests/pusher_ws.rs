@@ -286,14 +286,13 @@ async fn a_stalled_reader_is_closed_with_4100_and_does_not_delay_others() {
     for i in 0..events {
         hub.hub.publish(
             &app,
-            &poussr::hub::Publish {
-                channels: vec![poussr::protocol::ChannelName::parse("feed").unwrap()],
-                event: std::sync::Arc::from(format!("e{i}")),
-                data: data.clone(),
-                except: None,
-                source: poussr::hub::EventSource::Api,
-                user_id: None,
-            },
+            &poussr::hub::Publish::new(
+                vec![poussr::protocol::ChannelName::parse("feed").unwrap()],
+                &format!("e{i}"),
+                &data,
+                None,
+                poussr::hub::EventSource::Api,
+            ),
         );
         // Let the healthy reader keep up, as a real subscriber on a LAN would.
         if i % 16 == 0 {
@@ -325,14 +324,13 @@ async fn a_slow_consumer_that_catches_up_sees_4100() {
     for i in 0..300 {
         hub.hub.publish(
             &app,
-            &poussr::hub::Publish {
-                channels: vec![poussr::protocol::ChannelName::parse("feed").unwrap()],
-                event: std::sync::Arc::from(format!("e{i}")),
-                data: data.clone(),
-                except: None,
-                source: poussr::hub::EventSource::Api,
-                user_id: None,
-            },
+            &poussr::hub::Publish::new(
+                vec![poussr::protocol::ChannelName::parse("feed").unwrap()],
+                &format!("e{i}"),
+                &data,
+                None,
+                poussr::hub::EventSource::Api,
+            ),
         );
     }
     let (frames, code) = read_until_close(&mut slow).await;

@@ -51,9 +51,10 @@ async fn receiver(fail: usize) -> (String, Arc<Mutex<Vec<Received>>>) {
             };
             let Some(head_end) = head_end else { continue };
             let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-            let headers: Vec<(String, String)> = head
+            // The header fields follow the request line.
+            let fields = head.split_once("\r\n").map(|(_request_line, rest)| rest).unwrap_or("");
+            let headers: Vec<(String, String)> = fields
                 .lines()
-                .skip(1)
                 .filter_map(|l| l.split_once(':'))
                 .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
                 .collect();

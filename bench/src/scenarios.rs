@@ -354,38 +354,31 @@ async fn latency(md: &mut String, hub_bin: &Path, scale: &Scale) -> std::io::Res
     }
     for (i, rate) in rates.iter().enumerate() {
         for (who, r) in [("hub", &all[0][i]), ("baseline", &all[1][i])] {
-            let l = r.latency;
-            writeln!(
-                md,
-                "| {rate:.0}/s | {who} | {} | {} | {} | {} | {} | {} |",
-                ms(l.p50),
-                ms(l.p90),
-                ms(l.p99),
-                ms(l.max),
-                l.samples,
-                r.lost
-            )
-            .ok();
+            latency_row(md, &format!("{rate:.0}/s"), who, r);
         }
         let (h, b) = (all[0][i].latency.p99 as f64, all[1][i].latency.p99 as f64);
         writeln!(md, "| {rate:.0}/s | **p99 ratio** | | | **{}** | | | |", ratio(h, b)).ok();
     }
     if let Some(r) = all[0].get(rates.len()) {
-        let l = r.latency;
-        writeln!(
-            md,
-            "| 100/s | hub, published via Poussr v1 REST | {} | {} | {} | {} | {} | {} |",
-            ms(l.p50),
-            ms(l.p90),
-            ms(l.p99),
-            ms(l.max),
-            l.samples,
-            r.lost
-        )
-        .ok();
+        latency_row(md, "100/s", "hub, published via Poussr v1 REST", r);
     }
     writeln!(md).ok();
     Ok(())
+}
+
+fn latency_row(md: &mut String, rate: &str, who: &str, r: &PhaseReport) {
+    let l = r.latency;
+    writeln!(
+        md,
+        "| {rate} | {who} | {} | {} | {} | {} | {} | {} |",
+        ms(l.p50),
+        ms(l.p90),
+        ms(l.p99),
+        ms(l.max),
+        l.samples,
+        r.lost
+    )
+    .ok();
 }
 
 async fn slow_consumer(md: &mut String, hub_bin: &Path, scale: &Scale) -> std::io::Result<()> {

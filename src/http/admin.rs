@@ -6,7 +6,6 @@
 //! `Host` header that does not name this machine, so a web page on another site cannot reach it through
 //! DNS rebinding. The desktop window's origin (`tauri://localhost`) is allowed by CORS.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
@@ -187,17 +186,8 @@ async fn publish(State(state): State<AppState>, body: axum::body::Bytes) -> Resu
     let channel = super::channel_name(&body.channel)?;
     super::check_event_name(hub.limits(), &body.event)?;
     super::check_event_data(hub.limits(), &body.data)?;
-    let delivered = hub.publish(
-        &app,
-        &Publish {
-            channels: vec![channel],
-            event: Arc::from(body.event),
-            data: Arc::from(body.data),
-            except: None,
-            source: EventSource::Dashboard,
-            user_id: None,
-        },
-    );
+    let delivered =
+        hub.publish(&app, &Publish::new(vec![channel], &body.event, &body.data, None, EventSource::Dashboard));
     Ok(Json(json!({ "delivered": delivered })))
 }
 

@@ -175,17 +175,7 @@ fn check_event(state: &AppState, body: EventBody, batch: bool) -> Result<Checked
     for c in &channels {
         info.check(c)?;
     }
-    Ok(Checked {
-        publish: Publish {
-            channels,
-            event: Arc::from(name),
-            data: Arc::from(data),
-            except: body.socket_id.map(Arc::from),
-            source: EventSource::Api,
-            user_id: None,
-        },
-        info,
-    })
+    Ok(Checked { publish: Publish::new(channels, &name, &data, body.socket_id.as_deref(), EventSource::Api), info })
 }
 
 fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {

@@ -2,7 +2,6 @@
 //! verbatim. Answers 201 with an empty body, as the original server did.
 
 use std::net::IpAddr;
-use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
@@ -70,16 +69,6 @@ pub(super) async fn publish(
     let data = String::from_utf8(body.to_vec())
         .map_err(|_| ApiError::BadRequest("the body is not valid UTF-8 text".into()))?;
     let app = state.hub.default_app();
-    state.hub.publish(
-        &app,
-        &Publish {
-            channels: vec![channel],
-            event: Arc::from(name),
-            data: Arc::from(data),
-            except: None,
-            source: EventSource::V1,
-            user_id: None,
-        },
-    );
+    state.hub.publish(&app, &Publish::new(vec![channel], &name, &data, None, EventSource::V1));
     Ok(StatusCode::CREATED)
 }

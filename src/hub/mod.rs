@@ -65,7 +65,13 @@ pub struct App {
 }
 
 impl App {
-    fn webhook(&self, kind: WebhookKind, make: impl FnOnce() -> WebhookEvent) {
+    /// Queues a webhook event about `channel` (and `user_id`), if a target wants its kind.
+    fn webhook(&self, kind: WebhookKind, channel: &ChannelName, user_id: Option<&Arc<str>>) {
+        self.webhook_with(kind, || WebhookEvent { user_id: user_id.cloned(), ..WebhookEvent::new(kind, channel) });
+    }
+
+    /// Queues the webhook event `make` builds, if a target wants `kind`; nothing is built otherwise.
+    fn webhook_with(&self, kind: WebhookKind, make: impl FnOnce() -> WebhookEvent) {
         if self.webhooks.wants(kind) {
             self.webhooks.emit(make());
         }
@@ -759,7 +765,7 @@ impl Hub {
         drop(map);
 
         if created {
-            app.webhook(WebhookKind::ChannelOccupied, || WebhookEvent::new(WebhookKind::ChannelOccupied, channel));
+            app.webhook(WebhookKind::ChannelOccupied, channel, None);
         }
         s.monitor.emit(|| MonitorEvent::Subscribed {
             at_ms: now_ms(),
@@ -767,9 +773,7 @@ impl Hub {
             channel: channel.clone(),
         });
         if let Some(user_id) = added {
-            app.webhook(WebhookKind::MemberAdded, || {
-                WebhookEvent::new(WebhookKind::MemberAdded, channel).user(&user_id)
-            });
+            app.webhook(WebhookKind::MemberAdded, channel, Some(&user_id));
             s.monitor.emit(|| MonitorEvent::MemberAdded {
                 at_ms: now_ms(),
                 socket_id: conn.socket_id.clone(),
@@ -778,7 +782,7 @@ impl Hub {
             });
         }
         if cached == Some(Cached::Miss) {
-            app.webhook(WebhookKind::CacheMiss, || WebhookEvent::new(WebhookKind::CacheMiss, channel));
+            app.webhook(WebhookKind::CacheMiss, channel, None);
         }
         Ok(Joined { newly: true, presence, cached })
     }
@@ -852,9 +856,7 @@ impl Hub {
             channel: channel.clone(),
         });
         if let Some(user_id) = removed {
-            app.webhook(WebhookKind::MemberRemoved, || {
-                WebhookEvent::new(WebhookKind::MemberRemoved, channel).user(&user_id)
-            });
+            app.webhook(WebhookKind::MemberRemoved, channel, Some(&user_id));
             s.monitor.emit(|| MonitorEvent::MemberRemoved {
                 at_ms: now_ms(),
                 socket_id: conn.socket_id.clone(),
@@ -863,7 +865,7 @@ impl Hub {
             });
         }
         if vacated {
-            app.webhook(WebhookKind::ChannelVacated, || WebhookEvent::new(WebhookKind::ChannelVacated, channel));
+            app.webhook(WebhookKind::ChannelVacated, channel, None);
         }
     }
 
@@ -900,7 +902,7 @@ impl Hub {
             user_id,
         };
         let delivered = self.publish(&conn.app, &event);
-        conn.app.webhook(WebhookKind::ClientEvent, || WebhookEvent {
+        conn.app.webhook_with(WebhookKind::ClientEvent, || WebhookEvent {
             name: WebhookKind::ClientEvent,
             channel: channel.clone(),
             user_id: event.user_id.clone(),

@@ -23,14 +23,7 @@ fn name(n: &str) -> ChannelName {
 }
 
 fn publish(channel: &str, event: &str) -> Publish {
-    Publish {
-        channels: vec![name(channel)],
-        event: Arc::from(event),
-        data: Arc::from("{\"x\":1}"),
-        except: None,
-        source: EventSource::Api,
-        user_id: None,
-    }
+    Publish::new(vec![name(channel)], event, "{\"x\":1}", None, EventSource::Api)
 }
 
 #[test]

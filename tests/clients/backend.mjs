@@ -6,8 +6,7 @@
 // backend would read its session cookie. Listens on 127.0.0.1 with a port chosen by the OS.
 
 import { createServer } from 'node:http';
-import PusherServer from 'pusher';
-import { Inbox } from './wire.mjs';
+import { Inbox, serverSdk } from './wire.mjs';
 
 /**
  * Starts the backend. Its webhook URL is known at once (to put in the hub's settings); the SDK needs the
@@ -32,15 +31,8 @@ export async function startBackend(options = {}) {
     },
     /** Points the SDK at a started hub. */
     attach(hub) {
-      sdk = new PusherServer({
-        appId: hub.appId,
-        key: hub.key,
-        secret: hub.secret,
-        host: '127.0.0.1',
-        port: String(hub.port),
-        useTLS: false,
-        ...(options.encryptionMasterKeyBase64 ? { encryptionMasterKeyBase64: options.encryptionMasterKeyBase64 } : {}),
-      });
+      const { encryptionMasterKeyBase64 } = options;
+      sdk = serverSdk(hub, encryptionMasterKeyBase64 ? { encryptionMasterKeyBase64 } : {});
       return backend;
     },
     url: '',

@@ -226,8 +226,8 @@ export function inboxOf(channel, eventName) {
   return inbox;
 }
 
-/** The `pusher` server SDK, configured for `hub`. */
-export function serverSdk(hub) {
+/** The `pusher` server SDK, configured for `hub`; `extra` adds SDK options (e.g. `encryptionMasterKeyBase64`). */
+export function serverSdk(hub, extra = {}) {
   return new PusherServer({
     appId: hub.appId,
     key: hub.key,
@@ -235,6 +235,7 @@ export function serverSdk(hub) {
     host: '127.0.0.1',
     port: String(hub.port),
     useTLS: false,
+    ...extra,
   });
 }
 
