@@ -23,6 +23,11 @@ pub struct Config {
     pub admin_token: Option<String>,
     /// Let the admin API and dashboard answer other machines than this one (still with the token).
     pub allow_remote_dashboard: bool,
+    /// The web pages (origins such as `http://intranet.lan:8080`) whose scripts may open WebSockets to the
+    /// hub. Empty (the default): any page may. When set, a handshake whose `Origin` header is not in the
+    /// list is refused with 403 before the upgrade; `*.example.lan` admits the subdomains of a host, `*`
+    /// every origin. Programs that send no `Origin` (server-side clients) are not affected.
+    pub allowed_origins: Vec<String>,
     /// The apps. The first one is the default app that Poussr v1 clients use.
     pub apps: Vec<AppConfig>,
     /// Limits that protect the hub and its clients.
@@ -37,6 +42,7 @@ impl Default for Config {
             allow_anonymous_publish: false,
             admin_token: None,
             allow_remote_dashboard: false,
+            allowed_origins: Vec::new(),
             apps: Vec::new(),
             limits: Limits::default(),
         }
@@ -205,6 +211,17 @@ impl AppConfig {
 pub struct Limits {
     /// Most WebSocket connections at once (over: 4004).
     pub max_connections: usize,
+    /// Most WebSocket connections at once from one IP address (over: 4100, so clients retry later).
+    pub max_connections_per_address: usize,
+    /// Seconds a new TCP connection has to send its request headers (the WebSocket handshake included),
+    /// and an idle keep-alive connection to send its next request; then it is closed without an answer.
+    /// This is what stops slow-loris clients that open connections and send their headers byte by byte.
+    pub handshake_timeout_secs: u64,
+    /// Seconds an HTTP request has to send its body and be answered (over: 408).
+    pub http_request_timeout_secs: u64,
+    /// Events each app may publish per second through the HTTP API and Poussr v1 publishing, with bursts
+    /// up to one second's worth (over: 429 with `Retry-After`). A batch counts each of its events.
+    pub max_publish_per_second: u32,
     /// Largest WebSocket message a client may send, in bytes (over: `pusher:error`, close 1009).
     pub max_message_bytes: usize,
     /// Largest event `data`, in bytes, on the API and Poussr v1 publish (over: 413).
@@ -249,6 +266,10 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_connections: 100_000,
+            max_connections_per_address: 5_000,
+            handshake_timeout_secs: 10,
+            http_request_timeout_secs: 30,
+            max_publish_per_second: 10_000,
             max_message_bytes: 16 * 1024,
             max_event_data_bytes: 10 * 1024,
             max_body_bytes: 256 * 1024,
@@ -277,6 +298,10 @@ impl Limits {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let positive = [
             ("max_connections", self.max_connections as u64),
+            ("max_connections_per_address", self.max_connections_per_address as u64),
+            ("handshake_timeout_secs", self.handshake_timeout_secs),
+            ("http_request_timeout_secs", self.http_request_timeout_secs),
+            ("max_publish_per_second", u64::from(self.max_publish_per_second)),
             ("max_message_bytes", self.max_message_bytes as u64),
             ("max_event_data_bytes", self.max_event_data_bytes as u64),
             ("max_body_bytes", self.max_body_bytes as u64),
@@ -355,6 +380,9 @@ impl Config {
             if self.apps[..i].iter().any(|a| a.key == app.key) {
                 return Err(ConfigError::Invalid(format!("two apps have the key {:?}", app.key)));
             }
+        }
+        for origin in &self.allowed_origins {
+            crate::net::normalize_origin_rule(origin).map_err(ConfigError::Invalid)?;
         }
         self.limits.validate()
     }

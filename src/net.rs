@@ -91,3 +91,89 @@ mod tests {
         assert_eq!(client_addresses(IpAddr::from([10, 1, 2, 3])), vec![IpAddr::from([10, 1, 2, 3])]);
     }
 }
+
+/// Checks one entry of `allowed_origins`: `*`, or `scheme://host[:port]` where the host may start with
+/// `*.` to admit its subdomains. Returns the entry in the form it is compared in (lower case, no trailing
+/// slash), or why it is not an origin.
+pub fn normalize_origin_rule(entry: &str) -> Result<String, String> {
+    let rule = entry.trim().trim_end_matches('/').to_ascii_lowercase();
+    if rule == "*" {
+        return Ok(rule);
+    }
+    let Some((scheme, rest)) = rule.split_once("://") else {
+        return Err(format!("allowed origin {entry:?} needs a scheme, as in http://intranet.lan:8080"));
+    };
+    if scheme.is_empty() || !scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b)) {
+        return Err(format!("allowed origin {entry:?} has an invalid scheme"));
+    }
+    let host = rest.strip_prefix("*.").unwrap_or(rest);
+    let valid = !host.is_empty()
+        && host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+        && !host.starts_with(['.', ':']);
+    if !valid {
+        return Err(format!("allowed origin {entry:?} is not scheme://host[:port] (no path, no query)"));
+    }
+    Ok(rule)
+}
+
+/// Whether the `Origin` header `origin` is admitted by `rules` (already normalized): an empty list admits
+/// everyone; `*.lan.example` admits `lan.example`'s subdomains but not `lan.example` itself.
+pub fn origin_allowed(rules: &[String], origin: &str) -> bool {
+    if rules.is_empty() {
+        return true;
+    }
+    let origin = origin.trim().to_ascii_lowercase();
+    rules.iter().any(|rule| {
+        if rule == "*" || *rule == origin {
+            return true;
+        }
+        let Some((scheme, host)) = rule.split_once("://") else { return false };
+        let Some(suffix) = host.strip_prefix("*.") else { return false };
+        let Some(rest) = origin.strip_prefix(scheme).and_then(|r| r.strip_prefix("://")) else { return false };
+        rest.strip_suffix(suffix)
+            .and_then(|sub| sub.strip_suffix('.'))
+            .is_some_and(|sub| !sub.is_empty() && sub.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b)))
+    })
+}
+
+#[cfg(test)]
+mod origin_tests {
+    use super::*;
+
+    fn rules(list: &[&str]) -> Vec<String> {
+        list.iter().map(|r| normalize_origin_rule(r).expect("valid rule")).collect()
+    }
+
+    #[test]
+    fn an_empty_list_admits_every_origin() {
+        assert!(origin_allowed(&[], "http://anything.example"));
+    }
+
+    #[test]
+    fn exact_origins_match_scheme_host_and_port() {
+        let r = rules(&["http://Intranet.lan:8080/"]);
+        assert!(origin_allowed(&r, "http://intranet.lan:8080"));
+        assert!(!origin_allowed(&r, "http://intranet.lan"));
+        assert!(!origin_allowed(&r, "https://intranet.lan:8080"));
+        assert!(!origin_allowed(&r, "http://intranet.lan:8080.evil.example"));
+        assert!(!origin_allowed(&r, "null"));
+    }
+
+    #[test]
+    fn wildcards_admit_subdomains_only() {
+        let r = rules(&["https://*.plant.example"]);
+        assert!(origin_allowed(&r, "https://line1.plant.example"));
+        assert!(origin_allowed(&r, "https://a.b.plant.example"));
+        assert!(!origin_allowed(&r, "https://plant.example"));
+        assert!(!origin_allowed(&r, "https://evilplant.example"));
+        assert!(!origin_allowed(&r, "http://line1.plant.example"));
+        assert!(origin_allowed(&rules(&["*"]), "null"));
+    }
+
+    #[test]
+    fn bad_rules_are_explained() {
+        assert!(normalize_origin_rule("intranet.lan").unwrap_err().contains("needs a scheme"));
+        assert!(normalize_origin_rule("http://intranet.lan/path").unwrap_err().contains("no path"));
+        assert!(normalize_origin_rule("http://").is_err());
+    }
+}

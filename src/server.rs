@@ -1,12 +1,16 @@
 //! The one entry point that serves a hub, used by the headless binary, the desktop shell and the tests.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
+use tower::Service;
 
 use crate::hub::Hub;
 
@@ -51,24 +55,76 @@ async fn serve(
 ) -> std::io::Result<()> {
     hub.start_background();
     let (sessions, mut ended) = mpsc::channel::<()>(1);
-    let app = crate::http::router(hub.clone(), sessions);
-    let closing = hub.clone();
-    // Without TCP_NODELAY, an event that follows another within a round trip waits for the client's
-    // delayed ACK (up to 40 ms on Linux) before it is sent.
-    let listener = listener.tap_io(|stream| {
+    let router = crate::http::router(hub.clone(), sessions);
+    let limits = hub.limits();
+    let mut http = http1::Builder::new();
+    // A connection must send its request headers (the WebSocket handshake included) within this time,
+    // and an idle keep-alive connection its next request: slow-loris clients are cut off.
+    http.timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(limits.handshake_timeout_secs));
+    // Every connection task holds a receiver; `closed()` resolves once the last one has ended.
+    let (stop_connections, connections_alive) = watch::channel(false);
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, remote) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    accept_failed(&e).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        // Without TCP_NODELAY, an event that follows another within a round trip waits for the client's
+        // delayed ACK (up to 40 ms on Linux) before it is sent.
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!("cannot set TCP_NODELAY on a connection: {e}");
         }
+        let router = router.clone();
+        let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+            request.extensions_mut().insert(ConnectInfo(remote));
+            router.clone().call(request.map(Body::new))
+        });
+        let connection = http.serve_connection(TokioIo::new(stream), service).with_upgrades();
+        let mut stop = connections_alive.clone();
+        tokio::spawn(async move {
+            tokio::pin!(connection);
+            let result = tokio::select! {
+                result = connection.as_mut() => result,
+                _ = async { stop.wait_for(|stop| *stop).await.map(|_| ()) } => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.as_mut().await
+                }
+            };
+            if let Err(e) = result {
+                tracing::debug!(%remote, "HTTP connection ended: {e}");
+            }
+            drop(stop);
+        });
+    }
+    drop(listener);
+    hub.begin_shutdown();
+    let _ = stop_connections.send(true);
+    drop(connections_alive);
+    drop(router);
+    let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
+        stop_connections.closed().await;
+        // Every session holds a sender; `recv` returns `None` once the last one has ended.
+        ended.recv().await;
     });
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            closing.begin_shutdown();
-        })
-        .await?;
-    // Every session holds a sender; `recv` returns `None` once the last one has ended.
-    if tokio::time::timeout(DRAIN_TIMEOUT, ended.recv()).await.is_err() {
+    if drained.await.is_err() {
         tracing::warn!(open = hub.connection_count(), "some connections did not close in time");
     }
     Ok(())
+}
+
+/// What to do when `accept` fails: errors about one connection (it was reset before it was accepted) are
+/// skipped; running out of file descriptors is logged and waited out, so that the loop does not spin.
+async fn accept_failed(error: &std::io::Error) {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    if matches!(error.kind(), ConnectionAborted | ConnectionRefused | ConnectionReset) {
+        return;
+    }
+    tracing::error!("cannot accept a connection: {error}; retrying in 100 ms");
+    tokio::time::sleep(Duration::from_millis(100)).await;
 }

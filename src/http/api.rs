@@ -193,6 +193,7 @@ pub(super) async fn events(
     let body = read_body(body, state.hub.limits().max_body_bytes).await?;
     let app = authorize(&state, &app_id, &method, &uri, &body)?;
     let checked = check_event(&state, parse_json(&body)?, false)?;
+    super::check_publish_rate(&state.hub, &app, 1)?;
     state.hub.publish(&app, &checked.publish);
     if !checked.info.any() {
         return Ok(Json(json!({})));
@@ -237,6 +238,7 @@ pub(super) async fn batch_events(
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
+    super::check_publish_rate(&state.hub, &app, checked.len())?;
     for c in &checked {
         state.hub.publish(&app, &c.publish);
     }

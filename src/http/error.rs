@@ -2,7 +2,7 @@
 //! that says what was wrong; internal errors are logged and shown only as "internal error".
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::protocol::signature::ApiAuthError;
@@ -25,6 +25,13 @@ pub enum ApiError {
     /// 413: a body or event over the limit.
     #[error("{0}")]
     TooLarge(String),
+    /// 408: the request did not arrive in time.
+    #[error("{0}")]
+    Timeout(String),
+    /// 429: the app published more than it may; the second field is the number of seconds to wait, sent
+    /// as `Retry-After`.
+    #[error("{0}")]
+    TooManyRequests(String, u64),
     /// 405: the path exists, the method does not.
     #[error("{0}")]
     MethodNotAllowed(String),
@@ -49,6 +56,8 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::TooManyRequests(..) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -67,6 +76,10 @@ impl IntoResponse for ApiError {
         if let ApiError::Internal(detail) = &self {
             tracing::error!(%detail, "internal error while answering a request");
         }
-        (self.status(), Json(serde_json::json!({ "error": self.to_string() }))).into_response()
+        let mut response = (self.status(), Json(serde_json::json!({ "error": self.to_string() }))).into_response();
+        if let ApiError::TooManyRequests(_, retry_after) = &self {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+        }
+        response
     }
 }

@@ -54,7 +54,28 @@ pub fn router(hub: Hub, sessions: mpsc::Sender<()>) -> Router {
         .route("/dashboard/{file}", get(dashboard_file))
         .fallback(ws::fallback)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), request_timeout))
         .with_state(state)
+}
+
+/// Answers 408 to a request whose body has not arrived (or whose answer is not ready) within
+/// `http_request_timeout_secs`, and closes its connection. A WebSocket upgrade is answered at once; the
+/// session that follows is not timed.
+async fn request_timeout(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let secs = state.hub.limits().http_request_timeout_secs;
+    match tokio::time::timeout(std::time::Duration::from_secs(secs), next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            let mut response =
+                ApiError::Timeout(format!("the request was not received and answered within {secs} s")).into_response();
+            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+            response
+        }
+    }
 }
 
 /// A channel name from a request, or a 400 that says what is wrong with it.
@@ -90,7 +111,22 @@ pub(crate) fn check_event_data(limits: &crate::config::Limits, data: &str) -> Re
     Ok(())
 }
 
-/// The peer address when the router runs behind `into_make_service_with_connect_info`; tests that use
+/// Takes `events` from the app's publishing allowance, or answers 429 with how long to wait.
+pub(crate) fn check_publish_rate(hub: &Hub, app: &crate::hub::App, events: usize) -> Result<(), ApiError> {
+    hub.take_publish_budget(app, events).map_err(|wait| {
+        let limit = hub.limits().max_publish_per_second;
+        ApiError::TooManyRequests(
+            format!(
+                "the app {:?} may publish {limit} events per second and has used them up; retry in {} ms",
+                app.config.id,
+                wait.as_millis().max(1)
+            ),
+            wait.as_secs_f64().ceil().max(1.0) as u64,
+        )
+    })
+}
+
+/// The peer address, which `crate::server::run` adds to every request; tests that use
 /// `oneshot` add it with `MockConnectInfo`.
 pub(crate) type Peer = axum::extract::ConnectInfo<SocketAddr>;
 

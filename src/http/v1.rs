@@ -69,6 +69,7 @@ pub(super) async fn publish(
     let data = String::from_utf8(body.to_vec())
         .map_err(|_| ApiError::BadRequest("the body is not valid UTF-8 text".into()))?;
     let app = state.hub.default_app();
+    super::check_publish_rate(&state.hub, &app, 1)?;
     state.hub.publish(&app, &Publish::new(vec![channel], &name, &data, None, EventSource::V1));
     Ok(StatusCode::CREATED)
 }

@@ -58,10 +58,31 @@ fn upgrade(
             }
             Err((code, message)) => {
                 tracing::debug!(remote = %peer.remote, code = code.code(), %message, "connection refused");
+                state.hub.record_close(code.code());
                 session::refuse(socket, protocol, code, &message).await;
             }
         }
     })
+}
+
+/// Refuses, before the upgrade, a handshake from a web page whose origin is not in `allowed_origins`.
+/// Clients that send no `Origin` (programs rather than browsers) are not concerned.
+fn check_origin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(origin) = headers.get(header::ORIGIN) else { return Ok(()) };
+    let origin = String::from_utf8_lossy(origin.as_bytes());
+    if state.hub.origin_allowed(&origin) {
+        return Ok(());
+    }
+    state.hub.monitor().emit(|| crate::hub::MonitorEvent::Error {
+        at_ms: crate::hub::now_ms(),
+        socket_id: None,
+        code: Some(403),
+        message: format!("WebSocket handshake from origin {origin:?} refused: not in allowed_origins"),
+    });
+    Err(ApiError::Forbidden(format!(
+        "WebSocket connections from pages of origin {origin:?} are not allowed; the hub's operator can add it \
+         to allowed_origins"
+    )))
 }
 
 fn not_a_websocket(what: &str) -> Response {
@@ -78,6 +99,9 @@ pub(super) async fn pusher(
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     let Ok(ws) = ws else { return not_a_websocket("/app/{key}") };
+    if let Err(refused) = check_origin(&state, &headers) {
+        return refused.into_response();
+    }
     let target = check_pusher(&state, &key, query.as_deref());
     upgrade(ws, state.clone(), Protocol::Pusher, peer_info(&peer, &headers), target)
 }
@@ -118,6 +142,9 @@ pub(super) async fn v1(
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     let Ok(ws) = ws else { return not_a_websocket("/v1/ws") };
+    if let Err(refused) = check_origin(&state, &headers) {
+        return refused.into_response();
+    }
     let app = state.hub.default_app();
     upgrade(ws, state.clone(), Protocol::PoussrV1, peer_info(&peer, &headers), Ok(app))
 }
@@ -156,6 +183,9 @@ pub(super) async fn fallback(
 ) -> Response {
     match ws {
         Ok(ws) => {
+            if let Err(refused) = check_origin(&state, &headers) {
+                return refused.into_response();
+            }
             let message = format!("no WebSocket endpoint at {}; Pusher clients use /app/{{key}}", uri.path());
             upgrade(ws, state, Protocol::Pusher, peer_info(&peer, &headers), Err((CloseCode::PathNotFound, message)))
         }

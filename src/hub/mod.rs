@@ -12,7 +12,7 @@
 pub mod monitor;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
@@ -62,6 +62,36 @@ pub struct App {
     users: Mutex<HashMap<Arc<str>, ConnectionsByNumber>>,
     /// Where this app's webhooks go.
     pub webhooks: Webhooks,
+    /// What is left of this second's publishing allowance (`max_publish_per_second`).
+    publish_budget: Mutex<Budget>,
+}
+
+/// A token bucket: `rate` tokens a second, holding at most one second's worth.
+#[derive(Debug)]
+struct Budget {
+    tokens: f64,
+    at: Instant,
+}
+
+impl Budget {
+    fn full(rate: u32) -> Self {
+        Budget { tokens: f64::from(rate), at: Instant::now() }
+    }
+
+    /// Takes `n` tokens, or says how long until there are enough.
+    fn take(&mut self, n: usize, rate: u32, now: Instant) -> Result<(), Duration> {
+        let rate = f64::from(rate);
+        self.tokens = (self.tokens + now.saturating_duration_since(self.at).as_secs_f64() * rate).min(rate);
+        self.at = now;
+        let n = n as f64;
+        if n <= self.tokens {
+            self.tokens -= n;
+            Ok(())
+        } else {
+            // A request larger than the whole bucket can never pass; say when a full bucket would come.
+            Err(Duration::from_secs_f64((n.min(rate) - self.tokens) / rate))
+        }
+    }
 }
 
 impl App {
@@ -444,6 +474,8 @@ pub enum SigninError {
 pub enum OpenError {
     /// Too many connections (4004).
     OverQuota,
+    /// Too many connections from this IP address (4100: retry later).
+    TooManyFromAddress,
     /// The hub is shutting down (4200).
     ShuttingDown,
 }
@@ -453,6 +485,7 @@ impl OpenError {
     pub fn close_code(self) -> CloseCode {
         match self {
             OpenError::OverQuota => CloseCode::OverQuota,
+            OpenError::TooManyFromAddress => CloseCode::OverCapacity,
             OpenError::ShuttingDown => CloseCode::Restarting,
         }
     }
@@ -472,6 +505,10 @@ struct Shared {
     connections: Mutex<HashMap<u64, Arc<Connection>>>,
     /// Kept apart from the map so the quota check does not take the lock.
     connection_count: AtomicUsize,
+    /// Open connections per remote IP address (for `max_connections_per_address`).
+    per_address: Mutex<HashMap<IpAddr, usize>>,
+    /// Connections closed or refused, by close code, since start.
+    closes_by_code: Mutex<BTreeMap<u16, u64>>,
     /// The first part of every socket id: random per process, so ids from two hubs (or two runs) differ.
     socket_prefix: u32,
     next_connection: AtomicU64,
@@ -483,6 +520,8 @@ struct Shared {
     /// The token the admin API needs.
     admin_token: String,
     allow_remote_dashboard: bool,
+    /// `allowed_origins`, normalized; empty admits every origin.
+    allowed_origins: Vec<String>,
     /// The address the server listens on, set once by [`crate::server::run`].
     local_addr: std::sync::OnceLock<SocketAddr>,
     /// The number of open connections, for watchers such as the desktop tray's tooltip.
@@ -510,6 +549,7 @@ impl Hub {
                     cache: Mutex::default(),
                     users: Mutex::default(),
                     webhooks: Webhooks::new(a, &config.limits),
+                    publish_budget: Mutex::new(Budget::full(config.limits.max_publish_per_second)),
                 })
             })
             .collect();
@@ -523,6 +563,8 @@ impl Hub {
                 allow_anonymous_publish: config.allow_anonymous_publish,
                 connections: Mutex::default(),
                 connection_count: AtomicUsize::new(0),
+                per_address: Mutex::default(),
+                closes_by_code: Mutex::default(),
                 socket_prefix: rand::random_range(1..1_000_000_000),
                 next_connection: AtomicU64::new(1),
                 counters: Counters::default(),
@@ -532,6 +574,11 @@ impl Hub {
                 shutting_down: AtomicBool::new(false),
                 admin_token: config.admin_token.clone().unwrap_or_else(crate::config::random_token),
                 allow_remote_dashboard: config.allow_remote_dashboard,
+                allowed_origins: config
+                    .allowed_origins
+                    .iter()
+                    .filter_map(|o| crate::net::normalize_origin_rule(o).ok())
+                    .collect(),
                 local_addr: std::sync::OnceLock::new(),
                 connections_watch: watch::Sender::new(0),
             }),
@@ -554,6 +601,11 @@ impl Hub {
     /// The token the admin API and the dashboard need.
     pub fn admin_token(&self) -> &str {
         &self.shared.admin_token
+    }
+
+    /// Whether a WebSocket handshake from a page of `origin` (its `Origin` header) is admitted.
+    pub fn origin_allowed(&self, origin: &str) -> bool {
+        crate::net::origin_allowed(&self.shared.allowed_origins, origin)
     }
 
     /// Whether the admin API answers other machines than this one.
@@ -611,6 +663,22 @@ impl Hub {
         self.shared.started.elapsed()
     }
 
+    /// Counts a connection closed or refused with `code`, for `/metrics`.
+    pub fn record_close(&self, code: u16) {
+        *lock(&self.shared.closes_by_code).entry(code).or_insert(0) += 1;
+    }
+
+    /// How many connections were closed or refused with each close code since start.
+    pub fn closes_by_code(&self) -> BTreeMap<u16, u64> {
+        lock(&self.shared.closes_by_code).clone()
+    }
+
+    /// Takes `events` from `app`'s publishing allowance (`max_publish_per_second`); when it is spent, says
+    /// how long until it allows that many again.
+    pub fn take_publish_budget(&self, app: &App, events: usize) -> Result<(), Duration> {
+        lock(&app.publish_budget).take(events, self.shared.limits.max_publish_per_second, Instant::now())
+    }
+
     /// Registers a new connection. Returns its record and the receiving end of its send queue.
     pub fn open(
         &self,
@@ -627,6 +695,16 @@ impl Hub {
         if s.connection_count.fetch_add(1, Relaxed) >= s.limits.max_connections {
             s.connection_count.fetch_sub(1, Relaxed);
             return Err(OpenError::OverQuota);
+        }
+        {
+            let mut per_address = lock(&s.per_address);
+            let from_here = per_address.entry(remote.ip().to_canonical()).or_insert(0);
+            if *from_here >= s.limits.max_connections_per_address {
+                drop(per_address);
+                s.connection_count.fetch_sub(1, Relaxed);
+                return Err(OpenError::TooManyFromAddress);
+            }
+            *from_here += 1;
         }
         let number = s.next_connection.fetch_add(1, Relaxed);
         let (tx, rx) = mpsc::channel(s.limits.send_queue_frames);
@@ -679,6 +757,19 @@ impl Hub {
         }
         if lock(&self.shared.connections).remove(&conn.number).is_some() {
             self.shared.connection_count.fetch_sub(1, Relaxed);
+            {
+                let mut per_address = lock(&self.shared.per_address);
+                let ip = conn.remote.ip().to_canonical();
+                if let Some(from_here) = per_address.get_mut(&ip) {
+                    *from_here -= 1;
+                    if *from_here == 0 {
+                        per_address.remove(&ip);
+                    }
+                }
+            }
+            if let Some(code) = code {
+                self.record_close(code);
+            }
             self.shared.connections_watch.send_replace(self.shared.connection_count.load(Relaxed));
             if code == Some(CloseCode::OverCapacity.code()) {
                 self.shared.counters.slow_consumer_closes.fetch_add(1, Relaxed);

@@ -185,3 +185,16 @@ fn a_lagging_viewer_is_told_how_many_events_it_missed() {
         other => panic!("expected Lagged, got {other:?}"),
     }
 }
+
+#[test]
+fn the_publishing_budget_refills_at_its_rate_and_holds_one_second() {
+    let start = Instant::now();
+    let mut budget = Budget { tokens: 10.0, at: start };
+    assert!(budget.take(10, 10, start).is_ok());
+    let wait = budget.take(1, 10, start).unwrap_err();
+    assert_eq!(wait, Duration::from_millis(100));
+    assert!(budget.take(5, 10, start + Duration::from_millis(500)).is_ok());
+    // A long pause refills no more than one second's worth.
+    assert!(budget.take(11, 10, start + Duration::from_secs(60)).is_err());
+    assert!(budget.take(10, 10, start + Duration::from_secs(60)).is_ok());
+}

@@ -76,8 +76,14 @@ where
                 crate::hub::OpenError::OverQuota => {
                     format!("the hub allows {} connections and has no room for another", hub.limits().max_connections)
                 }
+                crate::hub::OpenError::TooManyFromAddress => format!(
+                    "{} already has {} connections open, the most allowed from one address; retry later",
+                    peer.remote.ip().to_canonical(),
+                    hub.limits().max_connections_per_address
+                ),
                 crate::hub::OpenError::ShuttingDown => "the hub is restarting; reconnect".to_owned(),
             };
+            hub.record_close(code.code());
             refuse(socket, protocol, code, &message).await;
             return Ending { code: Some(code.code()), reason: message };
         }
