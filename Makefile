@@ -3,7 +3,7 @@
 
 ARGS ?=
 
-.PHONY: run serve test test-rust test-clients test-desktop bundle bench lint fmt deps
+.PHONY: run serve test test-rust test-clients test-desktop bundle bench fuzz soak lint fmt deps
 
 ## Build and start the desktop app (with no display: the headless hub). Pass flags with ARGS="...".
 run:
@@ -46,3 +46,7 @@ fmt:
 
 deps:
 	./scripts/deps.sh
+
+## Run each cargo-fuzz target for FUZZ_SECONDS (default 600); results go to bench/RESULTS.md.
+fuzz:
+	./scripts/fuzz.sh

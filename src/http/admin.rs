@@ -75,7 +75,19 @@ pub(super) async fn guard(State(state): State<AppState>, peer: Peer, request: Re
     response
 }
 
-fn check(state: &AppState, peer: &Peer, request: &Request) -> Result<(), ApiError> {
+/// Refuses a `Host` header that does not name this machine (DNS rebinding).
+pub(super) fn check_host(request: &Request) -> Result<(), ApiError> {
+    let host = request.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+    if !crate::net::is_own_host(host) {
+        return Err(ApiError::Forbidden(format!(
+            "the Host header {host:?} does not name this machine (refused to prevent DNS rebinding)"
+        )));
+    }
+    Ok(())
+}
+
+/// The admin API's checks: where the request comes from, the `Host` it names and its token.
+pub(super) fn check(state: &AppState, peer: &Peer, request: &Request) -> Result<(), ApiError> {
     let hub = &state.hub;
     if !peer.0.ip().to_canonical().is_loopback() && !hub.allow_remote_dashboard() {
         return Err(ApiError::Forbidden(
@@ -84,12 +96,7 @@ fn check(state: &AppState, peer: &Peer, request: &Request) -> Result<(), ApiErro
                 .into(),
         ));
     }
-    let host = request.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
-    if !crate::net::is_own_host(host) {
-        return Err(ApiError::Forbidden(format!(
-            "the Host header {host:?} does not name this machine (refused to prevent DNS rebinding)"
-        )));
-    }
+    check_host(request)?;
     // A CORS preflight carries no credentials by design; it only learns which headers it may send.
     if request.method() == Method::OPTIONS {
         return Ok(());

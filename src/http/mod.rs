@@ -6,6 +6,9 @@
 mod admin;
 mod api;
 mod error;
+mod metrics;
+
+pub(crate) use metrics::ApiLatency;
 mod v1;
 mod ws;
 
@@ -35,11 +38,8 @@ pub(crate) struct AppState {
 /// all to end.
 pub fn router(hub: Hub, sessions: mpsc::Sender<()>) -> Router {
     let state = AppState { hub, sessions };
-    Router::new()
-        .merge(admin::routes(state.clone()))
-        .route("/", get(ws::root))
-        .route("/v1/ws", any(ws::v1))
-        .route("/app/{key}", any(ws::pusher))
+    // The publishing and query API, timed for `/metrics`.
+    let api = Router::new()
         .route("/v1/channels/{channel}/events", post(v1::publish))
         .route("/apps/{app_id}/events", post(api::events))
         .route("/apps/{app_id}/batch_events", post(api::batch_events))
@@ -47,7 +47,15 @@ pub fn router(hub: Hub, sessions: mpsc::Sender<()>) -> Router {
         .route("/apps/{app_id}/channels/{channel}", get(api::channel))
         .route("/apps/{app_id}/channels/{channel}/users", get(api::channel_users))
         .route("/apps/{app_id}/users/{user_id}/terminate_connections", post(api::terminate_connections))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), metrics::time_api));
+    Router::new()
+        .merge(admin::routes(state.clone()))
+        .merge(api)
+        .route("/", get(ws::root))
+        .route("/v1/ws", any(ws::v1))
+        .route("/app/{key}", any(ws::pusher))
         .route("/health", get(health))
+        .route("/metrics", get(metrics::metrics))
         .route("/poussr.js", get(poussr_js))
         .route("/dashboard", get(|| async { axum::response::Redirect::permanent("/dashboard/") }))
         .route("/dashboard/", get(|| dashboard_file(axum::extract::Path("index.html".to_owned()))))

@@ -522,6 +522,8 @@ struct Shared {
     allow_remote_dashboard: bool,
     /// `allowed_origins`, normalized; empty admits every origin.
     allowed_origins: Vec<String>,
+    /// The HTTP API's latency histogram, for `/metrics`.
+    api_latency: crate::http::ApiLatency,
     /// The address the server listens on, set once by [`crate::server::run`].
     local_addr: std::sync::OnceLock<SocketAddr>,
     /// The number of open connections, for watchers such as the desktop tray's tooltip.
@@ -579,6 +581,7 @@ impl Hub {
                     .iter()
                     .filter_map(|o| crate::net::normalize_origin_rule(o).ok())
                     .collect(),
+                api_latency: crate::http::ApiLatency::default(),
                 local_addr: std::sync::OnceLock::new(),
                 connections_watch: watch::Sender::new(0),
             }),
@@ -601,6 +604,11 @@ impl Hub {
     /// The token the admin API and the dashboard need.
     pub fn admin_token(&self) -> &str {
         &self.shared.admin_token
+    }
+
+    /// The HTTP API's latency histogram.
+    pub(crate) fn api_latency(&self) -> &crate::http::ApiLatency {
+        &self.shared.api_latency
     }
 
     /// Whether a WebSocket handshake from a page of `origin` (its `Origin` header) is admitted.

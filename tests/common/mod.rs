@@ -99,14 +99,7 @@ impl TestHub {
 
     /// Sends an HTTP request to the hub's router as if it came from `from`.
     pub async fn request_from(&self, from: SocketAddr, req: Request<Body>) -> (StatusCode, Value, String) {
-        let (sessions, _) = mpsc::channel(1);
-        let router = poussr::http::router(self.hub.clone(), sessions).layer(MockConnectInfo(from));
-        let resp = router.oneshot(req).await.unwrap();
-        let status = resp.status();
-        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-        let text = String::from_utf8(bytes.to_vec()).unwrap();
-        let json = serde_json::from_str(&text).unwrap_or(Value::Null);
-        (status, json, text)
+        route(&self.hub, from, req).await
     }
 
     pub async fn request(&self, req: Request<Body>) -> (StatusCode, Value, String) {
@@ -132,6 +125,18 @@ impl TestHub {
         let (status, json) = self.api("POST", &format!("/apps/{}/events", self.app.id), &[], &body).await;
         assert_eq!(status, StatusCode::OK, "{json}");
     }
+}
+
+/// Sends an HTTP request to `hub`'s router as if it came from `from`.
+pub async fn route(hub: &Hub, from: SocketAddr, req: Request<Body>) -> (StatusCode, Value, String) {
+    let (sessions, _) = mpsc::channel(1);
+    let router = poussr::http::router(hub.clone(), sessions).layer(MockConnectInfo(from));
+    let resp = router.oneshot(req).await.unwrap();
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let text = String::from_utf8(bytes.to_vec()).unwrap();
+    let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+    (status, json, text)
 }
 
 pub fn now() -> u64 {
