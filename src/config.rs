@@ -420,17 +420,32 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ConfigError> {
         std::fs::create_dir_all(dir).map_err(io)?;
     }
     let tmp = path.with_extension("tmp");
-    let mut file = std::fs::File::create(&tmp).map_err(io)?;
-    #[cfg(unix)]
-    {
-        // The file holds a secret: readable by its owner only.
-        use std::os::unix::fs::PermissionsExt;
-        file.set_permissions(std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+    let written = (|| {
+        let mut file = std::fs::File::create(&tmp)?;
+        #[cfg(unix)]
+        {
+            // The file holds a secret: readable by its owner only.
+            use std::os::unix::fs::PermissionsExt;
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        }
+        file.write_all(bytes)?;
+        file.sync_all()
+    })();
+    if let Err(e) = written {
+        // A disk that filled up mid-write leaves a partial temporary file: remove it, keep the old file.
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io(e));
     }
-    file.write_all(bytes).map_err(io)?;
-    file.sync_all().map_err(io)?;
-    drop(file);
-    std::fs::rename(&tmp, path).map_err(io)
+    std::fs::rename(&tmp, path).map_err(io)?;
+    // The rename itself reaches the disk once the folder is synced (a power cut would otherwise be able to
+    // undo it). Not every platform can open a folder for that, so a failure here is not an error.
+    #[cfg(unix)]
+    if let Some(dir) = path.parent()
+        && let Ok(dir) = std::fs::File::open(dir)
+    {
+        let _ = dir.sync_all();
+    }
+    Ok(())
 }
 
 #[cfg(test)]

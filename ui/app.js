@@ -512,6 +512,7 @@ function fillSettings(s) {
   $('allow-remote-dashboard').checked = s.allow_remote_dashboard;
   const app = s.app || { client_events: true, webhooks: [] };
   $('client-events').checked = app.client_events !== false;
+  $('allowed-origins').value = (s.allowed_origins || []).join(' ');
   const hook = (app.webhooks || [])[0];
   $('webhook-url').value = hook ? hook.url : '';
   const kinds = hook && hook.events && hook.events.length ? hook.events : null;
@@ -544,6 +545,7 @@ function formInput() {
     allow_anonymous_publish: $('allow-anonymous-publish').checked,
     allow_remote_dashboard: $('allow-remote-dashboard').checked,
     client_events: $('client-events').checked,
+    allowed_origins: $('allowed-origins').value.trim(),
     webhook_url: $('webhook-url').value.trim(),
     webhook_events: [...document.querySelectorAll('input[name="webhook_event"]:checked')].map((b) => b.value),
   };

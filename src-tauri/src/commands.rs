@@ -107,6 +107,10 @@ pub struct SettingsInput {
     pub allow_anonymous_publish: bool,
     /// Let other machines watch the dashboard.
     pub allow_remote_dashboard: bool,
+    /// The origins allowed to open WebSockets, as typed (separated by spaces, commas or lines); empty
+    /// admits every page; unchanged when absent.
+    #[serde(default)]
+    pub allowed_origins: Option<String>,
     /// The limits, when the pane edits them.
     #[serde(default)]
     pub limits: Option<Limits>,

@@ -111,6 +111,10 @@ impl AppState {
             port: input.port,
             allow_anonymous_publish: input.allow_anonymous_publish,
             allow_remote_dashboard: input.allow_remote_dashboard,
+            allowed_origins: match input.allowed_origins.as_deref() {
+                Some(typed) => parse_origins(typed)?,
+                None => previous.allowed_origins.clone(),
+            },
             limits: input.limits.unwrap_or_else(|| previous.limits.clone()),
             app,
         };
@@ -130,6 +134,16 @@ impl AppState {
         *lock(&self.notice) = None;
         Ok(self.connection())
     }
+}
+
+/// The allowed origins as typed in the Settings pane: separated by spaces, commas or new lines, each
+/// checked (a bad one is refused with the reason).
+fn parse_origins(typed: &str) -> Result<Vec<String>, Error> {
+    typed
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|o| !o.is_empty())
+        .map(|o| poussr::net::normalize_origin_rule(o).map_err(Error::Invalid))
+        .collect()
 }
 
 /// Options from the command line: `--config-dir DIR` (tests and portable installs) and `--hidden` (start
@@ -324,12 +338,83 @@ mod tests {
     fn mock_app(settings: serde_json::Value) -> (tauri::App<tauri::test::MockRuntime>, std::path::PathBuf) {
         let dir = std::env::temp_dir().join(format!("poussr-mock-{}", rand::random::<u64>()));
         std::fs::create_dir_all(&dir).unwrap();
+        (mock_app_in(&dir, settings), dir)
+    }
+
+    /// The app with its settings in `dir`, which exists.
+    fn mock_app_in(dir: &std::path::Path, settings: serde_json::Value) -> tauri::App<tauri::test::MockRuntime> {
+        let dir = dir.to_path_buf();
         std::fs::write(dir.join("settings.json"), settings.to_string()).unwrap();
         let options = LaunchOptions { config_dir: Some(dir.clone()), hidden: true };
         let app = core(mock_builder(), options.clone()).build(mock_context(noop_assets())).unwrap();
         // The mock runtime has no event loop, so `setup` never runs: launch as it would.
         launch(app.handle(), &options).unwrap();
-        (app, dir)
+        app
+    }
+
+    /// A 128 KiB tmpfs mounted on a new folder, unmounted when dropped: a disk that can be filled up.
+    struct SmallDisk(std::path::PathBuf);
+
+    impl SmallDisk {
+        fn mount() -> Self {
+            let dir = std::env::temp_dir().join(format!("poussr-full-{}", rand::random::<u64>()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let out = std::process::Command::new("mount")
+                .args(["-t", "tmpfs", "-o", "size=128k", "tmpfs"])
+                .arg(&dir)
+                .output()
+                .expect("mount runs");
+            assert!(
+                out.status.success(),
+                "this test mounts a small tmpfs to fill it up, which needs root: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            SmallDisk(dir)
+        }
+
+        /// Writes a file until the disk is full.
+        fn fill(&self) {
+            use std::io::Write;
+            let mut filler = std::fs::File::create(self.0.join("filler")).unwrap();
+            let block = [0u8; 4096];
+            while filler.write_all(&block).is_ok() {}
+        }
+    }
+
+    impl Drop for SmallDisk {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn a_full_disk_refuses_the_save_clearly_and_keeps_the_previous_settings_running() {
+        let disk = SmallDisk::mount();
+        let first = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let app = mock_app_in(&disk.0, serde_json::json!({"bind": "127.0.0.1", "port": first}));
+        let webview = tauri::WebviewWindowBuilder::new(&app, "main", Default::default()).build().unwrap();
+        let state = app.state::<AppState>();
+        let listening = state.runner.status().listen;
+        assert_eq!(listening.map(|a| a.port()), Some(first));
+        let saved_before = std::fs::read(disk.0.join("settings.json")).unwrap();
+        disk.fill();
+
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let input = serde_json::json!({"input": {"bind": "127.0.0.1", "port": port, "allow_anonymous_publish": true,
+            "allow_remote_dashboard": false}});
+        let err = invoke(&webview, "apply_settings", input.clone()).unwrap_err();
+        let message = err["message"].as_str().unwrap();
+        assert!(message.contains("is full") && message.contains("previous settings are still in force"), "{err}");
+        assert_eq!(std::fs::read(disk.0.join("settings.json")).unwrap(), saved_before, "the old file is intact");
+        assert!(!disk.0.join("settings.tmp").exists(), "no partial file is left");
+        assert_eq!(state.runner.status().listen, listening, "the hub went back to the saved settings");
+
+        // With space again, the same settings apply.
+        std::fs::remove_file(disk.0.join("filler")).unwrap();
+        let c = invoke(&webview, "apply_settings", input).unwrap();
+        assert_eq!(c["status"]["listen"], format!("127.0.0.1:{port}"));
+        tauri::async_runtime::block_on(state.runner.stop());
     }
 
     #[test]
@@ -429,6 +514,28 @@ mod tests {
         let saved: serde_json::Value =
             serde_json::from_slice(&std::fs::read(dir.join("settings.json")).unwrap()).unwrap();
         assert!(saved["app"].get("webhooks").is_none(), "{saved}");
+        tauri::async_runtime::block_on(app.state::<AppState>().runner.stop());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn apply_settings_checks_and_saves_the_allowed_origins() {
+        let (app, dir) = mock_app(serde_json::json!({"bind": "127.0.0.1", "port": 0}));
+        let webview = tauri::WebviewWindowBuilder::new(&app, "main", Default::default()).build().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let input = |origins: &str| {
+            serde_json::json!({"input": {"bind": "127.0.0.1", "port": port, "allow_anonymous_publish": false,
+                "allow_remote_dashboard": false, "allowed_origins": origins}})
+        };
+        let err = invoke(&webview, "apply_settings", input("http://ok.lan intranet.lan")).unwrap_err();
+        assert!(err["message"].as_str().unwrap().contains("\"intranet.lan\" needs a scheme"), "{err}");
+        invoke(&webview, "apply_settings", input(" HTTP://Ok.lan:8080/,\nhttps://*.plant.example ")).unwrap();
+        let saved: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("settings.json")).unwrap()).unwrap();
+        assert_eq!(saved["allowed_origins"], serde_json::json!(["http://ok.lan:8080", "https://*.plant.example"]));
+        // The running hub uses them: a page of another origin is refused before the upgrade.
+        let hub = tauri::async_runtime::block_on(app.state::<AppState>().runner.hub()).expect("the hub runs");
+        assert!(hub.origin_allowed("https://line1.plant.example") && !hub.origin_allowed("http://evil.example"));
         tauri::async_runtime::block_on(app.state::<AppState>().runner.stop());
         std::fs::remove_dir_all(dir).unwrap();
     }

@@ -8,7 +8,7 @@
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use poussr::config::{AppConfig, Config, Limits, write_atomically};
+use poussr::config::{AppConfig, Config, ConfigError, Limits, write_atomically};
 use serde::{Deserialize, Serialize};
 
 /// The name of the settings file in the config folder.
@@ -26,6 +26,8 @@ pub struct Settings {
     pub allow_anonymous_publish: bool,
     /// Let other machines watch the dashboard (with the admin token).
     pub allow_remote_dashboard: bool,
+    /// The web pages whose scripts may connect (empty: any); see `Config::allowed_origins`.
+    pub allowed_origins: Vec<String>,
     /// The hub's limits.
     pub limits: Limits,
     /// The app's credentials: generated on first launch, then kept.
@@ -40,6 +42,7 @@ impl Default for Settings {
             port: hub.port,
             allow_anonymous_publish: hub.allow_anonymous_publish,
             allow_remote_dashboard: hub.allow_remote_dashboard,
+            allowed_origins: hub.allowed_origins,
             limits: hub.limits,
             app: None,
         }
@@ -63,6 +66,7 @@ impl Settings {
             allow_anonymous_publish: self.allow_anonymous_publish,
             allow_remote_dashboard: self.allow_remote_dashboard,
             admin_token: Some(admin_token.to_owned()),
+            allowed_origins: self.allowed_origins.clone(),
             apps: self.app.iter().cloned().collect(),
             limits: self.limits.clone(),
         }
@@ -160,6 +164,9 @@ impl Store {
     /// none; a damaged file is renamed aside and the operator is told.
     pub fn load(&self, defaults: &Settings) -> Result<Loaded, SettingsError> {
         let path = self.path();
+        // A save cut short (the app killed, the disk full) can leave its temporary file; the settings file
+        // itself is whole, old or new, so the leftover is only removed.
+        let _ = std::fs::remove_file(path.with_extension("tmp"));
         let mut notice = None;
         let mut settings = match std::fs::read(&path) {
             Ok(bytes) => match serde_json::from_slice::<Settings>(&bytes) {
@@ -196,7 +203,15 @@ impl Store {
     /// Saves atomically: the file is whole, old or new, whatever happens.
     pub fn save(&self, settings: &Settings) -> Result<(), SettingsError> {
         let text = serde_json::to_vec_pretty(settings).map_err(|e| SettingsError::Io(e.to_string()))?;
-        write_atomically(&self.path(), &text).map_err(|e| SettingsError::Io(format!("cannot save the settings: {e}")))
+        write_atomically(&self.path(), &text).map_err(|e| match e {
+            ConfigError::Io { source, .. } if source.kind() == std::io::ErrorKind::StorageFull => {
+                SettingsError::Io(format!(
+                    "cannot save the settings: the disk holding {} is full; free some space and apply again",
+                    self.dir.display()
+                ))
+            }
+            e => SettingsError::Io(format!("cannot save the settings: {e}")),
+        })
     }
 }
 
