@@ -175,7 +175,44 @@ fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()> + 
     }
 }
 
-async fn serve(args: ServeArgs) -> Result<(), String> {
+/// The listening socket a service manager passed (systemd socket activation: `LISTEN_FDS`, the socket as
+/// file descriptor 3). With it the port stays open while the hub restarts: clients that reconnect at once
+/// wait in the socket's queue for the new process instead of being refused. Read before any thread starts,
+/// because it clears those variables from the environment.
+fn inherited_listener() -> Result<Option<std::net::TcpListener>, String> {
+    let mut fds = listenfd::ListenFd::from_env();
+    if fds.len() == 0 {
+        return Ok(None);
+    }
+    if fds.len() > 1 {
+        tracing::warn!("{} sockets were passed (LISTEN_FDS); Poussr uses the first one", fds.len());
+    }
+    match fds.take_tcp_listener(0) {
+        Ok(Some(listener)) => Ok(Some(listener)),
+        Ok(None) => Err("LISTEN_FDS is set but no socket was passed as file descriptor 3".into()),
+        Err(e) => {
+            Err(format!("the socket passed by the service manager (LISTEN_FDS) is not a listening TCP socket: {e}"))
+        }
+    }
+}
+
+/// Binds `addr`, or says why not in words an operator can act on.
+async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, String> {
+    tokio::net::TcpListener::bind(addr).await.map_err(|e| match e.kind() {
+        std::io::ErrorKind::AddrInUse => {
+            format!("cannot listen on {addr}: the port is already in use (another Poussr?); choose another with --port")
+        }
+        std::io::ErrorKind::PermissionDenied => {
+            format!("cannot listen on {addr}: permission denied (ports below 1024 need privileges); use --port 6001")
+        }
+        std::io::ErrorKind::AddrNotAvailable => {
+            format!("cannot listen on {addr}: that address is not one of this machine's; check --bind")
+        }
+        _ => format!("cannot listen on {addr}: {e}"),
+    })
+}
+
+async fn serve(args: ServeArgs, inherited: Option<std::net::TcpListener>) -> Result<(), String> {
     let (config, origin) = configure(&args)?;
     if let Some(limit) = server::raise_open_file_limit() {
         tracing::debug!(limit, "open-file limit");
@@ -188,18 +225,17 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     }
     let hub = Hub::new(&config).map_err(|e| e.to_string())?;
     let addr = SocketAddr::new(config.bind, config.port);
-    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| match e.kind() {
-        std::io::ErrorKind::AddrInUse => {
-            format!("cannot listen on {addr}: the port is already in use (another Poussr?); choose another with --port")
+    let listener = match inherited {
+        Some(listener) => {
+            let local = listener.local_addr().map_err(|e| e.to_string())?;
+            tracing::info!(
+                "serving the socket passed by the service manager ({local}); --bind and --port are not used"
+            );
+            listener.set_nonblocking(true).map_err(|e| format!("cannot use the passed socket: {e}"))?;
+            tokio::net::TcpListener::from_std(listener).map_err(|e| format!("cannot use the passed socket: {e}"))?
         }
-        std::io::ErrorKind::PermissionDenied => {
-            format!("cannot listen on {addr}: permission denied (ports below 1024 need privileges); use --port 6001")
-        }
-        std::io::ErrorKind::AddrNotAvailable => {
-            format!("cannot listen on {addr}: that address is not one of this machine's; check --bind")
-        }
-        _ => format!("cannot listen on {addr}: {e}"),
-    })?;
+        None => bind(addr).await?,
+    };
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     let shutdown = shutdown_signal().map_err(|e| format!("cannot listen for Ctrl-C and SIGTERM: {e}"))?;
     print!("{}", banner(local, &config, &origin, hub.admin_token()));
@@ -223,6 +259,14 @@ fn main() -> ExitCode {
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         .with_writer(std::io::stderr)
         .init();
+    // Before the runtime's threads exist: reading LISTEN_FDS clears it from the environment.
+    let inherited = match inherited_listener() {
+        Ok(listener) => listener,
+        Err(e) => {
+            eprintln!("poussr: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -231,7 +275,7 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Serve(args) => runtime.block_on(serve(args)),
+        Command::Serve(args) => runtime.block_on(serve(args, inherited)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

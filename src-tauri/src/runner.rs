@@ -101,6 +101,10 @@ pub fn base_url(listen: SocketAddr) -> String {
 struct Serving {
     hub: Hub,
     listen: SocketAddr,
+    /// A second handle on the listening socket, so that a restart on the same address can hand the open
+    /// socket to the new hub: clients that reconnect at once wait in its queue instead of being refused
+    /// (pusher-js would then wait 15 s before its next try).
+    socket: std::net::TcpListener,
     stop: oneshot::Sender<()>,
     task: JoinHandle<()>,
     watcher: JoinHandle<()>,
@@ -170,6 +174,23 @@ impl Runner {
         config.validate().map_err(|e| BindError { kind: "invalid", message: e.to_string() })?;
         let mut serving = self.serving.lock().await;
         let new_addr = SocketAddr::new(config.bind, config.port);
+        if let Some(old) = serving.as_ref().filter(|s| s.listen == new_addr) {
+            let handed = old
+                .socket
+                .try_clone()
+                .and_then(|l| {
+                    l.set_nonblocking(true)?;
+                    TcpListener::from_std(l)
+                })
+                .map_err(|e| BindError::from_io(new_addr, &e))?;
+            *self.config.lock().unwrap_or_else(|e| e.into_inner()) = Some(config.clone());
+            // The new hub accepts before the old one closes its clients with 4200.
+            let new = self.serve(handed, &config)?;
+            let listen = new.listen;
+            let old = serving.replace(new).expect("checked above");
+            Self::shut(old).await;
+            return Ok(listen);
+        }
         let same_port = serving.as_ref().is_some_and(|s| s.listen.port() == config.port);
         let listener = if same_port {
             let old = serving.take().expect("checked above");
@@ -210,7 +231,11 @@ impl Runner {
 
     fn serve(&self, listener: TcpListener, config: &Config) -> Result<Serving, BindError> {
         let hub = Hub::new(config).map_err(|e| BindError { kind: "invalid", message: e.to_string() })?;
-        let listen = listener.local_addr().map_err(|e| BindError { kind: "other", message: e.to_string() })?;
+        let other = |e: std::io::Error| BindError { kind: "other", message: e.to_string() };
+        let listen = listener.local_addr().map_err(other)?;
+        let std_listener = listener.into_std().map_err(other)?;
+        let socket = std_listener.try_clone().map_err(other)?;
+        let listener = TcpListener::from_std(std_listener).map_err(other)?;
         let (stop, stopped) = oneshot::channel::<()>();
         let server = poussr::server::run(listener, hub.clone(), async move {
             let _ = stopped.await;
@@ -248,7 +273,7 @@ impl Runner {
             }
         });
         tracing::info!(%listen, "hub started");
-        Ok(Serving { hub, listen, stop, task, watcher })
+        Ok(Serving { hub, listen, socket, stop, task, watcher })
     }
 
     fn fail(&self, addr: SocketAddr, error: BindError) {
@@ -264,11 +289,12 @@ impl Runner {
     }
 
     async fn shut(old: Serving) {
+        // Its client count no longer concerns the status (a new hub may serve the same address).
+        old.watcher.abort();
         let _ = old.stop.send(());
         if tokio::time::timeout(STOP_TIMEOUT, old.task).await.is_err() {
             tracing::warn!(listen = %old.listen, "the hub did not stop in time");
         }
-        old.watcher.abort();
     }
 }
 
@@ -309,6 +335,39 @@ mod tests {
         runner.stop().await;
         assert!(!answers(port).await);
         assert_eq!(runner.status().state, "stopped");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_restart_on_the_same_address_never_refuses_a_connection() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let runner = Runner::default();
+        let port = free_port().await;
+        let a = runner.start(config(port)).await.unwrap();
+        let probing = Arc::new(AtomicBool::new(true));
+        let flag = probing.clone();
+        let probe = tokio::spawn(async move {
+            let (mut accepted, mut refused) = (0, 0);
+            while flag.load(Ordering::Relaxed) {
+                match tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+                    Ok(_) => accepted += 1,
+                    Err(_) => refused += 1,
+                }
+                tokio::task::yield_now().await;
+            }
+            (accepted, refused)
+        });
+        for _ in 0..5 {
+            assert_eq!(runner.apply(config(port)).await.unwrap(), a);
+        }
+        probing.store(false, Ordering::Relaxed);
+        let (accepted, refused) = probe.await.unwrap();
+        eprintln!("{accepted} connections accepted during the restarts");
+        assert_eq!(refused, 0, "connections refused during the restarts ({accepted} accepted)");
+        assert!(accepted > 10, "the probe ran ({accepted})");
+        assert_eq!((runner.status().state, runner.status().listen), ("running", Some(a)));
+        runner.stop().await;
+        assert!(!answers(port).await, "the port is released at stop");
     }
 
     #[tokio::test]

@@ -1,0 +1,116 @@
+// Faults: the hub process restarted under 1,000 connected pusher-js clients. They must all be back —
+// reconnected, re-subscribed and receiving — within 10 s.
+//
+// pusher-js reconnects at once after the hub's 4200, and if that first attempt is refused (no process
+// listens during the restart) it waits for its transport timeout, 15 s, before trying again. So a
+// restart that closes the port costs every client 15 s. With socket activation (systemd's .socket unit,
+// LISTEN_FDS) the port stays open across the restart and the attempts wait in its queue for the new
+// process: that is the setup this test runs, with socket-holder.py standing in for systemd.
+
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import Pusher from 'pusher-js';
+import { HUB_BIN, randomCredentials } from './hub.mjs';
+import { pusherOptions, serverSdk, sleep, uniqueName } from './wire.mjs';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const CLIENTS = 1000;
+const BACK_WITHIN_MS = 10_000;
+
+/** Runs the hub under socket-holder.py; resolves once the hub is listening. */
+async function startHeldHub() {
+  const hub = { ...randomCredentials(), dataDir: mkdtempSync(join(tmpdir(), 'poussr-faults-')), output: '' };
+  const args = ['serve', '--app-id', hub.appId, '--app-key', hub.key, '--app-secret', hub.secret, '--data-dir', hub.dataDir];
+  hub.child = spawn('python3', [join(here, 'socket-holder.py'), HUB_BIN, ...args], {
+    env: { ...process.env, RUST_LOG: 'warn' },
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  hub.exited = new Promise((resolve) => hub.child.on('exit', resolve));
+  hub.child.stdout.setEncoding('utf8');
+  hub.child.stderr.setEncoding('utf8');
+  hub.child.stderr.on('data', (chunk) => {
+    hub.output += chunk;
+  });
+  hub.lines = [];
+  hub.child.stdout.on('data', (chunk) => {
+    hub.output += chunk;
+    hub.lines.push(...chunk.split('\n'));
+  });
+  /** Waits for a line matching `re` among those not yet consumed. */
+  hub.waitLine = async (re, ms = 15_000) => {
+    const until = Date.now() + ms;
+    for (;;) {
+      const i = hub.lines.findIndex((l) => re.test(l));
+      if (i >= 0) return hub.lines.splice(0, i + 1)[i];
+      if (Date.now() > until) throw new Error(`no line matching ${re} within ${ms} ms:\n${hub.output}`);
+      await sleep(20);
+    }
+  };
+  hub.port = Number((await hub.waitLine(/^holding port \d+/)).split(' ')[2]);
+  await hub.waitLine(/listening on http:/);
+  hub.stop = async () => {
+    hub.child.stdin.end('stop\n');
+    const killer = setTimeout(() => hub.child.kill('SIGKILL'), 15_000);
+    await hub.exited;
+    clearTimeout(killer);
+    rmSync(hub.dataDir, { recursive: true, force: true });
+  };
+  return hub;
+}
+
+test(`a hub restarted under ${CLIENTS} pusher-js clients has them all back within 10 s`, async (t) => {
+  const hub = await startHeldHub();
+  const clients = [];
+  t.after(async () => {
+    for (const c of clients) c.disconnect();
+    await hub.stop();
+  });
+  const channel = uniqueName('restart');
+  const sdk = serverSdk(hub);
+  // Per client: the socket ids it had, its subscriptions, and the events it received.
+  for (let i = 0; i < CLIENTS; i++) {
+    const client = new Pusher(hub.key, pusherOptions(hub));
+    client.record = { sockets: [], subscribed: 0, events: [] };
+    client.connection.bind('connected', () => client.record.sockets.push(client.connection.socket_id));
+    const ch = client.subscribe(channel);
+    ch.bind('pusher:subscription_succeeded', () => {
+      client.record.subscribed += 1;
+    });
+    ch.bind('tick', (data) => client.record.events.push(data.phase));
+    clients.push(client);
+  }
+  const everyone = async (what, ok, ms) => {
+    const until = Date.now() + ms;
+    while (!clients.every(ok)) {
+      if (Date.now() > until) {
+        const missing = clients.filter((c) => !ok(c)).length;
+        throw new Error(`${missing} of ${CLIENTS} clients never ${what} (hub output:\n${hub.output})`);
+      }
+      await sleep(25);
+    }
+  };
+  await everyone('subscribed', (c) => c.record.subscribed === 1, 30_000);
+  assert.equal((await sdk.trigger(channel, 'tick', { phase: 'before' })).status, 200);
+  await everyone('received the event before the restart', (c) => c.record.events.includes('before'), 10_000);
+
+  const restartedAt = Date.now();
+  hub.child.stdin.write('restart\n');
+  await hub.waitLine(/^restarted$/);
+  await everyone('reconnected and re-subscribed', (c) => c.record.sockets.length === 2 && c.record.subscribed === 2, BACK_WITHIN_MS);
+  assert.equal((await sdk.trigger(channel, 'tick', { phase: 'after' })).status, 200);
+  await everyone('received the event after the restart', (c) => c.record.events.includes('after'), BACK_WITHIN_MS);
+  const backAfter = Date.now() - restartedAt;
+  t.diagnostic(`all ${CLIENTS} clients back and receiving ${backAfter} ms after the restart began`);
+  assert.ok(backAfter < BACK_WITHIN_MS, `back after ${backAfter} ms`);
+
+  for (const c of clients) {
+    assert.equal(c.connection.state, 'connected');
+    assert.notEqual(c.record.sockets[0], c.record.sockets[1], 'a new connection after the restart');
+    assert.deepEqual(c.record.events, ['before', 'after'], 'each event exactly once');
+  }
+});
