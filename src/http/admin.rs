@@ -183,9 +183,12 @@ struct PublishBody {
 /// `POST /admin/api/publish`: the dashboard's test events. Answers with how many connections it reached.
 async fn publish(State(state): State<AppState>, body: axum::body::Bytes) -> Result<Json<Value>, ApiError> {
     let hub = &state.hub;
-    let body: PublishBody = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::BadRequest(format!("the body must be JSON with channel, event and data (a string): {e}"))
-    })?;
+    let body: PublishBody = serde_json::from_slice::<Value>(&body)
+        .map_err(|e| e.to_string())
+        .and_then(crate::protocol::from_object)
+        .map_err(|e| {
+            ApiError::BadRequest(format!("the body must be a JSON object with channel, event and data (a string): {e}"))
+        })?;
     let app = match &body.app_id {
         Some(id) => hub.app_by_id(id).ok_or_else(|| ApiError::NotFound(format!("no app has the id {id:?}")))?,
         None => hub.default_app(),

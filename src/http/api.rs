@@ -179,7 +179,9 @@ fn check_event(state: &AppState, body: EventBody, batch: bool) -> Result<Checked
 }
 
 fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("the body is not the expected JSON: {e}")))
+    let text = std::str::from_utf8(body).map_err(|_| ApiError::BadRequest("the body is not valid UTF-8".into()))?;
+    crate::protocol::object_from_str(text)
+        .map_err(|e| ApiError::BadRequest(format!("the body is not the expected JSON: {e}")))
 }
 
 /// `POST /apps/{app_id}/events`.
@@ -205,7 +207,8 @@ pub(super) async fn events(
 
 #[derive(Debug, Deserialize)]
 struct BatchBody {
-    batch: Vec<EventBody>,
+    /// Each read with [`crate::protocol::from_object`], which refuses arrays.
+    batch: Vec<Value>,
 }
 
 /// `POST /apps/{app_id}/batch_events`: all events are checked before any is published.
@@ -231,6 +234,8 @@ pub(super) async fn batch_events(
         .into_iter()
         .enumerate()
         .map(|(i, e)| {
+            let e: EventBody = crate::protocol::from_object(e)
+                .map_err(|m| ApiError::BadRequest(format!("batch[{i}]: not the expected JSON: {m}")))?;
             check_event(&state, e, true).map_err(|err| match err {
                 ApiError::BadRequest(m) => ApiError::BadRequest(format!("batch[{i}]: {m}")),
                 ApiError::TooLarge(m) => ApiError::TooLarge(format!("batch[{i}]: {m}")),

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::{ApiError, AppState, Peer};
@@ -89,6 +89,34 @@ fn not_a_websocket(what: &str) -> Response {
     ApiError::BadRequest(format!("{what} is a WebSocket endpoint: connect with a WebSocket client")).into_response()
 }
 
+/// The answer to a WebSocket handshake that the WebSocket layer refused, or `None` when the request was
+/// not a handshake at all (a plain GET). A version other than 13 gets 426 with `Sec-WebSocket-Version: 13`,
+/// as RFC 6455 §4.2.2 asks.
+fn refused_handshake(what: &str, rejection: &WebSocketUpgradeRejection) -> Option<Response> {
+    match rejection {
+        WebSocketUpgradeRejection::InvalidWebSocketVersionHeader(_) => Some(
+            (
+                StatusCode::UPGRADE_REQUIRED,
+                [(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"))],
+                axum::Json(serde_json::json!({
+                    "error": format!("{what}: this hub speaks WebSocket version 13 (Sec-WebSocket-Version: 13)")
+                })),
+            )
+                .into_response(),
+        ),
+        WebSocketUpgradeRejection::WebSocketKeyHeaderMissing(_) => Some(
+            ApiError::BadRequest(format!("{what}: the WebSocket handshake has no Sec-WebSocket-Key header"))
+                .into_response(),
+        ),
+        _ => None,
+    }
+}
+
+/// The answer to a request for a WebSocket endpoint that could not be upgraded.
+fn not_upgraded(what: &str, rejection: &WebSocketUpgradeRejection) -> Response {
+    refused_handshake(what, rejection).unwrap_or_else(|| not_a_websocket(what))
+}
+
 /// `/app/{key}?protocol=7`: a Pusher client.
 pub(super) async fn pusher(
     State(state): State<AppState>,
@@ -98,7 +126,10 @@ pub(super) async fn pusher(
     headers: HeaderMap,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    let Ok(ws) = ws else { return not_a_websocket("/app/{key}") };
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(rejection) => return not_upgraded("/app/{key}", &rejection),
+    };
     if let Err(refused) = check_origin(&state, &headers) {
         return refused.into_response();
     }
@@ -141,7 +172,10 @@ pub(super) async fn v1(
     headers: HeaderMap,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    let Ok(ws) = ws else { return not_a_websocket("/v1/ws") };
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(rejection) => return not_upgraded("/v1/ws", &rejection),
+    };
     if let Err(refused) = check_origin(&state, &headers) {
         return refused.into_response();
     }
@@ -157,8 +191,13 @@ pub(super) async fn root(
     headers: HeaderMap,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    if ws.is_ok() {
-        return v1(state, peer, headers, ws).await;
+    match &ws {
+        Ok(_) => return v1(state, peer, headers, ws).await,
+        Err(rejection) => {
+            if let Some(refused) = refused_handshake("/", rejection) {
+                return refused;
+            }
+        }
     }
     axum::Json(serde_json::json!({
         "name": "Poussr",

@@ -6,6 +6,8 @@
 pub enum CloseCode {
     /// 1000: a normal close (the client asked for it).
     Normal,
+    /// 1007: a text frame that is not valid UTF-8.
+    InvalidPayload,
     /// 1009: a frame larger than the hub accepts.
     MessageTooBig,
     /// 4001: no app has the key in the URL. Do not reconnect.
@@ -44,6 +46,7 @@ impl CloseCode {
     pub fn code(self) -> u16 {
         match self {
             CloseCode::Normal => 1000,
+            CloseCode::InvalidPayload => 1007,
             CloseCode::MessageTooBig => 1009,
             CloseCode::AppNotFound => 4001,
             CloseCode::AppDisabled => 4003,
@@ -80,6 +83,7 @@ impl CloseCode {
     pub fn reason(self) -> &'static str {
         match self {
             CloseCode::Normal => "closed",
+            CloseCode::InvalidPayload => "text frame is not valid UTF-8",
             CloseCode::MessageTooBig => "frame too large",
             CloseCode::AppNotFound => "app does not exist",
             CloseCode::AppDisabled => "app disabled",
@@ -90,7 +94,7 @@ impl CloseCode {
             CloseCode::NoVersion => "no protocol version supplied",
             CloseCode::Unauthorized => "unauthorized",
             CloseCode::Terminated => "connection terminated by the operator",
-            CloseCode::OverCapacity => "over capacity: send queue full",
+            CloseCode::OverCapacity => "over capacity: retry later",
             CloseCode::Restarting => "server restarting",
             CloseCode::PongTimeout => "pong reply not received",
             CloseCode::Inactive => "closed after inactivity",
@@ -99,8 +103,9 @@ impl CloseCode {
     }
 }
 
-const ALL: [CloseCode; 16] = [
+const ALL: [CloseCode; 17] = [
     CloseCode::Normal,
+    CloseCode::InvalidPayload,
     CloseCode::MessageTooBig,
     CloseCode::AppNotFound,
     CloseCode::AppDisabled,

@@ -101,7 +101,7 @@ fn data_object<T: serde::de::DeserializeOwned>(event: &str, data: Option<Value>)
         Some(v) => v,
         None => return Err(bad("\"data\" is missing".into())),
     };
-    serde_json::from_value(value).map_err(|e| bad(e.to_string()))
+    super::from_object(value).map_err(bad)
 }
 
 #[derive(Deserialize)]
@@ -118,7 +118,7 @@ struct SigninData {
 impl ClientMessage {
     /// Parses one text frame.
     pub fn parse(text: &str) -> Result<Self, FrameError> {
-        let raw: RawFrame = serde_json::from_str(text)
+        let raw: RawFrame = super::object_from_str(text)
             .map_err(|e| if e.is_data() { FrameError::NoEvent } else { FrameError::NotJson(e.to_string()) })?;
         let Value::String(event) = raw.event else {
             return Err(FrameError::NoEvent);
@@ -352,6 +352,16 @@ pub fn event(event: &str, channel: &str, data: &str, user_id: Option<&str>) -> S
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn arrays_are_not_objects() {
+        // serde would read a struct from an array of its fields; the protocol speaks of objects only.
+        assert_eq!(ClientMessage::parse(r#"["pusher:ping"]"#), Err(FrameError::NoEvent));
+        let smuggled = r#"{"event":"pusher:subscribe","data":["array-smuggled"]}"#;
+        assert!(matches!(ClientMessage::parse(smuggled), Err(FrameError::BadData { .. })));
+        let as_string = r#"{"event":"pusher:subscribe","data":"[\"array-smuggled\"]"}"#;
+        assert!(matches!(ClientMessage::parse(as_string), Err(FrameError::BadData { .. })));
+    }
 
     #[test]
     fn connection_established_is_double_encoded() {

@@ -56,7 +56,7 @@ struct ChannelData {
 impl ClientMessage {
     /// Parses one text frame.
     pub fn parse(text: &str) -> Result<Self, FrameError> {
-        let raw: RawFrame = serde_json::from_str(text).map_err(|e| FrameError::Malformed(e.to_string()))?;
+        let raw: RawFrame = super::object_from_str(text).map_err(|e| FrameError::Malformed(e.to_string()))?;
         let Value::String(event) = raw.event else {
             return Err(FrameError::Malformed("\"event\" is not a string".into()));
         };
@@ -70,7 +70,7 @@ impl ClientMessage {
             other => other,
         };
         let channel = data
-            .and_then(|d| serde_json::from_value::<ChannelData>(d).ok())
+            .and_then(|d| super::from_object::<ChannelData>(d).ok())
             .map(|d| d.channel)
             .ok_or(FrameError::NoChannel(event))?;
         Ok(if unsubscribe { ClientMessage::Unsubscribe { channel } } else { ClientMessage::Subscribe { channel } })
@@ -105,6 +105,13 @@ pub fn error(code: u16, message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn arrays_are_not_objects() {
+        assert!(matches!(ClientMessage::parse(r#"["poussr:subscribe", "users"]"#), Err(FrameError::Malformed(_))));
+        let smuggled = r#"{"event":"poussr:subscribe","data":["users"]}"#;
+        assert_eq!(ClientMessage::parse(smuggled), Err(FrameError::NoChannel("poussr:subscribe".into())));
+    }
 
     #[test]
     fn subscribe_data_as_string_like_the_original_client() {

@@ -58,6 +58,22 @@ where
     .await;
 }
 
+/// The close that answers a frame the WebSocket layer refused while reading it, when the client should be
+/// told why: a text frame that is not UTF-8 (1007), or one larger than even the layer's own limit (1009).
+/// Other read errors (a reset connection, a protocol violation) end the connection without an answer.
+fn refusal_of_read_error(error: &str, max_message_bytes: usize) -> Option<(CloseCode, String)> {
+    if error.starts_with("UTF-8 encoding error") {
+        return Some((CloseCode::InvalidPayload, "a text frame was not valid UTF-8".into()));
+    }
+    if let Some(detail) = error.strip_prefix("Space limit exceeded: ") {
+        return Some((
+            CloseCode::MessageTooBig,
+            format!("the frame is too large ({detail}); the limit is {max_message_bytes} bytes"),
+        ));
+    }
+    None
+}
+
 fn close_message(code: CloseCode) -> Message {
     Message::Close(Some(CloseFrame { code: code.code(), reason: Utf8Bytes::from_static(code.reason()) }))
 }
@@ -145,7 +161,13 @@ where
                 incoming = self.socket.next() => {
                     let message = match incoming {
                         Some(Ok(m)) => m,
-                        Some(Err(e)) => return Ending { code: None, reason: format!("connection error: {e}") },
+                        Some(Err(e)) => {
+                            let error = e.to_string();
+                            return match refusal_of_read_error(&error, limits.max_message_bytes) {
+                                Some((code, why)) => self.close(code, why).await,
+                                None => Ending { code: None, reason: format!("connection error: {error}") },
+                            };
+                        }
                         None => return Ending { code: None, reason: "the client went away".into() },
                     };
                     last_activity = Instant::now();
@@ -264,6 +286,8 @@ where
                 return Ok(Next::Continue);
             }
             Message::Close(frame) => {
+                // The WebSocket layer has queued its answering close frame; send it before the socket goes.
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, self.socket.flush()).await;
                 let ending = Ending {
                     code: frame.as_ref().map(|f| f.code),
                     reason: frame.map(|f| f.reason.to_string()).unwrap_or_default(),

@@ -113,3 +113,18 @@ async fn a_client_close_unregisters_the_connection() {
     assert_eq!((ending.code, ending.reason.as_str()), (Some(1000), "bye"));
     assert_eq!((hub.connection_count(), hub.stats().channels), (0, 0));
 }
+
+#[test]
+fn read_errors_that_deserve_an_answer_are_recognized_from_the_websocket_layers_own_errors() {
+    use tokio_tungstenite::tungstenite::Error as WsError;
+    use tokio_tungstenite::tungstenite::error::CapacityError;
+    // As the session sees them: wrapped by axum, whose error shows the inner one.
+    let shown = |e: WsError| axum::Error::new(e).to_string();
+    let utf8 = refusal_of_read_error(&shown(WsError::Utf8("invalid".into())), 16);
+    assert_eq!(utf8.map(|(code, _)| code.code()), Some(1007));
+    let big = shown(WsError::Capacity(CapacityError::MessageTooLong { size: 2_000_000, max_size: 1_048_576 }));
+    let (code, why) = refusal_of_read_error(&big, 16384).expect("recognized");
+    assert_eq!(code.code(), 1009);
+    assert!(why.contains("2000000 > 1048576") && why.contains("16384 bytes"), "{why}");
+    assert_eq!(refusal_of_read_error(&shown(WsError::ConnectionClosed), 16), None);
+}
