@@ -50,3 +50,7 @@ deps:
 ## Run each cargo-fuzz target for FUZZ_SECONDS (default 600); results go to bench/RESULTS.md.
 fuzz:
 	./scripts/fuzz.sh
+
+## 30 minutes of connection churn; memory and open files sampled; results go to bench/RESULTS.md.
+soak:
+	./scripts/soak.sh $(ARGS)

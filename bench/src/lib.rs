@@ -7,6 +7,7 @@
 //! | [`load`] | the fleet of subscribers, the publishers, and the loss/order/latency accounting |
 //! | [`baseline`] | the smallest tokio-tungstenite broadcast server |
 //! | [`scenarios`] | the scenarios of `make bench`, written as Markdown |
+//! | [`soak`] | `make soak`: connection churn for half an hour, the hub's memory and files sampled |
 //! | [`procfs`] | RSS, CPU time and open files of a process |
 //! | [`sign`] | Pusher HTTP API request signing |
 
@@ -15,6 +16,7 @@ pub mod load;
 pub mod procfs;
 pub mod scenarios;
 pub mod sign;
+pub mod soak;
 
 /// Raises this process's soft open-file limit to the hard one; returns the new soft limit.
 pub fn raise_open_file_limit() -> u64 {

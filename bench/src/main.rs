@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use poussr_bench::load::{Fleet, FleetConfig, PhaseConfig, Protocol, Target, Via};
-use poussr_bench::{baseline, raise_open_file_limit, scenarios};
+use poussr_bench::{baseline, raise_open_file_limit, scenarios, soak};
 
 #[derive(Parser)]
 #[command(version, about = "Load generator and baseline for Poussr")]
@@ -37,6 +37,31 @@ enum Cmd {
     },
     /// One load run against a running hub or baseline; prints a JSON report.
     Load(LoadArgs),
+    /// Connection churn against a fresh hub, its memory and open files sampled; prints Markdown and fails
+    /// when either grows by 5 % or more after the warm-up.
+    Soak {
+        /// The hub binary (a release build).
+        #[arg(long, default_value = "target/release/poussr")]
+        hub: PathBuf,
+        /// Length of the run, in minutes.
+        #[arg(long, default_value_t = 30)]
+        minutes: u64,
+        /// Warm-up, in minutes (not judged).
+        #[arg(long, default_value_t = 5)]
+        warmup_minutes: u64,
+        /// Seconds between samples.
+        #[arg(long, default_value_t = 60)]
+        sample_secs: u64,
+        /// Clients connected at any time.
+        #[arg(long, default_value_t = 1000)]
+        connections: usize,
+        /// Clients replaced each second.
+        #[arg(long, default_value_t = 50)]
+        churn: usize,
+        /// Events published each second.
+        #[arg(long, default_value_t = 100)]
+        rate: u32,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -115,6 +140,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Cmd::Run { hub, quick } => {
             let scale = if quick { scenarios::Scale::quick() } else { scenarios::Scale::full() };
             print!("{}", scenarios::run(&hub, &scale).await?);
+        }
+        Cmd::Soak { hub, minutes, warmup_minutes, sample_secs, connections, churn, rate } => {
+            let config = soak::SoakConfig {
+                duration: Duration::from_secs(minutes * 60),
+                warmup: Duration::from_secs(warmup_minutes * 60),
+                sample_every: Duration::from_secs(sample_secs.max(1)),
+                connections,
+                churn_per_sec: churn,
+                publish_per_sec: rate,
+                ..soak::SoakConfig::full()
+            };
+            let (markdown, passed) = soak::run(&hub, &config).await?;
+            print!("{markdown}");
+            if !passed {
+                return Err("the soak failed: see the verdict above".into());
+            }
         }
         Cmd::Load(a) => {
             let target = if a.baseline {

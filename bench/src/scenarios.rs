@@ -69,10 +69,10 @@ impl Scale {
 }
 
 /// A process under test: the hub or the baseline.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    target: Target,
-    pid: u32,
+    pub(crate) target: Target,
+    pub(crate) pid: u32,
     _data: Option<TempDir>,
 }
 
@@ -110,7 +110,7 @@ async fn listening(child: &mut Child) -> std::io::Result<SocketAddr> {
 }
 
 impl Server {
-    async fn hub(bin: &Path) -> std::io::Result<Server> {
+    pub(crate) async fn hub(bin: &Path) -> std::io::Result<Server> {
         let data = std::env::temp_dir().join(format!("poussr-bench-{}", std::process::id()));
         std::fs::create_dir_all(&data)?;
         let mut child = Command::new(bin)
@@ -144,7 +144,7 @@ impl Server {
         Ok(Server { child, target: Target::Baseline { addr }, pid, _data: None })
     }
 
-    fn sample(&self) -> procfs::Sample {
+    pub(crate) fn sample(&self) -> procfs::Sample {
         procfs::sample(self.pid).unwrap_or(procfs::Sample {
             at: std::time::Instant::now(),
             rss_kib: 0,
@@ -153,7 +153,7 @@ impl Server {
         })
     }
 
-    async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         let _ = self.child.kill().await;
     }
 }
@@ -180,7 +180,7 @@ fn phase(rate: f64, payload: usize, secs: u64) -> PhaseConfig {
 const FANOUT_PUBLISHERS: usize = 16;
 
 /// The hub's `/health`.
-async fn health(target: &Target) -> Option<serde_json::Value> {
+pub(crate) async fn health(target: &Target) -> Option<serde_json::Value> {
     let res = reqwest::get(format!("http://{}/health", target.addr())).await.ok()?;
     serde_json::from_slice(&res.bytes().await.ok()?).ok()
 }

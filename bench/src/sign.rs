@@ -18,6 +18,17 @@ pub fn signed_query(key: &str, secret: &str, method: &str, path: &str, body: &[u
     format!("{query}&auth_signature={signature}")
 }
 
+/// The `auth` of a private or presence subscription: `key:HMAC(secret, "socket_id:channel[:channel_data]")`.
+pub fn channel_auth(key: &str, secret: &str, socket_id: &str, channel: &str, channel_data: Option<&str>) -> String {
+    let to_sign = match channel_data {
+        Some(data) => format!("{socket_id}:{channel}:{data}"),
+        None => format!("{socket_id}:{channel}"),
+    };
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
+    mac.update(to_sign.as_bytes());
+    format!("{key}:{}", hex::encode(mac.finalize().into_bytes()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
