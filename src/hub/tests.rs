@@ -198,3 +198,33 @@ fn the_publishing_budget_refills_at_its_rate_and_holds_one_second() {
     assert!(budget.take(11, 10, start + Duration::from_secs(60)).is_err());
     assert!(budget.take(10, 10, start + Duration::from_secs(60)).is_ok());
 }
+
+#[test]
+fn a_closed_connection_leaves_nothing_behind() {
+    // What the soak looks for over half an hour, checked exactly: after a connection has joined every kind
+    // of channel, signed in, sent a client event and closed, the hub holds no reference to it and no
+    // entry for its channels, user or address.
+    let hub = hub();
+    let app = hub.default_app();
+    let stay = hub.open(app.clone(), peer(), None, Protocol::Pusher).unwrap().0;
+    hub.subscribe(&stay, &name("private-chat"), None).unwrap();
+    for round in 0..50 {
+        let (conn, _rx) = hub.open(app.clone(), peer(), None, Protocol::Pusher).unwrap();
+        let member = Member { user_id: Arc::from(format!("u{round}")), user_info: serde_json::json!({"n": round}) };
+        hub.subscribe(&conn, &name("presence-room"), Some(member)).unwrap();
+        hub.subscribe(&conn, &name(&format!("public-{round}")), None).unwrap();
+        hub.subscribe(&conn, &name("private-chat"), None).unwrap();
+        hub.sign_in(&conn, &format!("u{round}")).unwrap();
+        hub.client_event(&conn, &name("private-chat"), "client-x", "{}").unwrap();
+        hub.publish(&app, &publish("presence-room", "e"));
+        hub.close(&conn, Some(1000), "bye");
+        assert_eq!(Arc::strong_count(&conn), 1, "round {round}: the hub still holds the connection");
+    }
+    assert_eq!(hub.connection_count(), 1);
+    assert_eq!(lock(&hub.shared.per_address).get(&peer().ip()), Some(&1));
+    assert_eq!(lock(&app.channels).len(), 1, "only the channel still occupied is kept");
+    assert!(lock(&app.users).is_empty());
+    hub.close(&stay, Some(1000), "bye");
+    assert!(lock(&hub.shared.per_address).is_empty());
+    assert!(lock(&app.channels).is_empty());
+}
