@@ -20,6 +20,7 @@ import {
   serverSdk,
   signedUrl,
   sleep,
+  startTicker,
   subscribe,
   uniqueName,
   withTimeout,
@@ -765,31 +766,6 @@ function assertHttpAnswer(result, expect, what) {
     assert.match(body.error, expect.error, `${what}: the error says what is wrong`);
   }
   if (expect.minMs !== undefined) assert.ok(result.ms >= expect.minMs, `${what}: answered after ${result.ms} ms, not before ${expect.minMs}`);
-}
-
-// --- the stream the good client receives --------------------------------------------------------------------
-
-/** Triggers `{n: 0}`, `{n: 1}`, ... on `channel` until stopped; remembers how many were accepted. */
-function startTicker(sdk, channel) {
-  const state = { sent: 0, errors: [], running: true };
-  state.done = (async () => {
-    while (state.running) {
-      try {
-        const res = await sdk.trigger(channel, 'tick', { n: state.sent });
-        if (res.status === 200) state.sent += 1;
-        else state.errors.push(`status ${res.status}`);
-      } catch (err) {
-        state.errors.push(`${err.message} ${err.status ?? ''} ${err.body ?? ''}`);
-        if (state.errors.length > 20) break; // the hub is gone; the final test reports it
-      }
-      await sleep(10);
-    }
-  })();
-  state.stop = async () => {
-    state.running = false;
-    await state.done;
-  };
-  return state;
 }
 
 // --- the suite -----------------------------------------------------------------------------------------------

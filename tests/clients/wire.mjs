@@ -292,3 +292,26 @@ export async function assertSdkRejects(promise, status, what) {
     return true;
   });
 }
+
+/** Triggers `{n: 0}`, `{n: 1}`, ... on `channel` until stopped; remembers how many were accepted. */
+export function startTicker(sdk, channel) {
+  const state = { sent: 0, errors: [], running: true };
+  state.done = (async () => {
+    while (state.running) {
+      try {
+        const res = await sdk.trigger(channel, 'tick', { n: state.sent });
+        if (res.status === 200) state.sent += 1;
+        else state.errors.push(`status ${res.status}`);
+      } catch (err) {
+        state.errors.push(`${err.message} ${err.status ?? ''} ${err.body ?? ''}`);
+        if (state.errors.length > 20) break; // the hub is gone; the final test reports it
+      }
+      await sleep(10);
+    }
+  })();
+  state.stop = async () => {
+    state.running = false;
+    await state.done;
+  };
+  return state;
+}
