@@ -530,10 +530,78 @@ struct Shared {
     connections_watch: watch::Sender<usize>,
 }
 
+/// The adapter `config` asks for.
+fn adapter(config: &Config) -> Result<Adapter, crate::config::ConfigError> {
+    match config.adapter {
+        crate::config::AdapterKind::Local => Ok(Adapter::Local),
+        #[cfg(feature = "redis")]
+        crate::config::AdapterKind::Redis => {
+            let node = format!("{:016x}", rand::random::<u64>());
+            crate::adapter::redis::Cluster::new(
+                config.redis_url.trim(),
+                &config.redis_prefix,
+                node,
+                Duration::from_millis(config.node_timeout_ms),
+            )
+            .map(Adapter::Redis)
+            .map_err(crate::config::ConfigError::Invalid)
+        }
+        #[cfg(not(feature = "redis"))]
+        crate::config::AdapterKind::Redis => {
+            Err(crate::config::ConfigError::Invalid("this build of Poussr has no Redis adapter".into()))
+        }
+    }
+}
+
 /// The hub: a cheap `Clone` handle over the shared state.
 #[derive(Debug, Clone)]
 pub struct Hub {
     shared: Arc<Shared>,
+}
+
+/// A handle that does not keep the hub alive (for background tasks the hub itself owns).
+#[derive(Debug, Clone)]
+pub struct WeakHub(std::sync::Weak<Shared>);
+
+impl WeakHub {
+    /// The hub, if it still exists.
+    pub fn upgrade(&self) -> Option<Hub> {
+        self.0.upgrade().map(|shared| Hub { shared })
+    }
+}
+
+/// Another hub of the cluster, as its heartbeat describes it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ClusterNode {
+    /// Its node id.
+    pub id: String,
+    /// Its host name and port.
+    pub name: String,
+    /// Its open connections.
+    pub connections: usize,
+}
+
+/// The cluster as this hub sees it (`/health`, the dashboard).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ClusterStatus {
+    /// `redis`.
+    pub adapter: &'static str,
+    /// This hub's node id.
+    pub node: String,
+    /// The key prefix of the cluster.
+    pub prefix: String,
+    /// `up` when every Redis connection works, else `down`.
+    pub link: &'static str,
+    /// The last failure, while the link is down.
+    pub error: Option<String>,
+    /// The other hubs.
+    pub others: Vec<ClusterNode>,
+    /// Messages sent to the other hubs.
+    pub published: u64,
+    /// Messages received from them.
+    pub received: u64,
+    /// Messages dropped because the link was down too long (the outbox was full).
+    pub dropped: u64,
 }
 
 impl Hub {
@@ -571,7 +639,7 @@ impl Hub {
                 next_connection: AtomicU64::new(1),
                 counters: Counters::default(),
                 monitor: Monitor::default(),
-                adapter: Adapter::Local,
+                adapter: adapter(config)?,
                 started: Instant::now(),
                 shutting_down: AtomicBool::new(false),
                 admin_token: config.admin_token.clone().unwrap_or_else(crate::config::random_token),
@@ -588,12 +656,23 @@ impl Hub {
         })
     }
 
-    /// Starts the hub's background work on the current tokio runtime: the webhook senders. Called by
-    /// [`crate::server::run`]; calling it again does nothing.
+    /// Starts the hub's background work on the current tokio runtime: the webhook senders and the
+    /// cluster link. Called by [`crate::server::run`]; calling it again does nothing.
     pub fn start_background(&self) {
         for app in &self.shared.apps {
             app.webhooks.start(&app.config, &self.shared.limits, &self.shared.monitor);
         }
+        self.shared.adapter.start(self);
+    }
+
+    /// A handle that does not keep the hub alive.
+    pub fn downgrade(&self) -> WeakHub {
+        WeakHub(Arc::downgrade(&self.shared))
+    }
+
+    /// The cluster this hub belongs to, if any.
+    pub fn cluster_status(&self) -> Option<ClusterStatus> {
+        self.shared.adapter.status()
     }
 
     /// The limits in force.
@@ -1029,8 +1108,15 @@ impl Hub {
         Ok(())
     }
 
-    /// Closes every connection signed in as `user_id` with 4009. Returns how many there were.
+    /// Closes every connection signed in as `user_id` with 4009, on every hub of the cluster. Returns how
+    /// many there were on this hub.
     pub fn terminate_user(&self, app: &App, user_id: &str) -> usize {
+        self.shared.adapter.terminate_user(app, user_id);
+        self.terminate_local_user(app, user_id)
+    }
+
+    /// Closes `user_id`'s connections on this hub only; returns how many.
+    pub(crate) fn terminate_local_user(&self, app: &App, user_id: &str) -> usize {
         let conns: Vec<Arc<Connection>> =
             lock(&app.users).get(user_id).map(|c| c.values().cloned().collect()).unwrap_or_default();
         for conn in &conns {
@@ -1206,6 +1292,7 @@ impl Hub {
     /// another behind the same address).
     pub fn begin_shutdown(&self) {
         self.shared.shutting_down.store(true, Relaxed);
+        self.shared.adapter.stop();
         for conn in self.connections() {
             conn.kick(CloseCode::Restarting);
         }

@@ -1,0 +1,189 @@
+// Hubs that share their traffic through Redis (`adapter = "redis"`): a real redis-server on a free
+// loopback port, two hubs on it, and real clients on each. What is published on one hub reaches the
+// subscribers of the other exactly once; socket_id exclusion, client events and terminate_connections work
+// across hubs; each hub sees the other, and a hub killed with SIGKILL leaves the cluster when its key
+// expires; a Redis restart is survived without restarting the hubs.
+
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import net from 'node:net';
+import { after, before, describe, test } from 'node:test';
+import Pusher from 'pusher-js';
+import { startBackend } from './backend.mjs';
+import { randomCredentials, startHub } from './hub.mjs';
+import { Inbox, connectPusher, eventually, pusherOptions, serverSdk, sleep, subscribe, uniqueName } from './wire.mjs';
+
+const NODE_TIMEOUT_MS = 3000;
+
+async function freePort() {
+  const server = net.createServer();
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address();
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+/** redis-server on `port`, in memory only; resolves once it accepts connections. */
+async function startRedis(port) {
+  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout.setEncoding('utf8');
+  child.stdout.on('data', (chunk) => {
+    output += chunk;
+  });
+  const exited = new Promise((resolve) => child.on('exit', resolve));
+  await eventually(() => output.includes('Ready to accept connections'), { timeout: 10_000, what: `redis-server ready:\n${output}` });
+  return {
+    child,
+    async stop() {
+      child.kill('SIGKILL');
+      await exited;
+    },
+  };
+}
+
+async function health(hub) {
+  const res = await fetch(`${hub.httpUrl}/health`);
+  return res.json();
+}
+
+describe('two hubs sharing one Redis', () => {
+  let redisPort;
+  let redis;
+  let a;
+  let b;
+  let backend;
+  const clients = [];
+  const credentials = randomCredentials();
+  const prefix = uniqueName('cluster');
+
+  const startNode = () =>
+    startHub({
+      credentials,
+      config: `adapter = "redis"\nredis_url = "redis://127.0.0.1:${redisPort}"\nredis_prefix = "${prefix}"\nnode_timeout_ms = ${NODE_TIMEOUT_MS}\n`,
+    });
+
+  /** A pusher-js client on `hub`, authorized by the backend as `user`; disconnected at the end. */
+  async function client(hub, user = 'anonymous') {
+    const auth = (path) => ({ endpoint: `${backend.url}${path}`, transport: 'ajax', headers: { 'x-user': user } });
+    const c = new Pusher(hub.key, { ...pusherOptions(hub), channelAuthorization: auth('/pusher/auth'), userAuthentication: auth('/pusher/user-auth') });
+    clients.push(c);
+    await eventually(() => c.connection.state === 'connected', { what: `pusher-js connected to ${hub.httpUrl}` });
+    return c;
+  }
+
+  before(async () => {
+    redisPort = await freePort();
+    redis = await startRedis(redisPort);
+    a = await startNode();
+    b = await startNode();
+    backend = await startBackend();
+    backend.attach(a);
+    // Both links up, and each hub knows the other.
+    await eventually(async () => {
+      const [ha, hb] = await Promise.all([health(a), health(b)]);
+      return ha.cluster?.link === 'up' && hb.cluster?.link === 'up' && ha.cluster.others.length === 1 && hb.cluster.others.length === 1;
+    }, { timeout: 10_000, what: 'both hubs linked and aware of each other' });
+  });
+
+  after(async () => {
+    for (const c of clients) c.disconnect();
+    await backend?.close();
+    await a?.close();
+    await b?.close();
+    await redis?.stop();
+  });
+
+  test('an event triggered on either hub reaches the subscribers of both, exactly once', async () => {
+    const channel = uniqueName('news');
+    const onA = await client(a);
+    const onB = await client(b);
+    const gotA = new Inbox('on A');
+    const gotB = new Inbox('on B');
+    (await subscribe(onA, channel)).bind('tick', (d) => gotA.push(d.n));
+    (await subscribe(onB, channel)).bind('tick', (d) => gotB.push(d.n));
+    for (let n = 0; n < 20; n++) {
+      const hub = n % 2 ? a : b;
+      assert.equal((await serverSdk(hub).trigger(channel, 'tick', { n })).status, 200);
+    }
+    // Every event exactly once on each hub, and those of one publishing hub in the order it published
+    // them (events of different hubs may interleave differently: each hub delivers its own first).
+    await eventually(() => gotA.all.length >= 20 && gotB.all.length >= 20, { what: '20 events on each hub' });
+    await sleep(300);
+    for (const got of [gotA, gotB]) {
+      assert.deepEqual([...got.all].sort((x, y) => x - y), [...Array(20).keys()], 'each event exactly once');
+      assert.deepEqual(got.all.filter((n) => n % 2 === 0), [...Array(10).keys()].map((k) => 2 * k), 'B\'s in order');
+      assert.deepEqual(got.all.filter((n) => n % 2 === 1), [...Array(10).keys()].map((k) => 2 * k + 1), 'A\'s in order');
+    }
+  });
+
+  test('socket_id exclusion holds across hubs', async () => {
+    const channel = uniqueName('excl');
+    const sender = await client(a);
+    const witness = await client(a);
+    const far = await client(b);
+    const inboxes = [sender, witness, far].map(() => new Inbox('x'));
+    for (const [i, c] of [sender, witness, far].entries()) (await subscribe(c, channel)).bind('e', (d) => inboxes[i].push(d));
+    await serverSdk(b).trigger(channel, 'e', { n: 1 }, { socket_id: sender.connection.socket_id });
+    assert.deepEqual(await inboxes[1].next(), { n: 1 });
+    assert.deepEqual(await inboxes[2].next(), { n: 1 });
+    await sleep(300);
+    assert.equal(inboxes[0].items.length, 0, 'the excluded socket on the other hub got nothing');
+  });
+
+  test('a client event sent on one hub reaches the channel members on the other', async () => {
+    const channel = `private-${uniqueName('chat')}`;
+    const alice = await client(a, 'alice');
+    const bob = await client(b, 'bob');
+    const chA = await subscribe(alice, channel);
+    const chB = await subscribe(bob, channel);
+    const heard = new Inbox('whispers on B');
+    chB.bind('client-typing', (d) => heard.push(d));
+    const echo = new Inbox('echo on A');
+    chA.bind('client-typing', (d) => echo.push(d));
+    assert.ok(chA.trigger('client-typing', { who: 'alice' }));
+    assert.deepEqual(await heard.next(), { who: 'alice' });
+    await sleep(300);
+    assert.equal(echo.items.length, 0, 'not echoed to the sender');
+  });
+
+  test('terminate_connections on one hub closes the user signed in on the other', async () => {
+    const carol = await client(a, 'carol');
+    carol.signin();
+    await eventually(() => carol.user?.user_data?.id === 'carol' || carol.user?.signin_requested, { what: 'carol signed in' });
+    await sleep(300);
+    const closed = new Promise((resolve) => carol.connection.bind('state_change', ({ current }) => current !== 'connected' && resolve(current)));
+    await serverSdk(b).terminateUserConnections('carol');
+    assert.ok(['disconnected', 'unavailable', 'failed', 'connecting'].includes(await closed));
+  });
+
+  test('a hub killed with SIGKILL leaves the cluster when its key expires; Redis restarted, delivery resumes', async () => {
+    const third = await startNode();
+    await eventually(async () => (await health(a)).cluster.others.length === 2, { timeout: 5000, what: 'A sees the third hub' });
+    third.child.kill('SIGKILL');
+    const killedAt = Date.now();
+    await eventually(async () => (await health(a)).cluster.others.length === 1, { timeout: NODE_TIMEOUT_MS + 3000, what: 'the killed hub leaves' });
+    const gone = Date.now() - killedAt;
+    assert.ok(gone <= NODE_TIMEOUT_MS + 1500, `gone after ${gone} ms`);
+    await third.close();
+
+    // Redis goes away: both hubs say so, and keep serving their own clients.
+    const channel = uniqueName('survives');
+    const onA = await client(a);
+    const got = new Inbox('on A');
+    (await subscribe(onA, channel)).bind('e', (d) => got.push(d.n));
+    await redis.stop();
+    await eventually(async () => (await health(a)).cluster.link === 'down', { timeout: 8000, what: "A says the link is down" });
+    assert.equal((await serverSdk(a).trigger(channel, 'e', { n: 1 })).status, 200);
+    assert.equal(await got.next(), 1, 'local delivery goes on without Redis');
+
+    redis = await startRedis(redisPort);
+    await eventually(async () => (await health(a)).cluster.link === 'up' && (await health(b)).cluster.link === 'up', { timeout: 15_000, what: 'both links back' });
+    await eventually(async () => {
+      await serverSdk(b).trigger(channel, 'e', { n: 2 });
+      return got.items.includes(2) || got.all.includes(2);
+    }, { timeout: 10_000, what: 'an event from B reaches A again' });
+  });
+});
