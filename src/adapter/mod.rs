@@ -61,6 +61,15 @@ impl Adapter {
         }
     }
 
+    /// What the other hubs hold of the app `app_id`, as of their last heartbeat.
+    pub(crate) fn remote(&self, app_id: &str) -> Vec<crate::hub::AppSnapshot> {
+        match self {
+            Adapter::Local => Vec::new(),
+            #[cfg(feature = "redis")]
+            Adapter::Redis(cluster) => cluster.remote(app_id),
+        }
+    }
+
     /// What `/health` and the dashboard show of the cluster, if this hub is part of one.
     pub(crate) fn status(&self) -> Option<crate::hub::ClusterStatus> {
         match self {

@@ -20,7 +20,7 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 
-use crate::hub::{App, ClusterNode, ClusterStatus, EventSource, Hub, Publish};
+use crate::hub::{App, AppSnapshot, ClusterNode, ClusterStatus, EventSource, Hub, Publish};
 use crate::protocol::ChannelName;
 
 /// Events waiting for the publisher connection; beyond this, new ones are dropped and counted.
@@ -63,6 +63,9 @@ struct NodeRecord {
     name: String,
     connections: usize,
     started_ms: u64,
+    /// What it holds, by app id.
+    #[serde(default)]
+    apps: std::collections::BTreeMap<String, AppSnapshot>,
 }
 
 #[derive(Debug, Default)]
@@ -167,12 +170,23 @@ impl Cluster {
         tokio::spawn(heartbeat(
             self.client.clone(),
             self.prefix.clone(),
-            NodeRecord { id: self.node.clone(), name: String::new(), connections: 0, started_ms: self.started_ms },
+            NodeRecord {
+                id: self.node.clone(),
+                name: String::new(),
+                connections: 0,
+                started_ms: self.started_ms,
+                apps: Default::default(),
+            },
             self.node_timeout,
             weak,
             self.link.clone(),
             self.stop.subscribe(),
         ));
+    }
+
+    pub(crate) fn remote(&self, app_id: &str) -> Vec<AppSnapshot> {
+        let others = self.link.others.lock().unwrap_or_else(|e| e.into_inner());
+        others.iter().filter_map(|n| n.apps.get(app_id).cloned()).collect()
     }
 
     pub(crate) fn stop(&self) {
@@ -372,6 +386,7 @@ async fn heartbeat(
         {
             let Some(hub) = hub.upgrade() else { return };
             record.connections = hub.connection_count();
+            record.apps = hub.snapshot();
             record.name = hub.local_addr().map(|a| format!("{}:{}", hostname(), a.port())).unwrap_or_else(hostname);
         }
         if conn.is_none() {

@@ -570,6 +570,27 @@ impl WeakHub {
     }
 }
 
+/// What one hub holds of an app, as the cluster heartbeat shares it: occupied channels with their
+/// subscription counts, and the members of presence channels.
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq)]
+pub struct AppSnapshot {
+    /// Occupied channels and their subscriptions.
+    pub channels: BTreeMap<String, usize>,
+    /// Presence channels: user id → user info.
+    pub presence: BTreeMap<String, BTreeMap<String, serde_json::Value>>,
+}
+
+/// A channel as the whole cluster has it (the HTTP API's answers).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterChannel {
+    /// The name.
+    pub name: String,
+    /// Subscriptions on every hub.
+    pub subscription_count: usize,
+    /// Presence channels: distinct users over every hub.
+    pub user_count: Option<usize>,
+}
+
 /// Another hub of the cluster, as its heartbeat describes it.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct ClusterNode {
@@ -1129,6 +1150,74 @@ impl Hub {
     pub fn channel_users(&self, app: &App, channel: &ChannelName) -> Vec<Arc<str>> {
         let ch = lock(&app.channels).get(channel).cloned();
         ch.map(|c| lock(&c.state).members.keys().cloned().collect()).unwrap_or_default()
+    }
+
+    /// What this hub holds, by app id, for the cluster heartbeat.
+    pub(crate) fn snapshot(&self) -> BTreeMap<String, AppSnapshot> {
+        let mut out = BTreeMap::new();
+        for app in &self.shared.apps {
+            let chans: Vec<Arc<Channel>> = lock(&app.channels).values().cloned().collect();
+            let mut snap = AppSnapshot::default();
+            for ch in chans {
+                let state = lock(&ch.state);
+                if state.subscribers.is_empty() {
+                    continue;
+                }
+                snap.channels.insert(ch.name.to_string(), state.subscribers.len());
+                if ch.name.kind() == ChannelKind::Presence {
+                    let members = state.members.iter().map(|(id, m)| (id.to_string(), m.info.clone())).collect();
+                    snap.presence.insert(ch.name.to_string(), members);
+                }
+            }
+            out.insert(app.config.id.clone(), snap);
+        }
+        out
+    }
+
+    /// The occupied channels of `app` on every hub of the cluster, sorted by name.
+    pub fn cluster_channels(&self, app: &App) -> Vec<ClusterChannel> {
+        let remote = self.shared.adapter.remote(&app.config.id);
+        let mut names: BTreeSet<String> = self.channels(app).into_iter().map(|c| c.name).collect();
+        for snap in &remote {
+            names.extend(snap.channels.keys().cloned());
+        }
+        names
+            .into_iter()
+            .filter_map(|n| ChannelName::parse(&n).ok())
+            .filter_map(|n| self.cluster_channel_with(app, &n, &remote))
+            .collect()
+    }
+
+    /// One channel of `app` over the cluster, if occupied anywhere.
+    pub fn cluster_channel(&self, app: &App, name: &ChannelName) -> Option<ClusterChannel> {
+        self.cluster_channel_with(app, name, &self.shared.adapter.remote(&app.config.id))
+    }
+
+    fn cluster_channel_with(&self, app: &App, name: &ChannelName, remote: &[AppSnapshot]) -> Option<ClusterChannel> {
+        let local = self.channel(app, name);
+        let remote_subs: usize = remote.iter().filter_map(|s| s.channels.get(name.as_str())).sum();
+        let subscription_count = local.as_ref().map_or(0, |c| c.subscription_count) + remote_subs;
+        if subscription_count == 0 {
+            return None;
+        }
+        let user_count =
+            (name.kind() == ChannelKind::Presence).then(|| self.cluster_users_with(app, name, remote).len());
+        Some(ClusterChannel { name: name.to_string(), subscription_count, user_count })
+    }
+
+    /// The users of a presence channel over the cluster, sorted by id: a user on two hubs is one user.
+    pub fn cluster_channel_users(&self, app: &App, name: &ChannelName) -> Vec<Arc<str>> {
+        self.cluster_users_with(app, name, &self.shared.adapter.remote(&app.config.id))
+    }
+
+    fn cluster_users_with(&self, app: &App, name: &ChannelName, remote: &[AppSnapshot]) -> Vec<Arc<str>> {
+        let mut users: BTreeSet<Arc<str>> = self.channel_users(app, name).into_iter().collect();
+        for snap in remote {
+            if let Some(members) = snap.presence.get(name.as_str()) {
+                users.extend(members.keys().map(|k| Arc::from(k.as_str())));
+            }
+        }
+        users.into_iter().collect()
     }
 
     /// Publishes an event through the adapter. Returns when it is queued to every local subscriber, with

@@ -159,6 +159,23 @@ describe('two hubs sharing one Redis', () => {
     assert.ok(['disconnected', 'unavailable', 'failed', 'connecting'].includes(await closed));
   });
 
+  test('channel lists, counts and presence users answer for the whole cluster', async () => {
+    const channel = `presence-${uniqueName('room')}`;
+    await subscribe(await client(a, 'alice'), channel);
+    await subscribe(await client(b, 'alice'), channel);
+    await subscribe(await client(b, 'bob'), channel);
+    const sdk = serverSdk(a);
+    await eventually(async () => {
+      const res = await sdk.get({ path: `/channels/${channel}`, params: { info: 'user_count,subscription_count' } });
+      const body = await res.json();
+      return body.occupied === true && body.subscription_count === 3 && body.user_count === 2;
+    }, { timeout: 5000, what: 'A counts 3 subscriptions and 2 users over both hubs' });
+    const users = await (await sdk.get({ path: `/channels/${channel}/users` })).json();
+    assert.deepEqual(users.users.map((u) => u.id).sort(), ['alice', 'bob']);
+    const list = await (await serverSdk(b).get({ path: '/channels', params: { filter_by_prefix: 'presence-', info: 'user_count' } })).json();
+    assert.deepEqual(list.channels[channel], { user_count: 2 });
+  });
+
   test('a hub killed with SIGKILL leaves the cluster when its key expires; Redis restarted, delivery resumes', async () => {
     const third = await startNode();
     await eventually(async () => (await health(a)).cluster.others.length === 2, { timeout: 5000, what: 'A sees the third hub' });
