@@ -70,6 +70,44 @@ impl Adapter {
         }
     }
 
+    /// The members of presence channel `channel` of app `app_id` on the other hubs: user id → user info.
+    pub(crate) fn remote_members(
+        &self,
+        app_id: &str,
+        channel: &str,
+    ) -> std::collections::BTreeMap<String, serde_json::Value> {
+        match self {
+            Adapter::Local => Default::default(),
+            #[cfg(feature = "redis")]
+            Adapter::Redis(cluster) => cluster.remote_members(app_id, channel),
+        }
+    }
+
+    /// Whether another hub has subscribers on `channel` of app `app_id`.
+    pub(crate) fn remote_occupied(&self, app_id: &str, channel: &str) -> bool {
+        self.remote(app_id).iter().any(|s| s.channels.contains_key(channel))
+    }
+
+    /// Tells the other hubs that `user_id` is now a member of `channel` here (its first connection).
+    pub(crate) fn member_added(&self, app: &App, channel: &str, user_id: &str, user_info: &serde_json::Value) {
+        match self {
+            Adapter::Local => {}
+            #[cfg(feature = "redis")]
+            Adapter::Redis(cluster) => cluster.member_added(app, channel, user_id, user_info),
+        }
+        let _ = (app, channel, user_id, user_info);
+    }
+
+    /// Tells the other hubs that `user_id` is no longer a member of `channel` here (its last connection).
+    pub(crate) fn member_removed(&self, app: &App, channel: &str, user_id: &str) {
+        match self {
+            Adapter::Local => {}
+            #[cfg(feature = "redis")]
+            Adapter::Redis(cluster) => cluster.member_removed(app, channel, user_id),
+        }
+        let _ = (app, channel, user_id);
+    }
+
     /// What `/health` and the dashboard show of the cluster, if this hub is part of one.
     pub(crate) fn status(&self) -> Option<crate::hub::ClusterStatus> {
         match self {

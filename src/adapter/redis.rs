@@ -54,6 +54,73 @@ enum Body {
     },
     /// Close the connections of a user (`terminate_connections`).
     Terminate { app: String, user_id: String },
+    /// A user's first connection on the sending hub joined a presence channel.
+    MemberAdded { app: String, channel: String, user_id: String, user_info: serde_json::Value },
+    /// A user's last connection on the sending hub left a presence channel.
+    MemberRemoved { app: String, channel: String, user_id: String },
+}
+
+/// A change to another hub's members learned from a message, kept a while so that a heartbeat record
+/// read a moment before it does not undo it.
+#[derive(Debug, Clone)]
+struct Patch {
+    at: std::time::Instant,
+    node: String,
+    app: String,
+    channel: String,
+    user_id: String,
+    /// `Some(info)` for an added member, `None` for a removed one.
+    info: Option<serde_json::Value>,
+}
+
+/// How long a patch outlives the message that made it: more than a heartbeat and the time to read it.
+const PATCH_LIFE: Duration = Duration::from_secs(3);
+
+type PresenceKey = (String, String);
+
+/// The remote members of every presence channel: (app, channel) → user id → info.
+fn union(
+    others: &[NodeRecord],
+) -> std::collections::HashMap<PresenceKey, std::collections::BTreeMap<String, serde_json::Value>> {
+    let mut out: std::collections::HashMap<PresenceKey, std::collections::BTreeMap<String, serde_json::Value>> =
+        std::collections::HashMap::new();
+    for node in others {
+        for (app, snap) in &node.apps {
+            for (channel, members) in &snap.presence {
+                let entry = out.entry((app.clone(), channel.clone())).or_default();
+                for (user, info) in members {
+                    entry.entry(user.clone()).or_insert_with(|| info.clone());
+                }
+            }
+        }
+    }
+    out
+}
+
+fn apply(others: &mut Vec<NodeRecord>, patch: &Patch) {
+    let index = match others.iter().position(|n| n.id == patch.node) {
+        Some(i) => i,
+        None => {
+            others.push(NodeRecord {
+                id: patch.node.clone(),
+                name: String::new(),
+                connections: 0,
+                started_ms: 0,
+                apps: Default::default(),
+            });
+            others.len() - 1
+        }
+    };
+    let members =
+        others[index].apps.entry(patch.app.clone()).or_default().presence.entry(patch.channel.clone()).or_default();
+    match &patch.info {
+        Some(info) => {
+            members.insert(patch.user_id.clone(), info.clone());
+        }
+        None => {
+            members.remove(&patch.user_id);
+        }
+    }
 }
 
 /// What a node writes about itself.
@@ -77,8 +144,53 @@ struct Link {
     received: AtomicU64,
     dropped: AtomicU64,
     last_error: Mutex<Option<String>>,
-    /// The other nodes, as of the last heartbeat.
+    /// The other nodes, as of the last heartbeat, with the patches of later messages applied.
     others: Mutex<Vec<NodeRecord>>,
+    /// Recent member changes from messages (see [`Patch`]).
+    patches: Mutex<Vec<Patch>>,
+}
+
+impl Link {
+    /// Applies what a message says of `patch.node`'s members; returns whether the user is a remote member
+    /// before and after.
+    fn patch(&self, patch: Patch) -> (bool, bool) {
+        let mut others = self.others.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (patch.app.clone(), patch.channel.clone());
+        let present = |others: &[NodeRecord]| union(others).get(&key).is_some_and(|m| m.contains_key(&patch.user_id));
+        let before = present(&others);
+        apply(&mut others, &patch);
+        let after = present(&others);
+        drop(others);
+        let mut patches = self.patches.lock().unwrap_or_else(|e| e.into_inner());
+        patches.retain(|p| p.at.elapsed() < PATCH_LIFE);
+        patches.push(patch);
+        (before, after)
+    }
+
+    /// Replaces the view with the records just read, keeps the recent patches, and returns the remote
+    /// members before and after.
+    #[allow(clippy::type_complexity)]
+    fn refresh(
+        &self,
+        fresh: Vec<NodeRecord>,
+    ) -> (
+        std::collections::HashMap<PresenceKey, std::collections::BTreeMap<String, serde_json::Value>>,
+        std::collections::HashMap<PresenceKey, std::collections::BTreeMap<String, serde_json::Value>>,
+    ) {
+        let mut others = self.others.lock().unwrap_or_else(|e| e.into_inner());
+        let before = union(&others);
+        *others = fresh;
+        let mut patches = self.patches.lock().unwrap_or_else(|e| e.into_inner());
+        patches.retain(|p| p.at.elapsed() < PATCH_LIFE);
+        for p in patches.iter() {
+            // A patch for a node that has left the cluster (its key expired) is not applied.
+            if others.iter().any(|n| n.id == p.node) {
+                apply(&mut others, p);
+            }
+        }
+        let after = union(&others);
+        (before, after)
+    }
 }
 
 impl Link {
@@ -182,6 +294,32 @@ impl Cluster {
             self.link.clone(),
             self.stop.subscribe(),
         ));
+    }
+
+    pub(crate) fn remote_members(
+        &self,
+        app_id: &str,
+        channel: &str,
+    ) -> std::collections::BTreeMap<String, serde_json::Value> {
+        let others = self.link.others.lock().unwrap_or_else(|e| e.into_inner());
+        union(&others).remove(&(app_id.to_owned(), channel.to_owned())).unwrap_or_default()
+    }
+
+    pub(crate) fn member_added(&self, app: &App, channel: &str, user_id: &str, user_info: &serde_json::Value) {
+        self.send(Body::MemberAdded {
+            app: app.config.id.clone(),
+            channel: channel.to_owned(),
+            user_id: user_id.to_owned(),
+            user_info: user_info.clone(),
+        });
+    }
+
+    pub(crate) fn member_removed(&self, app: &App, channel: &str, user_id: &str) {
+        self.send(Body::MemberRemoved {
+            app: app.config.id.clone(),
+            channel: channel.to_owned(),
+            user_id: user_id.to_owned(),
+        });
     }
 
     pub(crate) fn remote(&self, app_id: &str) -> Vec<AppSnapshot> {
@@ -312,6 +450,43 @@ fn deliver(hub: &Hub, node: &str, payload: &[u8], link: &Link) {
                 hub.terminate_local_user(&app, &user_id);
             }
         }
+        Body::MemberAdded { app, channel, user_id, user_info } => {
+            let info = user_info.clone();
+            let patch =
+                Patch { at: std::time::Instant::now(), node: envelope.node, app, channel, user_id, info: Some(info) };
+            let (app, channel, user) = (patch.app.clone(), patch.channel.clone(), patch.user_id.clone());
+            let (before, after) = link.patch(patch);
+            if !before && after {
+                hub.remote_presence_changed(&app, &channel, &user, Some(&user_info));
+            }
+        }
+        Body::MemberRemoved { app, channel, user_id } => {
+            let patch = Patch { at: std::time::Instant::now(), node: envelope.node, app, channel, user_id, info: None };
+            let (app, channel, user) = (patch.app.clone(), patch.channel.clone(), patch.user_id.clone());
+            let (before, after) = link.patch(patch);
+            if before && !after {
+                hub.remote_presence_changed(&app, &channel, &user, None);
+            }
+        }
+    }
+}
+
+/// Tells the hub which remote members appeared and disappeared between two views.
+fn announce_changes(
+    hub: &Hub,
+    before: &std::collections::HashMap<PresenceKey, std::collections::BTreeMap<String, serde_json::Value>>,
+    after: &std::collections::HashMap<PresenceKey, std::collections::BTreeMap<String, serde_json::Value>>,
+) {
+    let empty = std::collections::BTreeMap::new();
+    let keys: std::collections::HashSet<&PresenceKey> = before.keys().chain(after.keys()).collect();
+    for key in keys {
+        let (old, new) = (before.get(key).unwrap_or(&empty), after.get(key).unwrap_or(&empty));
+        for user in old.keys().filter(|u| !new.contains_key(*u)) {
+            hub.remote_presence_changed(&key.0, &key.1, user, None);
+        }
+        for (user, info) in new.iter().filter(|(u, _)| !old.contains_key(*u)) {
+            hub.remote_presence_changed(&key.0, &key.1, user, Some(info));
+        }
     }
 }
 
@@ -407,7 +582,10 @@ async fn heartbeat(
             Ok(others) => {
                 link.heartbeat.store(true, Relaxed);
                 delay = FIRST_BACKOFF;
-                *link.others.lock().unwrap_or_else(|e| e.into_inner()) = others;
+                let (before, after) = link.refresh(others);
+                if let Some(hub) = hub.upgrade() {
+                    announce_changes(&hub, &before, &after);
+                }
             }
             Err(e) => {
                 link.heartbeat.store(false, Relaxed);

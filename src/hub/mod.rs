@@ -917,6 +917,9 @@ impl Hub {
         };
         let app = &conn.app;
         let presence = channel.kind() == ChannelKind::Presence;
+        // The members on the other hubs of a cluster (empty for a hub alone), read before the locks.
+        let remote =
+            if presence { s.adapter.remote_members(&app.config.id, channel.as_str()) } else { BTreeMap::new() };
         let mut map = lock(&app.channels);
         let mut created = false;
         let ch = map
@@ -928,13 +931,17 @@ impl Hub {
             .clone();
         let mut state = lock(&ch.state);
         if again {
-            let presence = presence.then(|| presence_data(&state));
+            let presence = presence.then(|| presence_data(&state, &remote));
             return Ok(Joined { newly: false, presence, cached: None });
         }
         let mut added = None;
+        let mut first_here = None;
         if let Some(m) = member.as_ref().filter(|_| presence) {
             let max = s.limits.max_presence_members;
-            if !state.members.contains_key(&m.user_id) && state.members.len() >= max {
+            let members =
+                state.members.len() + remote.keys().filter(|u| !state.members.contains_key(u.as_str())).count();
+            let known = state.members.contains_key(&m.user_id) || remote.contains_key(&*m.user_id);
+            if !known && members >= max {
                 let empty = state.subscribers.is_empty();
                 drop(state);
                 if empty {
@@ -948,22 +955,29 @@ impl Hub {
                 .or_insert_with(|| MemberState { info: m.user_info.clone(), connections: 0 });
             entry.connections += 1;
             if entry.connections == 1 {
-                let frame: Frame = pusher::member_added(channel.as_str(), &m.user_id, &m.user_info).into();
-                for sub in state.subscribers.values() {
-                    sub.conn.send(frame.clone());
+                first_here = Some((m.user_id.clone(), m.user_info.clone()));
+                // A user already present on another hub is already known to everyone.
+                if !remote.contains_key(&*m.user_id) {
+                    let frame: Frame = pusher::member_added(channel.as_str(), &m.user_id, &m.user_info).into();
+                    for sub in state.subscribers.values() {
+                        sub.conn.send(frame.clone());
+                    }
+                    added = Some(m.user_id.clone());
                 }
-                added = Some(m.user_id.clone());
             }
         }
         let user_id = member.filter(|_| presence).map(|m| m.user_id);
         state.subscribers.insert(conn.number, Subscriber { conn: conn.clone(), user_id });
-        let presence = presence.then(|| presence_data(&state));
+        let presence = presence.then(|| presence_data(&state, &remote));
         let cached = channel.is_cache().then(|| self.cached(app, channel));
         lock(&conn.channels).insert(channel.clone());
         drop(state);
         drop(map);
 
-        if created {
+        if let Some((user_id, user_info)) = first_here {
+            s.adapter.member_added(app, channel.as_str(), &user_id, &user_info);
+        }
+        if created && !s.adapter.remote_occupied(&app.config.id, channel.as_str()) {
             app.webhook(WebhookKind::ChannelOccupied, channel, None);
         }
         s.monitor.emit(|| MonitorEvent::Subscribed {
@@ -1023,22 +1037,33 @@ impl Hub {
 
     fn remove_subscriber(&self, conn: &Connection, channel: &ChannelName) {
         let app = &conn.app;
+        let s = &self.shared;
+        let remote = if channel.kind() == ChannelKind::Presence {
+            s.adapter.remote_members(&app.config.id, channel.as_str())
+        } else {
+            BTreeMap::new()
+        };
         let mut map = lock(&app.channels);
         let Some(ch) = map.get(channel).cloned() else { return };
         let mut state = lock(&ch.state);
         let Some(sub) = state.subscribers.remove(&conn.number) else { return };
         let mut removed = None;
+        let mut last_here = None;
         if let Some(user_id) = sub.user_id
             && let Some(member) = state.members.get_mut(&user_id)
         {
             member.connections -= 1;
             if member.connections == 0 {
                 state.members.remove(&user_id);
-                let frame: Frame = pusher::member_removed(channel.as_str(), &user_id).into();
-                for other in state.subscribers.values() {
-                    other.conn.send(frame.clone());
+                // A user still present on another hub stays a member for everyone.
+                if !remote.contains_key(&*user_id) {
+                    let frame: Frame = pusher::member_removed(channel.as_str(), &user_id).into();
+                    for other in state.subscribers.values() {
+                        other.conn.send(frame.clone());
+                    }
+                    removed = Some(user_id.clone());
                 }
-                removed = Some(user_id);
+                last_here = Some(user_id);
             }
         }
         let vacated = state.subscribers.is_empty();
@@ -1048,7 +1073,9 @@ impl Hub {
         }
         drop(map);
 
-        let s = &self.shared;
+        if let Some(user_id) = last_here {
+            s.adapter.member_removed(app, channel.as_str(), &user_id);
+        }
         s.monitor.emit(|| MonitorEvent::Unsubscribed {
             at_ms: now_ms(),
             socket_id: conn.socket_id.clone(),
@@ -1063,8 +1090,34 @@ impl Hub {
                 user_id,
             });
         }
-        if vacated {
+        if vacated && !s.adapter.remote_occupied(&app.config.id, channel.as_str()) {
             app.webhook(WebhookKind::ChannelVacated, channel, None);
+        }
+    }
+
+    /// A member of presence channel `channel` of app `app_id` appeared on another hub (`Some(info)`) or
+    /// is gone from every other hub (`None`): this hub's subscribers learn it, unless the user is also a
+    /// member here (they know already, and still do).
+    pub(crate) fn remote_presence_changed(
+        &self,
+        app_id: &str,
+        channel: &str,
+        user_id: &str,
+        info: Option<&serde_json::Value>,
+    ) {
+        let Some(app) = self.app_by_id(app_id) else { return };
+        let Ok(name) = ChannelName::parse(channel) else { return };
+        let Some(ch) = lock(&app.channels).get(&name).cloned() else { return };
+        let state = lock(&ch.state);
+        if state.members.contains_key(user_id) {
+            return;
+        }
+        let frame: Frame = match info {
+            Some(info) => pusher::member_added(channel, user_id, info).into(),
+            None => pusher::member_removed(channel, user_id).into(),
+        };
+        for sub in state.subscribers.values() {
+            sub.conn.send(frame.clone());
         }
     }
 
@@ -1393,9 +1446,13 @@ impl Hub {
     }
 }
 
-/// The `subscription_succeeded` data of a presence channel.
-fn presence_data(state: &ChannelState) -> String {
-    pusher::presence_data(state.members.iter().map(|(id, m)| (&**id, &m.info)))
+/// The `subscription_succeeded` data of a presence channel: its members here and, in a cluster, on the
+/// other hubs (this hub's copy of a user's info wins).
+fn presence_data(state: &ChannelState, remote: &BTreeMap<String, serde_json::Value>) -> String {
+    let local = state.members.iter().map(|(id, m)| (&**id, &m.info));
+    let others =
+        remote.iter().filter(|(id, _)| !state.members.contains_key(id.as_str())).map(|(id, info)| (id.as_str(), info));
+    pusher::presence_data(local.chain(others))
 }
 
 fn channel_info(ch: &Channel) -> ChannelInfo {

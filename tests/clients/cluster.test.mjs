@@ -176,14 +176,58 @@ describe('two hubs sharing one Redis', () => {
     assert.deepEqual(list.channels[channel], { user_count: 2 });
   });
 
+  test('presence across hubs: a user on two hubs is one member, and others learn of joins and leaves once', async () => {
+    const channel = `presence-${uniqueName('team')}`;
+    const aliceA = await client(a, 'alice');
+    const onA = await subscribe(aliceA, channel);
+    const seenByAlice = new Inbox('member events seen by alice on A');
+    onA.bind('pusher:member_added', (m) => seenByAlice.push(`+${m.id}`));
+    onA.bind('pusher:member_removed', (m) => seenByAlice.push(`-${m.id}`));
+    // Wait until B knows alice (its next heartbeat or her message), then bob joins on B.
+    await eventually(async () => (await (await serverSdk(b).get({ path: `/channels/${channel}/users` })).json()).users.length === 1, { what: 'B sees alice' });
+    const bob = await client(b, 'bob');
+    const onB = await subscribe(bob, channel);
+    assert.deepEqual(Object.keys(onB.members.members).sort(), ['alice', 'bob'], 'bob is told of alice on the other hub');
+    assert.equal(await seenByAlice.next(), '+bob');
+    const seenByBob = new Inbox('member events seen by bob on B');
+    onB.bind('pusher:member_added', (m) => seenByBob.push(`+${m.id}`));
+    onB.bind('pusher:member_removed', (m) => seenByBob.push(`-${m.id}`));
+
+    // alice opens a second connection, on B: still one member, nobody is told anything.
+    const aliceB = await client(b, 'alice');
+    const secondTab = await subscribe(aliceB, channel);
+    assert.equal(secondTab.members.count, 2);
+    await sleep(1500);
+    assert.deepEqual([seenByAlice.items, seenByBob.items], [[], []], 'no member event for a second connection');
+
+    // alice's first connection leaves: she is still there (on B).
+    aliceA.disconnect();
+    await sleep(1500);
+    assert.deepEqual(seenByBob.items, [], 'alice is still a member through her connection on B');
+    // Her last connection leaves: bob learns it once.
+    aliceB.disconnect();
+    assert.equal(await seenByBob.next(3000), '-alice');
+    await sleep(1500);
+    assert.deepEqual(seenByBob.items, []);
+  });
+
   test('a hub killed with SIGKILL leaves the cluster when its key expires; Redis restarted, delivery resumes', async () => {
     const third = await startNode();
     await eventually(async () => (await health(a)).cluster.others.length === 2, { timeout: 5000, what: 'A sees the third hub' });
+    // A member on the third hub, watched from A.
+    const room = `presence-${uniqueName('lost')}`;
+    const watcher = await subscribe(await client(a, 'watcher'), room);
+    const events = new Inbox('member events on A');
+    watcher.bind('pusher:member_added', (m) => events.push(`+${m.id}`));
+    watcher.bind('pusher:member_removed', (m) => events.push(`-${m.id}`));
+    await subscribe(await client(third, 'dave'), room);
+    assert.equal(await events.next(), '+dave');
     third.child.kill('SIGKILL');
     const killedAt = Date.now();
     await eventually(async () => (await health(a)).cluster.others.length === 1, { timeout: NODE_TIMEOUT_MS + 3000, what: 'the killed hub leaves' });
     const gone = Date.now() - killedAt;
     assert.ok(gone <= NODE_TIMEOUT_MS + 1500, `gone after ${gone} ms`);
+    assert.equal(await events.next(NODE_TIMEOUT_MS + 2000), '-dave', "the killed hub's member is removed");
     await third.close();
 
     // Redis goes away: both hubs say so, and keep serving their own clients.
