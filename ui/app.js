@@ -179,9 +179,40 @@ function renderOverviewRest(o) {
     if (hooks.dropped) text += ' · ' + hooks.dropped.toLocaleString() + ' dropped (the target was too slow or down)';
     setText(hookLine, text);
   }
+  renderCluster(o.cluster, o.stats.connections);
   setText($('snippet'), o.snippets[state.snippet]);
   setText($('clients-snippet'), o.snippets.pusher_js);
   setText($('log-snippet'), o.snippets.curl);
+}
+
+/** The cluster card: the Redis link, this hub and the others with their clients (hidden for a hub alone). */
+function renderCluster(c, here) {
+  const card = $('cluster-card');
+  if (card.hidden !== !c) card.hidden = !c;
+  if (!c) return;
+  const link = $('cluster-link');
+  link.className = 'cluster-link ' + (c.link === 'up' ? 'ok' : 'bad');
+  setText(link, c.link === 'up'
+    ? 'Linked through Redis (prefix ' + c.prefix + ')'
+    : 'Redis link down' + (c.error ? ': ' + c.error : '') + ' — this hub keeps serving its own clients');
+  const rows = [{ name: 'This hub', id: c.node, connections: here, self: true }, ...c.others];
+  $('cluster-nodes').replaceChildren(
+    ...rows.map((n) => {
+      const li = document.createElement('li');
+      const name = document.createElement('span');
+      name.textContent = n.self ? 'This hub' : n.name || n.id;
+      name.title = 'node ' + n.id;
+      const count = document.createElement('span');
+      count.className = 'muted';
+      count.textContent = n.connections.toLocaleString() + (n.connections === 1 ? ' client' : ' clients');
+      li.append(name, ' ', count);
+      return li;
+    }),
+  );
+  const total = rows.reduce((sum, n) => sum + n.connections, 0);
+  setText($('cluster-note'), rows.length + ' hubs, ' + total.toLocaleString() + ' clients in all. Sent to the others: '
+    + c.published.toLocaleString() + ' · received: ' + c.received.toLocaleString()
+    + (c.dropped ? ' · dropped while the link was down: ' + c.dropped.toLocaleString() : ''));
 }
 
 // ---- The monitor feed ----
