@@ -544,6 +544,10 @@ function fillSettings(s) {
   const app = s.app || { client_events: true, webhooks: [] };
   $('client-events').checked = app.client_events !== false;
   $('allowed-origins').value = (s.allowed_origins || []).join(' ');
+  $('adapter').value = s.adapter || 'local';
+  $('redis-url').value = s.redis_url || '';
+  $('redis-prefix').value = s.redis_prefix || '';
+  showRedisFields();
   const hook = (app.webhooks || [])[0];
   $('webhook-url').value = hook ? hook.url : '';
   const kinds = hook && hook.events && hook.events.length ? hook.events : null;
@@ -569,6 +573,12 @@ async function applySettings(input, resultEl) {
   }
 }
 
+/** The Redis fields matter only for a hub in a cluster. */
+function showRedisFields() {
+  const redis = $('adapter').value === 'redis';
+  for (const f of document.querySelectorAll('.redis-only')) f.hidden = !redis;
+}
+
 function formInput() {
   return {
     bind: $('bind').value,
@@ -577,6 +587,9 @@ function formInput() {
     allow_remote_dashboard: $('allow-remote-dashboard').checked,
     client_events: $('client-events').checked,
     allowed_origins: $('allowed-origins').value.trim(),
+    adapter: $('adapter').value,
+    redis_url: $('redis-url').value.trim(),
+    redis_prefix: $('redis-prefix').value.trim(),
     webhook_url: $('webhook-url').value.trim(),
     webhook_events: [...document.querySelectorAll('input[name="webhook_event"]:checked')].map((b) => b.value),
   };
@@ -586,6 +599,7 @@ function formInput() {
 
 function wire() {
   for (const tab of document.querySelectorAll('.tab')) tab.addEventListener('click', () => showPane(tab.dataset.pane));
+  $('adapter').addEventListener('change', showRedisFields);
   for (const b of document.querySelectorAll('.snippet-tabs [role="tab"]')) {
     b.addEventListener('click', () => selectSnippet(b.dataset.snippet));
     b.addEventListener('keydown', (e) => {
