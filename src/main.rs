@@ -151,6 +151,16 @@ fn banner(local: SocketAddr, config: &Config, origin: &str, admin_token: &str) -
         app.id, app.key, app.secret
     );
     out += &format!("  admin token: {admin_token}\n");
+    if config.adapter == poussr::config::AdapterKind::Redis {
+        // A password in the URL is not printed.
+        let url = match config.redis_url.split_once('@') {
+            Some((scheme_and_user, host)) => {
+                format!("{}***@{host}", &scheme_and_user[..scheme_and_user.find("//").map_or(0, |i| i + 2)])
+            }
+            None => config.redis_url.clone(),
+        };
+        out += &format!("\nCluster: sharing traffic through {url} (prefix {})\n", config.redis_prefix);
+    }
     let local_url = match local.ip() {
         ip if ip.is_unspecified() => format!("127.0.0.1:{}", local.port()),
         _ => url_for(local),
