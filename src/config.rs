@@ -512,6 +512,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn redis_settings_are_checked_with_reasons() {
+        let with = |adjust: &dyn Fn(&mut Config)| {
+            let mut c =
+                Config { apps: vec![AppConfig::new("1", "k", "s")], adapter: AdapterKind::Redis, ..Config::default() };
+            adjust(&mut c);
+            c.validate().err().map(|e| e.to_string())
+        };
+        assert_eq!(with(&|_| {}), None);
+        assert!(with(&|c| c.redis_url = "rediss://r:6380".into()).unwrap().contains("TLS"));
+        assert!(with(&|c| c.redis_url = "http://r".into()).unwrap().contains("must start with redis://"));
+        assert!(with(&|c| c.redis_prefix = "a b".into()).unwrap().contains("redis_prefix"));
+        assert!(with(&|c| c.node_timeout_ms = 500).unwrap().contains("at least 2000"));
+        // A hub alone does not care.
+        assert_eq!(
+            with(&|c| {
+                c.adapter = AdapterKind::Local;
+                c.redis_url = "http://r".into();
+            }),
+            None
+        );
+    }
+
+    #[test]
     fn generated_credentials_are_random_and_valid() {
         let a = AppConfig::generate();
         let b = AppConfig::generate();

@@ -651,3 +651,92 @@ fn hostname() -> String {
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "poussr".into())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(id: &str, members: &[&str]) -> NodeRecord {
+        let mut apps = std::collections::BTreeMap::new();
+        let mut snap = AppSnapshot::default();
+        if !members.is_empty() {
+            snap.channels.insert("presence-room".into(), members.len());
+            snap.presence.insert(
+                "presence-room".into(),
+                members.iter().map(|m| (m.to_string(), serde_json::json!({"name": m}))).collect(),
+            );
+        }
+        apps.insert("1".into(), snap);
+        NodeRecord { id: id.into(), name: id.into(), connections: members.len(), started_ms: 0, apps }
+    }
+
+    fn patch(node: &str, user: &str, added: bool) -> Patch {
+        Patch {
+            at: std::time::Instant::now(),
+            node: node.into(),
+            app: "1".into(),
+            channel: "presence-room".into(),
+            user_id: user.into(),
+            info: added.then(|| serde_json::json!({})),
+        }
+    }
+
+    fn members(link: &Link) -> Vec<String> {
+        let others = link.others.lock().unwrap();
+        union(&others)
+            .get(&("1".into(), "presence-room".into()))
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn a_user_on_two_hubs_is_one_remote_member() {
+        let link = Link::default();
+        link.refresh(vec![node("b", &["alice", "bob"]), node("c", &["alice"])]);
+        assert_eq!(members(&link), ["alice", "bob"]);
+        // alice leaves hub b: still a member through c.
+        assert_eq!(link.patch(patch("b", "alice", false)), (true, true));
+        assert_eq!(link.patch(patch("c", "alice", false)), (true, false));
+        assert_eq!(members(&link), ["bob"]);
+    }
+
+    #[test]
+    fn a_heartbeat_read_before_a_message_does_not_undo_it() {
+        let link = Link::default();
+        link.refresh(vec![node("b", &["bob"])]);
+        assert_eq!(link.patch(patch("b", "carol", true)), (false, true));
+        // The next record of b was written before carol joined: she stays, thanks to the recent patch.
+        let (before, after) = link.refresh(vec![node("b", &["bob"])]);
+        assert_eq!(before, after);
+        assert_eq!(members(&link), ["bob", "carol"]);
+    }
+
+    #[test]
+    fn a_node_whose_key_expired_takes_its_members_with_it() {
+        let link = Link::default();
+        link.refresh(vec![node("b", &["bob"]), node("c", &["dave"])]);
+        let (before, after) = link.refresh(vec![node("b", &["bob"])]);
+        let key = ("1".to_owned(), "presence-room".to_owned());
+        assert!(before[&key].contains_key("dave") && !after[&key].contains_key("dave"));
+    }
+
+    #[test]
+    fn messages_round_trip_and_name_their_node() {
+        let message = Envelope {
+            node: "n1".into(),
+            body: Body::Publish {
+                app: "1".into(),
+                channels: vec!["a".into()],
+                event: "e".into(),
+                data: "{\"x\":1}".into(),
+                except: Some("1.2".into()),
+                user_id: None,
+                source: EventSource::Api,
+            },
+        };
+        let text = serde_json::to_string(&message).unwrap();
+        assert!(text.contains("\"kind\":\"publish\"") && text.contains("\"node\":\"n1\""), "{text}");
+        let back: Envelope = serde_json::from_str(&text).unwrap();
+        assert!(matches!(back.body, Body::Publish { except: Some(ref e), .. } if e == "1.2"));
+    }
+}
