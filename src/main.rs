@@ -332,6 +332,9 @@ mod tests {
             allow_anonymous_publish: false,
             admin_token: None,
             allow_remote_dashboard: false,
+            adapter: None,
+            redis_url: None,
+            redis_prefix: None,
         }
     }
 

@@ -17,7 +17,7 @@ pub(crate) enum Adapter {
     Local,
     /// A hub of a cluster that shares its traffic through Redis.
     #[cfg(feature = "redis")]
-    Redis(redis::Cluster),
+    Redis(Box<redis::Cluster>),
 }
 
 impl Adapter {

@@ -543,7 +543,7 @@ fn adapter(config: &Config) -> Result<Adapter, crate::config::ConfigError> {
                 node,
                 Duration::from_millis(config.node_timeout_ms),
             )
-            .map(Adapter::Redis)
+            .map(|c| Adapter::Redis(Box::new(c)))
             .map_err(crate::config::ConfigError::Invalid)
         }
         #[cfg(not(feature = "redis"))]
