@@ -14,6 +14,7 @@ import { randomCredentials, startHub } from './hub.mjs';
 import { Inbox, connectPusher, eventually, pusherOptions, serverSdk, sleep, subscribe, uniqueName } from './wire.mjs';
 
 const NODE_TIMEOUT_MS = 3000;
+const ADMIN_TOKEN = 'cluster-admin-token-0123456789';
 
 async function freePort() {
   const server = net.createServer();
@@ -59,10 +60,10 @@ describe('two hubs sharing one Redis', () => {
   const credentials = randomCredentials();
   const prefix = uniqueName('cluster');
 
-  const startNode = () =>
+  const startNode = (clusterPrefix = prefix) =>
     startHub({
       credentials,
-      config: `adapter = "redis"\nredis_url = "redis://127.0.0.1:${redisPort}"\nredis_prefix = "${prefix}"\nnode_timeout_ms = ${NODE_TIMEOUT_MS}\n`,
+      config: `adapter = "redis"\nredis_url = "redis://127.0.0.1:${redisPort}"\nredis_prefix = "${clusterPrefix}"\nnode_timeout_ms = ${NODE_TIMEOUT_MS}\nadmin_token = "${ADMIN_TOKEN}"\n`,
     });
 
   /** A pusher-js client on `hub`, authorized by the backend as `user`; disconnected at the end. */
@@ -116,6 +117,35 @@ describe('two hubs sharing one Redis', () => {
       assert.deepEqual([...got.all].sort((x, y) => x - y), [...Array(20).keys()], 'each event exactly once');
       assert.deepEqual(got.all.filter((n) => n % 2 === 0), [...Array(10).keys()].map((k) => 2 * k), 'B\'s in order');
       assert.deepEqual(got.all.filter((n) => n % 2 === 1), [...Array(10).keys()].map((k) => 2 * k + 1), 'A\'s in order');
+    }
+  });
+
+  test("the dashboard's overview shows the cluster: the link, the other hub and its clients", async () => {
+    const res = await fetch(`${a.httpUrl}/admin/api/overview`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+    const overview = await res.json();
+    assert.equal(overview.cluster.link, 'up');
+    assert.equal(overview.cluster.prefix, prefix);
+    assert.equal(overview.cluster.others.length, 1);
+    assert.equal(typeof overview.cluster.others[0].connections, 'number');
+    assert.match(overview.cluster.others[0].name, /:\d+$/, 'named by host and port');
+  });
+
+  test('a hub with another prefix on the same Redis is another cluster', async () => {
+    const stranger = await startNode(`${prefix}-other`);
+    try {
+      const channel = uniqueName('private-to-one-cluster');
+      const outsider = await client(stranger);
+      const got = new Inbox('on the other cluster');
+      (await subscribe(outsider, channel)).bind('e', (d) => got.push(d));
+      await sleep(1500); // a heartbeat or two
+      assert.equal((await serverSdk(a).trigger(channel, 'e', { n: 1 })).status, 200);
+      await sleep(500);
+      assert.equal(got.all.length, 0, 'an event of this cluster does not reach the other');
+      assert.equal((await health(a)).cluster.others.length, 1, 'the other cluster is not listed');
+      assert.equal((await health(stranger)).cluster.others.length, 0);
+      outsider.disconnect();
+    } finally {
+      await stranger.close();
     }
   });
 
