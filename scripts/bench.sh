@@ -21,6 +21,8 @@ out=$(mktemp)
   echo
   target/release/poussr-bench run --hub target/release/poussr
   echo
+  target/release/poussr-bench cluster --hub target/release/poussr
+  echo
   python3 bench/desktop.py target/release/poussr-desktop
   echo
   node bench/dashboard.mjs target/release/poussr

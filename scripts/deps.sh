@@ -9,7 +9,8 @@ what=${1:-all}
 command -v cargo >/dev/null || { echo "deps: cargo is missing; install Rust from https://rustup.rs" >&2; exit 1; }
 
 # chromium: the dashboard tests drive Debian's Chromium (test tools must not download their own browser).
-packages=(curl nodejs npm pkg-config chromium)
+# redis-server: the cluster tests run two hubs on a real Redis.
+packages=(curl nodejs npm pkg-config chromium redis-server)
 if [ "$what" = all ]; then
   # Building the Tauri app (WebKitGTK, GTK, the tray) and testing its real window (Xvfb, WebKitWebDriver).
   packages+=(build-essential file libssl-dev libwebkit2gtk-4.1-dev libjavascriptcoregtk-4.1-dev

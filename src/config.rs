@@ -28,6 +28,16 @@ pub struct Config {
     /// list is refused with 403 before the upgrade; `*.example.lan` admits the subdomains of a host, `*`
     /// every origin. Programs that send no `Origin` (server-side clients) are not affected.
     pub allowed_origins: Vec<String>,
+    /// How this hub shares its traffic with others: `local` (alone, the default) or `redis`.
+    pub adapter: AdapterKind,
+    /// The Redis server of the cluster (`adapter = "redis"`): `redis://[:password@]host[:port][/db]`.
+    pub redis_url: String,
+    /// What every key and channel of this cluster starts with, so that several clusters can share one
+    /// Redis.
+    pub redis_prefix: String,
+    /// How long a hub that stopped writing its heartbeat stays a member of the cluster, in milliseconds;
+    /// then its connections and presence members are no longer counted.
+    pub node_timeout_ms: u64,
     /// The apps. The first one is the default app that Poussr v1 clients use.
     pub apps: Vec<AppConfig>,
     /// Limits that protect the hub and its clients.
@@ -43,10 +53,25 @@ impl Default for Config {
             admin_token: None,
             allow_remote_dashboard: false,
             allowed_origins: Vec::new(),
+            adapter: AdapterKind::Local,
+            redis_url: "redis://127.0.0.1:6379".into(),
+            redis_prefix: "poussr".into(),
+            node_timeout_ms: 5_000,
             apps: Vec::new(),
             limits: Limits::default(),
         }
     }
+}
+
+/// How hubs share their traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum AdapterKind {
+    /// One hub alone.
+    #[default]
+    Local,
+    /// Several hubs that share their traffic through Redis pub/sub.
+    Redis,
 }
 
 /// One app: what a Pusher client names with its key and a server SDK with its id and secret.
@@ -381,6 +406,40 @@ impl Config {
                 return Err(ConfigError::Invalid(format!("two apps have the key {:?}", app.key)));
             }
         }
+        if self.adapter == AdapterKind::Redis {
+            if !cfg!(feature = "redis") {
+                return Err(ConfigError::Invalid(
+                    "adapter = \"redis\": this build of Poussr has no Redis adapter (it was built without the \
+                     `redis` feature)"
+                        .into(),
+                ));
+            }
+            let url = self.redis_url.trim();
+            if url.starts_with("rediss://") {
+                return Err(ConfigError::Invalid(format!(
+                    "redis_url {url:?}: TLS to Redis (rediss://) is not supported; use redis:// on a trusted network"
+                )));
+            }
+            if !url.starts_with("redis://") && !url.starts_with("redis+unix://") && !url.starts_with("unix://") {
+                return Err(ConfigError::Invalid(format!(
+                    "redis_url {url:?} must start with redis:// (as in redis://127.0.0.1:6379)"
+                )));
+            }
+            let prefix_ok = !self.redis_prefix.is_empty()
+                && self.redis_prefix.len() <= 64
+                && self.redis_prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
+            if !prefix_ok {
+                return Err(ConfigError::Invalid(format!(
+                    "redis_prefix {:?}: use 1-64 characters from A-Z a-z 0-9 - _ . :",
+                    self.redis_prefix
+                )));
+            }
+            if self.node_timeout_ms < 2_000 {
+                return Err(ConfigError::Invalid(
+                    "node_timeout_ms must be at least 2000 (hubs write their heartbeat each second)".into(),
+                ));
+            }
+        }
         for origin in &self.allowed_origins {
             crate::net::normalize_origin_rule(origin).map_err(ConfigError::Invalid)?;
         }
@@ -451,6 +510,29 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redis_settings_are_checked_with_reasons() {
+        let with = |adjust: &dyn Fn(&mut Config)| {
+            let mut c =
+                Config { apps: vec![AppConfig::new("1", "k", "s")], adapter: AdapterKind::Redis, ..Config::default() };
+            adjust(&mut c);
+            c.validate().err().map(|e| e.to_string())
+        };
+        assert_eq!(with(&|_| {}), None);
+        assert!(with(&|c| c.redis_url = "rediss://r:6380".into()).unwrap().contains("TLS"));
+        assert!(with(&|c| c.redis_url = "http://r".into()).unwrap().contains("must start with redis://"));
+        assert!(with(&|c| c.redis_prefix = "a b".into()).unwrap().contains("redis_prefix"));
+        assert!(with(&|c| c.node_timeout_ms = 500).unwrap().contains("at least 2000"));
+        // A hub alone does not care.
+        assert_eq!(
+            with(&|c| {
+                c.adapter = AdapterKind::Local;
+                c.redis_url = "http://r".into();
+            }),
+            None
+        );
+    }
 
     #[test]
     fn generated_credentials_are_random_and_valid() {

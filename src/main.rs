@@ -56,6 +56,17 @@ struct ServeArgs {
     /// Let the admin API answer other machines (they still need the token).
     #[arg(long, env = "POUSSR_ALLOW_REMOTE_DASHBOARD")]
     allow_remote_dashboard: bool,
+    /// How this hub shares its traffic: alone (local) or with the other hubs on the same Redis (redis)
+    /// [default: local].
+    #[arg(long, env = "POUSSR_ADAPTER", value_enum)]
+    adapter: Option<poussr::config::AdapterKind>,
+    /// The cluster's Redis server [default: redis://127.0.0.1:6379].
+    #[arg(long, env = "POUSSR_REDIS_URL", hide_env_values = true)]
+    redis_url: Option<String>,
+    /// What the cluster's Redis keys and channels start with, so that clusters can share a Redis
+    /// [default: poussr].
+    #[arg(long, env = "POUSSR_REDIS_PREFIX")]
+    redis_prefix: Option<String>,
 }
 
 fn data_dir(args: &ServeArgs) -> Result<PathBuf, String> {
@@ -84,6 +95,15 @@ fn configure(args: &ServeArgs) -> Result<(Config, String), String> {
     config.allow_remote_dashboard |= args.allow_remote_dashboard;
     if let Some(token) = &args.admin_token {
         config.admin_token = Some(token.clone());
+    }
+    if let Some(adapter) = args.adapter {
+        config.adapter = adapter;
+    }
+    if let Some(url) = &args.redis_url {
+        config.redis_url = url.clone();
+    }
+    if let Some(prefix) = &args.redis_prefix {
+        config.redis_prefix = prefix.clone();
     }
 
     let origin = match (&args.app_id, &args.app_key, &args.app_secret) {
@@ -131,6 +151,16 @@ fn banner(local: SocketAddr, config: &Config, origin: &str, admin_token: &str) -
         app.id, app.key, app.secret
     );
     out += &format!("  admin token: {admin_token}\n");
+    if config.adapter == poussr::config::AdapterKind::Redis {
+        // A password in the URL is not printed.
+        let url = match config.redis_url.split_once('@') {
+            Some((scheme_and_user, host)) => {
+                format!("{}***@{host}", &scheme_and_user[..scheme_and_user.find("//").map_or(0, |i| i + 2)])
+            }
+            None => config.redis_url.clone(),
+        };
+        out += &format!("\nCluster: sharing traffic through {url} (prefix {})\n", config.redis_prefix);
+    }
     let local_url = match local.ip() {
         ip if ip.is_unspecified() => format!("127.0.0.1:{}", local.port()),
         _ => url_for(local),
@@ -302,6 +332,9 @@ mod tests {
             allow_anonymous_publish: false,
             admin_token: None,
             allow_remote_dashboard: false,
+            adapter: None,
+            redis_url: None,
+            redis_prefix: None,
         }
     }
 

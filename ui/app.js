@@ -179,9 +179,40 @@ function renderOverviewRest(o) {
     if (hooks.dropped) text += ' · ' + hooks.dropped.toLocaleString() + ' dropped (the target was too slow or down)';
     setText(hookLine, text);
   }
+  renderCluster(o.cluster, o.stats.connections);
   setText($('snippet'), o.snippets[state.snippet]);
   setText($('clients-snippet'), o.snippets.pusher_js);
   setText($('log-snippet'), o.snippets.curl);
+}
+
+/** The cluster card: the Redis link, this hub and the others with their clients (hidden for a hub alone). */
+function renderCluster(c, here) {
+  const card = $('cluster-card');
+  if (card.hidden !== !c) card.hidden = !c;
+  if (!c) return;
+  const link = $('cluster-link');
+  link.className = 'cluster-link ' + (c.link === 'up' ? 'ok' : 'bad');
+  setText(link, c.link === 'up'
+    ? 'Linked through Redis (prefix ' + c.prefix + ')'
+    : 'Redis link down' + (c.error ? ': ' + c.error : '') + ' — this hub keeps serving its own clients');
+  const rows = [{ name: 'This hub', id: c.node, connections: here, self: true }, ...c.others];
+  $('cluster-nodes').replaceChildren(
+    ...rows.map((n) => {
+      const li = document.createElement('li');
+      const name = document.createElement('span');
+      name.textContent = n.self ? 'This hub' : n.name || n.id;
+      name.title = 'node ' + n.id;
+      const count = document.createElement('span');
+      count.className = 'muted';
+      count.textContent = n.connections.toLocaleString() + (n.connections === 1 ? ' client' : ' clients');
+      li.append(name, ' ', count);
+      return li;
+    }),
+  );
+  const total = rows.reduce((sum, n) => sum + n.connections, 0);
+  setText($('cluster-note'), rows.length + ' hubs, ' + total.toLocaleString() + ' clients in all. Sent to the others: '
+    + c.published.toLocaleString() + ' · received: ' + c.received.toLocaleString()
+    + (c.dropped ? ' · dropped while the link was down: ' + c.dropped.toLocaleString() : ''));
 }
 
 // ---- The monitor feed ----
@@ -513,6 +544,10 @@ function fillSettings(s) {
   const app = s.app || { client_events: true, webhooks: [] };
   $('client-events').checked = app.client_events !== false;
   $('allowed-origins').value = (s.allowed_origins || []).join(' ');
+  $('adapter').value = s.adapter || 'local';
+  $('redis-url').value = s.redis_url || '';
+  $('redis-prefix').value = s.redis_prefix || '';
+  showRedisFields();
   const hook = (app.webhooks || [])[0];
   $('webhook-url').value = hook ? hook.url : '';
   const kinds = hook && hook.events && hook.events.length ? hook.events : null;
@@ -538,6 +573,12 @@ async function applySettings(input, resultEl) {
   }
 }
 
+/** The Redis fields matter only for a hub in a cluster. */
+function showRedisFields() {
+  const redis = $('adapter').value === 'redis';
+  for (const f of document.querySelectorAll('.redis-only')) f.hidden = !redis;
+}
+
 function formInput() {
   return {
     bind: $('bind').value,
@@ -546,6 +587,9 @@ function formInput() {
     allow_remote_dashboard: $('allow-remote-dashboard').checked,
     client_events: $('client-events').checked,
     allowed_origins: $('allowed-origins').value.trim(),
+    adapter: $('adapter').value,
+    redis_url: $('redis-url').value.trim(),
+    redis_prefix: $('redis-prefix').value.trim(),
     webhook_url: $('webhook-url').value.trim(),
     webhook_events: [...document.querySelectorAll('input[name="webhook_event"]:checked')].map((b) => b.value),
   };
@@ -555,6 +599,7 @@ function formInput() {
 
 function wire() {
   for (const tab of document.querySelectorAll('.tab')) tab.addEventListener('click', () => showPane(tab.dataset.pane));
+  $('adapter').addEventListener('change', showRedisFields);
   for (const b of document.querySelectorAll('.snippet-tabs [role="tab"]')) {
     b.addEventListener('click', () => selectSnippet(b.dataset.snippet));
     b.addEventListener('keydown', (e) => {

@@ -281,6 +281,8 @@ pub struct Fleet {
     stop: watch::Sender<bool>,
     tasks: Vec<(Vec<u32>, bool, tokio::task::JoinHandle<SubscriberResult>)>,
     http: reqwest::Client,
+    /// Where events are published, when not the hub the subscribers are on (another hub of a cluster).
+    publish_target: Option<Target>,
     /// What connecting measured.
     pub connect: ConnectReport,
 }
@@ -482,7 +484,13 @@ impl Fleet {
             stop,
             tasks,
             http: reqwest::Client::builder().pool_max_idle_per_host(64).build().expect("HTTP client"),
+            publish_target: None,
         }
+    }
+
+    /// Publishes through `target` (another hub of the same cluster) instead of the subscribers' hub.
+    pub fn publish_through(&mut self, target: Target) {
+        self.publish_target = Some(target);
     }
 
     /// Publishes for `phase.duration`, then waits (at most 10 s) for the deliveries to arrive.
@@ -498,7 +506,7 @@ impl Fleet {
         let per_publisher = phase.rate / publishers as f64;
         let mut handles = Vec::new();
         for p in 0..publishers {
-            let target = self.config.target.clone();
+            let target = self.publish_target.clone().unwrap_or_else(|| self.config.target.clone());
             let http = self.http.clone();
             let phase = phase.clone();
             // Publishers start evenly spread over one interval, so their events do not come in bursts.

@@ -35,6 +35,15 @@ enum Cmd {
         #[arg(long)]
         quick: bool,
     },
+    /// One hub against two hubs sharing their traffic through a local redis-server; prints Markdown.
+    Cluster {
+        /// The hub binary (a release build).
+        #[arg(long, default_value = "target/release/poussr")]
+        hub: PathBuf,
+        /// Small sizes: checks that the scenario runs, in seconds.
+        #[arg(long)]
+        quick: bool,
+    },
     /// One load run against a running hub or baseline; prints a JSON report.
     Load(LoadArgs),
     /// Connection churn against a fresh hub, its memory and open files sampled; prints Markdown and fails
@@ -156,6 +165,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             if !passed {
                 return Err("the soak failed: see the verdict above".into());
             }
+        }
+        Cmd::Cluster { hub, quick } => {
+            let scale = if quick { scenarios::Scale::quick() } else { scenarios::Scale::full() };
+            print!("{}", scenarios::cluster(&hub, &scale).await?);
         }
         Cmd::Load(a) => {
             let target = if a.baseline {

@@ -34,6 +34,10 @@ pub struct Scale {
     pub slow_secs: u64,
     /// Try as many connections as the open-file limit allows.
     pub max_connections: bool,
+    /// Subscribers in the cluster scenario.
+    pub cluster_subscribers: usize,
+    /// Publish rates of the cluster scenario, events/s.
+    pub cluster_rates: Vec<f64>,
 }
 
 impl Scale {
@@ -49,6 +53,8 @@ impl Scale {
             slow_readers: 200,
             slow_secs: 15,
             max_connections: true,
+            cluster_subscribers: 5_000,
+            cluster_rates: vec![10.0, 50.0, 100.0],
         }
     }
 
@@ -64,6 +70,8 @@ impl Scale {
             slow_readers: 20,
             slow_secs: 3,
             max_connections: false,
+            cluster_subscribers: 100,
+            cluster_rates: vec![10.0, 50.0],
         }
     }
 }
@@ -132,6 +140,39 @@ impl Server {
         })
     }
 
+    /// A hub of a Redis cluster (`--adapter redis`), with the same app as every other.
+    pub(crate) async fn clustered_hub(bin: &Path, redis_url: &str) -> std::io::Result<Server> {
+        let data = std::env::temp_dir().join(format!("poussr-bench-{}-{}", std::process::id(), rand_suffix()));
+        std::fs::create_dir_all(&data)?;
+        let mut child = Command::new(bin)
+            .args(["serve", "--bind", "127.0.0.1", "--port", "0", "--app-id", APP_ID, "--app-key", APP_KEY])
+            .args([
+                "--app-secret",
+                APP_SECRET,
+                "--adapter",
+                "redis",
+                "--redis-url",
+                redis_url,
+                "--redis-prefix",
+                "bench",
+            ])
+            .arg("--data-dir")
+            .arg(&data)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()?;
+        let addr = listening(&mut child).await?;
+        let pid = child.id().unwrap_or(0);
+        Ok(Server {
+            child,
+            target: Target::Hub { addr, app_id: APP_ID.into(), key: APP_KEY.into(), secret: APP_SECRET.into() },
+            pid,
+            _data: Some(TempDir(data)),
+        })
+    }
+
     async fn baseline() -> std::io::Result<Server> {
         let mut child = Command::new(std::env::current_exe()?)
             .args(["baseline", "--port", "0"])
@@ -156,6 +197,117 @@ impl Server {
     pub(crate) async fn stop(mut self) {
         let _ = self.child.kill().await;
     }
+}
+
+fn rand_suffix() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+}
+
+/// A redis-server on a free loopback port, in memory only, killed when dropped.
+struct Redis {
+    _child: Child,
+    url: String,
+}
+
+impl Redis {
+    async fn start() -> std::io::Result<Redis> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| std::io::Error::other(format!("redis-server: {e} (apt install redis-server)")))?;
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+                return Ok(Redis { _child: child, url: format!("redis://127.0.0.1:{port}") });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Err(std::io::Error::other("redis-server did not start within 5 s"))
+    }
+}
+
+/// One hub against two hubs on Redis: subscribers on the first, events published through the second.
+pub async fn cluster(hub_bin: &Path, scale: &Scale) -> std::io::Result<String> {
+    let mut md = String::new();
+    let subscribers = scale.cluster_subscribers;
+    writeln!(
+        md,
+        "## Cluster: two hubs through Redis against one hub
+
+`poussr-bench cluster`: {subscribers} subscribers on one          channel of hub A, 100-byte events published through the signed HTTP API (16 publishers), {} s per rate.          *One hub*: publishers and subscribers on the same hub (local adapter). *Through Redis*: the subscribers on          hub A, the events published on hub B, delivered by way of a local redis-server (`--adapter redis`).          Everything on this machine's 2 cores, Redis included.
+",
+        scale.step_secs
+    )
+    .ok();
+    writeln!(
+        md,
+        "| rate (events/s) | setup | deliveries/s | p50 ms | p99 ms | lost | duplicated | reordered |
+|---|---|---|---|---|---|---|---|"
+    )
+    .ok();
+    let rates = scale.cluster_rates.clone();
+    let mut single = Vec::new();
+    {
+        let server = Server::hub(hub_bin).await?;
+        let mut f = Fleet::connect(fleet(&server.target, subscribers, 0)).await;
+        for rate in &rates {
+            let p = PhaseConfig { publishers: FANOUT_PUBLISHERS, ..phase(*rate, 100, scale.step_secs) };
+            single.push(f.publish(&p).await.1);
+        }
+        single = f.close(single).await.0;
+        server.stop().await;
+    }
+    let mut across = Vec::new();
+    {
+        let redis = Redis::start().await?;
+        let a = Server::clustered_hub(hub_bin, &redis.url).await?;
+        let b = Server::clustered_hub(hub_bin, &redis.url).await?;
+        // Both linked: B has seen A's heartbeat.
+        for _ in 0..100 {
+            let others = health(&b.target).await.and_then(|h| h["cluster"]["others"].as_array().map(Vec::len));
+            if others == Some(1) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let mut f = Fleet::connect(fleet(&a.target, subscribers, 0)).await;
+        f.publish_through(b.target.clone());
+        for rate in &rates {
+            let p = PhaseConfig { publishers: FANOUT_PUBLISHERS, ..phase(*rate, 100, scale.step_secs) };
+            across.push(f.publish(&p).await.1);
+        }
+        across = f.close(across).await.0;
+        a.stop().await;
+        b.stop().await;
+        drop(redis);
+    }
+    for (i, rate) in rates.iter().enumerate() {
+        for (who, r) in [("one hub", &single[i]), ("through Redis", &across[i])] {
+            writeln!(
+                md,
+                "| {rate:.0} | {who} | {:.0} | {} | {} | {} | {} | {} |",
+                r.deliveries_per_sec,
+                ms(r.latency.p50),
+                ms(r.latency.p99),
+                r.lost,
+                r.duplicated,
+                r.reordered
+            )
+            .ok();
+        }
+        writeln!(
+            md,
+            "| {rate:.0} | **ratio** | **{}** | | **{}** | | | |",
+            ratio(across[i].deliveries_per_sec, single[i].deliveries_per_sec),
+            ratio(across[i].latency.p99 as f64, single[i].latency.p99 as f64)
+        )
+        .ok();
+    }
+    writeln!(md).ok();
+    Ok(md)
 }
 
 fn fleet(target: &Target, connections: usize, stalled: usize) -> FleetConfig {

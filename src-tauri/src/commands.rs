@@ -111,6 +111,15 @@ pub struct SettingsInput {
     /// admits every page; unchanged when absent.
     #[serde(default)]
     pub allowed_origins: Option<String>,
+    /// Alone or through Redis; unchanged when absent.
+    #[serde(default)]
+    pub adapter: Option<poussr::config::AdapterKind>,
+    /// The cluster's Redis server; unchanged when absent.
+    #[serde(default)]
+    pub redis_url: Option<String>,
+    /// The cluster's key prefix; unchanged when absent.
+    #[serde(default)]
+    pub redis_prefix: Option<String>,
     /// The limits, when the pane edits them.
     #[serde(default)]
     pub limits: Option<Limits>,

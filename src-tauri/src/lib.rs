@@ -115,6 +115,19 @@ impl AppState {
                 Some(typed) => parse_origins(typed)?,
                 None => previous.allowed_origins.clone(),
             },
+            adapter: input.adapter.unwrap_or(previous.adapter),
+            redis_url: input
+                .redis_url
+                .as_deref()
+                .map(str::trim)
+                .map(str::to_owned)
+                .unwrap_or_else(|| previous.redis_url.clone()),
+            redis_prefix: input
+                .redis_prefix
+                .as_deref()
+                .map(str::trim)
+                .map(str::to_owned)
+                .unwrap_or_else(|| previous.redis_prefix.clone()),
             limits: input.limits.unwrap_or_else(|| previous.limits.clone()),
             app,
         };
@@ -514,6 +527,32 @@ mod tests {
         let saved: serde_json::Value =
             serde_json::from_slice(&std::fs::read(dir.join("settings.json")).unwrap()).unwrap();
         assert!(saved["app"].get("webhooks").is_none(), "{saved}");
+        tauri::async_runtime::block_on(app.state::<AppState>().runner.stop());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn apply_settings_joins_a_redis_cluster_and_says_when_redis_is_unreachable() {
+        let (app, dir) = mock_app(serde_json::json!({"bind": "127.0.0.1", "port": 0}));
+        let webview = tauri::WebviewWindowBuilder::new(&app, "main", Default::default()).build().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let input = |url: &str| {
+            serde_json::json!({"input": {"bind": "127.0.0.1", "port": port, "allow_anonymous_publish": false,
+                "allow_remote_dashboard": false, "adapter": "redis", "redis_url": url, "redis_prefix": "plant-a"}})
+        };
+        let err = invoke(&webview, "apply_settings", input("http://127.0.0.1:6379")).unwrap_err();
+        assert!(err["message"].as_str().unwrap().contains("must start with redis://"), "{err}");
+        // Nothing listens on port 1: the hub runs, serves its own clients and says the link is down.
+        invoke(&webview, "apply_settings", input(" redis://127.0.0.1:1 ")).unwrap();
+        let saved: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("settings.json")).unwrap()).unwrap();
+        assert_eq!(
+            (&saved["adapter"], &saved["redis_url"], &saved["redis_prefix"]),
+            (&"redis".into(), &"redis://127.0.0.1:1".into(), &"plant-a".into())
+        );
+        let hub = tauri::async_runtime::block_on(app.state::<AppState>().runner.hub()).expect("the hub runs");
+        let status = hub.cluster_status().expect("a cluster member");
+        assert_eq!((status.adapter, status.prefix.as_str()), ("redis", "plant-a"));
         tauri::async_runtime::block_on(app.state::<AppState>().runner.stop());
         std::fs::remove_dir_all(dir).unwrap();
     }

@@ -28,6 +28,12 @@ pub struct Settings {
     pub allow_remote_dashboard: bool,
     /// The web pages whose scripts may connect (empty: any); see `Config::allowed_origins`.
     pub allowed_origins: Vec<String>,
+    /// Alone, or in a cluster through Redis.
+    pub adapter: poussr::config::AdapterKind,
+    /// The cluster's Redis server.
+    pub redis_url: String,
+    /// The cluster's key prefix.
+    pub redis_prefix: String,
     /// The hub's limits.
     pub limits: Limits,
     /// The app's credentials: generated on first launch, then kept.
@@ -43,6 +49,9 @@ impl Default for Settings {
             allow_anonymous_publish: hub.allow_anonymous_publish,
             allow_remote_dashboard: hub.allow_remote_dashboard,
             allowed_origins: hub.allowed_origins,
+            adapter: hub.adapter,
+            redis_url: hub.redis_url,
+            redis_prefix: hub.redis_prefix,
             limits: hub.limits,
             app: None,
         }
@@ -67,6 +76,9 @@ impl Settings {
             allow_remote_dashboard: self.allow_remote_dashboard,
             admin_token: Some(admin_token.to_owned()),
             allowed_origins: self.allowed_origins.clone(),
+            adapter: self.adapter,
+            redis_url: self.redis_url.clone(),
+            redis_prefix: self.redis_prefix.clone(),
             apps: self.app.iter().cloned().collect(),
             limits: self.limits.clone(),
         }

@@ -132,6 +132,7 @@ async fn overview(State(state): State<AppState>) -> Json<Value> {
         "apps": hub.apps().iter().map(|a| json!({"id": a.config.id, "key": a.config.key})).collect::<Vec<_>>(),
         "snippets": crate::snippets::snippets(&host, port, &app.config),
         "stats": hub.stats(),
+        "cluster": hub.cluster_status(),
     }))
 }
 

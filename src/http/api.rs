@@ -91,7 +91,7 @@ impl Info {
 
     fn attributes(self, state: &AppState, app: &App, channel: &ChannelName) -> Value {
         let mut out = Map::new();
-        let info = state.hub.channel(app, channel);
+        let info = state.hub.cluster_channel(app, channel);
         if self.user_count {
             out.insert("user_count".into(), info.as_ref().and_then(|c| c.user_count).unwrap_or(0).into());
         }
@@ -290,7 +290,7 @@ pub(super) async fn channels(
         ));
     }
     let mut out = BTreeMap::new();
-    for c in state.hub.channels(&app) {
+    for c in state.hub.cluster_channels(&app) {
         if !c.name.starts_with(&prefix) {
             continue;
         }
@@ -318,7 +318,7 @@ pub(super) async fn channel(
     let name = super::channel_name(&name)?;
     let info = Info::parse(channels_query(query.as_deref()).info.as_deref())?;
     info.check(&name)?;
-    let occupied = state.hub.channel(&app, &name).is_some_and(|c| c.subscription_count > 0);
+    let occupied = state.hub.cluster_channel(&app, &name).is_some();
     let mut out = Map::new();
     out.insert("occupied".into(), occupied.into());
     if let Value::Object(attrs) = info.attributes(&state, &app, &name) {
@@ -341,7 +341,8 @@ pub(super) async fn channel_users(
             "{name:?} is not a presence channel; only presence channels have users"
         )));
     }
-    let users: Vec<Value> = state.hub.channel_users(&app, &name).iter().map(|id| json!({ "id": &**id })).collect();
+    let users: Vec<Value> =
+        state.hub.cluster_channel_users(&app, &name).iter().map(|id| json!({ "id": &**id })).collect();
     Ok(Json(json!({ "users": users })))
 }
 

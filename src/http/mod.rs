@@ -155,6 +155,7 @@ async fn health(State(state): State<AppState>) -> Response {
         "deliveries": stats.deliveries,
         "slow_consumer_closes": stats.slow_consumer_closes,
         "webhooks": stats.webhooks,
+        "cluster": hub.cluster_status(),
     }))
     .into_response()
 }

@@ -530,10 +530,99 @@ struct Shared {
     connections_watch: watch::Sender<usize>,
 }
 
+/// The adapter `config` asks for.
+fn adapter(config: &Config) -> Result<Adapter, crate::config::ConfigError> {
+    match config.adapter {
+        crate::config::AdapterKind::Local => Ok(Adapter::Local),
+        #[cfg(feature = "redis")]
+        crate::config::AdapterKind::Redis => {
+            let node = format!("{:016x}", rand::random::<u64>());
+            crate::adapter::redis::Cluster::new(
+                config.redis_url.trim(),
+                &config.redis_prefix,
+                node,
+                Duration::from_millis(config.node_timeout_ms),
+            )
+            .map(|c| Adapter::Redis(Box::new(c)))
+            .map_err(crate::config::ConfigError::Invalid)
+        }
+        #[cfg(not(feature = "redis"))]
+        crate::config::AdapterKind::Redis => {
+            Err(crate::config::ConfigError::Invalid("this build of Poussr has no Redis adapter".into()))
+        }
+    }
+}
+
 /// The hub: a cheap `Clone` handle over the shared state.
 #[derive(Debug, Clone)]
 pub struct Hub {
     shared: Arc<Shared>,
+}
+
+/// A handle that does not keep the hub alive (for background tasks the hub itself owns).
+#[derive(Debug, Clone)]
+pub struct WeakHub(std::sync::Weak<Shared>);
+
+impl WeakHub {
+    /// The hub, if it still exists.
+    pub fn upgrade(&self) -> Option<Hub> {
+        self.0.upgrade().map(|shared| Hub { shared })
+    }
+}
+
+/// What one hub holds of an app, as the cluster heartbeat shares it: occupied channels with their
+/// subscription counts, and the members of presence channels.
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq)]
+pub struct AppSnapshot {
+    /// Occupied channels and their subscriptions.
+    pub channels: BTreeMap<String, usize>,
+    /// Presence channels: user id → user info.
+    pub presence: BTreeMap<String, BTreeMap<String, serde_json::Value>>,
+}
+
+/// A channel as the whole cluster has it (the HTTP API's answers).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterChannel {
+    /// The name.
+    pub name: String,
+    /// Subscriptions on every hub.
+    pub subscription_count: usize,
+    /// Presence channels: distinct users over every hub.
+    pub user_count: Option<usize>,
+}
+
+/// Another hub of the cluster, as its heartbeat describes it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ClusterNode {
+    /// Its node id.
+    pub id: String,
+    /// Its host name and port.
+    pub name: String,
+    /// Its open connections.
+    pub connections: usize,
+}
+
+/// The cluster as this hub sees it (`/health`, the dashboard).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ClusterStatus {
+    /// `redis`.
+    pub adapter: &'static str,
+    /// This hub's node id.
+    pub node: String,
+    /// The key prefix of the cluster.
+    pub prefix: String,
+    /// `up` when every Redis connection works, else `down`.
+    pub link: &'static str,
+    /// The last failure, while the link is down.
+    pub error: Option<String>,
+    /// The other hubs.
+    pub others: Vec<ClusterNode>,
+    /// Messages sent to the other hubs.
+    pub published: u64,
+    /// Messages received from them.
+    pub received: u64,
+    /// Messages dropped because the link was down too long (the outbox was full).
+    pub dropped: u64,
 }
 
 impl Hub {
@@ -571,7 +660,7 @@ impl Hub {
                 next_connection: AtomicU64::new(1),
                 counters: Counters::default(),
                 monitor: Monitor::default(),
-                adapter: Adapter::Local,
+                adapter: adapter(config)?,
                 started: Instant::now(),
                 shutting_down: AtomicBool::new(false),
                 admin_token: config.admin_token.clone().unwrap_or_else(crate::config::random_token),
@@ -588,12 +677,23 @@ impl Hub {
         })
     }
 
-    /// Starts the hub's background work on the current tokio runtime: the webhook senders. Called by
-    /// [`crate::server::run`]; calling it again does nothing.
+    /// Starts the hub's background work on the current tokio runtime: the webhook senders and the
+    /// cluster link. Called by [`crate::server::run`]; calling it again does nothing.
     pub fn start_background(&self) {
         for app in &self.shared.apps {
             app.webhooks.start(&app.config, &self.shared.limits, &self.shared.monitor);
         }
+        self.shared.adapter.start(self);
+    }
+
+    /// A handle that does not keep the hub alive.
+    pub fn downgrade(&self) -> WeakHub {
+        WeakHub(Arc::downgrade(&self.shared))
+    }
+
+    /// The cluster this hub belongs to, if any.
+    pub fn cluster_status(&self) -> Option<ClusterStatus> {
+        self.shared.adapter.status()
     }
 
     /// The limits in force.
@@ -817,6 +917,9 @@ impl Hub {
         };
         let app = &conn.app;
         let presence = channel.kind() == ChannelKind::Presence;
+        // The members on the other hubs of a cluster (empty for a hub alone), read before the locks.
+        let remote =
+            if presence { s.adapter.remote_members(&app.config.id, channel.as_str()) } else { BTreeMap::new() };
         let mut map = lock(&app.channels);
         let mut created = false;
         let ch = map
@@ -828,13 +931,17 @@ impl Hub {
             .clone();
         let mut state = lock(&ch.state);
         if again {
-            let presence = presence.then(|| presence_data(&state));
+            let presence = presence.then(|| presence_data(&state, &remote));
             return Ok(Joined { newly: false, presence, cached: None });
         }
         let mut added = None;
+        let mut first_here = None;
         if let Some(m) = member.as_ref().filter(|_| presence) {
             let max = s.limits.max_presence_members;
-            if !state.members.contains_key(&m.user_id) && state.members.len() >= max {
+            let members =
+                state.members.len() + remote.keys().filter(|u| !state.members.contains_key(u.as_str())).count();
+            let known = state.members.contains_key(&m.user_id) || remote.contains_key(&*m.user_id);
+            if !known && members >= max {
                 let empty = state.subscribers.is_empty();
                 drop(state);
                 if empty {
@@ -848,22 +955,29 @@ impl Hub {
                 .or_insert_with(|| MemberState { info: m.user_info.clone(), connections: 0 });
             entry.connections += 1;
             if entry.connections == 1 {
-                let frame: Frame = pusher::member_added(channel.as_str(), &m.user_id, &m.user_info).into();
-                for sub in state.subscribers.values() {
-                    sub.conn.send(frame.clone());
+                first_here = Some((m.user_id.clone(), m.user_info.clone()));
+                // A user already present on another hub is already known to everyone.
+                if !remote.contains_key(&*m.user_id) {
+                    let frame: Frame = pusher::member_added(channel.as_str(), &m.user_id, &m.user_info).into();
+                    for sub in state.subscribers.values() {
+                        sub.conn.send(frame.clone());
+                    }
+                    added = Some(m.user_id.clone());
                 }
-                added = Some(m.user_id.clone());
             }
         }
         let user_id = member.filter(|_| presence).map(|m| m.user_id);
         state.subscribers.insert(conn.number, Subscriber { conn: conn.clone(), user_id });
-        let presence = presence.then(|| presence_data(&state));
+        let presence = presence.then(|| presence_data(&state, &remote));
         let cached = channel.is_cache().then(|| self.cached(app, channel));
         lock(&conn.channels).insert(channel.clone());
         drop(state);
         drop(map);
 
-        if created {
+        if let Some((user_id, user_info)) = first_here {
+            s.adapter.member_added(app, channel.as_str(), &user_id, &user_info);
+        }
+        if created && !s.adapter.remote_occupied(&app.config.id, channel.as_str()) {
             app.webhook(WebhookKind::ChannelOccupied, channel, None);
         }
         s.monitor.emit(|| MonitorEvent::Subscribed {
@@ -923,22 +1037,33 @@ impl Hub {
 
     fn remove_subscriber(&self, conn: &Connection, channel: &ChannelName) {
         let app = &conn.app;
+        let s = &self.shared;
+        let remote = if channel.kind() == ChannelKind::Presence {
+            s.adapter.remote_members(&app.config.id, channel.as_str())
+        } else {
+            BTreeMap::new()
+        };
         let mut map = lock(&app.channels);
         let Some(ch) = map.get(channel).cloned() else { return };
         let mut state = lock(&ch.state);
         let Some(sub) = state.subscribers.remove(&conn.number) else { return };
         let mut removed = None;
+        let mut last_here = None;
         if let Some(user_id) = sub.user_id
             && let Some(member) = state.members.get_mut(&user_id)
         {
             member.connections -= 1;
             if member.connections == 0 {
                 state.members.remove(&user_id);
-                let frame: Frame = pusher::member_removed(channel.as_str(), &user_id).into();
-                for other in state.subscribers.values() {
-                    other.conn.send(frame.clone());
+                // A user still present on another hub stays a member for everyone.
+                if !remote.contains_key(&*user_id) {
+                    let frame: Frame = pusher::member_removed(channel.as_str(), &user_id).into();
+                    for other in state.subscribers.values() {
+                        other.conn.send(frame.clone());
+                    }
+                    removed = Some(user_id.clone());
                 }
-                removed = Some(user_id);
+                last_here = Some(user_id);
             }
         }
         let vacated = state.subscribers.is_empty();
@@ -948,7 +1073,9 @@ impl Hub {
         }
         drop(map);
 
-        let s = &self.shared;
+        if let Some(user_id) = last_here {
+            s.adapter.member_removed(app, channel.as_str(), &user_id);
+        }
         s.monitor.emit(|| MonitorEvent::Unsubscribed {
             at_ms: now_ms(),
             socket_id: conn.socket_id.clone(),
@@ -963,8 +1090,34 @@ impl Hub {
                 user_id,
             });
         }
-        if vacated {
+        if vacated && !s.adapter.remote_occupied(&app.config.id, channel.as_str()) {
             app.webhook(WebhookKind::ChannelVacated, channel, None);
+        }
+    }
+
+    /// A member of presence channel `channel` of app `app_id` appeared on another hub (`Some(info)`) or
+    /// is gone from every other hub (`None`): this hub's subscribers learn it, unless the user is also a
+    /// member here (they know already, and still do).
+    pub(crate) fn remote_presence_changed(
+        &self,
+        app_id: &str,
+        channel: &str,
+        user_id: &str,
+        info: Option<&serde_json::Value>,
+    ) {
+        let Some(app) = self.app_by_id(app_id) else { return };
+        let Ok(name) = ChannelName::parse(channel) else { return };
+        let Some(ch) = lock(&app.channels).get(&name).cloned() else { return };
+        let state = lock(&ch.state);
+        if state.members.contains_key(user_id) {
+            return;
+        }
+        let frame: Frame = match info {
+            Some(info) => pusher::member_added(channel, user_id, info).into(),
+            None => pusher::member_removed(channel, user_id).into(),
+        };
+        for sub in state.subscribers.values() {
+            sub.conn.send(frame.clone());
         }
     }
 
@@ -1029,8 +1182,15 @@ impl Hub {
         Ok(())
     }
 
-    /// Closes every connection signed in as `user_id` with 4009. Returns how many there were.
+    /// Closes every connection signed in as `user_id` with 4009, on every hub of the cluster. Returns how
+    /// many there were on this hub.
     pub fn terminate_user(&self, app: &App, user_id: &str) -> usize {
+        self.shared.adapter.terminate_user(app, user_id);
+        self.terminate_local_user(app, user_id)
+    }
+
+    /// Closes `user_id`'s connections on this hub only; returns how many.
+    pub(crate) fn terminate_local_user(&self, app: &App, user_id: &str) -> usize {
         let conns: Vec<Arc<Connection>> =
             lock(&app.users).get(user_id).map(|c| c.values().cloned().collect()).unwrap_or_default();
         for conn in &conns {
@@ -1043,6 +1203,74 @@ impl Hub {
     pub fn channel_users(&self, app: &App, channel: &ChannelName) -> Vec<Arc<str>> {
         let ch = lock(&app.channels).get(channel).cloned();
         ch.map(|c| lock(&c.state).members.keys().cloned().collect()).unwrap_or_default()
+    }
+
+    /// What this hub holds, by app id, for the cluster heartbeat.
+    pub(crate) fn snapshot(&self) -> BTreeMap<String, AppSnapshot> {
+        let mut out = BTreeMap::new();
+        for app in &self.shared.apps {
+            let chans: Vec<Arc<Channel>> = lock(&app.channels).values().cloned().collect();
+            let mut snap = AppSnapshot::default();
+            for ch in chans {
+                let state = lock(&ch.state);
+                if state.subscribers.is_empty() {
+                    continue;
+                }
+                snap.channels.insert(ch.name.to_string(), state.subscribers.len());
+                if ch.name.kind() == ChannelKind::Presence {
+                    let members = state.members.iter().map(|(id, m)| (id.to_string(), m.info.clone())).collect();
+                    snap.presence.insert(ch.name.to_string(), members);
+                }
+            }
+            out.insert(app.config.id.clone(), snap);
+        }
+        out
+    }
+
+    /// The occupied channels of `app` on every hub of the cluster, sorted by name.
+    pub fn cluster_channels(&self, app: &App) -> Vec<ClusterChannel> {
+        let remote = self.shared.adapter.remote(&app.config.id);
+        let mut names: BTreeSet<String> = self.channels(app).into_iter().map(|c| c.name).collect();
+        for snap in &remote {
+            names.extend(snap.channels.keys().cloned());
+        }
+        names
+            .into_iter()
+            .filter_map(|n| ChannelName::parse(&n).ok())
+            .filter_map(|n| self.cluster_channel_with(app, &n, &remote))
+            .collect()
+    }
+
+    /// One channel of `app` over the cluster, if occupied anywhere.
+    pub fn cluster_channel(&self, app: &App, name: &ChannelName) -> Option<ClusterChannel> {
+        self.cluster_channel_with(app, name, &self.shared.adapter.remote(&app.config.id))
+    }
+
+    fn cluster_channel_with(&self, app: &App, name: &ChannelName, remote: &[AppSnapshot]) -> Option<ClusterChannel> {
+        let local = self.channel(app, name);
+        let remote_subs: usize = remote.iter().filter_map(|s| s.channels.get(name.as_str())).sum();
+        let subscription_count = local.as_ref().map_or(0, |c| c.subscription_count) + remote_subs;
+        if subscription_count == 0 {
+            return None;
+        }
+        let user_count =
+            (name.kind() == ChannelKind::Presence).then(|| self.cluster_users_with(app, name, remote).len());
+        Some(ClusterChannel { name: name.to_string(), subscription_count, user_count })
+    }
+
+    /// The users of a presence channel over the cluster, sorted by id: a user on two hubs is one user.
+    pub fn cluster_channel_users(&self, app: &App, name: &ChannelName) -> Vec<Arc<str>> {
+        self.cluster_users_with(app, name, &self.shared.adapter.remote(&app.config.id))
+    }
+
+    fn cluster_users_with(&self, app: &App, name: &ChannelName, remote: &[AppSnapshot]) -> Vec<Arc<str>> {
+        let mut users: BTreeSet<Arc<str>> = self.channel_users(app, name).into_iter().collect();
+        for snap in remote {
+            if let Some(members) = snap.presence.get(name.as_str()) {
+                users.extend(members.keys().map(|k| Arc::from(k.as_str())));
+            }
+        }
+        users.into_iter().collect()
     }
 
     /// Publishes an event through the adapter. Returns when it is queued to every local subscriber, with
@@ -1206,6 +1434,7 @@ impl Hub {
     /// another behind the same address).
     pub fn begin_shutdown(&self) {
         self.shared.shutting_down.store(true, Relaxed);
+        self.shared.adapter.stop();
         for conn in self.connections() {
             conn.kick(CloseCode::Restarting);
         }
@@ -1217,9 +1446,13 @@ impl Hub {
     }
 }
 
-/// The `subscription_succeeded` data of a presence channel.
-fn presence_data(state: &ChannelState) -> String {
-    pusher::presence_data(state.members.iter().map(|(id, m)| (&**id, &m.info)))
+/// The `subscription_succeeded` data of a presence channel: its members here and, in a cluster, on the
+/// other hubs (this hub's copy of a user's info wins).
+fn presence_data(state: &ChannelState, remote: &BTreeMap<String, serde_json::Value>) -> String {
+    let local = state.members.iter().map(|(id, m)| (&**id, &m.info));
+    let others =
+        remote.iter().filter(|(id, _)| !state.members.contains_key(id.as_str())).map(|(id, info)| (id.as_str(), info));
+    pusher::presence_data(local.chain(others))
 }
 
 fn channel_info(ch: &Channel) -> ChannelInfo {

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 use super::Protocol;
@@ -14,7 +14,7 @@ use crate::protocol::ChannelName;
 pub const MONITOR_CAPACITY: usize = 8192;
 
 /// Where a published event came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EventSource {
     /// The signed Pusher HTTP API.

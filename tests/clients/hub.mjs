@@ -50,9 +50,11 @@ export class Hub {
    *                                  `[[apps.webhooks]]` tables), written under an `[[apps]]` table that
    *                                  carries the test credentials
    * @param {object} [options.env]    extra environment variables (RUST_LOG defaults to warn)
+   * @param {object} [options.credentials] `{appId, key, secret}` instead of random ones
    */
   constructor(options = {}) {
-    Object.assign(this, randomCredentials());
+    // Hubs of one cluster share their app: give them the same `credentials`.
+    Object.assign(this, options.credentials ?? randomCredentials());
     this.port = options.port ?? 0;
     this.dataDir = mkdtempSync(join(tmpdir(), 'poussr-test-'));
     this.configPath = null;

@@ -1,0 +1,280 @@
+// Hubs that share their traffic through Redis (`adapter = "redis"`): a real redis-server on a free
+// loopback port, two hubs on it, and real clients on each. What is published on one hub reaches the
+// subscribers of the other exactly once; socket_id exclusion, client events and terminate_connections work
+// across hubs; each hub sees the other, and a hub killed with SIGKILL leaves the cluster when its key
+// expires; a Redis restart is survived without restarting the hubs.
+
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import net from 'node:net';
+import { after, before, describe, test } from 'node:test';
+import Pusher from 'pusher-js';
+import { startBackend } from './backend.mjs';
+import { randomCredentials, startHub } from './hub.mjs';
+import { Inbox, connectPusher, eventually, pusherOptions, serverSdk, sleep, subscribe, uniqueName } from './wire.mjs';
+
+const NODE_TIMEOUT_MS = 3000;
+const ADMIN_TOKEN = 'cluster-admin-token-0123456789';
+
+async function freePort() {
+  const server = net.createServer();
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address();
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+/** redis-server on `port`, in memory only; resolves once it accepts connections. */
+async function startRedis(port) {
+  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout.setEncoding('utf8');
+  child.stdout.on('data', (chunk) => {
+    output += chunk;
+  });
+  const exited = new Promise((resolve) => child.on('exit', resolve));
+  await eventually(() => output.includes('Ready to accept connections'), { timeout: 10_000, what: `redis-server ready:\n${output}` });
+  return {
+    child,
+    async stop() {
+      child.kill('SIGKILL');
+      await exited;
+    },
+  };
+}
+
+async function health(hub) {
+  const res = await fetch(`${hub.httpUrl}/health`);
+  return res.json();
+}
+
+describe('two hubs sharing one Redis', () => {
+  let redisPort;
+  let redis;
+  let a;
+  let b;
+  let backend;
+  const clients = [];
+  const credentials = randomCredentials();
+  const prefix = uniqueName('cluster');
+
+  const startNode = (clusterPrefix = prefix) =>
+    startHub({
+      credentials,
+      config: `adapter = "redis"\nredis_url = "redis://127.0.0.1:${redisPort}"\nredis_prefix = "${clusterPrefix}"\nnode_timeout_ms = ${NODE_TIMEOUT_MS}\nadmin_token = "${ADMIN_TOKEN}"\n`,
+    });
+
+  /** A pusher-js client on `hub`, authorized by the backend as `user`; disconnected at the end. */
+  async function client(hub, user = 'anonymous') {
+    const auth = (path) => ({ endpoint: `${backend.url}${path}`, transport: 'ajax', headers: { 'x-user': user } });
+    const c = new Pusher(hub.key, { ...pusherOptions(hub), channelAuthorization: auth('/pusher/auth'), userAuthentication: auth('/pusher/user-auth') });
+    clients.push(c);
+    await eventually(() => c.connection.state === 'connected', { what: `pusher-js connected to ${hub.httpUrl}` });
+    return c;
+  }
+
+  before(async () => {
+    redisPort = await freePort();
+    redis = await startRedis(redisPort);
+    a = await startNode();
+    b = await startNode();
+    backend = await startBackend();
+    backend.attach(a);
+    // Both links up, and each hub knows the other.
+    await eventually(async () => {
+      const [ha, hb] = await Promise.all([health(a), health(b)]);
+      return ha.cluster?.link === 'up' && hb.cluster?.link === 'up' && ha.cluster.others.length === 1 && hb.cluster.others.length === 1;
+    }, { timeout: 10_000, what: 'both hubs linked and aware of each other' });
+  });
+
+  after(async () => {
+    for (const c of clients) c.disconnect();
+    await backend?.close();
+    await a?.close();
+    await b?.close();
+    await redis?.stop();
+  });
+
+  test('an event triggered on either hub reaches the subscribers of both, exactly once', async () => {
+    const channel = uniqueName('news');
+    const onA = await client(a);
+    const onB = await client(b);
+    const gotA = new Inbox('on A');
+    const gotB = new Inbox('on B');
+    (await subscribe(onA, channel)).bind('tick', (d) => gotA.push(d.n));
+    (await subscribe(onB, channel)).bind('tick', (d) => gotB.push(d.n));
+    for (let n = 0; n < 20; n++) {
+      const hub = n % 2 ? a : b;
+      assert.equal((await serverSdk(hub).trigger(channel, 'tick', { n })).status, 200);
+    }
+    // Every event exactly once on each hub, and those of one publishing hub in the order it published
+    // them (events of different hubs may interleave differently: each hub delivers its own first).
+    await eventually(() => gotA.all.length >= 20 && gotB.all.length >= 20, { what: '20 events on each hub' });
+    await sleep(300);
+    for (const got of [gotA, gotB]) {
+      assert.deepEqual([...got.all].sort((x, y) => x - y), [...Array(20).keys()], 'each event exactly once');
+      assert.deepEqual(got.all.filter((n) => n % 2 === 0), [...Array(10).keys()].map((k) => 2 * k), 'B\'s in order');
+      assert.deepEqual(got.all.filter((n) => n % 2 === 1), [...Array(10).keys()].map((k) => 2 * k + 1), 'A\'s in order');
+    }
+  });
+
+  test("the dashboard's overview shows the cluster: the link, the other hub and its clients", async () => {
+    const res = await fetch(`${a.httpUrl}/admin/api/overview`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+    const overview = await res.json();
+    assert.equal(overview.cluster.link, 'up');
+    assert.equal(overview.cluster.prefix, prefix);
+    assert.equal(overview.cluster.others.length, 1);
+    assert.equal(typeof overview.cluster.others[0].connections, 'number');
+    assert.match(overview.cluster.others[0].name, /:\d+$/, 'named by host and port');
+  });
+
+  test('a hub with another prefix on the same Redis is another cluster', async () => {
+    const stranger = await startNode(`${prefix}-other`);
+    try {
+      const channel = uniqueName('private-to-one-cluster');
+      const outsider = await client(stranger);
+      const got = new Inbox('on the other cluster');
+      (await subscribe(outsider, channel)).bind('e', (d) => got.push(d));
+      await sleep(1500); // a heartbeat or two
+      assert.equal((await serverSdk(a).trigger(channel, 'e', { n: 1 })).status, 200);
+      await sleep(500);
+      assert.equal(got.all.length, 0, 'an event of this cluster does not reach the other');
+      assert.equal((await health(a)).cluster.others.length, 1, 'the other cluster is not listed');
+      assert.equal((await health(stranger)).cluster.others.length, 0);
+      outsider.disconnect();
+    } finally {
+      await stranger.close();
+    }
+  });
+
+  test('socket_id exclusion holds across hubs', async () => {
+    const channel = uniqueName('excl');
+    const sender = await client(a);
+    const witness = await client(a);
+    const far = await client(b);
+    const inboxes = [sender, witness, far].map(() => new Inbox('x'));
+    for (const [i, c] of [sender, witness, far].entries()) (await subscribe(c, channel)).bind('e', (d) => inboxes[i].push(d));
+    await serverSdk(b).trigger(channel, 'e', { n: 1 }, { socket_id: sender.connection.socket_id });
+    assert.deepEqual(await inboxes[1].next(), { n: 1 });
+    assert.deepEqual(await inboxes[2].next(), { n: 1 });
+    await sleep(300);
+    assert.equal(inboxes[0].items.length, 0, 'the excluded socket on the other hub got nothing');
+  });
+
+  test('a client event sent on one hub reaches the channel members on the other', async () => {
+    const channel = `private-${uniqueName('chat')}`;
+    const alice = await client(a, 'alice');
+    const bob = await client(b, 'bob');
+    const chA = await subscribe(alice, channel);
+    const chB = await subscribe(bob, channel);
+    const heard = new Inbox('whispers on B');
+    chB.bind('client-typing', (d) => heard.push(d));
+    const echo = new Inbox('echo on A');
+    chA.bind('client-typing', (d) => echo.push(d));
+    assert.ok(chA.trigger('client-typing', { who: 'alice' }));
+    assert.deepEqual(await heard.next(), { who: 'alice' });
+    await sleep(300);
+    assert.equal(echo.items.length, 0, 'not echoed to the sender');
+  });
+
+  test('terminate_connections on one hub closes the user signed in on the other', async () => {
+    const carol = await client(a, 'carol');
+    carol.signin();
+    await eventually(() => carol.user?.user_data?.id === 'carol' || carol.user?.signin_requested, { what: 'carol signed in' });
+    await sleep(300);
+    const closed = new Promise((resolve) => carol.connection.bind('state_change', ({ current }) => current !== 'connected' && resolve(current)));
+    await serverSdk(b).terminateUserConnections('carol');
+    assert.ok(['disconnected', 'unavailable', 'failed', 'connecting'].includes(await closed));
+  });
+
+  test('channel lists, counts and presence users answer for the whole cluster', async () => {
+    const channel = `presence-${uniqueName('room')}`;
+    await subscribe(await client(a, 'alice'), channel);
+    await subscribe(await client(b, 'alice'), channel);
+    await subscribe(await client(b, 'bob'), channel);
+    const sdk = serverSdk(a);
+    await eventually(async () => {
+      const res = await sdk.get({ path: `/channels/${channel}`, params: { info: 'user_count,subscription_count' } });
+      const body = await res.json();
+      return body.occupied === true && body.subscription_count === 3 && body.user_count === 2;
+    }, { timeout: 5000, what: 'A counts 3 subscriptions and 2 users over both hubs' });
+    const users = await (await sdk.get({ path: `/channels/${channel}/users` })).json();
+    assert.deepEqual(users.users.map((u) => u.id).sort(), ['alice', 'bob']);
+    const list = await (await serverSdk(b).get({ path: '/channels', params: { filter_by_prefix: 'presence-', info: 'user_count' } })).json();
+    assert.deepEqual(list.channels[channel], { user_count: 2 });
+  });
+
+  test('presence across hubs: a user on two hubs is one member, and others learn of joins and leaves once', async () => {
+    const channel = `presence-${uniqueName('team')}`;
+    const aliceA = await client(a, 'alice');
+    const onA = await subscribe(aliceA, channel);
+    const seenByAlice = new Inbox('member events seen by alice on A');
+    onA.bind('pusher:member_added', (m) => seenByAlice.push(`+${m.id}`));
+    onA.bind('pusher:member_removed', (m) => seenByAlice.push(`-${m.id}`));
+    // Wait until B knows alice (its next heartbeat or her message), then bob joins on B.
+    await eventually(async () => (await (await serverSdk(b).get({ path: `/channels/${channel}/users` })).json()).users.length === 1, { what: 'B sees alice' });
+    const bob = await client(b, 'bob');
+    const onB = await subscribe(bob, channel);
+    assert.deepEqual(Object.keys(onB.members.members).sort(), ['alice', 'bob'], 'bob is told of alice on the other hub');
+    assert.equal(await seenByAlice.next(), '+bob');
+    const seenByBob = new Inbox('member events seen by bob on B');
+    onB.bind('pusher:member_added', (m) => seenByBob.push(`+${m.id}`));
+    onB.bind('pusher:member_removed', (m) => seenByBob.push(`-${m.id}`));
+
+    // alice opens a second connection, on B: still one member, nobody is told anything.
+    const aliceB = await client(b, 'alice');
+    const secondTab = await subscribe(aliceB, channel);
+    assert.equal(secondTab.members.count, 2);
+    await sleep(1500);
+    assert.deepEqual([seenByAlice.items, seenByBob.items], [[], []], 'no member event for a second connection');
+
+    // alice's first connection leaves: she is still there (on B).
+    aliceA.disconnect();
+    await sleep(1500);
+    assert.deepEqual(seenByBob.items, [], 'alice is still a member through her connection on B');
+    // Her last connection leaves: bob learns it once.
+    aliceB.disconnect();
+    assert.equal(await seenByBob.next(3000), '-alice');
+    await sleep(1500);
+    assert.deepEqual(seenByBob.items, []);
+  });
+
+  test('a hub killed with SIGKILL leaves the cluster when its key expires; Redis restarted, delivery resumes', async () => {
+    const third = await startNode();
+    await eventually(async () => (await health(a)).cluster.others.length === 2, { timeout: 5000, what: 'A sees the third hub' });
+    // A member on the third hub, watched from A.
+    const room = `presence-${uniqueName('lost')}`;
+    const watcher = await subscribe(await client(a, 'watcher'), room);
+    const events = new Inbox('member events on A');
+    watcher.bind('pusher:member_added', (m) => events.push(`+${m.id}`));
+    watcher.bind('pusher:member_removed', (m) => events.push(`-${m.id}`));
+    await subscribe(await client(third, 'dave'), room);
+    assert.equal(await events.next(), '+dave');
+    third.child.kill('SIGKILL');
+    const killedAt = Date.now();
+    await eventually(async () => (await health(a)).cluster.others.length === 1, { timeout: NODE_TIMEOUT_MS + 3000, what: 'the killed hub leaves' });
+    const gone = Date.now() - killedAt;
+    assert.ok(gone <= NODE_TIMEOUT_MS + 1500, `gone after ${gone} ms`);
+    assert.equal(await events.next(NODE_TIMEOUT_MS + 2000), '-dave', "the killed hub's member is removed");
+    await third.close();
+
+    // Redis goes away: both hubs say so, and keep serving their own clients.
+    const channel = uniqueName('survives');
+    const onA = await client(a);
+    const got = new Inbox('on A');
+    (await subscribe(onA, channel)).bind('e', (d) => got.push(d.n));
+    await redis.stop();
+    await eventually(async () => (await health(a)).cluster.link === 'down', { timeout: 8000, what: "A says the link is down" });
+    assert.equal((await serverSdk(a).trigger(channel, 'e', { n: 1 })).status, 200);
+    assert.equal(await got.next(), 1, 'local delivery goes on without Redis');
+
+    redis = await startRedis(redisPort);
+    await eventually(async () => (await health(a)).cluster.link === 'up' && (await health(b)).cluster.link === 'up', { timeout: 15_000, what: 'both links back' });
+    await eventually(async () => {
+      await serverSdk(b).trigger(channel, 'e', { n: 2 });
+      return got.items.includes(2) || got.all.includes(2);
+    }, { timeout: 10_000, what: 'an event from B reaches A again' });
+  });
+});
