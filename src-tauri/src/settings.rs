@@ -81,6 +81,8 @@ impl Settings {
             redis_prefix: self.redis_prefix.clone(),
             apps: self.app.iter().cloned().collect(),
             limits: self.limits.clone(),
+            // Not a setting of the window: how long a silent hub stays in the cluster.
+            ..Config::default()
         }
     }
 }
