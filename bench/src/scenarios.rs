@@ -235,10 +235,11 @@ pub async fn cluster(hub_bin: &Path, scale: &Scale) -> std::io::Result<String> {
     let subscribers = scale.cluster_subscribers;
     writeln!(
         md,
-        "## Cluster: two hubs through Redis against one hub
-
-`poussr-bench cluster`: {subscribers} subscribers on one          channel of hub A, 100-byte events published through the signed HTTP API (16 publishers), {} s per rate.          *One hub*: publishers and subscribers on the same hub (local adapter). *Through Redis*: the subscribers on          hub A, the events published on hub B, delivered by way of a local redis-server (`--adapter redis`).          Everything on this machine's 2 cores, Redis included.
-",
+        "## Cluster: two hubs through Redis against one hub\n\n`poussr-bench cluster`: {subscribers} subscribers on \
+         one channel of hub A, 100-byte events published through the signed HTTP API (16 publishers), {} s per \
+         rate. *One hub*: publishers and subscribers on the same hub (local adapter). *Through Redis*: the \
+         subscribers on hub A, the events published on hub B, delivered by way of a local redis-server \
+         (`--adapter redis`). Everything on this machine's 2 cores, Redis included.\n",
         scale.step_secs
     )
     .ok();
