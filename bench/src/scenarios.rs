@@ -119,43 +119,22 @@ async fn listening(child: &mut Child) -> std::io::Result<SocketAddr> {
 
 impl Server {
     pub(crate) async fn hub(bin: &Path) -> std::io::Result<Server> {
-        let data = std::env::temp_dir().join(format!("poussr-bench-{}", std::process::id()));
-        std::fs::create_dir_all(&data)?;
-        let mut child = Command::new(bin)
-            .args(["serve", "--bind", "127.0.0.1", "--port", "0", "--app-id", APP_ID, "--app-key", APP_KEY])
-            .args(["--app-secret", APP_SECRET, "--data-dir"])
-            .arg(&data)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()?;
-        let addr = listening(&mut child).await?;
-        let pid = child.id().unwrap_or(0);
-        Ok(Server {
-            child,
-            target: Target::Hub { addr, app_id: APP_ID.into(), key: APP_KEY.into(), secret: APP_SECRET.into() },
-            pid,
-            _data: Some(TempDir(data)),
-        })
+        Self::hub_with(bin, &[]).await
     }
 
     /// A hub of a Redis cluster (`--adapter redis`), with the same app as every other.
     pub(crate) async fn clustered_hub(bin: &Path, redis_url: &str) -> std::io::Result<Server> {
+        Self::hub_with(bin, &["--adapter", "redis", "--redis-url", redis_url, "--redis-prefix", "bench"]).await
+    }
+
+    /// A hub with the bench's app, its own data folder and the `extra` flags.
+    async fn hub_with(bin: &Path, extra: &[&str]) -> std::io::Result<Server> {
         let data = std::env::temp_dir().join(format!("poussr-bench-{}-{}", std::process::id(), rand_suffix()));
         std::fs::create_dir_all(&data)?;
         let mut child = Command::new(bin)
             .args(["serve", "--bind", "127.0.0.1", "--port", "0", "--app-id", APP_ID, "--app-key", APP_KEY])
-            .args([
-                "--app-secret",
-                APP_SECRET,
-                "--adapter",
-                "redis",
-                "--redis-url",
-                redis_url,
-                "--redis-prefix",
-                "bench",
-            ])
+            .args(["--app-secret", APP_SECRET])
+            .args(extra)
             .arg("--data-dir")
             .arg(&data)
             .env("RUST_LOG", "warn")
