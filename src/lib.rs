@@ -13,7 +13,7 @@
 //! | [`hub`] | the state: apps → channels → subscribers, connection records, counters, the monitor feed |
 //! | [`ws`] | one task per connection: read frames, ask the hub, write from a bounded queue, heartbeat |
 //! | [`http`] | the axum router: WebSocket endpoints, Poussr v1 publish, the Pusher HTTP API, `/health` |
-//! | `adapter` | the fan-out seam: where a published event goes (this hub only, for now) |
+//! | `adapter` | the fan-out seam: this hub alone, or a cluster of hubs through Redis (feature `redis`) |
 //! | [`config`] | settings, limits and credentials |
 //! | [`server`] | `run(listener, hub, shutdown)`: the one entry used by the binary, the desktop and tests |
 //! | [`net`] | this machine's addresses and names (LAN addresses, the admin API's `Host` check) |
