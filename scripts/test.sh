@@ -31,6 +31,9 @@ npm_ready() {
 if [ "$what" = all ] || [ "$what" = rust ]; then
   echo "== cargo test --workspace"
   run_logged cargo test --workspace --color never
+  # The hub without the Redis adapter (--no-default-features) must still build and refuse adapter = "redis".
+  echo "== cargo test -p poussr --no-default-features --lib"
+  run_logged cargo test -p poussr --no-default-features --lib --color never
 fi
 
 # The Node suites drive the binaries that `cargo test` builds (same features, so nothing is rebuilt).

@@ -512,6 +512,14 @@ mod tests {
     use super::*;
 
     #[test]
+    #[cfg(not(feature = "redis"))]
+    fn without_the_redis_feature_the_adapter_is_refused_clearly() {
+        let c = Config { apps: vec![AppConfig::new("1", "k", "s")], adapter: AdapterKind::Redis, ..Config::default() };
+        assert!(c.validate().unwrap_err().to_string().contains("built without the `redis` feature"));
+    }
+
+    #[test]
+    #[cfg(feature = "redis")]
     fn redis_settings_are_checked_with_reasons() {
         let with = |adjust: &dyn Fn(&mut Config)| {
             let mut c =

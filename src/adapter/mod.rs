@@ -20,6 +20,8 @@ pub(crate) enum Adapter {
     Redis(Box<redis::Cluster>),
 }
 
+// Without the `redis` feature the cluster's arguments go unused.
+#[cfg_attr(not(feature = "redis"), allow(unused_variables))]
 impl Adapter {
     /// Sends an event on its way; returns how many local connections it was queued to.
     pub(crate) fn publish(&self, hub: &Hub, app: &App, event: &Publish) -> usize {
@@ -39,7 +41,6 @@ impl Adapter {
             #[cfg(feature = "redis")]
             Adapter::Redis(cluster) => cluster.terminate_user(app, user_id),
         }
-        let _ = (app, user_id);
     }
 
     /// Starts the adapter's background work (the cluster link) for `hub`.
@@ -49,7 +50,6 @@ impl Adapter {
             #[cfg(feature = "redis")]
             Adapter::Redis(cluster) => cluster.start(hub),
         }
-        let _ = hub;
     }
 
     /// Stops the background work (the hub is shutting down).
@@ -95,7 +95,6 @@ impl Adapter {
             #[cfg(feature = "redis")]
             Adapter::Redis(cluster) => cluster.member_added(app, channel, user_id, user_info),
         }
-        let _ = (app, channel, user_id, user_info);
     }
 
     /// Tells the other hubs that `user_id` is no longer a member of `channel` here (its last connection).
@@ -105,7 +104,6 @@ impl Adapter {
             #[cfg(feature = "redis")]
             Adapter::Redis(cluster) => cluster.member_removed(app, channel, user_id),
         }
-        let _ = (app, channel, user_id);
     }
 
     /// What `/health` and the dashboard show of the cluster, if this hub is part of one.

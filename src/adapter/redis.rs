@@ -156,7 +156,11 @@ impl Link {
     fn patch(&self, patch: Patch) -> (bool, bool) {
         let mut others = self.others.lock().unwrap_or_else(|e| e.into_inner());
         let key = (patch.app.clone(), patch.channel.clone());
-        let present = |others: &[NodeRecord]| union(others).get(&key).is_some_and(|m| m.contains_key(&patch.user_id));
+        let present = |others: &[NodeRecord]| {
+            others.iter().any(|n| {
+                n.apps.get(&key.0).and_then(|a| a.presence.get(&key.1)).is_some_and(|m| m.contains_key(&patch.user_id))
+            })
+        };
         let before = present(&others);
         apply(&mut others, &patch);
         let after = present(&others);
@@ -302,7 +306,14 @@ impl Cluster {
         channel: &str,
     ) -> std::collections::BTreeMap<String, serde_json::Value> {
         let others = self.link.others.lock().unwrap_or_else(|e| e.into_inner());
-        union(&others).remove(&(app_id.to_owned(), channel.to_owned())).unwrap_or_default()
+        // Only this channel's members, not the whole union: this runs at each presence (un)subscription.
+        let mut members = std::collections::BTreeMap::new();
+        for snap in others.iter().filter_map(|n| n.apps.get(app_id)) {
+            for (user, info) in snap.presence.get(channel).into_iter().flatten() {
+                members.entry(user.clone()).or_insert_with(|| info.clone());
+            }
+        }
+        members
     }
 
     pub(crate) fn member_added(&self, app: &App, channel: &str, user_id: &str, user_info: &serde_json::Value) {
@@ -371,11 +382,31 @@ async fn back_off(delay: &mut Duration, stop: &mut watch::Receiver<bool>) -> boo
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 
-async fn connect(client: &::redis::Client) -> ::redis::RedisResult<::redis::aio::MultiplexedConnection> {
+/// Connects, retrying with the backoff while recording each failure as `what` and clearing `up`; `None`
+/// when the hub stops meanwhile.
+async fn connect(
+    client: &::redis::Client,
+    link: &Link,
+    up: &AtomicBool,
+    what: &str,
+    delay: &mut Duration,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<::redis::aio::MultiplexedConnection> {
     let config = ::redis::AsyncConnectionConfig::new()
         .set_connection_timeout(Some(COMMAND_TIMEOUT))
         .set_response_timeout(Some(COMMAND_TIMEOUT));
-    client.get_multiplexed_async_connection_with_config(&config).await
+    loop {
+        match client.get_multiplexed_async_connection_with_config(&config).await {
+            Ok(conn) => return Some(conn),
+            Err(e) => {
+                up.store(false, Relaxed);
+                link.failed(what, e);
+                if !back_off(delay, stop).await {
+                    return None;
+                }
+            }
+        }
+    }
 }
 
 /// Receives what the other hubs publish and delivers it here.
@@ -501,16 +532,10 @@ async fn publisher(
     let mut delay = FIRST_BACKOFF;
     let mut pending: Option<String> = None;
     loop {
-        let mut conn = match connect(&client).await {
-            Ok(conn) => conn,
-            Err(e) => {
-                link.publishing.store(false, Relaxed);
-                link.failed("connecting the publisher", e);
-                if !back_off(&mut delay, &mut stop).await {
-                    return;
-                }
-                continue;
-            }
+        let Some(mut conn) =
+            connect(&client, &link, &link.publishing, "connecting the publisher", &mut delay, &mut stop).await
+        else {
+            return;
         };
         link.publishing.store(true, Relaxed);
         delay = FIRST_BACKOFF;
@@ -562,22 +587,13 @@ async fn heartbeat(
             let Some(hub) = hub.upgrade() else { return };
             record.connections = hub.connection_count();
             record.apps = hub.snapshot();
-            record.name = hub.local_addr().map(|a| format!("{}:{}", hostname(), a.port())).unwrap_or_else(hostname);
+            let host = crate::net::host_name().unwrap_or_else(|| "poussr".into());
+            record.name = hub.local_addr().map_or_else(|| host.clone(), |a| format!("{host}:{}", a.port()));
         }
         if conn.is_none() {
-            match connect(&client).await {
-                Ok(c) => conn = Some(c),
-                Err(e) => {
-                    link.heartbeat.store(false, Relaxed);
-                    link.failed("connecting the heartbeat", e);
-                    if !back_off(&mut delay, &mut stop).await {
-                        return;
-                    }
-                    continue;
-                }
-            }
+            conn = connect(&client, &link, &link.heartbeat, "connecting the heartbeat", &mut delay, &mut stop).await;
         }
-        let c = conn.as_mut().expect("connected above");
+        let Some(c) = conn.as_mut() else { return };
         match beat(c, &key, &pattern, &record, node_timeout).await {
             Ok(others) => {
                 link.heartbeat.store(true, Relaxed);
@@ -640,16 +656,6 @@ async fn beat(
         values.into_iter().flatten().filter_map(|v| serde_json::from_str(&v).ok()).collect();
     others.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
     Ok(others)
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .or_else(|| std::env::var("COMPUTERNAME").ok())
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "poussr".into())
 }
 
 #[cfg(test)]

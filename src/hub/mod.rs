@@ -1095,6 +1095,7 @@ impl Hub {
         }
     }
 
+    #[cfg(feature = "redis")]
     /// A member of presence channel `channel` of app `app_id` appeared on another hub (`Some(info)`) or
     /// is gone from every other hub (`None`): this hub's subscribers learn it, unless the user is also a
     /// member here (they know already, and still do).
@@ -1205,6 +1206,7 @@ impl Hub {
         ch.map(|c| lock(&c.state).members.keys().cloned().collect()).unwrap_or_default()
     }
 
+    #[cfg(feature = "redis")]
     /// What this hub holds, by app id, for the cluster heartbeat.
     pub(crate) fn snapshot(&self) -> BTreeMap<String, AppSnapshot> {
         let mut out = BTreeMap::new();
@@ -1230,26 +1232,37 @@ impl Hub {
     /// The occupied channels of `app` on every hub of the cluster, sorted by name.
     pub fn cluster_channels(&self, app: &App) -> Vec<ClusterChannel> {
         let remote = self.shared.adapter.remote(&app.config.id);
-        let mut names: BTreeSet<String> = self.channels(app).into_iter().map(|c| c.name).collect();
+        // Subscriptions by channel name: this hub's, then every other hub's added.
+        let mut subscriptions: BTreeMap<String, usize> =
+            self.channels(app).into_iter().map(|c| (c.name, c.subscription_count)).collect();
         for snap in &remote {
-            names.extend(snap.channels.keys().cloned());
+            for (name, count) in &snap.channels {
+                *subscriptions.entry(name.clone()).or_default() += count;
+            }
         }
-        names
+        subscriptions
             .into_iter()
-            .filter_map(|n| ChannelName::parse(&n).ok())
-            .filter_map(|n| self.cluster_channel_with(app, &n, &remote))
+            .filter_map(|(n, count)| Some((ChannelName::parse(&n).ok()?, count)))
+            .filter_map(|(n, count)| self.cluster_channel_with(app, &n, count, &remote))
             .collect()
     }
 
     /// One channel of `app` over the cluster, if occupied anywhere.
     pub fn cluster_channel(&self, app: &App, name: &ChannelName) -> Option<ClusterChannel> {
-        self.cluster_channel_with(app, name, &self.shared.adapter.remote(&app.config.id))
+        let remote = self.shared.adapter.remote(&app.config.id);
+        let local = self.channel(app, name).map_or(0, |c| c.subscription_count);
+        let subscriptions = local + remote.iter().filter_map(|s| s.channels.get(name.as_str())).sum::<usize>();
+        self.cluster_channel_with(app, name, subscriptions, &remote)
     }
 
-    fn cluster_channel_with(&self, app: &App, name: &ChannelName, remote: &[AppSnapshot]) -> Option<ClusterChannel> {
-        let local = self.channel(app, name);
-        let remote_subs: usize = remote.iter().filter_map(|s| s.channels.get(name.as_str())).sum();
-        let subscription_count = local.as_ref().map_or(0, |c| c.subscription_count) + remote_subs;
+    /// `name` with `subscription_count` subscriptions over the cluster, if any.
+    fn cluster_channel_with(
+        &self,
+        app: &App,
+        name: &ChannelName,
+        subscription_count: usize,
+        remote: &[AppSnapshot],
+    ) -> Option<ClusterChannel> {
         if subscription_count == 0 {
             return None;
         }
