@@ -112,6 +112,13 @@ async fn one_event_to_several_channels_reaches_each() {
     hub.stop().await;
 }
 
+/// Publishes `event` with `data` on the channel `feed` of the default app, as the HTTP API would.
+fn publish_to_feed(hub: &TestHub, event: &str, data: &str) {
+    let feed = poussr::protocol::ChannelName::parse("feed").unwrap();
+    let publish = poussr::hub::Publish::new(vec![feed], event, data, None, poussr::hub::EventSource::Api);
+    hub.hub.publish(&hub.hub.default_app(), &publish);
+}
+
 async fn refused_with(hub: &TestHub, path: &str) -> (Value, Option<u16>) {
     let mut ws = hub.ws(path).await;
     let (frames, code) = read_until_close(&mut ws).await;
@@ -274,7 +281,6 @@ async fn a_stalled_reader_is_closed_with_4100_and_does_not_delay_others() {
     // The stalled client subscribes, then never reads again.
     let (_stalled, stalled_id) = hub.subscriber("feed").await;
     let (mut healthy, _) = hub.subscriber("feed").await;
-    let app = hub.hub.default_app();
     let data: std::sync::Arc<str> = std::sync::Arc::from("x".repeat(8 * 1024));
     let events = 2000;
     let reader = tokio::spawn(async move {
@@ -284,16 +290,7 @@ async fn a_stalled_reader_is_closed_with_4100_and_does_not_delay_others() {
         }
     });
     for i in 0..events {
-        hub.hub.publish(
-            &app,
-            &poussr::hub::Publish::new(
-                vec![poussr::protocol::ChannelName::parse("feed").unwrap()],
-                &format!("e{i}"),
-                &data,
-                None,
-                poussr::hub::EventSource::Api,
-            ),
-        );
+        publish_to_feed(&hub, &format!("e{i}"), &data);
         // Let the healthy reader keep up, as a real subscriber on a LAN would.
         if i % 16 == 0 {
             tokio::time::sleep(Duration::from_millis(1)).await;
@@ -318,20 +315,10 @@ async fn a_slow_consumer_that_catches_up_sees_4100() {
     })
     .await;
     let (mut slow, _) = hub.subscriber("feed").await;
-    let app = hub.hub.default_app();
     let data: std::sync::Arc<str> = std::sync::Arc::from("y".repeat(64 * 1024));
     // About 20 MB: more than the socket buffers and the queue hold, so the queue overflows.
     for i in 0..300 {
-        hub.hub.publish(
-            &app,
-            &poussr::hub::Publish::new(
-                vec![poussr::protocol::ChannelName::parse("feed").unwrap()],
-                &format!("e{i}"),
-                &data,
-                None,
-                poussr::hub::EventSource::Api,
-            ),
-        );
+        publish_to_feed(&hub, &format!("e{i}"), &data);
     }
     let (frames, code) = read_until_close(&mut slow).await;
     assert!(frames.len() < 300, "not everything was delivered: the queue is bounded");

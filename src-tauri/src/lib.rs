@@ -354,6 +354,20 @@ mod tests {
         (mock_app_in(&dir, settings), dir)
     }
 
+    /// A port free on 127.0.0.1 now.
+    fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    }
+
+    /// `apply_settings`'s argument: the Settings form for 127.0.0.1:`port`, nothing allowed to other machines,
+    /// with the fields of `extra` added or replaced.
+    fn settings_input(port: u16, extra: serde_json::Value) -> serde_json::Value {
+        let mut input = serde_json::json!({"bind": "127.0.0.1", "port": port,
+            "allow_anonymous_publish": false, "allow_remote_dashboard": false});
+        input.as_object_mut().unwrap().extend(extra.as_object().cloned().unwrap_or_default());
+        serde_json::json!({ "input": input })
+    }
+
     /// The app with its settings in `dir`, which exists.
     fn mock_app_in(dir: &std::path::Path, settings: serde_json::Value) -> tauri::App<tauri::test::MockRuntime> {
         let dir = dir.to_path_buf();
@@ -404,7 +418,7 @@ mod tests {
     #[test]
     fn a_full_disk_refuses_the_save_clearly_and_keeps_the_previous_settings_running() {
         let disk = SmallDisk::mount();
-        let first = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let first = free_port();
         let app = mock_app_in(&disk.0, serde_json::json!({"bind": "127.0.0.1", "port": first}));
         let webview = tauri::WebviewWindowBuilder::new(&app, "main", Default::default()).build().unwrap();
         let state = app.state::<AppState>();
@@ -413,9 +427,8 @@ mod tests {
         let saved_before = std::fs::read(disk.0.join("settings.json")).unwrap();
         disk.fill();
 
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let input = serde_json::json!({"input": {"bind": "127.0.0.1", "port": port, "allow_anonymous_publish": true,
-            "allow_remote_dashboard": false}});
+        let port = free_port();
+        let input = settings_input(port, serde_json::json!({"allow_anonymous_publish": true}));
         let err = invoke(&webview, "apply_settings", input.clone()).unwrap_err();
         let message = err["message"].as_str().unwrap();
         assert!(message.contains("is full") && message.contains("previous settings are still in force"), "{err}");
@@ -465,9 +478,8 @@ mod tests {
     fn apply_settings_moves_the_hub_and_saves() {
         let (app, dir) = mock_app(serde_json::json!({"bind": "127.0.0.1", "port": 0}));
         let webview = tauri::WebviewWindowBuilder::new(&app, "main", Default::default()).build().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let input = serde_json::json!({"input": {"bind": "127.0.0.1", "port": port,
-            "allow_anonymous_publish": true, "allow_remote_dashboard": false}});
+        let port = free_port();
+        let input = settings_input(port, serde_json::json!({"allow_anonymous_publish": true}));
         let c = invoke(&webview, "apply_settings", input).unwrap();
         assert_eq!(c["status"]["listen"], format!("127.0.0.1:{port}"));
         let saved: serde_json::Value =
@@ -484,14 +496,8 @@ mod tests {
     fn apply_settings_saves_client_events_and_the_webhook() {
         let (app, dir) = mock_app(serde_json::json!({"bind": "127.0.0.1", "port": 0}));
         let webview = tauri::WebviewWindowBuilder::new(&app, "main", Default::default()).build().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let base = serde_json::json!({"bind": "127.0.0.1", "port": port,
-            "allow_anonymous_publish": false, "allow_remote_dashboard": false});
-        let with = |extra: serde_json::Value| {
-            let mut input = base.clone();
-            input.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
-            serde_json::json!({ "input": input })
-        };
+        let port = free_port();
+        let with = |extra: serde_json::Value| settings_input(port, extra);
         let err =
             invoke(&webview, "apply_settings", with(serde_json::json!({"webhook_url": "https://x/hook"}))).unwrap_err();
         assert!(err["message"].as_str().unwrap().contains("http://"), "{err}");
@@ -535,10 +541,9 @@ mod tests {
     fn apply_settings_joins_a_redis_cluster_and_says_when_redis_is_unreachable() {
         let (app, dir) = mock_app(serde_json::json!({"bind": "127.0.0.1", "port": 0}));
         let webview = tauri::WebviewWindowBuilder::new(&app, "main", Default::default()).build().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = free_port();
         let input = |url: &str| {
-            serde_json::json!({"input": {"bind": "127.0.0.1", "port": port, "allow_anonymous_publish": false,
-                "allow_remote_dashboard": false, "adapter": "redis", "redis_url": url, "redis_prefix": "plant-a"}})
+            settings_input(port, serde_json::json!({"adapter": "redis", "redis_url": url, "redis_prefix": "plant-a"}))
         };
         let err = invoke(&webview, "apply_settings", input("http://127.0.0.1:6379")).unwrap_err();
         assert!(err["message"].as_str().unwrap().contains("must start with redis://"), "{err}");
@@ -561,11 +566,8 @@ mod tests {
     fn apply_settings_checks_and_saves_the_allowed_origins() {
         let (app, dir) = mock_app(serde_json::json!({"bind": "127.0.0.1", "port": 0}));
         let webview = tauri::WebviewWindowBuilder::new(&app, "main", Default::default()).build().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let input = |origins: &str| {
-            serde_json::json!({"input": {"bind": "127.0.0.1", "port": port, "allow_anonymous_publish": false,
-                "allow_remote_dashboard": false, "allowed_origins": origins}})
-        };
+        let port = free_port();
+        let input = |origins: &str| settings_input(port, serde_json::json!({"allowed_origins": origins}));
         let err = invoke(&webview, "apply_settings", input("http://ok.lan intranet.lan")).unwrap_err();
         assert!(err["message"].as_str().unwrap().contains("\"intranet.lan\" needs a scheme"), "{err}");
         invoke(&webview, "apply_settings", input(" HTTP://Ok.lan:8080/,\nhttps://*.plant.example ")).unwrap();

@@ -109,6 +109,20 @@ async function screenshot(browser, name) {
   await browser.saveScreenshot(path.join(SHOTS, name));
 }
 
+/**
+ * Sets a field's value the way an input method does (value + input event) and returns what it holds.
+ * Focusing a field with suggestions opens its popup in WebKitGTK, and while it is open WebKitWebDriver counts
+ * nothing under it as interactable and typed keys can land in it; so fields are filled without focus.
+ */
+function fillField(browser, id, text) {
+  return browser.execute((el, value) => {
+    const field = document.getElementById(el);
+    field.value = value;
+    field.dispatchEvent(new Event('input', { bubbles: true }));
+    return field.value;
+  }, id, text);
+}
+
 async function textOf(browser, selector) {
   return (await browser.$(selector)).getText();
 }
@@ -250,15 +264,8 @@ test('the dashboard panes work in the window: a test event published from the fo
     await waitText(browser, 'button[data-pane="channels"]', '(1)');
     await (await browser.$('button[data-pane="publish"]')).click();
     await (await browser.$('#pub-channel')).waitForDisplayed({ timeout: 5000 });
-    // Focusing the channel field opens its suggestions popup in WebKitGTK, and while it is open WebKitWebDriver
-    // counts nothing under it as interactable and typed keys can land in it. So the fields are filled without
-    // focus, the way an input method fills them (value + input event), checked, and the Publish button clicked.
-    const fill = (id, text) => browser.execute((el, value) => {
-      const field = document.getElementById(el);
-      field.value = value;
-      field.dispatchEvent(new Event('input', { bubbles: true }));
-      return field.value;
-    }, id, text);
+    // Filled without focus (see fillField), checked, and the Publish button clicked.
+    const fill = (id, text) => fillField(browser, id, text);
     assert.equal(await fill('pub-channel', 'desk-orders'), 'desk-orders');
     assert.equal(await fill('pub-event', 'from-window'), 'from-window');
     assert.equal(await fill('pub-data', '{"n": 1}'), '{"n": 1}');
@@ -320,14 +327,9 @@ test('webhook and client-event settings from the window are saved and used by th
     const browser = await launch(dir);
     try {
       await waitFor('/health', () => health(port));
-      // The same workarounds as the Publish form: fields are filled without focus (value + input event), boxes
-      // ticked the same way (checked + change event), and Apply is clicked once WebKitWebDriver finds it clickable.
-      const fill = (id, text) => browser.execute((el, value) => {
-        const field = document.getElementById(el);
-        field.value = value;
-        field.dispatchEvent(new Event('input', { bubbles: true }));
-        return field.value;
-      }, id, text);
+      // The same workarounds as the Publish form: fields filled without focus (fillField), boxes ticked the same
+      // way (checked + change event), and Apply clicked once WebKitWebDriver finds it clickable.
+      const fill = (id, text) => fillField(browser, id, text);
       const tick = (selector, on) => browser.execute((sel, value) => {
         const box = document.querySelector(sel);
         box.checked = value;
