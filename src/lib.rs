@@ -5,15 +5,19 @@
 //! # Layout
 //!
 //! Data flows one way: bytes in → [`protocol`] (pure) → [`hub`] state → fan-out → bytes out, and each
-//! step reports to the hub's monitor feed.
+//! step reports to the [`monitor`] feed. Modules depend on each other in one direction only (a test,
+//! `tests/module_graph.rs`, keeps it so): `server` → `http` → `ws` → `hub` → `webhook` → `monitor` →
+//! `protocol`, with `adapter` beside `http` (it calls into the hub; the hub knows only its trait) and
+//! `config` and `net` below them all.
 //!
 //! | module | role |
 //! |---|---|
 //! | [`protocol`] | no I/O: Pusher and Poussr v1 frames, channel names and kinds, signatures, close codes |
-//! | [`hub`] | the state: apps → channels → subscribers, connection records, counters, the monitor feed |
+//! | [`hub`] | the state: apps → channels → subscribers, connection records, counters; the adapter trait |
+//! | [`monitor`] | the live feed of what happens (connections, subscriptions, events, errors) |
 //! | [`ws`] | one task per connection: read frames, ask the hub, write from a bounded queue, heartbeat |
-//! | [`http`] | the axum router: WebSocket endpoints, Poussr v1 publish, the Pusher HTTP API, `/health` |
-//! | `adapter` | the fan-out seam: this hub alone, or a cluster of hubs through Redis (feature `redis`) |
+//! | [`http`] | the axum router: WebSocket endpoints, Poussr v1 publish, the Pusher HTTP API, `/health`, access |
+//! | [`adapter`] | the adapters: this hub alone, or a cluster of hubs through Redis (feature `redis`) |
 //! | [`config`] | settings, limits and credentials |
 //! | [`server`] | `run(listener, hub, shutdown)`: the one entry used by the binary, the desktop and tests |
 //! | [`net`] | this machine's addresses and names (LAN addresses, the admin API's `Host` check) |
@@ -22,10 +26,11 @@
 //!
 //! The headless binary is `src/main.rs` (`poussr serve`).
 
-mod adapter;
+pub mod adapter;
 pub mod config;
 pub mod http;
 pub mod hub;
+pub mod monitor;
 pub mod net;
 pub mod protocol;
 pub mod server;

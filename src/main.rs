@@ -6,7 +6,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use poussr::config::{AppConfig, Config, load_or_create_credentials};
-use poussr::{Hub, server, snippets};
+use poussr::http::Frontend;
+use poussr::{adapter, server, snippets};
 use tracing_subscriber::EnvFilter;
 
 /// A real-time push hub: Poussr v1 and the Pusher Channels protocol on one port.
@@ -253,7 +254,8 @@ async fn serve(args: ServeArgs, inherited: Option<std::net::TcpListener>) -> Res
             );
         }
     }
-    let hub = Hub::new(&config).map_err(|e| e.to_string())?;
+    let hub = adapter::hub(&config).map_err(|e| e.to_string())?;
+    let frontend = Frontend::new(&config);
     let addr = SocketAddr::new(config.bind, config.port);
     let listener = match inherited {
         Some(listener) => {
@@ -268,10 +270,10 @@ async fn serve(args: ServeArgs, inherited: Option<std::net::TcpListener>) -> Res
     };
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     let shutdown = shutdown_signal().map_err(|e| format!("cannot listen for Ctrl-C and SIGTERM: {e}"))?;
-    print!("{}", banner(local, &config, &origin, hub.admin_token()));
+    print!("{}", banner(local, &config, &origin, frontend.access().admin_token()));
     use std::io::Write;
     let _ = std::io::stdout().flush();
-    server::run(listener, hub.clone(), shutdown).await.map_err(|e| format!("the server stopped: {e}"))?;
+    server::run(listener, hub.clone(), frontend, shutdown).await.map_err(|e| format!("the server stopped: {e}"))?;
     // The webhooks of the last moments (channel_vacated as clients were closed, say) still go out, briefly.
     let left = hub.flush_webhooks(WEBHOOK_FLUSH_TIMEOUT).await;
     if left > 0 {

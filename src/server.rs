@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tower::Service;
 
+use crate::http::Frontend;
 use crate::hub::Hub;
 
 /// Raises the soft limit on open files to the hard limit, as far as the OS allows, and returns the limit
@@ -31,7 +32,8 @@ pub fn raise_open_file_limit() -> Option<u64> {
 /// How long shutdown waits for sessions to send their close frames.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Serves `hub` on an already bound `listener` until `shutdown` resolves; then stops accepting, closes
+/// Serves `hub` with the HTTP layer's `frontend` (access settings, request metrics) on an already bound
+/// `listener` until `shutdown` resolves; then stops accepting, closes
 /// every WebSocket with 4200 (so Pusher clients reconnect) and waits for the sessions to end, at most
 /// [`DRAIN_TIMEOUT`]. It never binds a port or catches a signal itself: the caller decides both.
 ///
@@ -40,22 +42,24 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 pub fn run(
     listener: TcpListener,
     hub: Hub,
+    frontend: Frontend,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> impl Future<Output = std::io::Result<()>> + Send + 'static {
     if let Ok(addr) = listener.local_addr() {
         hub.set_local_addr(addr);
     }
-    serve(listener, hub, shutdown)
+    serve(listener, hub, frontend, shutdown)
 }
 
 async fn serve(
     listener: TcpListener,
     hub: Hub,
+    frontend: Frontend,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     hub.start_background();
     let (sessions, mut ended) = mpsc::channel::<()>(1);
-    let router = crate::http::router(hub.clone(), sessions);
+    let router = crate::http::router(hub.clone(), frontend, sessions);
     let limits = hub.limits();
     let mut http = http1::Builder::new();
     // A connection must send its request headers (the WebSocket handshake included) within this time,

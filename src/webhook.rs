@@ -15,7 +15,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use crate::config::{AppConfig, Limits, WebhookConfig, WebhookKind};
-use crate::hub::{Monitor, MonitorEvent, now_ms};
+use crate::monitor::{Monitor, MonitorEvent, now_ms};
 use crate::protocol::{ChannelName, signature};
 
 /// The first pause before a retry; each later pause doubles, up to [`MAX_BACKOFF`].

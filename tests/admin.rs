@@ -90,7 +90,7 @@ async fn the_desktop_window_origin_gets_cors_headers() {
         .unwrap();
     let (sessions, _) = tokio::sync::mpsc::channel(1);
     use tower::ServiceExt;
-    let router = poussr::http::router(hub.hub.clone(), sessions)
+    let router = poussr::http::router(hub.hub.clone(), hub.frontend.clone(), sessions)
         .layer(axum::extract::connect_info::MockConnectInfo(std::net::SocketAddr::from(([127, 0, 0, 1], 1))));
     let resp = router.clone().oneshot(preflight).await.unwrap();
     assert_eq!(resp.status(), StatusCode::NO_CONTENT);

@@ -230,8 +230,8 @@ async fn poussr_js_is_served_as_javascript() {
     let req = Request::get("/poussr.js").body(Body::empty()).unwrap();
     let (sessions, _) = tokio::sync::mpsc::channel(1);
     use tower::ServiceExt;
-    let router =
-        poussr::http::router(hub.hub.clone(), sessions).layer(axum::extract::connect_info::MockConnectInfo(hub.addr));
+    let router = poussr::http::router(hub.hub.clone(), hub.frontend.clone(), sessions)
+        .layer(axum::extract::connect_info::MockConnectInfo(hub.addr));
     let resp = router.oneshot(req).await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/javascript"));

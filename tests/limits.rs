@@ -220,6 +220,6 @@ async fn a_malformed_origin_rule_is_refused_at_start_with_the_reason() {
         allowed_origins: vec!["intranet.lan".into()],
         ..poussr::Config::default()
     };
-    let error = poussr::Hub::new(&config).unwrap_err().to_string();
+    let error = poussr::adapter::hub(&config).unwrap_err().to_string();
     assert!(error.contains("intranet.lan") && error.contains("needs a scheme"), "{error}");
 }

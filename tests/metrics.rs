@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use common::*;
+use poussr::http::Frontend;
 use poussr::{Config, Hub};
 use serde_json::json;
 
@@ -59,25 +60,28 @@ async fn metrics_count_connections_events_closes_and_api_latency() {
 #[tokio::test]
 async fn a_hub_listening_beyond_loopback_guards_metrics_like_the_admin_api() {
     let config = Config { apps: vec![test_app()], admin_token: Some("sesame-sesame-open".into()), ..Config::default() };
-    let hub = Hub::new(&config).unwrap();
+    let hub = Hub::alone(&config).unwrap();
+    let frontend = Frontend::new(&config);
     let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(poussr::server::run(listener, hub.clone(), async move {
+    let task = tokio::spawn(poussr::server::run(listener, hub.clone(), frontend.clone(), async move {
         let _ = stopped.await;
     }));
     let local: SocketAddr = "127.0.0.1:50000".parse().unwrap();
     let remote: SocketAddr = "192.0.2.7:50000".parse().unwrap();
 
-    let (status, json, _) = route(&hub, local, get("/metrics", "127.0.0.1", None)).await;
+    let (status, json, _) = route(&hub, &frontend, local, get("/metrics", "127.0.0.1", None)).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert!(json["error"].as_str().unwrap().contains("admin token is missing"));
-    let (status, _, _) = route(&hub, local, get("/metrics", "127.0.0.1", Some("wrong"))).await;
+    let (status, _, _) = route(&hub, &frontend, local, get("/metrics", "127.0.0.1", Some("wrong"))).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let (status, _, _) = route(&hub, local, get("/metrics", "evil.example", Some("sesame-sesame-open"))).await;
+    let (status, _, _) =
+        route(&hub, &frontend, local, get("/metrics", "evil.example", Some("sesame-sesame-open"))).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    let (status, _, _) = route(&hub, remote, get("/metrics", "127.0.0.1", Some("sesame-sesame-open"))).await;
+    let (status, _, _) = route(&hub, &frontend, remote, get("/metrics", "127.0.0.1", Some("sesame-sesame-open"))).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    let (status, _, text) = route(&hub, local, get("/metrics", "127.0.0.1", Some("sesame-sesame-open"))).await;
+    let (status, _, text) =
+        route(&hub, &frontend, local, get("/metrics", "127.0.0.1", Some("sesame-sesame-open"))).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(sample(&text, "poussr_connections"), Some(0.0));
 

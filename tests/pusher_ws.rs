@@ -115,7 +115,7 @@ async fn one_event_to_several_channels_reaches_each() {
 /// Publishes `event` with `data` on the channel `feed` of the default app, as the HTTP API would.
 fn publish_to_feed(hub: &TestHub, event: &str, data: &str) {
     let feed = poussr::protocol::ChannelName::parse("feed").unwrap();
-    let publish = poussr::hub::Publish::new(vec![feed], event, data, None, poussr::hub::EventSource::Api);
+    let publish = poussr::hub::Publish::new(vec![feed], event, data, None, poussr::monitor::EventSource::Api);
     hub.hub.publish(&hub.hub.default_app(), &publish);
 }
 

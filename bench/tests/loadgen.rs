@@ -11,11 +11,12 @@ async fn hub() -> (Target, tokio::sync::oneshot::Sender<()>) {
         apps: vec![poussr::AppConfig::new("77", "benchtestkey", "benchtestsecret")],
         ..Default::default()
     };
-    let hub = poussr::Hub::new(&config).unwrap();
+    let hub = poussr::adapter::hub(&config).unwrap();
+    let frontend = poussr::http::Frontend::new(&config);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(poussr::server::run(listener, hub, async move {
+    tokio::spawn(poussr::server::run(listener, hub, frontend, async move {
         let _ = stopped.await;
     }));
     let target =

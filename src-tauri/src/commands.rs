@@ -11,7 +11,7 @@ use tauri_plugin_clipboard_manager::ClipboardExt;
 use tauri_plugin_opener::OpenerExt;
 
 use crate::AppState;
-use crate::runner::{BindError, Status};
+use crate::runner::{BindError, BindErrorKind, Status};
 use crate::settings::{Overrides, Settings};
 
 /// Why a command failed. Serialized as `{"kind": "...", "message": "..."}` for the window.
@@ -34,14 +34,39 @@ pub enum Error {
     Open(String),
 }
 
+/// What kind of failure a command reports, for the window to act on; on the wire in `snake_case`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum ErrorKind {
+    /// The hub could not listen where asked (`port_in_use`, ...).
+    Bind(BindErrorKind),
+    /// Another failure of a command.
+    Command(CommandFailure),
+}
+
+/// The failures of commands other than binding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CommandFailure {
+    /// A setting is not valid.
+    Invalid,
+    /// The settings could not be saved.
+    Settings,
+    /// The clipboard refused.
+    Clipboard,
+    /// The folder could not be opened.
+    Open,
+}
+
 impl Error {
-    fn kind(&self) -> &'static str {
+    /// Its kind.
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::Bind(e) => e.kind,
-            Error::Invalid(_) => "invalid",
-            Error::Settings(_) => "settings",
-            Error::Clipboard(_) => "clipboard",
-            Error::Open(_) => "open",
+            Error::Bind(e) => ErrorKind::Bind(e.kind),
+            Error::Invalid(_) => ErrorKind::Command(CommandFailure::Invalid),
+            Error::Settings(_) => ErrorKind::Command(CommandFailure::Settings),
+            Error::Clipboard(_) => ErrorKind::Command(CommandFailure::Clipboard),
+            Error::Open(_) => ErrorKind::Command(CommandFailure::Open),
         }
     }
 }
@@ -50,7 +75,7 @@ impl Serialize for Error {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
         let mut s = serializer.serialize_struct("Error", 2)?;
-        s.serialize_field("kind", self.kind())?;
+        s.serialize_field("kind", &self.kind())?;
         s.serialize_field("message", &self.to_string())?;
         s.end()
     }
@@ -190,7 +215,7 @@ mod tests {
 
     #[test]
     fn errors_serialize_with_kind_and_message() {
-        let e = Error::Bind(BindError { kind: "port_in_use", message: "Port 1 is in use".into() });
+        let e = Error::Bind(BindError { kind: BindErrorKind::PortInUse, message: "Port 1 is in use".into() });
         assert_eq!(
             serde_json::to_value(&e).unwrap(),
             serde_json::json!({"kind":"port_in_use","message":"Port 1 is in use"})

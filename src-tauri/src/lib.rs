@@ -557,7 +557,7 @@ mod tests {
         );
         let hub = tauri::async_runtime::block_on(app.state::<AppState>().runner.hub()).expect("the hub runs");
         let status = hub.cluster_status().expect("a cluster member");
-        assert_eq!((status.adapter, status.prefix.as_str()), ("redis", "plant-a"));
+        assert_eq!((status.adapter, status.prefix.as_str()), (poussr::config::AdapterKind::Redis, "plant-a"));
         tauri::async_runtime::block_on(app.state::<AppState>().runner.stop());
         std::fs::remove_dir_all(dir).unwrap();
     }
@@ -575,8 +575,9 @@ mod tests {
             serde_json::from_slice(&std::fs::read(dir.join("settings.json")).unwrap()).unwrap();
         assert_eq!(saved["allowed_origins"], serde_json::json!(["http://ok.lan:8080", "https://*.plant.example"]));
         // The running hub uses them: a page of another origin is refused before the upgrade.
-        let hub = tauri::async_runtime::block_on(app.state::<AppState>().runner.hub()).expect("the hub runs");
-        assert!(hub.origin_allowed("https://line1.plant.example") && !hub.origin_allowed("http://evil.example"));
+        let frontend = tauri::async_runtime::block_on(app.state::<AppState>().runner.frontend()).expect("the hub runs");
+        let access = frontend.access();
+        assert!(access.origin_allowed("https://line1.plant.example") && !access.origin_allowed("http://evil.example"));
         tauri::async_runtime::block_on(app.state::<AppState>().runner.stop());
         std::fs::remove_dir_all(dir).unwrap();
     }

@@ -9,6 +9,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use poussr::http::Frontend;
 use poussr::{Config, Hub};
 use serde::Serialize;
 use tokio::net::TcpListener;
@@ -22,10 +23,38 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(6);
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
 #[error("{message}")]
 pub struct BindError {
-    /// `port_in_use`, `permission_denied`, `address_not_available`, `invalid` or `other`.
-    pub kind: &'static str,
+    /// What went wrong, for the window to act on (it offers another port for `port_in_use`).
+    pub kind: BindErrorKind,
     /// What happened and what to do.
     pub message: String,
+}
+
+/// The kinds of [`BindError`]; on the wire in `snake_case`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BindErrorKind {
+    /// Another program listens on the port.
+    PortInUse,
+    /// The port needs privileges.
+    PermissionDenied,
+    /// The address is not one of this machine's.
+    AddressNotAvailable,
+    /// The settings are not valid.
+    Invalid,
+    /// Anything else the OS said.
+    Other,
+}
+
+impl BindError {
+    /// Settings that are not valid.
+    fn invalid(e: impl std::fmt::Display) -> Self {
+        BindError { kind: BindErrorKind::Invalid, message: e.to_string() }
+    }
+
+    /// Another failure of the OS.
+    fn other(e: impl std::fmt::Display) -> Self {
+        BindError { kind: BindErrorKind::Other, message: e.to_string() }
+    }
 }
 
 impl BindError {
@@ -33,7 +62,7 @@ impl BindError {
         use std::io::ErrorKind::*;
         let (kind, message) = match e.kind() {
             AddrInUse => (
-                "port_in_use",
+                BindErrorKind::PortInUse,
                 format!(
                     "Port {} is already in use on {} (another program, or another Poussr). Choose another port.",
                     addr.port(),
@@ -41,30 +70,42 @@ impl BindError {
                 ),
             ),
             PermissionDenied => (
-                "permission_denied",
+                BindErrorKind::PermissionDenied,
                 format!(
                     "Permission denied for port {}: ports below 1024 need administrator rights. Choose a port above 1024.",
                     addr.port()
                 ),
             ),
             AddrNotAvailable => (
-                "address_not_available",
+                BindErrorKind::AddressNotAvailable,
                 format!(
                     "{} is not an address of this machine. Choose one of its addresses, or 0.0.0.0 for all.",
                     addr.ip()
                 ),
             ),
-            _ => ("other", format!("Cannot listen on {addr}: {e}")),
+            _ => (BindErrorKind::Other, format!("Cannot listen on {addr}: {e}")),
         };
         BindError { kind, message }
     }
 }
 
+/// Whether the hub runs; on the wire in lowercase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HubState {
+    /// Serving.
+    Running,
+    /// Not serving, because of the status's error.
+    Error,
+    /// Not serving: not started yet, or quitting.
+    Stopped,
+}
+
 /// What the hub is doing, for the window and the tray.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Status {
-    /// `running`, `error` or `stopped`.
-    pub state: &'static str,
+    /// Whether it runs.
+    pub state: HubState,
     /// Where it listens (or wanted to).
     pub listen: Option<SocketAddr>,
     /// The URL the window uses to reach the hub's admin API.
@@ -79,7 +120,14 @@ pub struct Status {
 
 impl Status {
     fn stopped() -> Self {
-        Status { state: "stopped", listen: None, base_url: None, addresses: Vec::new(), clients: 0, error: None }
+        Status {
+            state: HubState::Stopped,
+            listen: None,
+            base_url: None,
+            addresses: Vec::new(),
+            clients: 0,
+            error: None,
+        }
     }
 
     /// The first address LAN clients should use, as `host:port`.
@@ -100,6 +148,8 @@ pub fn base_url(listen: SocketAddr) -> String {
 
 struct Serving {
     hub: Hub,
+    /// The HTTP layer's settings the hub is served with.
+    frontend: Frontend,
     listen: SocketAddr,
     /// A second handle on the listening socket, so that a restart on the same address can hand the open
     /// socket to the new hub: clients that reconnect at once wait in its queue instead of being refused
@@ -144,6 +194,11 @@ impl Runner {
         self.serving.lock().await.as_ref().map(|s| s.hub.clone())
     }
 
+    /// The HTTP layer's settings of the hub being served, if any.
+    pub async fn frontend(&self) -> Option<Frontend> {
+        self.serving.lock().await.as_ref().map(|s| s.frontend.clone())
+    }
+
     /// Starts the hub for `config`. On failure the status says why and the runner waits for new settings.
     pub async fn start(&self, config: Config) -> Result<SocketAddr, BindError> {
         let mut serving = self.serving.lock().await;
@@ -171,7 +226,7 @@ impl Runner {
     /// and the error is returned. (When the port stays the same, the old listener must go first; if the new
     /// one then fails, the old settings are started again.)
     pub async fn apply(&self, config: Config) -> Result<SocketAddr, BindError> {
-        config.validate().map_err(|e| BindError { kind: "invalid", message: e.to_string() })?;
+        config.validate().map_err(BindError::invalid)?;
         let mut serving = self.serving.lock().await;
         let new_addr = SocketAddr::new(config.bind, config.port);
         if let Some(old) = serving.as_ref().filter(|s| s.listen == new_addr) {
@@ -230,14 +285,14 @@ impl Runner {
     }
 
     fn serve(&self, listener: TcpListener, config: &Config) -> Result<Serving, BindError> {
-        let hub = Hub::new(config).map_err(|e| BindError { kind: "invalid", message: e.to_string() })?;
-        let other = |e: std::io::Error| BindError { kind: "other", message: e.to_string() };
-        let listen = listener.local_addr().map_err(other)?;
-        let std_listener = listener.into_std().map_err(other)?;
-        let socket = std_listener.try_clone().map_err(other)?;
-        let listener = TcpListener::from_std(std_listener).map_err(other)?;
+        let hub = poussr::adapter::hub(config).map_err(BindError::invalid)?;
+        let frontend = Frontend::new(config);
+        let listen = listener.local_addr().map_err(BindError::other)?;
+        let std_listener = listener.into_std().map_err(BindError::other)?;
+        let socket = std_listener.try_clone().map_err(BindError::other)?;
+        let listener = TcpListener::from_std(std_listener).map_err(BindError::other)?;
         let (stop, stopped) = oneshot::channel::<()>();
-        let server = poussr::server::run(listener, hub.clone(), async move {
+        let server = poussr::server::run(listener, hub.clone(), frontend.clone(), async move {
             let _ = stopped.await;
         });
         let task = tokio::spawn(async move {
@@ -250,7 +305,7 @@ impl Runner {
             .map(|ip| SocketAddr::new(ip, listen.port()).to_string())
             .collect();
         self.status.send_replace(Status {
-            state: "running",
+            state: HubState::Running,
             listen: Some(listen),
             base_url: Some(base_url(listen)),
             addresses,
@@ -273,13 +328,13 @@ impl Runner {
             }
         });
         tracing::info!(%listen, "hub started");
-        Ok(Serving { hub, listen, socket, stop, task, watcher })
+        Ok(Serving { hub, frontend, listen, socket, stop, task, watcher })
     }
 
     fn fail(&self, addr: SocketAddr, error: BindError) {
         tracing::warn!(%addr, "{error}");
         self.status.send_replace(Status {
-            state: "error",
+            state: HubState::Error,
             listen: Some(addr),
             base_url: None,
             addresses: Vec::new(),
@@ -326,7 +381,7 @@ mod tests {
         let runner = Runner::default();
         let a = runner.start(config(0)).await.unwrap();
         assert!(answers(a.port()).await);
-        assert_eq!(runner.status().state, "running");
+        assert_eq!(runner.status().state, HubState::Running);
         let port = free_port().await;
         let b = runner.apply(config(port)).await.unwrap();
         assert_eq!(b.port(), port);
@@ -334,7 +389,7 @@ mod tests {
         assert!(!answers(a.port()).await, "the old port is released");
         runner.stop().await;
         assert!(!answers(port).await);
-        assert_eq!(runner.status().state, "stopped");
+        assert_eq!(runner.status().state, HubState::Stopped);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -365,7 +420,7 @@ mod tests {
         eprintln!("{accepted} connections accepted during the restarts");
         assert_eq!(refused, 0, "connections refused during the restarts ({accepted} accepted)");
         assert!(accepted > 10, "the probe ran ({accepted})");
-        assert_eq!((runner.status().state, runner.status().listen), ("running", Some(a)));
+        assert_eq!((runner.status().state, runner.status().listen), (HubState::Running, Some(a)));
         runner.stop().await;
         assert!(!answers(port).await, "the port is released at stop");
     }
@@ -376,7 +431,7 @@ mod tests {
         let a = runner.start(config(0)).await.unwrap();
         let taken = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let err = runner.apply(config(taken.local_addr().unwrap().port())).await.unwrap_err();
-        assert_eq!(err.kind, "port_in_use");
+        assert_eq!(err.kind, BindErrorKind::PortInUse);
         assert!(err.message.contains("already in use"));
         assert!(answers(a.port()).await, "the old hub still serves");
         assert_eq!(runner.status().listen, Some(a));
@@ -390,7 +445,7 @@ mod tests {
         let mut c = config(free_port().await);
         c.bind = IpAddr::from([203, 0, 113, 9]);
         let err = runner.apply(c).await.unwrap_err();
-        assert_eq!(err.kind, "address_not_available", "{err:?}");
+        assert_eq!(err.kind, BindErrorKind::AddressNotAvailable, "{err:?}");
         assert!(answers(a.port()).await);
         runner.stop().await;
     }
@@ -402,12 +457,12 @@ mod tests {
         let runner = Runner::default();
         assert!(runner.start(config(port)).await.is_err());
         let status = runner.status();
-        assert_eq!(status.state, "error");
-        assert_eq!(status.error.unwrap().kind, "port_in_use");
+        assert_eq!(status.state, HubState::Error);
+        assert_eq!(status.error.unwrap().kind, BindErrorKind::PortInUse);
         // The operator picks another port: the hub starts.
         let other = free_port().await;
         runner.apply(config(other)).await.unwrap();
-        assert_eq!(runner.status().state, "running");
+        assert_eq!(runner.status().state, HubState::Running);
         assert!(answers(other).await);
         runner.stop().await;
     }

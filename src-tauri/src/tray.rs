@@ -7,7 +7,7 @@ use tauri::menu::{Menu, MenuItem, PredefinedMenuItem};
 use tauri::tray::{MouseButton, MouseButtonState, TrayIcon, TrayIconBuilder, TrayIconEvent};
 use tauri::{AppHandle, Manager, Runtime};
 
-use crate::runner::Status;
+use crate::runner::{HubState, Status};
 
 /// The tray's id.
 pub const TRAY_ID: &str = "poussr";
@@ -54,24 +54,24 @@ impl TrayItem {
 /// The tooltip for a status: where clients connect and how many are connected, or what is wrong.
 pub fn tooltip(status: &Status) -> String {
     match status.state {
-        "running" => {
+        HubState::Running => {
             let clients = match status.clients {
                 1 => "1 client".to_owned(),
                 n => format!("{n} clients"),
             };
             format!("Poussr — {} — {clients}", status.address().unwrap_or("starting"))
         }
-        "error" => format!(
+        HubState::Error => format!(
             "Poussr — not running: {}",
             status.error.as_ref().map(|e| e.message.as_str()).unwrap_or("unknown error")
         ),
-        _ => "Poussr — stopped".to_owned(),
+        HubState::Stopped => "Poussr — stopped".to_owned(),
     }
 }
 
 /// The icon for a status.
 pub fn icon(status: &Status) -> Image<'static> {
-    let bytes: &'static [u8] = if status.state == "running" {
+    let bytes: &'static [u8] = if status.state == HubState::Running {
         include_bytes!("../../icons/tray.png")
     } else {
         include_bytes!("../../icons/tray-error.png")
@@ -148,11 +148,11 @@ pub fn on_item<R: Runtime>(app: &AppHandle<R>, item: TrayItem) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runner::BindError;
+    use crate::runner::{BindError, BindErrorKind};
 
     fn running(clients: usize) -> Status {
         Status {
-            state: "running",
+            state: HubState::Running,
             listen: Some("0.0.0.0:6001".parse().unwrap()),
             base_url: Some("http://127.0.0.1:6001".into()),
             addresses: vec!["192.168.1.20:6001".into(), "10.0.0.2:6001".into()],
@@ -180,8 +180,8 @@ mod tests {
     #[test]
     fn the_tooltip_tells_what_is_wrong() {
         let status = Status {
-            state: "error",
-            error: Some(BindError { kind: "port_in_use", message: "Port 6001 is already in use".into() }),
+            state: HubState::Error,
+            error: Some(BindError { kind: BindErrorKind::PortInUse, message: "Port 6001 is already in use".into() }),
             ..running(0)
         };
         assert_eq!(tooltip(&status), "Poussr — not running: Port 6001 is already in use");
@@ -196,7 +196,7 @@ mod tests {
     #[test]
     fn both_tray_icons_decode_and_differ() {
         let ok = icon(&running(0));
-        let bad = icon(&Status { state: "error", ..running(0) });
+        let bad = icon(&Status { state: HubState::Error, ..running(0) });
         assert!(ok.width() >= 16 && ok.height() >= 16);
         assert_ne!(ok.rgba(), bad.rgba());
     }

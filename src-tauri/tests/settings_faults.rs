@@ -84,11 +84,13 @@ fn a_kill_during_a_settings_save_leaves_a_whole_file_and_a_clean_next_start() {
         Settings { port: 0, bind: [127, 0, 0, 1].into(), ..store.load(&Settings::default()).unwrap().settings };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async {
-        let hub = poussr::Hub::new(&settings.hub_config("0123456789abcdef0123")).expect("a valid configuration");
+        let config = settings.hub_config("0123456789abcdef0123");
+        let hub = poussr::adapter::hub(&config).expect("a valid configuration");
+        let frontend = poussr::http::Frontend::new(&config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(poussr::server::run(listener, hub, async move {
+        let server = tokio::spawn(poussr::server::run(listener, hub, frontend, async move {
             let _ = stopped.await;
         }));
         let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();

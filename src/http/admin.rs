@@ -8,18 +8,21 @@
 
 use std::time::Duration;
 
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
+use tokio_tungstenite::tungstenite::Message;
 
+use super::upgrade::{NotUpgraded, Socket, Upgrade};
 use super::{ApiError, AppState, Peer};
-use crate::hub::{EventSource, Hub, MonitorEvent, Publish};
+use crate::hub::{Hub, Publish};
+use crate::monitor::{EventSource, MonitorEvent, now_ms};
 
 /// The origins of the desktop window on each OS.
 const DESKTOP_ORIGINS: [&str; 3] = ["tauri://localhost", "http://tauri.localhost", "https://tauri.localhost"];
@@ -88,8 +91,7 @@ pub(super) fn check_host(request: &Request) -> Result<(), ApiError> {
 
 /// The admin API's checks: where the request comes from, the `Host` it names and its token.
 pub(super) fn check(state: &AppState, peer: &Peer, request: &Request) -> Result<(), ApiError> {
-    let hub = &state.hub;
-    if !peer.0.ip().to_canonical().is_loopback() && !hub.allow_remote_dashboard() {
+    if !peer.0.ip().to_canonical().is_loopback() && !state.access.allow_remote_dashboard() {
         return Err(ApiError::Forbidden(
             "the admin API answers this machine only; start the hub with --allow-remote-dashboard to watch it \
              from another machine"
@@ -102,7 +104,7 @@ pub(super) fn check(state: &AppState, peer: &Peer, request: &Request) -> Result<
         return Ok(());
     }
     match token_from(request.headers(), request.uri().query()) {
-        Some(t) if bool::from(t.as_bytes().ct_eq(hub.admin_token().as_bytes())) => Ok(()),
+        Some(t) if bool::from(t.as_bytes().ct_eq(state.access.admin_token().as_bytes())) => Ok(()),
         Some(_) => Err(ApiError::Unauthorized("the admin token is wrong".into())),
         None => Err(ApiError::Unauthorized(
             "the admin token is missing: send \"Authorization: Bearer <token>\" (poussr serve prints it)".into(),
@@ -205,7 +207,7 @@ async fn publish(State(state): State<AppState>, body: axum::body::Bytes) -> Resu
 /// How often the feed sends a batch.
 const FEED_INTERVAL: Duration = Duration::from_millis(100);
 /// Most events in one batch; more within one interval are counted as skipped. (The broadcast itself keeps
-/// [`crate::hub::monitor::MONITOR_CAPACITY`] events between two batches; beyond that they are skipped too.)
+/// [`crate::monitor::MONITOR_CAPACITY`] events between two batches; beyond that they are skipped too.)
 const FEED_MAX_EVENTS: usize = 2000;
 /// Most payload bytes in one batch, so a burst of large events cannot flood the viewer.
 const FEED_MAX_BYTES: usize = 1 << 20;
@@ -213,10 +215,14 @@ const FEED_MAX_BYTES: usize = 1 << 20;
 /// `GET /admin/api/feed`: the monitor feed over a WebSocket, in batches about ten times a second:
 /// `{"at_ms", "events": [...], "skipped": n, "stats": {...}}`. A viewer that cannot keep up misses events
 /// (counted in `skipped`); the hub never waits for it.
-async fn feed(State(state): State<AppState>, ws: WebSocketUpgrade) -> Response {
+async fn feed(State(state): State<AppState>, ws: Result<Upgrade, NotUpgraded>) -> Response {
+    let Ok(ws) = ws else {
+        return ApiError::BadRequest("/admin/api/feed is a WebSocket endpoint: connect with a WebSocket client".into())
+            .into_response();
+    };
     let hub = state.hub.clone();
     let sessions = state.sessions.clone();
-    ws.on_upgrade(move |socket| async move {
+    ws.answer(super::ws::config(&state), move |socket| async move {
         let _alive = sessions;
         feed_session(socket, hub).await;
     })
@@ -229,7 +235,7 @@ fn approx_size(e: &MonitorEvent) -> usize {
     }
 }
 
-async fn feed_session(mut socket: WebSocket, hub: Hub) {
+async fn feed_session(mut socket: Socket, hub: Hub) {
     use tokio::sync::broadcast::error::TryRecvError;
     let mut rx = hub.monitor().subscribe();
     let mut tick = tokio::time::interval(FEED_INTERVAL);
@@ -259,7 +265,7 @@ async fn feed_session(mut socket: WebSocket, hub: Hub) {
                     }
                 }
                 let frame = json!({
-                    "at_ms": crate::hub::now_ms(),
+                    "at_ms": now_ms(),
                     "events": batch,
                     "skipped": skipped,
                     "stats": hub.stats(),
@@ -271,7 +277,7 @@ async fn feed_session(mut socket: WebSocket, hub: Hub) {
                     break;
                 }
             }
-            incoming = socket.recv() => match incoming {
+            incoming = socket.next() => match incoming {
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
                 Some(Ok(_)) => {}
             },

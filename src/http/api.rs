@@ -12,7 +12,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::{ApiError, AppState};
-use crate::hub::{App, EventSource, Publish};
+use crate::hub::{App, Publish};
+use crate::monitor::EventSource;
 use crate::protocol::signature::verify_request;
 use crate::protocol::{ChannelKind, ChannelName};
 

@@ -23,8 +23,7 @@ use super::{ApiError, AppState, Peer};
 
 type Labels = Vec<(&'static str, String)>;
 
-/// The HTTP API's request durations, by route and status. Kept by the hub, so that it outlives the
-/// router (the desktop app builds a new one at each restart of the server).
+/// The HTTP API's request durations, by route and status.
 #[derive(Debug, Clone)]
 pub(crate) struct ApiLatency(Family<Labels, Histogram, fn() -> Histogram>);
 
@@ -46,7 +45,7 @@ pub(super) async fn time_api(State(state): State<AppState>, request: Request, ne
     let started = Instant::now();
     let response = next.run(request).await;
     let labels = vec![("route", route), ("status", response.status().as_u16().to_string())];
-    state.hub.api_latency().0.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
+    state.latency.0.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
     response
 }
 
@@ -115,7 +114,7 @@ fn render(state: &AppState) -> Result<String, std::fmt::Error> {
     r.register(
         "http_api_request_duration_seconds",
         "Time to answer a Pusher HTTP API or Poussr v1 publish request, by route and status",
-        hub.api_latency().0.clone(),
+        state.latency.0.clone(),
     );
     r.register("uptime_seconds", "Seconds since the hub started", gauge(hub.uptime().as_secs()));
     let mut text = String::new();

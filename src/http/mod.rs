@@ -3,16 +3,17 @@
 //!
 //! [`router`] builds the router without binding anything, so tests drive it with `oneshot`.
 
+mod access;
 mod admin;
 mod api;
 mod error;
 mod metrics;
-
-pub(crate) use metrics::ApiLatency;
+mod upgrade;
 mod v1;
 mod ws;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
@@ -21,23 +22,53 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use tokio::sync::mpsc;
 
+pub use access::Access;
+
 pub use error::ApiError;
 
 use crate::hub::Hub;
 
+/// What the HTTP layer keeps of its own, beside the hub, for as long as it serves: its access settings and
+/// the HTTP API's latency histogram. A cheap `Clone` handle; every router made with it shares it.
+#[derive(Clone, Debug)]
+pub struct Frontend {
+    /// Who may use what.
+    access: Arc<Access>,
+    /// The HTTP API's request durations, for `/metrics`.
+    latency: metrics::ApiLatency,
+}
+
+impl Frontend {
+    /// The frontend of `config`: its access settings (with a random admin token when it names none) and
+    /// an empty latency histogram.
+    pub fn new(config: &crate::config::Config) -> Self {
+        Frontend { access: Arc::new(Access::new(config)), latency: metrics::ApiLatency::default() }
+    }
+
+    /// Who may use what.
+    pub fn access(&self) -> &Access {
+        &self.access
+    }
+}
+
 /// What every handler gets.
 #[derive(Clone, Debug)]
 pub(crate) struct AppState {
+    /// The hub the requests act on.
     pub(crate) hub: Hub,
-    /// Held by every WebSocket session: when every clone is gone, every session has ended (see
-    /// [`crate::server::run`]).
+    /// Who may use what.
+    pub(crate) access: Arc<Access>,
+    /// The HTTP API's latency histogram, for `/metrics`.
+    pub(crate) latency: metrics::ApiLatency,
+    /// Held by every WebSocket session: when every clone is gone, every session has ended (the server
+    /// waits for that when it shuts down).
     pub(crate) sessions: mpsc::Sender<()>,
 }
 
-/// The hub's router. `sessions` is cloned into every WebSocket session so the caller can wait for them
-/// all to end.
-pub fn router(hub: Hub, sessions: mpsc::Sender<()>) -> Router {
-    let state = AppState { hub, sessions };
+/// The hub's router, served with `frontend`. `sessions` is cloned into every WebSocket session so the
+/// caller can wait for them all to end.
+pub fn router(hub: Hub, frontend: Frontend, sessions: mpsc::Sender<()>) -> Router {
+    let state = AppState { hub, access: frontend.access, latency: frontend.latency, sessions };
     // The publishing and query API, timed for `/metrics`.
     let api = Router::new()
         .route("/v1/channels/{channel}/events", post(v1::publish))
@@ -134,7 +165,7 @@ pub(crate) fn check_publish_rate(hub: &Hub, app: &crate::hub::App, events: usize
     })
 }
 
-/// The peer address, which `crate::server::run` adds to every request; tests that use
+/// The peer address, which the server adds to every request; tests that use
 /// `oneshot` add it with `MockConnectInfo`.
 pub(crate) type Peer = axum::extract::ConnectInfo<SocketAddr>;
 

@@ -10,7 +10,8 @@ use subtle::ConstantTimeEq;
 
 use super::api::read_body;
 use super::{ApiError, AppState, Peer};
-use crate::hub::{EventSource, Publish};
+use crate::hub::Publish;
+use crate::monitor::EventSource;
 
 fn is_loopback(ip: IpAddr) -> bool {
     ip.to_canonical().is_loopback()

@@ -4,26 +4,30 @@
 
 use std::sync::Arc;
 
-use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::ws::{WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+use super::upgrade::{NotUpgraded, Socket, Upgrade};
 use super::{ApiError, AppState, Peer};
-use crate::hub::{App, Protocol};
-use crate::protocol::CloseCode;
+use crate::hub::App;
+use crate::monitor::{MonitorEvent, now_ms};
 use crate::protocol::pusher::SUPPORTED_VERSIONS;
+use crate::protocol::{CloseCode, ClosedBy, Protocol};
 use crate::ws::{self as session, Peer as PeerInfo};
 
 /// Frames larger than this are refused by the WebSocket layer itself, before the hub sees them; frames
 /// between the configured limit and this get a `pusher:error` and close code 1009.
 const HARD_FRAME_LIMIT: usize = 1 << 20;
 
-fn configure(ws: WebSocketUpgrade, state: &AppState) -> WebSocketUpgrade {
-    let limit = state.hub.limits().max_message_bytes;
-    ws.max_message_size(HARD_FRAME_LIMIT.max(limit.saturating_mul(4)))
-        .max_frame_size(HARD_FRAME_LIMIT.max(limit.saturating_mul(4)))
+/// The WebSocket layer's settings for a session.
+pub(super) fn config(state: &AppState) -> WebSocketConfig {
+    let hard = HARD_FRAME_LIMIT.max(state.hub.limits().max_message_bytes.saturating_mul(4));
+    WebSocketConfig::default()
+        .max_message_size(Some(hard))
+        .max_frame_size(Some(hard))
         // Small initial buffers: most connections are idle most of the time, and the buffers grow when a
         // large frame comes.
         .read_buffer_size(4 * 1024)
@@ -42,23 +46,23 @@ fn peer_info(peer: &Peer, headers: &HeaderMap) -> PeerInfo {
 
 /// Upgrades and runs a session, or refuses the connection with `refusal`.
 fn upgrade(
-    ws: WebSocketUpgrade,
+    ws: Upgrade,
     state: AppState,
     protocol: Protocol,
     peer: PeerInfo,
     target: Result<Arc<App>, (CloseCode, String)>,
 ) -> Response {
-    configure(ws, &state).on_upgrade(move |socket: WebSocket| async move {
+    ws.answer(config(&state), move |socket: Socket| async move {
         // Held until the session ends, so that shutdown can wait for every session.
         let _alive = state.sessions.clone();
         match target {
             Ok(app) => {
                 let ending = session::serve(socket, state.hub.clone(), app, protocol, peer.clone()).await;
-                tracing::debug!(remote = %peer.remote, code = ?ending.code, reason = %ending.reason, "connection closed");
+                tracing::debug!(remote = %peer.remote, closed_by = ?ending.closed_by, reason = %ending.reason, "connection closed");
             }
             Err((code, message)) => {
                 tracing::debug!(remote = %peer.remote, code = code.code(), %message, "connection refused");
-                state.hub.record_close(code.code());
+                state.hub.record_close(ClosedBy::Hub(code));
                 session::refuse(socket, protocol, code, &message).await;
             }
         }
@@ -70,11 +74,11 @@ fn upgrade(
 fn check_origin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(origin) = headers.get(header::ORIGIN) else { return Ok(()) };
     let origin = String::from_utf8_lossy(origin.as_bytes());
-    if state.hub.origin_allowed(&origin) {
+    if state.access.origin_allowed(&origin) {
         return Ok(());
     }
-    state.hub.monitor().emit(|| crate::hub::MonitorEvent::Error {
-        at_ms: crate::hub::now_ms(),
+    state.hub.monitor().emit(|| MonitorEvent::Error {
+        at_ms: now_ms(),
         socket_id: None,
         code: Some(403),
         message: format!("WebSocket handshake from origin {origin:?} refused: not in allowed_origins"),
@@ -89,12 +93,12 @@ fn not_a_websocket(what: &str) -> Response {
     ApiError::BadRequest(format!("{what} is a WebSocket endpoint: connect with a WebSocket client")).into_response()
 }
 
-/// The answer to a WebSocket handshake that the WebSocket layer refused, or `None` when the request was
-/// not a handshake at all (a plain GET). A version other than 13 gets 426 with `Sec-WebSocket-Version: 13`,
-/// as RFC 6455 §4.2.2 asks.
-fn refused_handshake(what: &str, rejection: &WebSocketUpgradeRejection) -> Option<Response> {
+/// The answer to a WebSocket handshake that could not be accepted, or `None` when the request was not a
+/// handshake at all (a plain GET). A version other than 13 gets 426 with `Sec-WebSocket-Version: 13`, as
+/// RFC 6455 §4.2.2 asks.
+fn refused_handshake(what: &str, rejection: NotUpgraded) -> Option<Response> {
     match rejection {
-        WebSocketUpgradeRejection::InvalidWebSocketVersionHeader(_) => Some(
+        NotUpgraded::WrongVersion => Some(
             (
                 StatusCode::UPGRADE_REQUIRED,
                 [(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"))],
@@ -104,16 +108,16 @@ fn refused_handshake(what: &str, rejection: &WebSocketUpgradeRejection) -> Optio
             )
                 .into_response(),
         ),
-        WebSocketUpgradeRejection::WebSocketKeyHeaderMissing(_) => Some(
+        NotUpgraded::NoKey => Some(
             ApiError::BadRequest(format!("{what}: the WebSocket handshake has no Sec-WebSocket-Key header"))
                 .into_response(),
         ),
-        _ => None,
+        NotUpgraded::NotAHandshake => None,
     }
 }
 
 /// The answer to a request for a WebSocket endpoint that could not be upgraded.
-fn not_upgraded(what: &str, rejection: &WebSocketUpgradeRejection) -> Response {
+fn not_upgraded(what: &str, rejection: NotUpgraded) -> Response {
     refused_handshake(what, rejection).unwrap_or_else(|| not_a_websocket(what))
 }
 
@@ -124,11 +128,11 @@ pub(super) async fn pusher(
     RawQuery(query): RawQuery,
     peer: Peer,
     headers: HeaderMap,
-    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    ws: Result<Upgrade, NotUpgraded>,
 ) -> Response {
     let ws = match ws {
         Ok(ws) => ws,
-        Err(rejection) => return not_upgraded("/app/{key}", &rejection),
+        Err(rejection) => return not_upgraded("/app/{key}", rejection),
     };
     if let Err(refused) = check_origin(&state, &headers) {
         return refused.into_response();
@@ -170,11 +174,11 @@ pub(super) async fn v1(
     State(state): State<AppState>,
     peer: Peer,
     headers: HeaderMap,
-    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    ws: Result<Upgrade, NotUpgraded>,
 ) -> Response {
     let ws = match ws {
         Ok(ws) => ws,
-        Err(rejection) => return not_upgraded("/v1/ws", &rejection),
+        Err(rejection) => return not_upgraded("/v1/ws", rejection),
     };
     if let Err(refused) = check_origin(&state, &headers) {
         return refused.into_response();
@@ -189,9 +193,9 @@ pub(super) async fn root(
     state: State<AppState>,
     peer: Peer,
     headers: HeaderMap,
-    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    ws: Result<Upgrade, NotUpgraded>,
 ) -> Response {
-    match &ws {
+    match ws {
         Ok(_) => return v1(state, peer, headers, ws).await,
         Err(rejection) => {
             if let Some(refused) = refused_handshake("/", rejection) {
@@ -218,7 +222,7 @@ pub(super) async fn fallback(
     peer: Peer,
     headers: HeaderMap,
     uri: axum::http::Uri,
-    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    ws: Result<Upgrade, NotUpgraded>,
 ) -> Response {
     match ws {
         Ok(ws) => {

@@ -1,7 +1,12 @@
 //! The hub's state and monitor feed, without sockets or a runtime.
 
+use std::net::SocketAddr;
+use std::sync::Arc;
+
 use super::*;
 use crate::config::{AppConfig, Config};
+use crate::monitor::{EventSource, MonitorEvent};
+use crate::protocol::{ChannelKind, ChannelName, CloseCode, ClosedBy, Protocol};
 
 fn hub() -> Hub {
     hub_with(|_| {})
@@ -11,7 +16,7 @@ fn hub() -> Hub {
 fn hub_with(adjust: impl FnOnce(&mut crate::config::Limits)) -> Hub {
     let mut config = Config { apps: vec![AppConfig::new("1", "k", "s")], ..Config::default() };
     adjust(&mut config.limits);
-    Hub::new(&config).unwrap()
+    Hub::alone(&config).unwrap()
 }
 
 fn peer() -> SocketAddr {
@@ -78,10 +83,10 @@ fn empty_channels_are_removed() {
     assert!(!hub.unsubscribe(&a, &name("c")), "leaving twice is harmless");
     assert!(hub.channels(&app).is_empty());
     hub.subscribe(&a, &name("d"), None).unwrap();
-    hub.close(&a, Some(1000), "bye");
+    hub.close(&a, ClosedBy::Client(Some(1000)), "bye");
     assert!(hub.channels(&app).is_empty());
     assert_eq!(hub.connection_count(), 0);
-    hub.close(&a, Some(1000), "again");
+    hub.close(&a, ClosedBy::Client(Some(1000)), "again");
     assert_eq!(hub.connection_count(), 0, "closing twice is harmless");
 }
 
@@ -120,7 +125,7 @@ fn the_connection_quota_is_enforced() {
     let hub = hub_with(|l| l.max_connections = 1);
     let (a, _rx) = hub.open(hub.default_app(), peer(), None, Protocol::Pusher).unwrap();
     assert_eq!(hub.open(hub.default_app(), peer(), None, Protocol::Pusher).err(), Some(OpenError::OverQuota));
-    hub.close(&a, None, "gone");
+    hub.close(&a, ClosedBy::Lost, "gone");
     assert!(hub.open(hub.default_app(), peer(), None, Protocol::Pusher).is_ok());
 }
 
@@ -143,7 +148,7 @@ fn the_monitor_feed_reports_the_life_of_a_connection() {
     hub.subscribe(&a, &name("c"), None).unwrap();
     hub.publish(&app, &publish("c", "hello"));
     hub.unsubscribe(&a, &name("c"));
-    hub.close(&a, Some(4200), "restart");
+    hub.close(&a, ClosedBy::Hub(CloseCode::Restarting), "restart");
     let events: Vec<serde_json::Value> =
         std::iter::from_fn(|| feed.try_recv().ok()).map(|e| serde_json::to_value(e).unwrap()).collect();
     let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
@@ -177,26 +182,13 @@ fn a_lagging_viewer_is_told_how_many_events_it_missed() {
     let hub = hub();
     let app = hub.default_app();
     let mut feed = hub.monitor().subscribe();
-    for _ in 0..(monitor::MONITOR_CAPACITY + 10) {
+    for _ in 0..(crate::monitor::MONITOR_CAPACITY + 10) {
         hub.publish(&app, &publish("c", "e"));
     }
     match feed.try_recv() {
         Err(tokio::sync::broadcast::error::TryRecvError::Lagged(n)) => assert_eq!(n, 10),
         other => panic!("expected Lagged, got {other:?}"),
     }
-}
-
-#[test]
-fn the_publishing_budget_refills_at_its_rate_and_holds_one_second() {
-    let start = Instant::now();
-    let mut budget = Budget { tokens: 10.0, at: start };
-    assert!(budget.take(10, 10, start).is_ok());
-    let wait = budget.take(1, 10, start).unwrap_err();
-    assert_eq!(wait, Duration::from_millis(100));
-    assert!(budget.take(5, 10, start + Duration::from_millis(500)).is_ok());
-    // A long pause refills no more than one second's worth.
-    assert!(budget.take(11, 10, start + Duration::from_secs(60)).is_err());
-    assert!(budget.take(10, 10, start + Duration::from_secs(60)).is_ok());
 }
 
 #[test]
@@ -217,14 +209,14 @@ fn a_closed_connection_leaves_nothing_behind() {
         hub.sign_in(&conn, &format!("u{round}")).unwrap();
         hub.client_event(&conn, &name("private-chat"), "client-x", "{}").unwrap();
         hub.publish(&app, &publish("presence-room", "e"));
-        hub.close(&conn, Some(1000), "bye");
+        hub.close(&conn, ClosedBy::Client(Some(1000)), "bye");
         assert_eq!(Arc::strong_count(&conn), 1, "round {round}: the hub still holds the connection");
     }
     assert_eq!(hub.connection_count(), 1);
-    assert_eq!(lock(&hub.shared.per_address).get(&peer().ip()), Some(&1));
+    assert_eq!(hub.shared.registry.open_from(peer().ip()), Some(1));
     assert_eq!(lock(&app.channels).len(), 1, "only the channel still occupied is kept");
     assert!(lock(&app.users).is_empty());
-    hub.close(&stay, Some(1000), "bye");
-    assert!(lock(&hub.shared.per_address).is_empty());
+    hub.close(&stay, ClosedBy::Client(Some(1000)), "bye");
+    assert_eq!(hub.shared.registry.open_from(peer().ip()), None, "no entry is left for the address");
     assert!(lock(&app.channels).is_empty());
 }

@@ -103,6 +103,30 @@ impl CloseCode {
     }
 }
 
+/// How a connection ended, as far as close codes go: who closed it and with which code. Carried from the
+/// session to the hub's records, the monitor feed and `/metrics` without ever becoming a bare number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ClosedBy {
+    /// The hub closed it, with one of its own codes.
+    Hub(CloseCode),
+    /// The client sent a close frame, with this code (`None`: a close frame without a code, which
+    /// RFC 6455 reports as 1005).
+    Client(Option<u16>),
+    /// Nobody sent a close frame: the connection was reset, timed out or went away (RFC 6455's 1006).
+    Lost,
+}
+
+impl ClosedBy {
+    /// The number a close frame carried, if one was sent or received with a code.
+    pub fn code(self) -> Option<u16> {
+        match self {
+            ClosedBy::Hub(code) => Some(code.code()),
+            ClosedBy::Client(code) => code,
+            ClosedBy::Lost => None,
+        }
+    }
+}
+
 const ALL: [CloseCode; 17] = [
     CloseCode::Normal,
     CloseCode::InvalidPayload,
@@ -143,5 +167,13 @@ mod tests {
         assert!((4000..4100).contains(&CloseCode::AppNotFound.code()));
         assert!((4100..4200).contains(&CloseCode::OverCapacity.code()));
         assert!((4200..4300).contains(&CloseCode::Restarting.code()));
+    }
+
+    #[test]
+    fn a_close_names_its_code_whoever_sent_it() {
+        assert_eq!(ClosedBy::Hub(CloseCode::OverCapacity).code(), Some(4100));
+        assert_eq!(ClosedBy::Client(Some(1001)).code(), Some(1001));
+        assert_eq!(ClosedBy::Client(None).code(), None);
+        assert_eq!(ClosedBy::Lost.code(), None);
     }
 }

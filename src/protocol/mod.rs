@@ -8,6 +8,7 @@ pub mod signature;
 pub mod v1;
 
 pub use channel::{ChannelKind, ChannelName, InvalidChannelName};
+pub use close::{CloseCode, ClosedBy};
 
 /// Parses `text` as a JSON object into `T`: a JSON array is refused (as a data error), and so is a key
 /// given twice (serde's derived structs refuse duplicates; a map would keep the last one silently).
@@ -29,4 +30,13 @@ pub fn from_object<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> 
         other => Err(format!("expected a JSON object, found {other}")),
     }
 }
-pub use close::CloseCode;
+
+/// Which protocol a connection speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    /// Pusher Channels protocol 7, at `/app/{key}`.
+    Pusher,
+    /// The original Poussr v1 protocol, at `/` and `/v1/ws`.
+    PoussrV1,
+}

@@ -267,15 +267,28 @@ pub fn subscription_succeeded(channel: &str, data: &str) -> String {
 }
 
 /// `pusher:subscription_error`; `data` is an object with `type`, `error` and `status`.
-pub fn subscription_error(channel: &str, kind: &str, error: &str, status: u16) -> String {
+pub fn subscription_error(channel: &str, kind: SubscriptionErrorKind, error: &str, status: u16) -> String {
     #[derive(Serialize)]
     struct Data<'a> {
         #[serde(rename = "type")]
-        kind: &'a str,
+        kind: SubscriptionErrorKind,
         error: &'a str,
         status: u16,
     }
     frame("pusher:subscription_error", Some(channel), Data { kind, error, status })
+}
+
+/// The `type` of a `pusher:subscription_error`: what kind of problem the client has to fix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum SubscriptionErrorKind {
+    /// The channel name is not valid.
+    InvalidChannel,
+    /// The auth signature is missing or wrong, or the connection is not the user a channel belongs to.
+    AuthError,
+    /// A presence subscription's `channel_data` is missing or malformed.
+    InvalidChannelData,
+    /// A limit of the hub was reached (channels per connection, presence members) or it is shutting down.
+    LimitReached,
 }
 
 /// `pusher_internal:member_added`, with `data` = `{"user_id","user_info"}` double-encoded.
@@ -390,7 +403,7 @@ mod tests {
             r#"{"event":"pusher_internal:subscription_succeeded","channel":"room","data":"{}"}"#
         );
         assert_eq!(
-            subscription_error("private-x", "AuthError", "bad", 401),
+            subscription_error("private-x", SubscriptionErrorKind::AuthError, "bad", 401),
             r#"{"event":"pusher:subscription_error","channel":"private-x","data":{"type":"AuthError","error":"bad","status":401}}"#
         );
     }

@@ -4,24 +4,41 @@
 //! The session is written over any `Sink` + `Stream` of WebSocket messages, so the same code runs on a
 //! real socket and, in tests, on in-memory channels. Replies to the client's own frames are written
 //! directly; deliveries come through the connection's bounded queue ([`crate::hub::Connection`]).
+//!
+//! | file | what it owns |
+//! |---|---|
+//! | `mod.rs` | the session loop: reading, the queue, the heartbeat, closing |
+//! | `pusher.rs` | the frames of the Pusher protocol: subscriptions and their auth, sign-in, client events |
+//! | `v1.rs` | the frames of Poussr v1 |
+//! | [`socket`] | the socket under a session: typed read errors, and the end of the closing handshake |
+
+mod pusher;
+pub mod socket;
+mod v1;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes};
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 
-use crate::hub::{App, Cached, Connection, Frame, Hub, Member, Protocol, SubscribeError};
-use crate::protocol::channel::SERVER_TO_USER_PREFIX;
-use crate::protocol::{ChannelKind, ChannelName, CloseCode, pusher, signature, v1};
+use self::socket::{Linger, ReadError, Refusal};
+use crate::hub::{App, Connection, Frame, Hub, OpenError};
+use crate::monitor::{MonitorEvent, now_ms};
+use crate::protocol::{CloseCode, ClosedBy, Protocol, pusher as pusher_frames, v1 as v1_frames};
 
 /// How many queued frames are written before one flush.
 const WRITE_BATCH: usize = 64;
 
 /// How long the hub waits for a close frame to be written before it drops the connection.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long the hub, having sent its close frame, waits for the client's (reading and discarding what
+/// comes before it) before it lets the connection go.
+pub const LINGER_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Who the peer is, as the HTTP layer saw it.
 #[derive(Debug, Clone)]
@@ -32,89 +49,114 @@ pub struct Peer {
     pub user_agent: Option<String>,
 }
 
-/// How a session ended: the close code, if one was sent or received, and why.
+/// How a session ended: who closed it, with which code, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ending {
-    /// The code.
-    pub code: Option<u16>,
-    /// Why.
+    /// Who closed it, and the code.
+    pub closed_by: ClosedBy,
+    /// Why, in words.
     pub reason: String,
+}
+
+impl Ending {
+    /// The connection went away without a close frame.
+    fn lost(reason: impl Into<String>) -> Self {
+        Ending { closed_by: ClosedBy::Lost, reason: reason.into() }
+    }
+}
+
+/// The error frame of `protocol` that comes before a close with `code`.
+fn error_frame(protocol: Protocol, code: CloseCode, message: &str) -> String {
+    match protocol {
+        Protocol::Pusher => pusher_frames::error(Some(code.code()), message),
+        Protocol::PoussrV1 => v1_frames::error(code.code(), message),
+    }
+}
+
+fn close_message(code: CloseCode) -> Message {
+    Message::Close(Some(CloseFrame { code: code.code().into(), reason: code.reason().into() }))
+}
+
+/// Sends `frames` (the error frame, when there is one, then the close frame), bounded in time, then waits
+/// for the client's close (see [`Linger`]).
+async fn send_close<S>(socket: &mut S, error: Option<String>, code: CloseCode)
+where
+    S: Sink<Message> + Linger + Unpin,
+{
+    let sent = tokio::time::timeout(CLOSE_TIMEOUT, async {
+        if let Some(frame) = error {
+            socket.feed(Message::Text(frame.into())).await.ok()?;
+        }
+        socket.send(close_message(code)).await.ok()
+    })
+    .await;
+    if matches!(sent, Ok(Some(()))) {
+        socket.linger(LINGER_TIMEOUT).await;
+    }
 }
 
 /// Refuses a connection before any session starts: sends the error frame for the protocol, then closes
 /// with the same code (Pusher clients read the code to decide whether to reconnect).
 pub async fn refuse<S>(mut socket: S, protocol: Protocol, code: CloseCode, message: &str)
 where
-    S: Sink<Message> + Unpin,
+    S: Sink<Message> + Linger + Unpin,
 {
-    let frame = match protocol {
-        Protocol::Pusher => pusher::error(Some(code.code()), message),
-        Protocol::PoussrV1 => v1::error(code.code(), message),
-    };
-    let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
-        socket.send(Message::Text(frame.into())).await.ok()?;
-        socket.send(close_message(code)).await.ok()
-    })
-    .await;
+    send_close(&mut socket, Some(error_frame(protocol, code, message)), code).await;
 }
 
-/// The close that answers a frame the WebSocket layer refused while reading it, when the client should be
-/// told why: a text frame that is not UTF-8 (1007), or one larger than even the layer's own limit (1009).
-/// Other read errors (a reset connection, a protocol violation) end the connection without an answer.
-fn refusal_of_read_error(error: &str, max_message_bytes: usize) -> Option<(CloseCode, String)> {
-    if error.starts_with("UTF-8 encoding error") {
-        return Some((CloseCode::InvalidPayload, "a text frame was not valid UTF-8".into()));
-    }
-    if let Some(detail) = error.strip_prefix("Space limit exceeded: ") {
-        return Some((
+/// The close that answers a frame the WebSocket layer refused while reading it.
+fn answer_to(refusal: Refusal, max_message_bytes: usize) -> (CloseCode, String) {
+    match refusal {
+        Refusal::NotUtf8 => (CloseCode::InvalidPayload, "a text frame was not valid UTF-8".into()),
+        Refusal::TooLarge { size, max } => (
             CloseCode::MessageTooBig,
-            format!("the frame is too large ({detail}); the limit is {max_message_bytes} bytes"),
-        ));
+            format!("the frame is too large ({size} > {max} bytes); the limit is {max_message_bytes} bytes"),
+        ),
     }
-    None
-}
-
-fn close_message(code: CloseCode) -> Message {
-    Message::Close(Some(CloseFrame { code: code.code(), reason: Utf8Bytes::from_static(code.reason()) }))
 }
 
 /// Runs a connection to its end: registers it with the hub, serves it, and unregisters it.
 pub async fn serve<S, E>(socket: S, hub: Hub, app: Arc<App>, protocol: Protocol, peer: Peer) -> Ending
 where
-    S: Stream<Item = Result<Message, E>> + Sink<Message> + Unpin,
-    E: std::fmt::Display,
+    S: Stream<Item = Result<Message, E>> + Sink<Message> + Linger + Unpin,
+    E: ReadError,
 {
     let (conn, rx) = match hub.open(app, peer.remote, peer.user_agent.as_deref(), protocol) {
         Ok(opened) => opened,
         Err(e) => {
             let code = e.close_code();
             let message = match e {
-                crate::hub::OpenError::OverQuota => {
+                OpenError::OverQuota => {
                     format!("the hub allows {} connections and has no room for another", hub.limits().max_connections)
                 }
-                crate::hub::OpenError::TooManyFromAddress => format!(
+                OpenError::TooManyFromAddress => format!(
                     "{} already has {} connections open, the most allowed from one address; retry later",
                     peer.remote.ip().to_canonical(),
                     hub.limits().max_connections_per_address
                 ),
-                crate::hub::OpenError::ShuttingDown => "the hub is restarting; reconnect".to_owned(),
+                OpenError::ShuttingDown => "the hub is restarting; reconnect".to_owned(),
             };
-            hub.record_close(code.code());
+            hub.record_close(ClosedBy::Hub(code));
             refuse(socket, protocol, code, &message).await;
-            return Ending { code: Some(code.code()), reason: message };
+            return Ending { closed_by: ClosedBy::Hub(code), reason: message };
         }
     };
     let mut session =
         Session { hub: hub.clone(), conn: conn.clone(), socket, rx, client_window: Instant::now(), client_events: 0 };
     let ending = session.run().await;
-    hub.close(&conn, ending.code, &ending.reason);
+    hub.close(&conn, ending.closed_by, &ending.reason);
     ending
 }
 
+/// One connection's session.
 struct Session<S> {
+    /// The hub it asks.
     hub: Hub,
+    /// Its record in the hub.
     conn: Arc<Connection>,
+    /// The WebSocket.
     socket: S,
+    /// What the hub queued for it.
     rx: mpsc::Receiver<Frame>,
     /// The start of the current one-second window of the client-event rate limit.
     client_window: Instant,
@@ -130,8 +172,8 @@ enum Next {
 
 impl<S, E> Session<S>
 where
-    S: Stream<Item = Result<Message, E>> + Sink<Message> + Unpin,
-    E: std::fmt::Display,
+    S: Stream<Item = Result<Message, E>> + Sink<Message> + Linger + Unpin,
+    E: ReadError,
 {
     async fn run(&mut self) -> Ending {
         let limits = self.hub.limits().clone();
@@ -139,9 +181,9 @@ where
         let pong_timeout = Duration::from_secs(limits.pong_timeout_secs);
 
         if self.conn.protocol == Protocol::Pusher {
-            let hello = pusher::connection_established(&self.conn.socket_id, limits.activity_timeout_secs);
+            let hello = pusher_frames::connection_established(&self.conn.socket_id, limits.activity_timeout_secs);
             if self.write(Message::Text(hello.into())).await.is_err() {
-                return Ending { code: None, reason: "the client went away during the handshake".into() };
+                return Ending::lost("the client went away during the handshake");
             }
         }
 
@@ -162,13 +204,15 @@ where
                     let message = match incoming {
                         Some(Ok(m)) => m,
                         Some(Err(e)) => {
-                            let error = e.to_string();
-                            return match refusal_of_read_error(&error, limits.max_message_bytes) {
-                                Some((code, why)) => self.close(code, why).await,
-                                None => Ending { code: None, reason: format!("connection error: {error}") },
+                            return match e.refusal() {
+                                Some(refusal) => {
+                                    let (code, why) = answer_to(refusal, limits.max_message_bytes);
+                                    self.close(code, why).await
+                                }
+                                None => Ending::lost(format!("connection error: {e}")),
                             };
                         }
-                        None => return Ending { code: None, reason: "the client went away".into() },
+                        None => return Ending::lost("the client went away"),
                     };
                     last_activity = Instant::now();
                     if awaiting_pong {
@@ -184,7 +228,7 @@ where
                 frame = self.rx.recv() => {
                     // The hub holds a sender for as long as the connection is registered.
                     let Some(frame) = frame else {
-                        return Ending { code: None, reason: "removed from the hub".into() };
+                        return Ending::lost("removed from the hub");
                     };
                     if let Err(ending) = self.write_queued(frame).await {
                         return ending;
@@ -197,11 +241,11 @@ where
                     }
                     if now >= last_activity + activity_timeout {
                         let ping = match self.conn.protocol {
-                            Protocol::Pusher => Message::Text(pusher::ping().into()),
+                            Protocol::Pusher => Message::Text(pusher_frames::ping().into()),
                             Protocol::PoussrV1 => Message::Ping(bytes::Bytes::new()),
                         };
                         if self.write(ping).await.is_err() {
-                            return Ending { code: None, reason: "the client went away".into() };
+                            return Ending::lost("the client went away");
                         }
                         awaiting_pong = true;
                         timer.as_mut().reset(now + pong_timeout);
@@ -225,7 +269,7 @@ where
                 self.hub.count_out(&self.conn, 1, len);
                 Ok(())
             }
-            Err(_) => Err(Ending { code: None, reason: "the client went away".into() }),
+            Err(_) => Err(Ending::lost("the client went away")),
         }
     }
 
@@ -252,7 +296,7 @@ where
                     self.hub.count_out(&conn, frames, bytes);
                     return Ok(());
                 }
-                Err(()) => return Err(Ending { code: None, reason: "the client went away".into() }),
+                Err(()) => return Err(Ending::lost("the client went away")),
             },
             code = conn.kicked() => code,
         };
@@ -261,20 +305,12 @@ where
         Err(self.close(kicked, kicked.reason().to_owned()).await)
     }
 
-    /// Sends the error frame and close frame for `code`, bounded in time.
+    /// Sends the error frame and close frame for `code`, bounded in time, then waits for the client's
+    /// close frame (reading and discarding what comes before it), so that the close reaches the client.
     async fn close(&mut self, code: CloseCode, why: String) -> Ending {
-        let frame = match self.conn.protocol {
-            Protocol::Pusher => pusher::error(Some(code.code()), &why),
-            Protocol::PoussrV1 => v1::error(code.code(), &why),
-        };
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
-            if code != CloseCode::Normal {
-                self.socket.send(Message::Text(frame.into())).await.ok()?;
-            }
-            self.socket.send(close_message(code)).await.ok()
-        })
-        .await;
-        Ending { code: Some(code.code()), reason: why }
+        let error = (code != CloseCode::Normal).then(|| error_frame(self.conn.protocol, code, &why));
+        send_close(&mut self.socket, error, code).await;
+        Ending { closed_by: ClosedBy::Hub(code), reason: why }
     }
 
     async fn on_message(&mut self, message: Message) -> Result<Next, Ending> {
@@ -288,17 +324,16 @@ where
             Message::Close(frame) => {
                 // The WebSocket layer has queued its answering close frame; send it before the socket goes.
                 let _ = tokio::time::timeout(CLOSE_TIMEOUT, self.socket.flush()).await;
-                let ending = Ending {
-                    code: frame.as_ref().map(|f| f.code),
-                    reason: frame.map(|f| f.reason.to_string()).unwrap_or_default(),
-                };
+                let code = frame.as_ref().map(|f| u16::from(f.code));
+                let reason = frame.map(|f| f.reason.to_string()).filter(|r| !r.is_empty());
                 return Err(Ending {
-                    reason: if ending.reason.is_empty() { "closed by the client".into() } else { ending.reason },
-                    ..ending
+                    closed_by: ClosedBy::Client(code),
+                    reason: reason.unwrap_or_else(|| "closed by the client".into()),
                 });
             }
-            // The WebSocket layer answers pings by itself; both only count as activity.
-            Message::Ping(_) | Message::Pong(_) => return Ok(Next::Continue),
+            // The WebSocket layer answers pings by itself; both only count as activity. A raw frame is
+            // only ever something to send, never something read.
+            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => return Ok(Next::Continue),
         };
         self.hub.count_in(&self.conn, text.len());
         let max = self.hub.limits().max_message_bytes;
@@ -319,235 +354,17 @@ where
     }
 
     async fn reply_error(&mut self, message: &str) -> Result<(), Ending> {
-        self.hub.monitor().emit(|| crate::hub::MonitorEvent::Error {
-            at_ms: crate::hub::now_ms(),
+        self.hub.monitor().emit(|| MonitorEvent::Error {
+            at_ms: now_ms(),
             socket_id: Some(self.conn.socket_id.clone()),
             code: None,
             message: message.to_owned(),
         });
         let frame = match self.conn.protocol {
-            Protocol::Pusher => pusher::error(None, message),
-            Protocol::PoussrV1 => v1::error(v1::FrameError::CODE, message),
+            Protocol::Pusher => pusher_frames::error(None, message),
+            Protocol::PoussrV1 => v1_frames::error(v1_frames::FrameError::CODE, message),
         };
         self.reply(frame).await
-    }
-
-    async fn on_pusher(&mut self, text: &str) -> Result<Next, Ending> {
-        use pusher::ClientMessage as M;
-        let message = match M::parse(text) {
-            Ok(m) => m,
-            Err(e) => {
-                self.reply_error(&e.to_string()).await?;
-                return Ok(Next::Continue);
-            }
-        };
-        match message {
-            M::Ping => self.reply(pusher::pong()).await?,
-            M::Pong => {}
-            M::Subscribe(sub) => self.pusher_subscribe(sub).await?,
-            M::Unsubscribe { channel } => {
-                // Leaving a channel one never joined (or with a bad name) is harmless, as in Pusher.
-                if let Ok(name) = ChannelName::parse(&channel) {
-                    self.hub.unsubscribe(&self.conn, &name);
-                }
-            }
-            M::Signin { auth, user_data } => return self.signin(&auth, &user_data).await,
-            M::ClientEvent { event, channel, data } => return self.client_event(&event, &channel, data).await,
-        }
-        Ok(Next::Continue)
-    }
-
-    async fn subscription_error(&mut self, channel: &str, kind: &str, error: &str, status: u16) -> Result<(), Ending> {
-        self.hub.monitor().emit(|| crate::hub::MonitorEvent::Error {
-            at_ms: crate::hub::now_ms(),
-            socket_id: Some(self.conn.socket_id.clone()),
-            code: Some(status),
-            message: format!("subscription to {channel:?} refused: {error}"),
-        });
-        self.reply(pusher::subscription_error(channel, kind, error, status)).await
-    }
-
-    async fn pusher_subscribe(&mut self, sub: pusher::Subscribe) -> Result<(), Ending> {
-        let channel = sub.channel.as_str();
-        let name = match ChannelName::parse(channel) {
-            Ok(name) => name,
-            Err(e) => return self.subscription_error(channel, "InvalidChannel", &e.to_string(), 400).await,
-        };
-        let kind = name.kind();
-        let mut member = None;
-        match kind {
-            ChannelKind::Public => {}
-            ChannelKind::ServerToUser => {
-                let wanted = &channel[SERVER_TO_USER_PREFIX.len()..];
-                if self.conn.user_id().map(|u| &**u) != Some(wanted) {
-                    let error = format!(
-                        "{channel} can be joined only by a connection signed in (pusher:signin) as user {wanted:?}"
-                    );
-                    return self.subscription_error(channel, "AuthError", &error, 403).await;
-                }
-            }
-            ChannelKind::Private | ChannelKind::Encrypted | ChannelKind::Presence => {
-                let app = &self.conn.app.config;
-                let Some(auth) = sub.auth.as_deref().filter(|a| !a.is_empty()) else {
-                    let error = format!(
-                        "subscribing to a {} channel needs an auth signature from the app's backend (its channel \
-                         authorization endpoint); none was sent",
-                        kind.as_str()
-                    );
-                    return self.subscription_error(channel, "AuthError", &error, 401).await;
-                };
-                let signed = if kind == ChannelKind::Presence {
-                    let Some(data) = sub.channel_data.as_deref() else {
-                        let error = "subscribing to a presence channel needs channel_data (the signed user_id and \
-                                     user_info); none was sent";
-                        return self.subscription_error(channel, "InvalidChannelData", error, 400).await;
-                    };
-                    format!("{}:{channel}:{data}", self.conn.socket_id)
-                } else {
-                    format!("{}:{channel}", self.conn.socket_id)
-                };
-                if !signature::verify_channel_auth(&app.key, &app.secret, auth, &signed) {
-                    let error = format!(
-                        "the auth signature for {channel:?} is not valid for socket {}: it must be \"{{app_key}}:\
-                         {{hex HMAC-SHA256}}\" made with this app's key and secret",
-                        self.conn.socket_id
-                    );
-                    return self.subscription_error(channel, "AuthError", &error, 401).await;
-                }
-                if let Some(data) = sub.channel_data.as_deref().filter(|_| kind == ChannelKind::Presence) {
-                    let limits = self.hub.limits();
-                    match pusher::parse_channel_data(
-                        data,
-                        limits.max_presence_user_id_chars,
-                        limits.max_presence_user_info_bytes,
-                    ) {
-                        Ok(m) => member = Some(Member { user_id: m.user_id.into(), user_info: m.user_info }),
-                        Err(e) => return self.subscription_error(channel, "InvalidChannelData", &e, 400).await,
-                    }
-                }
-            }
-        }
-        let joined = match self.hub.subscribe(&self.conn, &name, member) {
-            Ok(joined) => joined,
-            Err(e) => {
-                let status = match e {
-                    SubscribeError::PresenceFull(_) => 403,
-                    SubscribeError::TooManyChannels(_) => 400,
-                    SubscribeError::ShuttingDown => 503,
-                };
-                return self.subscription_error(channel, "LimitReached", &e.to_string(), status).await;
-            }
-        };
-        self.reply(pusher::subscription_succeeded(channel, joined.presence.as_deref().unwrap_or("{}"))).await?;
-        match joined.cached {
-            Some(Cached::Hit(frame)) => self.write(Message::Text(frame)).await,
-            Some(Cached::Miss) => self.reply(pusher::cache_miss(channel)).await,
-            None => Ok(()),
-        }
-    }
-
-    /// `pusher:signin`: a bad signature closes the connection with 4009, as Pusher does.
-    async fn signin(&mut self, auth: &str, user_data: &str) -> Result<Next, Ending> {
-        let app = &self.conn.app.config;
-        let signed = format!("{}::user::{user_data}", self.conn.socket_id);
-        if !signature::verify_channel_auth(&app.key, &app.secret, auth, &signed) {
-            let why = format!(
-                "pusher:signin refused: the auth signature does not match the user_data for socket {} (it must be \
-                 \"{{app_key}}:{{hex HMAC-SHA256 of socket_id::user::user_data}}\" made with this app's secret)",
-                self.conn.socket_id
-            );
-            return Ok(Next::Close(CloseCode::Unauthorized, why));
-        }
-        let user_id = match pusher::parse_user_id(user_data, self.hub.limits().max_presence_user_id_chars) {
-            Ok(id) => id,
-            Err(e) => return Ok(Next::Close(CloseCode::Unauthorized, format!("pusher:signin refused: {e}"))),
-        };
-        if let Err(e) = self.hub.sign_in(&self.conn, &user_id) {
-            self.reply_error(&format!("pusher:signin refused: {e}")).await?;
-            return Ok(Next::Continue);
-        }
-        self.reply(pusher::signin_success(user_data)).await?;
-        Ok(Next::Continue)
-    }
-
-    /// A `client-*` event: rate-limited per connection, then relayed by the hub if the channel allows it.
-    async fn client_event(&mut self, event: &str, channel: &str, data: serde_json::Value) -> Result<Next, Ending> {
-        let limits = self.hub.limits().clone();
-        let now = Instant::now();
-        if now.duration_since(self.client_window) >= Duration::from_secs(1) {
-            self.client_window = now;
-            self.client_events = 0;
-        }
-        self.client_events += 1;
-        if self.client_events > limits.client_events_per_second {
-            let why = format!(
-                "more than {} client events in one second from this connection; slow down",
-                limits.client_events_per_second
-            );
-            return Ok(Next::Close(CloseCode::ClientEventRateLimit, why));
-        }
-        let name = match ChannelName::parse(channel) {
-            Ok(name) => name,
-            Err(e) => {
-                self.reply_error(&format!("{event} on {channel:?}: {e}")).await?;
-                return Ok(Next::Continue);
-            }
-        };
-        if event.len() > limits.max_event_name_len {
-            let error = format!("the event name is {} bytes; the limit is {}", event.len(), limits.max_event_name_len);
-            self.reply_error(&error).await?;
-            return Ok(Next::Continue);
-        }
-        // Relayed as a JSON string, the canonical form; a string the client sent is kept as it is.
-        let data = match data {
-            serde_json::Value::String(s) => s,
-            other => other.to_string(),
-        };
-        if data.len() > limits.max_event_data_bytes {
-            let error =
-                format!("{event}: the data is {} bytes; the limit is {}", data.len(), limits.max_event_data_bytes);
-            self.reply_error(&error).await?;
-            return Ok(Next::Continue);
-        }
-        if let Err(e) = self.hub.client_event(&self.conn, &name, event, &data) {
-            self.reply_error(&format!("{event} was not relayed: {e}")).await?;
-        }
-        Ok(Next::Continue)
-    }
-
-    async fn on_v1(&mut self, text: &str) -> Result<Next, Ending> {
-        let (channel, subscribe) = match v1::ClientMessage::parse(text) {
-            Ok(v1::ClientMessage::Subscribe { channel }) => (channel, true),
-            Ok(v1::ClientMessage::Unsubscribe { channel }) => (channel, false),
-            Err(e) => {
-                self.reply_error(&e.to_string()).await?;
-                return Ok(Next::Continue);
-            }
-        };
-        let name = match ChannelName::parse(&channel) {
-            Ok(name) => name,
-            Err(e) => {
-                self.reply_error(&format!("invalid channel {channel:?}: {e}")).await?;
-                return Ok(Next::Continue);
-            }
-        };
-        if !subscribe {
-            self.hub.unsubscribe(&self.conn, &name);
-            return Ok(Next::Continue);
-        }
-        if name.kind() != ChannelKind::Public || name.is_cache() {
-            self.reply_error(&format!(
-                "{channel:?} is a {} channel; Poussr v1 clients subscribe to public channels only",
-                name.kind().as_str()
-            ))
-            .await?;
-            return Ok(Next::Continue);
-        }
-        match self.hub.subscribe(&self.conn, &name, None) {
-            Ok(_) => self.reply(v1::subscription_succeeded(&channel)).await?,
-            Err(e) => self.reply_error(&e.to_string()).await?,
-        }
-        Ok(Next::Continue)
     }
 }
 

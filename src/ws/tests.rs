@@ -5,20 +5,38 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+use tokio_tungstenite::tungstenite::Error as WsError;
 
 use super::*;
 use crate::config::{AppConfig, Config};
 
-/// One end of an in-memory WebSocket: what the session sends goes to `to_client`.
+/// One end of an in-memory WebSocket: what the session sends goes to `to_client`; what the client sends,
+/// or an error of the WebSocket layer, comes from `from_client`.
 struct MemSocket {
-    from_client: UnboundedReceiver<Message>,
+    from_client: UnboundedReceiver<Result<Message, WsError>>,
     to_client: UnboundedSender<Message>,
+    /// Messages the hub read and threw away while lingering.
+    discarded: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Stream for MemSocket {
-    type Item = Result<Message, std::convert::Infallible>;
+    type Item = Result<Message, WsError>;
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.from_client.poll_recv(cx).map(|m| m.map(Ok))
+        self.from_client.poll_recv(cx)
+    }
+}
+
+impl Linger for MemSocket {
+    async fn linger(&mut self, timeout: Duration) {
+        let _ = tokio::time::timeout(timeout, async {
+            while let Some(message) = self.from_client.recv().await {
+                if let Ok(Message::Close(_)) = message {
+                    break;
+                }
+                self.discarded.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        })
+        .await;
     }
 }
 
@@ -39,11 +57,16 @@ impl Sink<Message> for MemSocket {
 }
 
 struct Client {
-    to_hub: UnboundedSender<Message>,
+    to_hub: UnboundedSender<Result<Message, WsError>>,
     from_hub: UnboundedReceiver<Message>,
+    discarded: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Client {
+    fn send(&self, message: Message) {
+        self.to_hub.send(Ok(message)).unwrap();
+    }
+
     async fn text(&mut self) -> String {
         match self.from_hub.recv().await {
             Some(Message::Text(t)) => t.to_string(),
@@ -54,13 +77,14 @@ impl Client {
 
 fn start(protocol: Protocol) -> (Hub, Client, tokio::task::JoinHandle<Ending>) {
     let config = Config { apps: vec![AppConfig::new("1", "k", "s")], ..Config::default() };
-    let hub = Hub::new(&config).unwrap();
+    let hub = Hub::alone(&config).unwrap();
     let (to_hub, from_client) = unbounded_channel();
     let (to_client, from_hub) = unbounded_channel();
-    let socket = MemSocket { from_client, to_client };
+    let discarded = Arc::default();
+    let socket = MemSocket { from_client, to_client, discarded: Arc::clone(&discarded) };
     let peer = Peer { remote: "127.0.0.1:1".parse().unwrap(), user_agent: None };
     let task = tokio::spawn(serve(socket, hub.clone(), hub.default_app(), protocol, peer));
-    (hub, Client { to_hub, from_hub }, task)
+    (hub, Client { to_hub, from_hub, discarded }, task)
 }
 
 #[tokio::test(start_paused = true)]
@@ -73,8 +97,10 @@ async fn silence_gets_a_ping_after_120_s_then_4201_after_30_more() {
     let error = client.text().await;
     assert_eq!(started.elapsed().as_secs(), 150);
     assert!(error.contains("4201"), "{error}");
-    assert!(matches!(client.from_hub.recv().await, Some(Message::Close(Some(f))) if f.code == 4201));
-    assert_eq!(task.await.unwrap().code, Some(4201));
+    assert!(matches!(client.from_hub.recv().await, Some(Message::Close(Some(f))) if u16::from(f.code) == 4201));
+    // The hub waits for the client's close before it lets the connection go.
+    client.send(Message::Close(None));
+    assert_eq!(task.await.unwrap().closed_by, ClosedBy::Hub(CloseCode::PongTimeout));
 }
 
 #[tokio::test(start_paused = true)]
@@ -84,7 +110,7 @@ async fn any_frame_from_the_client_counts_as_activity() {
     // A frame every 100 s keeps the connection from ever being pinged.
     for _ in 0..5 {
         tokio::time::sleep(Duration::from_secs(100)).await;
-        client.to_hub.send(Message::Text(r#"{"event":"pusher:ping","data":{}}"#.into())).unwrap();
+        client.send(Message::Text(r#"{"event":"pusher:ping","data":{}}"#.into()));
         assert_eq!(client.text().await, r#"{"event":"pusher:pong","data":{}}"#);
     }
     assert_eq!(hub.connection_count(), 1);
@@ -95,7 +121,7 @@ async fn a_v1_client_is_kept_alive_with_websocket_pings() {
     let (hub, mut client, _task) = start(Protocol::PoussrV1);
     let msg = client.from_hub.recv().await;
     assert!(matches!(msg, Some(Message::Ping(_))), "{msg:?}");
-    client.to_hub.send(Message::Pong(bytes::Bytes::new())).unwrap();
+    client.send(Message::Pong(bytes::Bytes::new()));
     // Answered: the next thing is another ping, not a close.
     assert!(matches!(client.from_hub.recv().await, Some(Message::Ping(_))));
     assert_eq!(hub.connection_count(), 1);
@@ -105,26 +131,57 @@ async fn a_v1_client_is_kept_alive_with_websocket_pings() {
 async fn a_client_close_unregisters_the_connection() {
     let (hub, mut client, task) = start(Protocol::Pusher);
     client.text().await;
-    client.to_hub.send(Message::Text(r#"{"event":"pusher:subscribe","data":{"channel":"c"}}"#.into())).unwrap();
+    client.send(Message::Text(r#"{"event":"pusher:subscribe","data":{"channel":"c"}}"#.into()));
     client.text().await;
     assert_eq!(hub.stats().channels, 1);
-    client.to_hub.send(Message::Close(Some(CloseFrame { code: 1000, reason: "bye".into() }))).unwrap();
+    client.send(Message::Close(Some(CloseFrame { code: 1000.into(), reason: "bye".into() })));
     let ending = task.await.unwrap();
-    assert_eq!((ending.code, ending.reason.as_str()), (Some(1000), "bye"));
+    assert_eq!((ending.closed_by, ending.reason.as_str()), (ClosedBy::Client(Some(1000)), "bye"));
     assert_eq!((hub.connection_count(), hub.stats().channels), (0, 0));
 }
 
 #[test]
-fn read_errors_that_deserve_an_answer_are_recognized_from_the_websocket_layers_own_errors() {
-    use tokio_tungstenite::tungstenite::Error as WsError;
+fn read_errors_that_deserve_an_answer_are_told_apart_by_their_type() {
     use tokio_tungstenite::tungstenite::error::CapacityError;
-    // As the session sees them: wrapped by axum, whose error shows the inner one.
-    let shown = |e: WsError| axum::Error::new(e).to_string();
-    let utf8 = refusal_of_read_error(&shown(WsError::Utf8("invalid".into())), 16);
+    let utf8 = WsError::Utf8("invalid".into()).refusal().map(|r| answer_to(r, 16));
     assert_eq!(utf8.map(|(code, _)| code.code()), Some(1007));
-    let big = shown(WsError::Capacity(CapacityError::MessageTooLong { size: 2_000_000, max_size: 1_048_576 }));
-    let (code, why) = refusal_of_read_error(&big, 16384).expect("recognized");
+    let big = WsError::Capacity(CapacityError::MessageTooLong { size: 2_000_000, max_size: 1_048_576 });
+    let (code, why) = answer_to(big.refusal().expect("recognized"), 16384);
     assert_eq!(code.code(), 1009);
     assert!(why.contains("2000000 > 1048576") && why.contains("16384 bytes"), "{why}");
-    assert_eq!(refusal_of_read_error(&shown(WsError::ConnectionClosed), 16), None);
+    assert_eq!(WsError::ConnectionClosed.refusal(), None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refused_frame_is_answered_then_the_hub_reads_on_until_the_clients_close() {
+    use tokio_tungstenite::tungstenite::error::CapacityError;
+    let (hub, mut client, task) = start(Protocol::Pusher);
+    client.text().await;
+    let too_big = WsError::Capacity(CapacityError::MessageTooLong { size: 2_000_000, max_size: 1_048_576 });
+    client.to_hub.send(Err(too_big)).unwrap();
+    // The client is still sending when the hub answers.
+    for _ in 0..3 {
+        client.send(Message::Text("more".into()));
+    }
+    let error = client.text().await;
+    assert!(error.contains("1009") && error.contains("too large"), "{error}");
+    assert!(matches!(client.from_hub.recv().await, Some(Message::Close(Some(f))) if u16::from(f.code) == 1009));
+    client.send(Message::Close(None));
+    let ending = task.await.unwrap();
+    assert_eq!(ending.closed_by, ClosedBy::Hub(CloseCode::MessageTooBig));
+    // Everything the client sent before its close was read (and thrown away), none of it acted on.
+    assert_eq!(client.discarded.load(std::sync::atomic::Ordering::Relaxed), 3);
+    assert_eq!(hub.connection_count(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_that_never_closes_is_let_go_after_the_linger_timeout() {
+    let (_hub, mut client, task) = start(Protocol::Pusher);
+    client.text().await;
+    let started = Instant::now();
+    client.send(Message::Text(format!("{{\"event\":\"pusher:ping\",\"data\":\"{}\"}}", "x".repeat(20_000)).into()));
+    assert!(client.text().await.contains("1009"));
+    let ending = task.await.unwrap();
+    assert_eq!(ending.closed_by, ClosedBy::Hub(CloseCode::MessageTooBig));
+    assert_eq!(started.elapsed(), LINGER_TIMEOUT);
 }

@@ -10,6 +10,7 @@ use axum::extract::connect_info::MockConnectInfo;
 use axum::http::{Request, StatusCode};
 use futures_util::{SinkExt, StreamExt};
 use http_body_util::BodyExt;
+use poussr::http::Frontend;
 use poussr::protocol::signature::sign_request;
 use poussr::{AppConfig, Config, Hub, Limits};
 use serde_json::Value;
@@ -27,6 +28,8 @@ pub const WAIT: Duration = Duration::from_secs(5);
 pub struct TestHub {
     pub addr: SocketAddr,
     pub hub: Hub,
+    /// The HTTP layer's settings and metrics, shared by the server and the routers of `request`.
+    pub frontend: Frontend,
     pub app: AppConfig,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
@@ -44,14 +47,15 @@ impl TestHub {
     pub async fn with(adjust: impl FnOnce(&mut Config)) -> Self {
         let mut config = Config { apps: vec![test_app()], limits: Limits::default(), ..Config::default() };
         adjust(&mut config);
-        let hub = Hub::new(&config).expect("valid config");
+        let hub = poussr::adapter::hub(&config).expect("valid config");
+        let frontend = Frontend::new(&config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(poussr::server::run(listener, hub.clone(), async move {
+        let task = tokio::spawn(poussr::server::run(listener, hub.clone(), frontend.clone(), async move {
             let _ = stopped.await;
         }));
-        TestHub { addr, hub, app: config.apps[0].clone(), stop: Some(stop), task }
+        TestHub { addr, hub, frontend, app: config.apps[0].clone(), stop: Some(stop), task }
     }
 
     /// Stops the hub and waits for it to finish.
@@ -99,7 +103,7 @@ impl TestHub {
 
     /// Sends an HTTP request to the hub's router as if it came from `from`.
     pub async fn request_from(&self, from: SocketAddr, req: Request<Body>) -> (StatusCode, Value, String) {
-        route(&self.hub, from, req).await
+        route(&self.hub, &self.frontend, from, req).await
     }
 
     pub async fn request(&self, req: Request<Body>) -> (StatusCode, Value, String) {
@@ -128,9 +132,14 @@ impl TestHub {
 }
 
 /// Sends an HTTP request to `hub`'s router as if it came from `from`.
-pub async fn route(hub: &Hub, from: SocketAddr, req: Request<Body>) -> (StatusCode, Value, String) {
+pub async fn route(
+    hub: &Hub,
+    frontend: &Frontend,
+    from: SocketAddr,
+    req: Request<Body>,
+) -> (StatusCode, Value, String) {
     let (sessions, _) = mpsc::channel(1);
-    let router = poussr::http::router(hub.clone(), sessions).layer(MockConnectInfo(from));
+    let router = poussr::http::router(hub.clone(), frontend.clone(), sessions).layer(MockConnectInfo(from));
     let resp = router.oneshot(req).await.unwrap();
     let status = resp.status();
     let bytes = resp.into_body().collect().await.unwrap().to_bytes();
@@ -175,15 +184,18 @@ pub async fn next_json(ws: &mut Ws) -> Value {
 
 /// Reads until the close frame and returns its code (text frames before it are returned too).
 pub async fn read_until_close(ws: &mut Ws) -> (Vec<Value>, Option<u16>) {
-    let mut frames = Vec::new();
-    loop {
+    // The frames are parsed once the close has arrived: a reader busy parsing is a slow reader, and the
+    // hub waits only so long for a slow reader to take its close frame.
+    let mut texts = Vec::new();
+    let code = loop {
         match tokio::time::timeout(WAIT, ws.next()).await.expect("the close arrives in time") {
-            Some(Ok(Message::Text(t))) => frames.push(serde_json::from_str(&t).unwrap()),
-            Some(Ok(Message::Close(frame))) => return (frames, frame.map(|f| u16::from(f.code))),
+            Some(Ok(Message::Text(t))) => texts.push(t),
+            Some(Ok(Message::Close(frame))) => break frame.map(|f| u16::from(f.code)),
             Some(Ok(_)) => {}
-            Some(Err(_)) | None => return (frames, None),
+            Some(Err(_)) | None => break None,
         }
-    }
+    };
+    (texts.iter().map(|t| serde_json::from_str(t).unwrap()).collect(), code)
 }
 
 /// Asserts that nothing arrives within `d`.

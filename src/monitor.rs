@@ -1,14 +1,15 @@
-//! The monitor feed: what happens in the hub, as events the dashboard shows live. It is a bounded
-//! broadcast; a viewer that falls behind loses the oldest events (and is told how many) rather than
-//! slowing the hub. When nobody watches, events are not even built ([`Monitor::is_watched`]).
+//! The monitor feed: what happens in the hub, as events the dashboard shows live. The hub and the
+//! webhooks both report to it, and it knows neither of them.
+//!
+//! It is a bounded broadcast: a viewer that falls behind loses the oldest events (and is told how many)
+//! rather than slowing the hub. When nobody watches, events are not even built ([`Monitor::is_watched`]).
 
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
-use super::Protocol;
-use crate::protocol::ChannelName;
+use crate::protocol::{ChannelName, ClosedBy, Protocol};
 
 /// How many monitor events wait for a slow viewer before the oldest are skipped.
 pub const MONITOR_CAPACITY: usize = 8192;
@@ -52,8 +53,9 @@ pub enum MonitorEvent {
         at_ms: u64,
         /// The connection's socket id.
         socket_id: Arc<str>,
-        /// The close code the hub sent, or the client's.
-        code: Option<u16>,
+        /// Who closed it and with which code; on the wire, the code (`null` when no close frame had one).
+        #[serde(serialize_with = "close_code")]
+        code: ClosedBy,
         /// Why, in words.
         reason: String,
     },
@@ -136,6 +138,10 @@ pub enum MonitorEvent {
         /// What happened.
         message: String,
     },
+}
+
+fn close_code<S: serde::Serializer>(closed: &ClosedBy, s: S) -> Result<S::Ok, S::Error> {
+    closed.code().serialize(s)
 }
 
 /// The sending side of the feed.

@@ -1,0 +1,256 @@
+//! Hub settings: the apps (credentials) and the limits, with their defaults, read from a TOML file and
+//! overridden by flags and environment variables in `main.rs`. Credentials are never fixed, well-known
+//! values: when the operator gives none, random ones are made on first start and kept in the data folder.
+//!
+//! | file | what it owns |
+//! |---|---|
+//! | `mod.rs` | [`Config`], the whole configuration, its file and its checks |
+//! | `app.rs` | [`AppConfig`]: an app's credentials, switches and webhook targets |
+//! | `limits.rs` | [`Limits`], each with its default |
+//! | `files.rs` | the credentials file, atomic writes, random tokens |
+
+mod app;
+mod files;
+mod limits;
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub use app::{AppConfig, WebhookConfig, WebhookKind};
+pub use files::{load_or_create_credentials, random_token, write_atomically};
+pub use limits::Limits;
+
+/// Everything the hub needs to run. `bind` and `port` are used by whoever binds the listener (the server
+/// takes an already bound one).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The address to listen on: `0.0.0.0` serves the LAN, `127.0.0.1` only this machine.
+    pub bind: IpAddr,
+    /// The port; 0 picks a free one.
+    pub port: u16,
+    /// Accept Poussr v1 publishing without a token from other machines than this one.
+    pub allow_anonymous_publish: bool,
+    /// The token the dashboard and the admin API need. `None`: a random one is made at each start.
+    pub admin_token: Option<String>,
+    /// Let the admin API and dashboard answer other machines than this one (still with the token).
+    pub allow_remote_dashboard: bool,
+    /// The web pages (origins such as `http://intranet.lan:8080`) whose scripts may open WebSockets to the
+    /// hub. Empty (the default): any page may. When set, a handshake whose `Origin` header is not in the
+    /// list is refused with 403 before the upgrade; `*.example.lan` admits the subdomains of a host, `*`
+    /// every origin. Programs that send no `Origin` (server-side clients) are not affected.
+    pub allowed_origins: Vec<String>,
+    /// How this hub shares its traffic with others: `local` (alone, the default) or `redis`.
+    pub adapter: AdapterKind,
+    /// The Redis server of the cluster (`adapter = "redis"`): `redis://[:password@]host[:port][/db]`.
+    pub redis_url: String,
+    /// What every key and channel of this cluster starts with, so that several clusters can share one
+    /// Redis.
+    pub redis_prefix: String,
+    /// How long a hub that stopped writing its heartbeat stays a member of the cluster, in milliseconds;
+    /// then its connections and presence members are no longer counted.
+    pub node_timeout_ms: u64,
+    /// The apps. The first one is the default app that Poussr v1 clients use.
+    pub apps: Vec<AppConfig>,
+    /// Limits that protect the hub and its clients.
+    pub limits: Limits,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            bind: IpAddr::from([0, 0, 0, 0]),
+            port: 6001,
+            allow_anonymous_publish: false,
+            admin_token: None,
+            allow_remote_dashboard: false,
+            allowed_origins: Vec::new(),
+            adapter: AdapterKind::Local,
+            redis_url: "redis://127.0.0.1:6379".into(),
+            redis_prefix: "poussr".into(),
+            node_timeout_ms: 5_000,
+            apps: Vec::new(),
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// How hubs share their traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum AdapterKind {
+    /// One hub alone.
+    #[default]
+    Local,
+    /// Several hubs that share their traffic through Redis pub/sub.
+    Redis,
+}
+
+/// Why settings could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has unknown or mistyped settings.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, with line and column.
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Reads a TOML settings file.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.into(), source })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.into(), message: e.to_string() })
+    }
+
+    /// Checks the whole configuration: at least one app, valid and distinct credentials, sane limits.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(token) = &self.admin_token
+            && token.len() < 16
+        {
+            return Err(ConfigError::Invalid("admin_token must be at least 16 characters long".into()));
+        }
+        if self.apps.is_empty() {
+            return Err(ConfigError::Invalid("no app is configured".into()));
+        }
+        for (i, app) in self.apps.iter().enumerate() {
+            app.validate()?;
+            if self.apps[..i].iter().any(|a| a.id == app.id) {
+                return Err(ConfigError::Invalid(format!("two apps have the id {:?}", app.id)));
+            }
+            if self.apps[..i].iter().any(|a| a.key == app.key) {
+                return Err(ConfigError::Invalid(format!("two apps have the key {:?}", app.key)));
+            }
+        }
+        if self.adapter == AdapterKind::Redis {
+            if !cfg!(feature = "redis") {
+                return Err(ConfigError::Invalid(
+                    "adapter = \"redis\": this build of Poussr has no Redis adapter (it was built without the \
+                     `redis` feature)"
+                        .into(),
+                ));
+            }
+            let url = self.redis_url.trim();
+            if url.starts_with("rediss://") {
+                return Err(ConfigError::Invalid(format!(
+                    "redis_url {url:?}: TLS to Redis (rediss://) is not supported; use redis:// on a trusted network"
+                )));
+            }
+            if !url.starts_with("redis://") && !url.starts_with("redis+unix://") && !url.starts_with("unix://") {
+                return Err(ConfigError::Invalid(format!(
+                    "redis_url {url:?} must start with redis:// (as in redis://127.0.0.1:6379)"
+                )));
+            }
+            let prefix_ok = !self.redis_prefix.is_empty()
+                && self.redis_prefix.len() <= 64
+                && self.redis_prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
+            if !prefix_ok {
+                return Err(ConfigError::Invalid(format!(
+                    "redis_prefix {:?}: use 1-64 characters from A-Z a-z 0-9 - _ . :",
+                    self.redis_prefix
+                )));
+            }
+            if self.node_timeout_ms < 2_000 {
+                return Err(ConfigError::Invalid(
+                    "node_timeout_ms must be at least 2000 (hubs write their heartbeat each second)".into(),
+                ));
+            }
+        }
+        for origin in &self.allowed_origins {
+            crate::net::normalize_origin_rule(origin).map_err(ConfigError::Invalid)?;
+        }
+        self.limits.validate()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    #[cfg(not(feature = "redis"))]
+    fn without_the_redis_feature_the_adapter_is_refused_clearly() {
+        let c = Config { apps: vec![AppConfig::new("1", "k", "s")], adapter: AdapterKind::Redis, ..Config::default() };
+        assert!(c.validate().unwrap_err().to_string().contains("built without the `redis` feature"));
+    }
+
+    #[test]
+    #[cfg(feature = "redis")]
+    fn redis_settings_are_checked_with_reasons() {
+        let with = |adjust: &dyn Fn(&mut Config)| {
+            let mut c =
+                Config { apps: vec![AppConfig::new("1", "k", "s")], adapter: AdapterKind::Redis, ..Config::default() };
+            adjust(&mut c);
+            c.validate().err().map(|e| e.to_string())
+        };
+        assert_eq!(with(&|_| {}), None);
+        assert!(with(&|c| c.redis_url = "rediss://r:6380".into()).unwrap().contains("TLS"));
+        assert!(with(&|c| c.redis_url = "http://r".into()).unwrap().contains("must start with redis://"));
+        assert!(with(&|c| c.redis_prefix = "a b".into()).unwrap().contains("redis_prefix"));
+        assert!(with(&|c| c.node_timeout_ms = 500).unwrap().contains("at least 2000"));
+        // A hub alone does not care.
+        assert_eq!(
+            with(&|c| {
+                c.adapter = AdapterKind::Local;
+                c.redis_url = "http://r".into();
+            }),
+            None
+        );
+    }
+
+    #[test]
+    fn toml_file_with_apps_and_limits() {
+        let text = r#"
+            bind = "127.0.0.1"
+            port = 7000
+            [[apps]]
+            id = "1"
+            key = "k"
+            secret = "s"
+            [limits]
+            max_connections = 5
+        "#;
+        let config: Config = toml::from_str(text).unwrap();
+        assert_eq!(config.port, 7000);
+        assert_eq!(config.apps[0].key, "k");
+        assert!(config.apps[0].enabled);
+        assert_eq!(config.limits.max_connections, 5);
+        assert_eq!(config.limits.max_batch_events, 10);
+        assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn unknown_settings_are_errors_not_ignored() {
+        let err = toml::from_str::<Config>("prot = 1").unwrap_err().to_string();
+        assert!(err.contains("prot"), "{err}");
+    }
+
+    #[test]
+    fn invalid_configs_say_why() {
+        let mut config = Config::default();
+        assert!(config.validate().unwrap_err().to_string().contains("no app"));
+        config.apps = vec![AppConfig::generate(), AppConfig::generate()];
+        config.apps[1].id = config.apps[0].id.clone();
+        assert!(config.validate().unwrap_err().to_string().contains("two apps"));
+        config.apps[1] = AppConfig::generate();
+        config.limits.send_queue_frames = 0;
+        assert!(config.validate().unwrap_err().to_string().contains("send_queue_frames"));
+        let bad = AppConfig { id: "a/b".into(), ..AppConfig::generate() };
+        assert!(bad.validate().is_err());
+    }
+}

@@ -1,0 +1,70 @@
+//! An app: what a Pusher client names with its key and a server SDK with its id. Each app has its own
+//! channels, cache, signed-in users, webhook targets and publishing allowance.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::budget::Budget;
+use super::cache::Cache;
+use super::channel::Channel;
+use super::user::Users;
+use super::{Hub, lock};
+use crate::config::{AppConfig, Limits, WebhookKind};
+use crate::protocol::ChannelName;
+use crate::webhook::{WebhookEvent, Webhooks};
+
+/// An app and its channels.
+#[derive(Debug)]
+pub struct App {
+    /// The credentials and switches.
+    pub config: AppConfig,
+    /// Its id, shared cheaply with monitor events.
+    pub id: Arc<str>,
+    /// Occupied channels only: a channel is removed when its last subscriber leaves, so the map never
+    /// grows with names nobody uses any more.
+    pub(super) channels: Mutex<HashMap<ChannelName, Arc<Channel>>>,
+    /// The last event of each cache channel, kept whether or not the channel is occupied.
+    pub(super) cache: Mutex<Cache>,
+    /// Signed-in users and their connections, for `#server-to-user-` channels and `terminate_connections`.
+    pub(super) users: Mutex<Users>,
+    /// Where this app's webhooks go.
+    pub webhooks: Webhooks,
+    /// What is left of this second's publishing allowance (`max_publish_per_second`).
+    publish_budget: Mutex<Budget>,
+}
+
+impl App {
+    /// An app with no channels yet.
+    pub(super) fn new(config: &AppConfig, limits: &Limits) -> Self {
+        App {
+            config: config.clone(),
+            id: Arc::from(config.id.as_str()),
+            channels: Mutex::default(),
+            cache: Mutex::default(),
+            users: Mutex::default(),
+            webhooks: Webhooks::new(config, limits),
+            publish_budget: Mutex::new(Budget::full(limits.max_publish_per_second)),
+        }
+    }
+
+    /// Queues a webhook event about `channel` (and `user_id`), if a target wants its kind.
+    pub(super) fn webhook(&self, kind: WebhookKind, channel: &ChannelName, user_id: Option<&Arc<str>>) {
+        self.webhook_with(kind, || WebhookEvent { user_id: user_id.cloned(), ..WebhookEvent::new(kind, channel) });
+    }
+
+    /// Queues the webhook event `make` builds, if a target wants `kind`; nothing is built otherwise.
+    pub(super) fn webhook_with(&self, kind: WebhookKind, make: impl FnOnce() -> WebhookEvent) {
+        if self.webhooks.wants(kind) {
+            self.webhooks.emit(make());
+        }
+    }
+}
+
+impl Hub {
+    /// Takes `events` from `app`'s publishing allowance (`max_publish_per_second`); when it is spent, says
+    /// how long until it allows that many again.
+    pub fn take_publish_budget(&self, app: &App, events: usize) -> Result<(), Duration> {
+        lock(&app.publish_budget).take(events, self.shared.limits.max_publish_per_second, Instant::now())
+    }
+}

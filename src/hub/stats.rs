@@ -1,0 +1,136 @@
+//! Counters: hub-wide and per connection, read by `/health`, `/metrics` and the dashboard. Every counter
+//! is an atomic bumped without a lock; the figures are read when asked for.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::{Connection, Hub, lock};
+use crate::protocol::ClosedBy;
+use crate::webhook::WebhookStats;
+
+/// Hub-wide counters.
+#[derive(Debug, Default)]
+pub(super) struct Counters {
+    /// Connections accepted since start.
+    pub(super) connections_total: AtomicU64,
+    /// Events published, one per channel.
+    pub(super) events_published: AtomicU64,
+    /// Frames queued to subscribers.
+    pub(super) deliveries: AtomicU64,
+    /// Connections closed with 4100 because their queue overflowed.
+    pub(super) slow_consumer_closes: AtomicU64,
+    /// Frames received from clients.
+    messages_in: AtomicU64,
+    /// Frames sent to clients.
+    messages_out: AtomicU64,
+    /// Bytes received from clients.
+    bytes_in: AtomicU64,
+    /// Bytes sent to clients.
+    bytes_out: AtomicU64,
+    /// Connections closed or refused, by close code, since start.
+    closes_by_code: Mutex<BTreeMap<u16, u64>>,
+}
+
+/// Hub-wide figures for `/health` and the dashboard.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Stats {
+    /// Open connections.
+    pub connections: usize,
+    /// Connections accepted since start.
+    pub connections_total: u64,
+    /// Occupied channels, over all apps.
+    pub channels: usize,
+    /// Events published since start (one per channel).
+    pub events_published: u64,
+    /// Frames queued to subscribers since start.
+    pub deliveries: u64,
+    /// Connections closed with 4100 because they did not read fast enough.
+    pub slow_consumer_closes: u64,
+    /// Frames received from clients.
+    pub messages_in: u64,
+    /// Frames sent to clients.
+    pub messages_out: u64,
+    /// Bytes received from clients.
+    pub bytes_in: u64,
+    /// Bytes sent to clients.
+    pub bytes_out: u64,
+    /// Webhooks over all apps: delivered, failed, dropped, queued.
+    pub webhooks: WebhookStats,
+}
+
+impl Hub {
+    /// Counts a frame received from a client.
+    pub fn count_in(&self, conn: &Connection, bytes: usize) {
+        let c = &self.shared.counters;
+        conn.messages_in.fetch_add(1, Relaxed);
+        conn.bytes_in.fetch_add(bytes as u64, Relaxed);
+        c.messages_in.fetch_add(1, Relaxed);
+        c.bytes_in.fetch_add(bytes as u64, Relaxed);
+    }
+
+    /// Counts frames sent to a client.
+    pub fn count_out(&self, conn: &Connection, frames: u64, bytes: u64) {
+        let c = &self.shared.counters;
+        conn.messages_out.fetch_add(frames, Relaxed);
+        conn.bytes_out.fetch_add(bytes, Relaxed);
+        c.messages_out.fetch_add(frames, Relaxed);
+        c.bytes_out.fetch_add(bytes, Relaxed);
+    }
+
+    /// Counts a connection closed or refused, for `/metrics` (by the code of its close frame; a
+    /// connection lost without one is not counted here).
+    pub fn record_close(&self, closed_by: ClosedBy) {
+        if let Some(code) = closed_by.code() {
+            *lock(&self.shared.counters.closes_by_code).entry(code).or_insert(0) += 1;
+        }
+    }
+
+    /// How many connections were closed or refused with each close code since start.
+    pub fn closes_by_code(&self) -> BTreeMap<u16, u64> {
+        lock(&self.shared.counters.closes_by_code).clone()
+    }
+
+    /// Hub-wide figures.
+    pub fn stats(&self) -> Stats {
+        let c = &self.shared.counters;
+        Stats {
+            connections: self.connection_count(),
+            connections_total: c.connections_total.load(Relaxed),
+            channels: self.channel_count(),
+            events_published: c.events_published.load(Relaxed),
+            deliveries: c.deliveries.load(Relaxed),
+            slow_consumer_closes: c.slow_consumer_closes.load(Relaxed),
+            messages_in: c.messages_in.load(Relaxed),
+            messages_out: c.messages_out.load(Relaxed),
+            bytes_in: c.bytes_in.load(Relaxed),
+            bytes_out: c.bytes_out.load(Relaxed),
+            webhooks: self.webhook_stats(),
+        }
+    }
+
+    /// Webhook figures summed over every app.
+    pub fn webhook_stats(&self) -> WebhookStats {
+        let mut total = WebhookStats::default();
+        for app in &self.shared.apps {
+            total += app.webhooks.stats();
+        }
+        total
+    }
+
+    /// Waits until every webhook event queued so far has been sent or given up on, at most `timeout`;
+    /// returns how many are left. Used before the process exits.
+    pub async fn flush_webhooks(&self, timeout: Duration) -> u64 {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let left = self.webhook_stats().queued;
+            if left == 0 || tokio::time::Instant::now() >= deadline {
+                return left;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
