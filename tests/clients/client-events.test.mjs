@@ -23,6 +23,7 @@ import { startHub } from './hub.mjs';
 import {
   Inbox,
   SENTINEL_EVENT,
+  closeTimersOf,
   eventually,
   openPusherSocket,
   pusherOptions,
@@ -60,18 +61,10 @@ async function connectClient(t, hub, backend, user = 'anonymous') {
     channelAuthorization: auth('/pusher/auth'),
     userAuthentication: auth('/pusher/user-auth'),
   });
-  // The WebSocket under pusher-js (faye-websocket in the Node build), kept for the cleanup below.
-  const sockets = new Set();
-  client.connection.bind('connected', () => {
-    const socket = client.connection.connection?.transport?.socket;
-    if (socket) sockets.add(socket);
-  });
+  const releaseCloseTimers = closeTimersOf(client);
   t.after(() => {
     client.disconnect();
-    // When the hub closes a connection with a 40xx code, pusher-js calls close() on a socket that is already
-    // closed, and faye-websocket arms a 30 s close timer that nothing clears: it would keep this test process
-    // alive for 30 s after the last test. Unref'd, it no longer holds the process open.
-    for (const socket of sockets) socket._closeTimer?.unref?.();
+    releaseCloseTimers();
   });
   client.user_name = user;
   client.states = [];

@@ -13,6 +13,7 @@ import { startBackend } from './backend.mjs';
 import { randomCredentials, startHub } from './hub.mjs';
 import {
   Inbox,
+  closeTimersOf,
   eventually,
   openPusherSocket,
   pusherOptions,
@@ -97,6 +98,7 @@ describe('two hubs sharing one Redis', () => {
   let b;
   let backend;
   const clients = [];
+  const releases = [];
   const credentials = randomCredentials();
   const prefix = uniqueName('cluster');
 
@@ -111,6 +113,7 @@ describe('two hubs sharing one Redis', () => {
     const auth = (path) => ({ endpoint: `${backend.url}${path}`, transport: 'ajax', headers: { 'x-user': user } });
     const c = new Pusher(hub.key, { ...pusherOptions(hub), channelAuthorization: auth('/pusher/auth'), userAuthentication: auth('/pusher/user-auth') });
     clients.push(c);
+    releases.push(closeTimersOf(c));
     await eventually(() => c.connection.state === 'connected', { what: `pusher-js connected to ${hub.httpUrl}` });
     return c;
   }
@@ -131,6 +134,7 @@ describe('two hubs sharing one Redis', () => {
 
   after(async () => {
     for (const c of clients) c.disconnect();
+    for (const release of releases) release();
     await backend?.close();
     await a?.close();
     await b?.close();

@@ -185,6 +185,24 @@ export function pusherOptions(hub) {
   };
 }
 
+/**
+ * Lets the test process exit on time after the hub closed a pusher-js client: when the hub closes a connection
+ * with a 40xx code, pusher-js calls close() on a socket that is already closed, and faye-websocket (the WebSocket
+ * of its Node build) arms a 30 s close timer that nothing clears, which would hold the process open. Call it
+ * right after creating the client; it returns a function, to call once the client is disconnected, that unrefs
+ * those timers.
+ */
+export function closeTimersOf(client) {
+  const sockets = new Set();
+  client.connection.bind('connected', () => {
+    const socket = client.connection.connection?.transport?.socket;
+    if (socket) sockets.add(socket);
+  });
+  return () => {
+    for (const socket of sockets) socket._closeTimer?.unref?.();
+  };
+}
+
 /** A pusher-js client in state 'connected'. Disconnect it when done (`t.after(() => client.disconnect())`). */
 export async function connectPusher(hub) {
   const client = new Pusher(hub.key, pusherOptions(hub));
