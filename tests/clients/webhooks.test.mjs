@@ -64,8 +64,8 @@ async function waitForEvent(hub, backend, channel, predicate, what, timeout = 50
 /**
  * Proves that no more webhooks are on their way, without waiting for time to pass: subscribes `client` to a
  * fresh channel and waits for its channel_occupied webhook (and unsubscribes). The hub sends a target's
- * webhooks one request at a time, each retried until it gets through, in the order it emitted them: every
- * webhook of what the hub did before this subscription has arrived by then.
+ * webhooks one request at a time, in the order it emitted them, and retries a failed request before it sends
+ * the next: every webhook of what the hub did before this subscription has arrived by then.
  */
 async function webhookSentinel(hub, backend, client) {
   const marker = uniqueName('marker');
