@@ -2,11 +2,19 @@
 # `make test`: installs what the tests need, then runs them all. Exits non-zero on any failure.
 #   scripts/test.sh          everything
 #   scripts/test.sh rust     cargo test only
-#   scripts/test.sh clients  the real-client suite only (tests/clients)
-#   scripts/test.sh desktop  the real desktop window over WebDriver only (tests/desktop)
+#   scripts/test.sh clients [FILE...]  the real-client suite only (tests/clients), or only the given files
+#   scripts/test.sh desktop [FILE...]  the real desktop window over WebDriver only (tests/desktop), or those files
+# A FILE is a path, or the name of a file in the suite's folder (cluster.test.mjs). TEST_NAME=PATTERN runs only
+# the Node tests whose name matches (node --test-name-pattern).
 set -euo pipefail
+caller=$PWD
 cd "$(dirname "$0")/.."
 what=${1:-all}
+[ $# -eq 0 ] || shift
+if [ $# -gt 0 ] && [ "$what" != clients ] && [ "$what" != desktop ]; then
+  echo "test.sh: only 'clients' and 'desktop' take test files" >&2
+  exit 2
+fi
 work=$(mktemp -d)
 log=$work/test.log
 xvfb_pid=""
@@ -36,16 +44,43 @@ if [ "$what" = all ] || [ "$what" = rust ]; then
   run_logged cargo test -p poussr --no-default-features --lib --color never
 fi
 
-# The Node suites drive the binaries that `cargo test` builds (same features, so nothing is rebuilt).
+# The Node suites drive the binaries that `cargo test` builds (same features, so nothing is rebuilt), found in
+# cargo's target directory wherever it is (CARGO_TARGET_DIR, build.target-dir in .cargo/config.toml).
 if [ "$what" != rust ]; then
   cargo test --workspace --no-run --color never 2>&1 | tail -n 1
+  target_dir=$(cargo metadata --format-version 1 --no-deps \
+    | node -e 'let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => process.stdout.write(JSON.parse(s).target_directory))')
+  exe=""
+  case "$(uname -s)" in MINGW* | MSYS* | CYGWIN*) exe=.exe ;; esac
 fi
+
+# The test files of suite folder $1: the ones given on the command line, else all of them.
+test_files() {
+  if [ $# -gt 1 ]; then
+    local dir=$1 f
+    shift
+    for f in "$@"; do
+      case $f in
+        /*) echo "$f" ;;
+        *) if [ -e "$caller/$f" ]; then echo "$caller/$f"; else echo "$dir/$f"; fi ;;
+      esac
+    done
+  else
+    ls "$1"/*.test.mjs
+  fi
+}
+
+# --test-name-pattern when TEST_NAME is set.
+name_pattern=()
+[ -z "${TEST_NAME:-}" ] || name_pattern=(--test-name-pattern="$TEST_NAME")
 
 if [ "$what" = all ] || [ "$what" = clients ]; then
   echo "== real clients (tests/clients): pusher-js, pusher, ws, curl, poussr.js"
   npm_ready tests/clients
-  run_logged env POUSSR_BIN="$PWD/target/debug/poussr" node --test --test-concurrency=1 --test-timeout=120000 \
-    --test-reporter=spec tests/clients/*.test.mjs
+  mapfile -t files < <(test_files tests/clients "$@")
+  echo "hub: $target_dir/debug/poussr$exe"
+  run_logged env POUSSR_BIN="$target_dir/debug/poussr$exe" node --test --test-concurrency=1 --test-timeout=120000 \
+    --test-reporter=spec "${name_pattern[@]}" "${files[@]}"
 fi
 
 if [ "$what" = all ] || [ "$what" = desktop ]; then
@@ -59,14 +94,17 @@ if [ "$what" = all ] || [ "$what" = desktop ]; then
     export DISPLAY=":$(cat "$work/display")"
   fi
   # A session bus of its own, for the single-instance check of the app.
-  run_logged env POUSSR_DESKTOP_BIN="$PWD/target/debug/poussr-desktop" dbus-run-session -- \
-    node --test --test-concurrency=1 --test-timeout=180000 --test-reporter=spec tests/desktop/*.test.mjs
+  mapfile -t files < <(test_files tests/desktop "$@")
+  echo "app: $target_dir/debug/poussr-desktop$exe"
+  run_logged env POUSSR_DESKTOP_BIN="$target_dir/debug/poussr-desktop$exe" dbus-run-session -- \
+    node --test --test-concurrency=1 --test-timeout=180000 --test-reporter=spec "${name_pattern[@]}" "${files[@]}"
 fi
 
 # One closing line for the whole run, summed over both runners.
 passed=$(grep -oE '(test result: [a-zA-Z]+\. [0-9]+ passed|ℹ pass [0-9]+)' "$log" | grep -oE '[0-9]+$|[0-9]+ passed' \
   | awk '{ s += $1 } END { print s + 0 }')
-failed=$(grep -oE '([0-9]+ failed;|ℹ fail [0-9]+)' "$log" | grep -oE '[0-9]+' | awk '{ s += $1 } END { print s + 0 }')
+# Node counts apart the tests it cancelled because a hook failed (a hub that did not start): they failed too.
+failed=$(grep -oE '([0-9]+ failed;|ℹ (fail|cancelled) [0-9]+)' "$log" | grep -oE '[0-9]+' | awk '{ s += $1 } END { print s + 0 }')
 [ "$failed" -eq 0 ] || status=1
 echo
 echo "make test: ${passed:-0} passed, ${failed:-0} failed"

@@ -22,17 +22,17 @@ import { startBackend } from './backend.mjs';
 import { startHub } from './hub.mjs';
 import {
   Inbox,
+  SENTINEL_EVENT,
+  closeTimersOf,
   eventually,
   openPusherSocket,
   pusherOptions,
+  sentinel,
   sleep,
   subscribe,
   uniqueName,
   withTimeout,
 } from './wire.mjs';
-
-/** How long "nothing else arrives" is watched for, once the thing that should arrive did. */
-const SETTLE_MS = 300;
 
 function hmacHex(secret, text) {
   return createHmac('sha256', secret).update(text).digest('hex');
@@ -61,18 +61,10 @@ async function connectClient(t, hub, backend, user = 'anonymous') {
     channelAuthorization: auth('/pusher/auth'),
     userAuthentication: auth('/pusher/user-auth'),
   });
-  // The WebSocket under pusher-js (faye-websocket in the Node build), kept for the cleanup below.
-  const sockets = new Set();
-  client.connection.bind('connected', () => {
-    const socket = client.connection.connection?.transport?.socket;
-    if (socket) sockets.add(socket);
-  });
+  const releaseCloseTimers = closeTimersOf(client);
   t.after(() => {
     client.disconnect();
-    // When the hub closes a connection with a 40xx code, pusher-js calls close() on a socket that is already
-    // closed, and faye-websocket arms a 30 s close timer that nothing clears: it would keep this test process
-    // alive for 30 s after the last test. Unref'd, it no longer holds the process open.
-    for (const socket of sockets) socket._closeTimer?.unref?.();
+    releaseCloseTimers();
   });
   client.user_name = user;
   client.states = [];
@@ -191,7 +183,7 @@ async function startWitness(t, hub, backend) {
         stream.failures.push(`${err.message} ${err.status ?? ''} ${err.body ?? ''}`);
         if (stream.failures.length > 5) break;
       }
-      await sleep(15);
+      await sleep(15); // pacing: a steady stream, not a wait for anything
     }
   })();
   const stop = async () => {
@@ -204,11 +196,10 @@ async function startWitness(t, hub, backend) {
     async check() {
       await stop();
       assert.deepEqual(stream.failures, [], 'every trigger of the witness stream was accepted');
-      await eventually(() => ticks.length >= stream.sent, {
-        timeout: 5000,
-        what: `the ${stream.sent} events of the witness stream (got ${ticks.length})`,
+      // Triggered after the last tick was accepted: once it is in, so is every tick, and any duplicate.
+      await sentinel(backend.sdk, [channel]).catch((err) => {
+        throw new Error(`${err.message}; the witness got ${ticks.length} of ${stream.sent} ticks`);
       });
-      await sleep(50);
       assert.deepEqual(
         ticks.map((d) => d.n),
         Array.from({ length: stream.sent }, (_, i) => i),
@@ -242,11 +233,13 @@ describe('client events between pusher-js clients', () => {
     const name = uniqueName('private-chat');
     const aliceChannel = await subscribe(alice, name);
     const inboxes = [];
+    const receivers = [];
     for (const client of [bob, carol]) {
       const channel = await subscribe(client, name);
       const inbox = new Inbox(`client-typing of ${client.user_name}`);
       channel.bind('client-typing', (data) => inbox.push(data));
       inboxes.push(inbox);
+      receivers.push(channel);
     }
     const echoed = [];
     aliceChannel.bind('client-typing', (data) => echoed.push(data));
@@ -261,7 +254,8 @@ describe('client events between pusher-js clients', () => {
       assert.deepEqual(await inbox.take(5), [0, 1, 2, 3, 4].map((n) => ({ n })), `${inbox.label}: in order`);
     }
 
-    await sleep(SETTLE_MS);
+    // The hub has relayed all six (bob and carol got them): an echo or a duplicate would be queued before this.
+    await sentinel(backend.sdk, [aliceChannel, ...receivers]);
     assert.deepEqual(echoed, [], 'the sender did not get its own client event back');
     assert.deepEqual(received(alice, 'client-typing'), [], 'nothing named client-typing reached the sender');
     assert.deepEqual(alice.errors.all, [], 'no pusher:error for valid client events');
@@ -291,7 +285,7 @@ describe('client events between pusher-js clients', () => {
     assert.deepEqual(fromBob.data, { hello: 'alice' });
     assert.equal(fromBob.metadata?.user_id, 'bob', `metadata at alice: ${JSON.stringify(fromBob.metadata)}`);
 
-    await sleep(SETTLE_MS);
+    await sentinel(backend.sdk, [aliceChannel, bobChannel]);
     assert.equal(atAlice.all.length, 1, `alice got only bob's wave, not her own echo: ${JSON.stringify(atAlice.all)}`);
     assert.equal(atBob.all.length, 1, `bob got only alice's wave, not his own echo: ${JSON.stringify(atBob.all)}`);
   });
@@ -341,7 +335,9 @@ describe('client events the hub refuses, while a witness keeps receiving', () =>
     aliceChat.trigger('client-ok', { fine: true });
     assert.deepEqual(await chatAtBob.next(), { fine: true }, 'a valid client event after the refused one');
 
-    await sleep(SETTLE_MS);
+    // alice had her pusher:error, so the hub was done with the refused event: had it relayed it, bob would have
+    // had it before this.
+    await sentinel(backend.sdk, [aliceLobby, bobLobby, aliceChat, bobChat]);
     assert.deepEqual(received(bob, 'client-shout'), [], 'the refused event was not relayed');
     assert.equal(alice.connection.state, 'connected', `alice states: ${alice.states.join(' -> ')}`);
     assert.equal(alice.connection.socket_id, socketId, 'alice kept her connection');
@@ -360,13 +356,14 @@ describe('client events the hub refuses, while a witness keeps receiving', () =>
     const bob = await connectClient(t, hub, backend, 'bob');
     const name = uniqueName('private-encrypted-vault');
     await subscribe(alice, name);
-    await subscribe(bob, name);
+    const bobChannel = await subscribe(bob, name);
 
     // pusher-js refuses `trigger` on encrypted channels itself, so the frame is sent below its channel API.
     alice.send_event('client-secret', { nonce: 'AAAA', ciphertext: 'BBBB' }, name);
     await nextSoftError(alice, /encrypt/i, 'client event on an encrypted channel');
 
-    await sleep(SETTLE_MS);
+    // The hub was done with the refused event (alice had her error): a relay would reach bob before this.
+    await sentinel(backend.sdk, [bobChannel]);
     assert.deepEqual(received(bob, 'client-secret'), [], 'the refused event was not relayed');
     assert.equal(alice.connection.state, 'connected', 'no close for a refused client event');
     await witness.check();
@@ -377,12 +374,12 @@ describe('client events the hub refuses, while a witness keeps receiving', () =>
     const mallory = await connectClient(t, hub, backend, 'mallory');
     const bob = await connectClient(t, hub, backend, 'bob');
     const name = uniqueName('private-members-only');
-    await subscribe(bob, name);
+    const bobChannel = await subscribe(bob, name);
 
     mallory.send_event('client-sneak', { from: 'outside' }, name);
     await nextSoftError(mallory, /subscri|join|member/i, 'client event on a channel the socket has not joined');
 
-    await sleep(SETTLE_MS);
+    await sentinel(backend.sdk, [bobChannel]);
     assert.deepEqual(received(bob, 'client-sneak'), [], 'the refused event was not relayed');
     assert.equal(mallory.connection.state, 'connected', 'no close for a refused client event');
     await witness.check();
@@ -402,7 +399,7 @@ describe('client events the hub refuses, while a witness keeps receiving', () =>
     alice.send_event('pusher_internal:member_added', { user_id: 'mallory', user_info: { name: 'mallory' } }, name);
     await nextSoftError(alice, /pusher_internal|internal|reserved/i, 'pusher_internal: from a client');
 
-    await sleep(SETTLE_MS);
+    await sentinel(backend.sdk, [bobChannel]);
     assert.deepEqual(added, [], 'bob saw no member added');
     assert.equal(bobChannel.members.count, 2, 'bob still sees two members');
     assert.equal(bobChannel.members.get('mallory'), null, 'nobody called mallory joined');
@@ -460,6 +457,7 @@ describe('client events the hub refuses, while a witness keeps receiving', () =>
       n += 1;
     };
     // Two bursts of 10, more than a second apart, then 10 more at one every 110 ms: never over 10 in a second.
+    // Time must pass here: the limit is per one-second window, and these waits keep each window at 10 or fewer.
     for (let i = 0; i < 10; i++) send();
     await sleep(1200);
     for (let i = 0; i < 10; i++) send();
@@ -473,9 +471,18 @@ describe('client events the hub refuses, while a witness keeps receiving', () =>
       throw new Error(`${err.message}; bob got ${JSON.stringify(atBob.all)}; sender frames: ${JSON.stringify(socket.frames.all)}`);
     });
     assert.deepEqual(got.map((d) => d.n), Array.from({ length: 30 }, (_, i) => i), 'all 30, in order');
-    await sleep(SETTLE_MS);
+    // The hub has handled all 30 (bob got them): an error, a close or an echo for the sender would come before a
+    // server event queued now, and a 31st event at bob would too.
+    await sentinel(backend.sdk, [bobChannel]);
+    const next = await socket.next();
+    assert.equal(next.event, SENTINEL_EVENT, `the sender's next frame is the sentinel: ${JSON.stringify(next)}`);
     assert.ok(socket.isOpen, 'the sender was not closed');
-    assert.deepEqual(socket.frames.all.slice(seenBefore), [], 'the sender got no error and no echo');
+    assert.deepEqual(
+      socket.frames.all.slice(seenBefore).map((f) => f.event),
+      [SENTINEL_EVENT],
+      'the sender got no error and no echo',
+    );
+    assert.equal(atBob.all.length, 30, 'bob got each client event once');
     socket.send({ event: 'pusher:ping', data: {} });
     assert.equal((await socket.next()).event, 'pusher:pong', 'the sender is still served');
     await witness.check();
@@ -514,7 +521,8 @@ describe('an app with client_events = false', () => {
     assert.equal(res.status, 200);
     assert.deepEqual(await notes.next(), { from: 'server' }, 'server events still reach the channel');
 
-    await sleep(SETTLE_MS);
+    // Triggered after alice had her error: a relayed client-typing would have reached bob before server-note.
+    await sentinel(backend.sdk, [bobChannel]);
     assert.deepEqual(received(bob, 'client-typing'), [], 'the client event was not relayed');
     assert.equal(alice.connection.state, 'connected', 'no close for a refused client event');
     await witness.check();
@@ -570,10 +578,14 @@ describe('user sign-in', () => {
     assert.equal(toBob.status, 200);
     assert.deepEqual(await inboxes.get(bob).next(), { text: 'for bob', n: 2 }, "bob's own notice");
 
-    await sleep(SETTLE_MS);
+    // A last notice to alice, sent after bob's: had bob's reached her tabs, it would come before this one.
+    const last = await backend.sdk.sendToUser('alice', 'notice', { text: 'last', n: 3 });
+    assert.equal(last.status, 200);
+    assert.deepEqual(await inboxes.get(alice1).next(), { text: 'last', n: 3 }, "alice's next notice is the last");
+    assert.deepEqual(await inboxes.get(alice2).next(), { text: 'last', n: 3 }, "alice's second tab: the last");
     assert.deepEqual(inboxes.get(bob).all, [{ text: 'for bob', n: 2 }], "bob never got alice's notice");
-    assert.equal(inboxes.get(alice1).all.length, 1, "alice never got bob's notice");
-    assert.equal(inboxes.get(alice2).all.length, 1, "alice's second tab never got bob's notice");
+    assert.equal(inboxes.get(alice1).all.length, 2, "alice never got bob's notice");
+    assert.equal(inboxes.get(alice2).all.length, 2, "alice's second tab never got bob's notice");
   });
 
   test('a pusher:signin with a bad signature gets pusher:error 4009 and close 4009', async (t) => {
@@ -616,13 +628,23 @@ describe('user sign-in', () => {
       assert.equal(dataOf(frame)?.status, 403, `${what}: status: ${JSON.stringify(frame)}`);
       assert.ok(socket.isOpen, `${what}: a refused subscription does not close the socket`);
     }
+    // Both join a public channel, for the sentinel below.
+    const after = uniqueName('after');
+    for (const socket of [anonymous, bob]) {
+      socket.send({ event: 'pusher:subscribe', data: { channel: after } });
+      const frame = await socket.next(3000);
+      assert.equal(frame.event, 'pusher_internal:subscription_succeeded', `subscribe ${after}: ${JSON.stringify(frame)}`);
+    }
 
     // Neither of them gets what is sent to alice; alice does.
     const res = await backend.sdk.sendToUser('alice', 'notice', { secret: 'for alice' });
     assert.equal(res.status, 200);
     assert.deepEqual(await notices.next(), { secret: 'for alice' });
-    await sleep(SETTLE_MS);
+    // An event sent after alice's notice: had they been given her notice, it would come before this.
+    assert.equal((await backend.sdk.trigger(after, SENTINEL_EVENT, { after: 'alice' })).status, 200);
     for (const [what, socket] of [['never signed in', anonymous], ['bob', bob]]) {
+      const frame = await socket.next(3000);
+      assert.equal(frame.event, SENTINEL_EVENT, `${what} got nothing of alice's before the sentinel: ${JSON.stringify(frame)}`);
       assert.deepEqual(socket.frames.items, [], `${what} got nothing of alice's: ${JSON.stringify(socket.frames.items)}`);
     }
   });
@@ -660,7 +682,8 @@ describe('user sign-in', () => {
       });
       assert.ok(reportedCodes(client).includes(4009), `${what}: pusher-js saw 4009 (${JSON.stringify(client.problems)})`);
     }
-    // 4009 is in the "do not reconnect" range: pusher-js stays down.
+    // 4009 is in the "do not reconnect" range: pusher-js stays down. Time must pass here: what must not happen
+    // is a reconnect on pusher-js's own timer (at once for 4200s, after a second for 4100s).
     await sleep(1000);
     for (const [what, client] of [['alice tab 1', alice1], ['alice tab 2', alice2]]) {
       assert.ok(['disconnected', 'failed'].includes(client.connection.state), `${what} did not come back: ${client.states.join(' -> ')}`);

@@ -11,7 +11,18 @@ import { after, before, describe, test } from 'node:test';
 import Pusher from 'pusher-js';
 import { startBackend } from './backend.mjs';
 import { randomCredentials, startHub } from './hub.mjs';
-import { Inbox, connectPusher, eventually, pusherOptions, serverSdk, sleep, subscribe, uniqueName } from './wire.mjs';
+import {
+  Inbox,
+  closeTimersOf,
+  eventually,
+  openPusherSocket,
+  pusherOptions,
+  sentinel,
+  serverSdk,
+  subscribe,
+  uniqueName,
+  withTimeout,
+} from './wire.mjs';
 
 const NODE_TIMEOUT_MS = 3000;
 const ADMIN_TOKEN = 'cluster-admin-token-0123456789';
@@ -50,6 +61,36 @@ async function health(hub) {
   return res.json();
 }
 
+/**
+ * Resolves once `observer` has read a heartbeat record that `target` wrote after this call began, without
+ * waiting for time to pass: a fresh channel occupied on `target` shows up in `observer`'s channel list, which
+ * counts the other hubs' channels from their records. What a hub does with a record it read (announcing the
+ * members that came or went) it does right as it reads it.
+ */
+async function heartbeatSeen(observer, target) {
+  const marker = uniqueName('heartbeat');
+  const socket = await openPusherSocket(target);
+  try {
+    socket.send({ event: 'pusher:subscribe', data: { channel: marker } });
+    const ok = await socket.next();
+    assert.equal(ok.event, 'pusher_internal:subscription_succeeded', `subscribe ${marker}: ${JSON.stringify(ok)}`);
+    await eventually(
+      async () => {
+        const res = await serverSdk(observer).get({ path: '/channels', params: { filter_by_prefix: marker } });
+        return marker in ((await res.json()).channels ?? {});
+      },
+      { timeout: 10_000, what: `${observer.httpUrl} to read a heartbeat of ${target.httpUrl} (with ${marker})` },
+    );
+  } finally {
+    socket.close();
+  }
+}
+
+/** The ids of the other hubs `hub` knows. */
+async function othersOf(hub) {
+  return (await health(hub)).cluster.others.map((n) => n.id).sort();
+}
+
 describe('two hubs sharing one Redis', () => {
   let redisPort;
   let redis;
@@ -57,6 +98,7 @@ describe('two hubs sharing one Redis', () => {
   let b;
   let backend;
   const clients = [];
+  const releases = [];
   const credentials = randomCredentials();
   const prefix = uniqueName('cluster');
 
@@ -71,6 +113,7 @@ describe('two hubs sharing one Redis', () => {
     const auth = (path) => ({ endpoint: `${backend.url}${path}`, transport: 'ajax', headers: { 'x-user': user } });
     const c = new Pusher(hub.key, { ...pusherOptions(hub), channelAuthorization: auth('/pusher/auth'), userAuthentication: auth('/pusher/user-auth') });
     clients.push(c);
+    releases.push(closeTimersOf(c));
     await eventually(() => c.connection.state === 'connected', { what: `pusher-js connected to ${hub.httpUrl}` });
     return c;
   }
@@ -91,11 +134,25 @@ describe('two hubs sharing one Redis', () => {
 
   after(async () => {
     for (const c of clients) c.disconnect();
+    for (const release of releases) release();
     await backend?.close();
     await a?.close();
     await b?.close();
     await redis?.stop();
   });
+
+  /**
+   * Proves that nothing more is on its way to the pusher-js `channels` (on either hub), without waiting for time
+   * to pass: each hub reads a record of the other written after this call began (so what the heartbeats would
+   * announce is announced), then an event published through each hub reaches every channel (so whatever either
+   * hub had sent through Redis before it has been delivered: Redis passes messages on in the order it got them,
+   * and a hub writes what it queued for a connection in order).
+   */
+  async function clusterSentinel(channels) {
+    await Promise.all([heartbeatSeen(a, b), heartbeatSeen(b, a)]);
+    await sentinel(serverSdk(a), channels);
+    await sentinel(serverSdk(b), channels);
+  }
 
   test('an event triggered on either hub reaches the subscribers of both, exactly once', async () => {
     const channel = uniqueName('news');
@@ -103,8 +160,10 @@ describe('two hubs sharing one Redis', () => {
     const onB = await client(b);
     const gotA = new Inbox('on A');
     const gotB = new Inbox('on B');
-    (await subscribe(onA, channel)).bind('tick', (d) => gotA.push(d.n));
-    (await subscribe(onB, channel)).bind('tick', (d) => gotB.push(d.n));
+    const chA = await subscribe(onA, channel);
+    const chB = await subscribe(onB, channel);
+    chA.bind('tick', (d) => gotA.push(d.n));
+    chB.bind('tick', (d) => gotB.push(d.n));
     for (let n = 0; n < 20; n++) {
       const hub = n % 2 ? a : b;
       assert.equal((await serverSdk(hub).trigger(channel, 'tick', { n })).status, 200);
@@ -112,7 +171,10 @@ describe('two hubs sharing one Redis', () => {
     // Every event exactly once on each hub, and those of one publishing hub in the order it published
     // them (events of different hubs may interleave differently: each hub delivers its own first).
     await eventually(() => gotA.all.length >= 20 && gotB.all.length >= 20, { what: '20 events on each hub' });
-    await sleep(300);
+    // Each hub has delivered the other's 20, so Redis had them all: an event coming back to the hub that
+    // published it, delivered twice, would arrive before an event the other hub publishes now.
+    await sentinel(serverSdk(a), [chA, chB]);
+    await sentinel(serverSdk(b), [chA, chB]);
     for (const got of [gotA, gotB]) {
       assert.deepEqual([...got.all].sort((x, y) => x - y), [...Array(20).keys()], 'each event exactly once');
       assert.deepEqual(got.all.filter((n) => n % 2 === 0), [...Array(10).keys()].map((k) => 2 * k), 'B\'s in order');
@@ -131,21 +193,40 @@ describe('two hubs sharing one Redis', () => {
   });
 
   test('a hub with another prefix on the same Redis is another cluster', async () => {
+    // Two hubs in the other cluster: the second one's events reach the first through Redis, which is what
+    // shows that the first would have had this cluster's event by then.
     const stranger = await startNode(`${prefix}-other`);
+    const stranger2 = await startNode(`${prefix}-other`);
     try {
+      await eventually(
+        async () => (await health(stranger)).cluster.link === 'up' && (await health(stranger2)).cluster.link === 'up',
+        { timeout: 10_000, what: 'the other cluster linked to Redis' },
+      );
       const channel = uniqueName('private-to-one-cluster');
       const outsider = await client(stranger);
       const got = new Inbox('on the other cluster');
       (await subscribe(outsider, channel)).bind('e', (d) => got.push(d));
-      await sleep(1500); // a heartbeat or two
+      const insider = await client(b);
+      const gotOnB = new Inbox('on B');
+      (await subscribe(insider, channel)).bind('e', (d) => gotOnB.push(d));
+
       assert.equal((await serverSdk(a).trigger(channel, 'e', { n: 1 })).status, 200);
-      await sleep(500);
-      assert.equal(got.all.length, 0, 'an event of this cluster does not reach the other');
-      assert.equal((await health(a)).cluster.others.length, 1, 'the other cluster is not listed');
-      assert.equal((await health(stranger)).cluster.others.length, 0);
+      assert.deepEqual(await gotOnB.next(), { n: 1 }, 'B got it through Redis');
+      // Published through Redis after that one: a hub listening to this cluster would deliver n: 1 first.
+      assert.equal((await serverSdk(stranger2).trigger(channel, 'e', { n: 2 })).status, 200);
+      assert.deepEqual(await got.next(), { n: 2 }, "the other cluster's own event arrives first");
+      assert.deepEqual(got.all, [{ n: 2 }], 'an event of this cluster does not reach the other');
+
+      // Each has read the others' records since the other cluster's hubs wrote theirs.
+      await Promise.all([heartbeatSeen(a, b), heartbeatSeen(stranger, stranger2)]);
+      const [idB, idStranger2] = await Promise.all([b, stranger2].map(async (h) => (await health(h)).cluster.node));
+      assert.deepEqual(await othersOf(a), [idB], 'the other cluster is not listed');
+      assert.deepEqual(await othersOf(stranger), [idStranger2], 'this cluster is not listed by the other');
       outsider.disconnect();
+      insider.disconnect();
     } finally {
       await stranger.close();
+      await stranger2.close();
     }
   });
 
@@ -155,11 +236,16 @@ describe('two hubs sharing one Redis', () => {
     const witness = await client(a);
     const far = await client(b);
     const inboxes = [sender, witness, far].map(() => new Inbox('x'));
-    for (const [i, c] of [sender, witness, far].entries()) (await subscribe(c, channel)).bind('e', (d) => inboxes[i].push(d));
+    const channels = [];
+    for (const [i, c] of [sender, witness, far].entries()) {
+      channels.push(await subscribe(c, channel));
+      channels[i].bind('e', (d) => inboxes[i].push(d));
+    }
     await serverSdk(b).trigger(channel, 'e', { n: 1 }, { socket_id: sender.connection.socket_id });
     assert.deepEqual(await inboxes[1].next(), { n: 1 });
     assert.deepEqual(await inboxes[2].next(), { n: 1 });
-    await sleep(300);
+    // Published by the same hub after it: had the excluded socket been sent the first, it would have it first.
+    await sentinel(serverSdk(b), [channels[0]]);
     assert.equal(inboxes[0].items.length, 0, 'the excluded socket on the other hub got nothing');
   });
 
@@ -175,18 +261,20 @@ describe('two hubs sharing one Redis', () => {
     chA.bind('client-typing', (d) => echo.push(d));
     assert.ok(chA.trigger('client-typing', { who: 'alice' }));
     assert.deepEqual(await heard.next(), { who: 'alice' });
-    await sleep(300);
+    // B has it, so Redis had it: the event coming back to A would arrive before one B publishes now.
+    await sentinel(serverSdk(b), [chA]);
     assert.equal(echo.items.length, 0, 'not echoed to the sender');
   });
 
   test('terminate_connections on one hub closes the user signed in on the other', async () => {
     const carol = await client(a, 'carol');
+    const signedIn = new Promise((resolve) => carol.bind('pusher:signin_success', resolve));
     carol.signin();
-    await eventually(() => carol.user?.user_data?.id === 'carol' || carol.user?.signin_requested, { what: 'carol signed in' });
-    await sleep(300);
+    await withTimeout(signedIn, 5000, 'pusher:signin_success for carol');
+    assert.equal(carol.user?.user_data?.id, 'carol', 'carol signed in');
     const closed = new Promise((resolve) => carol.connection.bind('state_change', ({ current }) => current !== 'connected' && resolve(current)));
     await serverSdk(b).terminateUserConnections('carol');
-    assert.ok(['disconnected', 'unavailable', 'failed', 'connecting'].includes(await closed));
+    assert.ok(['disconnected', 'unavailable', 'failed', 'connecting'].includes(await withTimeout(closed, 5000, 'carol closed')));
   });
 
   test('channel lists, counts and presence users answer for the whole cluster', async () => {
@@ -227,21 +315,26 @@ describe('two hubs sharing one Redis', () => {
     const aliceB = await client(b, 'alice');
     const secondTab = await subscribe(aliceB, channel);
     assert.equal(secondTab.members.count, 2);
-    await sleep(1500);
+    // What could tell them: B's message through Redis, each hub's next read of the other's record.
+    await clusterSentinel([onA, onB]);
     assert.deepEqual([seenByAlice.items, seenByBob.items], [[], []], 'no member event for a second connection');
 
     // alice's first connection leaves: she is still there (on B).
+    const counted = async (n) =>
+      ((await (await serverSdk(a).get({ path: `/channels/${channel}`, params: { info: 'subscription_count' } })).json())
+        .subscription_count ?? 0) === n;
     aliceA.disconnect();
-    await sleep(1500);
+    await eventually(() => counted(2), { what: "A to see alice's first connection leave" });
+    await clusterSentinel([onB]);
     assert.deepEqual(seenByBob.items, [], 'alice is still a member through her connection on B');
     // Her last connection leaves: bob learns it once.
     aliceB.disconnect();
     assert.equal(await seenByBob.next(3000), '-alice');
-    await sleep(1500);
+    await clusterSentinel([onB]);
     assert.deepEqual(seenByBob.items, []);
   });
 
-  test('a hub killed with SIGKILL leaves the cluster when its key expires; Redis restarted, delivery resumes', async () => {
+  test('a hub killed with SIGKILL leaves the cluster when its key expires; Redis restarted, delivery resumes', async (t) => {
     const third = await startNode();
     await eventually(async () => (await health(a)).cluster.others.length === 2, { timeout: 5000, what: 'A sees the third hub' });
     // A member on the third hub, watched from A.
@@ -256,6 +349,7 @@ describe('two hubs sharing one Redis', () => {
     const killedAt = Date.now();
     await eventually(async () => (await health(a)).cluster.others.length === 1, { timeout: NODE_TIMEOUT_MS + 3000, what: 'the killed hub leaves' });
     const gone = Date.now() - killedAt;
+    t.diagnostic(`the killed hub left A's view ${gone} ms after the kill`);
     assert.ok(gone <= NODE_TIMEOUT_MS + 1500, `gone after ${gone} ms`);
     assert.equal(await events.next(NODE_TIMEOUT_MS + 2000), '-dave', "the killed hub's member is removed");
     await third.close();

@@ -3,19 +3,55 @@
 // Each test file runs its own hub on 127.0.0.1 with a port chosen by the OS, random credentials and a fresh
 // data directory, so files never share state and a leftover hub from another run cannot answer for this one.
 
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes, randomInt } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
 
-/** The hub binary: $POUSSR_BIN, else the debug build of this checkout. */
-export const HUB_BIN = process.env.POUSSR_BIN
-  ? resolve(process.env.POUSSR_BIN)
-  : resolve(here, '../../target/debug/poussr');
+const repoRoot = resolve(here, '../..');
+
+/**
+ * Where cargo puts what it builds for this checkout, as `cargo metadata` says: it honours CARGO_TARGET_DIR and
+ * `build.target-dir` in `.cargo/config.toml`. `{dir, note}`: when cargo cannot say, `<repo>/target` and why.
+ */
+function cargoTargetDir() {
+  try {
+    const json = execFileSync('cargo', ['metadata', '--format-version', '1', '--no-deps'], {
+      cwd: repoRoot,
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+      maxBuffer: 64 * 1024 * 1024,
+    });
+    return { dir: JSON.parse(json).target_directory, note: '' };
+  } catch (err) {
+    const why = (err.stderr || err.message || String(err)).toString().trim().split('\n')[0];
+    return { dir: join(repoRoot, 'target'), note: ` (cargo metadata failed: ${why}; assumed ${join(repoRoot, 'target')})` };
+  }
+}
+
+function hubBin() {
+  if (process.env.POUSSR_BIN) return { path: resolve(process.env.POUSSR_BIN), note: ' (from POUSSR_BIN)' };
+  const { dir, note } = cargoTargetDir();
+  return { path: join(dir, 'debug', process.platform === 'win32' ? 'poussr.exe' : 'poussr'), note };
+}
+
+const bin = hubBin();
+
+/** The hub binary: $POUSSR_BIN, else the debug build in cargo's target directory for this checkout. */
+export const HUB_BIN = bin.path;
+
+/** Throws at once, naming the path and how to build it, when there is no hub binary at HUB_BIN. */
+export function assertHubBinExists() {
+  if (existsSync(HUB_BIN)) return;
+  throw new Error(
+    `the hub binary ${HUB_BIN} does not exist${bin.note}: build it with \`cargo build --bin poussr\` from ` +
+      `${repoRoot}, or set POUSSR_BIN to a hub binary`,
+  );
+}
 
 const READY_LINE = /listening on http:\/\/[^\s]*:(\d+)/;
 const START_TIMEOUT_MS = 15_000;
@@ -90,6 +126,7 @@ export class Hub {
 
   async start() {
     if (this.child) throw new Error('hub already running');
+    assertHubBinExists();
     const args = [
       'serve',
       '--bind', '127.0.0.1',
@@ -109,13 +146,18 @@ export class Hub {
     running.add(child);
     this.exitCode = undefined;
     this.exitSignal = undefined;
-    // One promise for the exit, shared by start() (a hub that dies while starting) and stop().
+    // One promise for the exit, shared by start() (a hub that dies while starting) and stop(). A process that
+    // could not be spawned at all emits 'error' and never 'exit': that ends it too, or stop() would wait forever.
     this.exited = new Promise((resolveExit) => {
-      child.on('exit', (code, signal) => {
+      const ended = (code, signal) => {
         running.delete(child);
         this.exitCode = code;
         this.exitSignal = signal;
         resolveExit();
+      };
+      child.on('exit', ended);
+      child.on('error', () => {
+        if (child.pid === undefined) ended(null, null);
       });
     });
     // Output accumulates over restarts (for failure messages); this start's ready line is searched after `from`.
@@ -140,7 +182,7 @@ export class Hub {
           resolveReady(Number(match[1]));
         }
       });
-      child.on('error', (err) => fail(`spawn failed: ${err.message}`));
+      child.on('error', (err) => fail(`could not run ${HUB_BIN}: ${err.message}`));
       this.exited.then(() => fail(`exited early with code ${this.exitCode} signal ${this.exitSignal}`));
     }).catch(async (err) => {
       await this.stop();

@@ -72,10 +72,10 @@ describe('poussr.js', () => {
     };
     p.subscribe(probe, onProbe);
     try {
+      // Polled: each round publishes a probe if none has arrived yet, and looks again after the interval.
       await eventually(
         async () => {
           if (!seen) await publish(p.channel_name(), probe, 'probe');
-          await sleep(50);
           return seen;
         },
         { timeout: 10_000, interval: 100, what: `poussr.js to be subscribed to ${p.channel_name()}` },
@@ -182,7 +182,9 @@ describe('poussr.js', () => {
     p.disconnect();
     assert.equal(p.connected(), false, 'connected() is false as soon as disconnect() returns');
     const count = opened.length;
-    await sleep(2500); // longer than the first reconnect delay could be
+    // Time must pass here: what must not happen is a reconnect on the client's own timer, whose first delay is
+    // at most 1 s; 2.5 s leaves a wide margin.
+    await sleep(2500);
     assert.equal(opened.length, count, 'no socket opened after disconnect()');
     assert.equal(p.connected(), false);
   });
@@ -199,6 +201,8 @@ describe('poussr.js', () => {
     p.disconnect();
     const count = opened.length;
     await hub.start();
+    // Time must pass here: the cancelled reconnect would have fired on the client's own timer (at most 1 s after
+    // the first failure, 2 s after a second one); 2.5 s after the hub is back leaves a margin.
     await sleep(2500);
     assert.equal(opened.length, count, 'no socket opened after disconnect()');
     assert.equal(p.connected(), false);

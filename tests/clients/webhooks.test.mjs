@@ -13,10 +13,7 @@ import { after, before, describe, test } from 'node:test';
 import Pusher from 'pusher-js';
 import { startBackend } from './backend.mjs';
 import { startHub } from './hub.mjs';
-import { Inbox, eventually, inboxOf, pusherOptions, sleep, subscribe, uniqueName, withTimeout } from './wire.mjs';
-
-/** How long to keep watching for an event that must not come (or must not come twice). */
-const SETTLE_MS = 1000;
+import { Inbox, eventually, inboxOf, pusherOptions, sentinel, subscribe, uniqueName, withTimeout } from './wire.mjs';
 
 /** The `[[apps.webhooks]]` table of one target. */
 function webhookTable(url, events) {
@@ -62,6 +59,19 @@ async function waitForEvent(hub, backend, channel, predicate, what, timeout = 50
     timeout,
     what: `${what} (events of ${channel} so far: ${JSON.stringify(eventsOf(hub, backend, channel))})`,
   });
+}
+
+/**
+ * Proves that no more webhooks are on their way, without waiting for time to pass: subscribes `client` to a
+ * fresh channel and waits for its channel_occupied webhook (and unsubscribes). The hub sends a target's
+ * webhooks one request at a time, in the order it emitted them, and retries a failed request before it sends
+ * the next: every webhook of what the hub did before this subscription has arrived by then.
+ */
+async function webhookSentinel(hub, backend, client) {
+  const marker = uniqueName('marker');
+  await subscribe(client, marker);
+  await waitForEvent(hub, backend, marker, (e) => e.name === 'channel_occupied', `channel_occupied of ${marker}`);
+  client.unsubscribe(marker);
 }
 
 /** A connected pusher-js client whose channel auth goes to `backend` as `user`; disconnected when `t` ends. */
@@ -135,7 +145,7 @@ describe('webhooks: every kind, with its fields', () => {
     await subscribe(second, name);
     first.unsubscribe(name);
     await subscriptionCount(backend, name, 1);
-    await sleep(SETTLE_MS);
+    await webhookSentinel(hub, backend, first);
     assert.deepEqual(
       eventsOf(hub, backend, name),
       [{ name: 'channel_occupied', channel: name }],
@@ -145,7 +155,7 @@ describe('webhooks: every kind, with its fields', () => {
     second.unsubscribe(name);
     const vacated = await waitForEvent(hub, backend, name, (e) => e.name === 'channel_vacated', 'channel_vacated');
     assert.deepEqual(vacated, { name: 'channel_vacated', channel: name });
-    await sleep(SETTLE_MS);
+    await webhookSentinel(hub, backend, first);
     assert.deepEqual(eventsOf(hub, backend, name), [
       { name: 'channel_occupied', channel: name },
       { name: 'channel_vacated', channel: name },
@@ -176,7 +186,7 @@ describe('webhooks: every kind, with its fields', () => {
 
     alice1.unsubscribe(name);
     await subscriptionCount(backend, name, 2);
-    await sleep(SETTLE_MS);
+    await webhookSentinel(hub, backend, alice1);
     assert.equal(count(eventsOf(hub, backend, name), { name: 'member_removed' }), 0, 'alice still has a connection');
 
     alice2.unsubscribe(name);
@@ -192,7 +202,7 @@ describe('webhooks: every kind, with its fields', () => {
       user_id: 'bob',
     });
     await waitForEvent(hub, backend, name, (e) => e.name === 'channel_vacated', 'channel_vacated');
-    await sleep(SETTLE_MS);
+    await webhookSentinel(hub, backend, alice1);
 
     const events = eventsOf(hub, backend, name);
     const kinds = events.map((e) => (e.user_id ? `${e.name} ${e.user_id}` : e.name));
@@ -269,7 +279,10 @@ describe('webhooks: every kind, with its fields', () => {
     const prices = inboxOf(secondChannel, 'price');
     secondChannel.bind('pusher:cache_miss', () => missed.push(true));
     assert.deepEqual(await prices.next(), { eur: 10 });
-    await sleep(SETTLE_MS);
+    // A cache miss would have come with the subscription, before an event triggered now; its webhook before the
+    // sentinel's.
+    await sentinel(backend.sdk, [secondChannel]);
+    await webhookSentinel(hub, backend, second);
     assert.equal(missed.all.length, 1, 'the second subscriber had no cache miss');
     assert.equal(count(eventsOf(hub, backend, name), { name: 'cache_miss' }), 1, 'one cache_miss webhook');
   });
@@ -321,11 +334,10 @@ describe('webhooks: the events filter', () => {
     bob.unsubscribe(privateName);
     await subscriptionCount(backend, privateName, 0);
 
-    // Last, a marker channel: once its occupied event is in, the others had their chance too.
+    // Last, a marker channel: once its occupied event is in, every webhook of the above has arrived too.
     const marker = uniqueName('marker');
     await subscribe(alice, marker);
     await waitForEvent(hub, backend, marker, (e) => e.name === 'channel_occupied', 'channel_occupied of the marker');
-    await sleep(SETTLE_MS);
 
     const events = allEvents(hub, backend);
     assert.deepEqual(
@@ -387,7 +399,8 @@ describe('webhooks: retries', () => {
         backend.webhooks.all.some((r) => r.answered === 200 && about(r, 'channel_vacated')),
       { timeout: 10_000, what: 'channel_occupied and channel_vacated to be delivered once the backend answers 200' },
     );
-    await sleep(SETTLE_MS);
+    // A retry of a request that got its 200 would come before the next request.
+    await webhookSentinel(hub, backend, client);
     const delivered = backend.webhooks.all.filter((r) => r.answered === 200);
     assert.equal(delivered.filter((r) => about(r, 'channel_occupied')).length, 1, 'no retry after a 200');
     assert.equal(delivered.filter((r) => about(r, 'channel_vacated')).length, 1, 'no retry after a 200');

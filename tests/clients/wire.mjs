@@ -20,14 +20,20 @@ export function withTimeout(promise, ms, what) {
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
-/** Polls `check` (sync or async) until it returns a truthy value; returns that value. */
+/**
+ * Polls `check` (sync or async) until it returns a truthy value; returns that value. `what` names what is
+ * awaited in the timeout error; a function is called then, so the message can say how things stand.
+ */
 export async function eventually(check, { timeout = 5000, interval = 50, what = 'a condition' } = {}) {
   const deadline = Date.now() + timeout;
   let last;
   for (;;) {
     last = await check();
     if (last) return last;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeout} ms waiting for ${what} (last: ${JSON.stringify(last)})`);
+    if (Date.now() > deadline) {
+      const label = typeof what === 'function' ? what() : what;
+      throw new Error(`timed out after ${timeout} ms waiting for ${label} (last: ${JSON.stringify(last)})`);
+    }
     await sleep(interval);
   }
 }
@@ -179,6 +185,24 @@ export function pusherOptions(hub) {
   };
 }
 
+/**
+ * Lets the test process exit on time after the hub closed a pusher-js client: when the hub closes a connection
+ * with a 40xx code, pusher-js calls close() on a socket that is already closed, and faye-websocket (the WebSocket
+ * of its Node build) arms a 30 s close timer that nothing clears, which would hold the process open. Call it
+ * right after creating the client; it returns a function, to call once the client is disconnected, that unrefs
+ * those timers.
+ */
+export function closeTimersOf(client) {
+  const sockets = new Set();
+  client.connection.bind('connected', () => {
+    const socket = client.connection.connection?.transport?.socket;
+    if (socket) sockets.add(socket);
+  });
+  return () => {
+    for (const socket of sockets) socket._closeTimer?.unref?.();
+  };
+}
+
 /** A pusher-js client in state 'connected'. Disconnect it when done (`t.after(() => client.disconnect())`). */
 export async function connectPusher(hub) {
   const client = new Pusher(hub.key, pusherOptions(hub));
@@ -217,6 +241,38 @@ export async function subscribe(client, channelName) {
     `pusher:subscription_succeeded on ${channelName}`,
   );
   return channel;
+}
+
+/** The event name of `sentinel()`. */
+export const SENTINEL_EVENT = 'test-sentinel';
+
+/**
+ * Proves that nothing more is on its way to some pusher-js clients, without waiting for time to pass: triggers
+ * one sentinel event through `sdk` on each of the (pusher-js) `channels` and waits until every one of them has
+ * received it. A hub writes what it queued for a connection in the order it queued it, so whatever it had
+ * queued for these connections before the trigger (an echo, a duplicate, a refused event relayed after all)
+ * has been received by then. Call it once the thing that must not arrive would already have been queued
+ * (the hub answered the request that would have caused it).
+ */
+export async function sentinel(sdk, channels, { timeout = 5000 } = {}) {
+  const id = uniqueName('sentinel');
+  const arrivals = channels.map(
+    (channel) =>
+      new Promise((resolve) => {
+        const handler = (data) => {
+          if (data?.id !== id) return;
+          channel.unbind(SENTINEL_EVENT, handler);
+          resolve();
+        };
+        channel.bind(SENTINEL_EVENT, handler);
+      }),
+  );
+  const names = [...new Set(channels.map((c) => c.name))];
+  for (const name of names) {
+    const res = await sdk.trigger(name, SENTINEL_EVENT, { id });
+    assert.equal(res.status, 200, `the sentinel trigger on ${name}`);
+  }
+  await withTimeout(Promise.all(arrivals), timeout, `the sentinel event on ${names.join(', ')}`);
 }
 
 /** Queues every `eventName` event the channel receives. */
@@ -306,7 +362,7 @@ export function startTicker(sdk, channel) {
         state.errors.push(`${err.message} ${err.status ?? ''} ${err.body ?? ''}`);
         if (state.errors.length > 20) break; // the hub is gone; the final test reports it
       }
-      await sleep(10);
+      await sleep(10); // pacing: a steady stream, not a wait for anything
     }
   })();
   state.stop = async () => {
