@@ -208,6 +208,72 @@ async fn an_oversized_frame_closes_with_1009_after_an_error() {
     hub.stop().await;
 }
 
+/// A client frame header (masked, with a zero mask so the payload goes as it is) for `len` bytes.
+fn client_header(opcode: u8, len: usize) -> Vec<u8> {
+    let mut h = vec![0x80 | opcode, 0x80 | 127];
+    h.extend_from_slice(&(len as u64).to_be_bytes());
+    h.extend_from_slice(&[0, 0, 0, 0]);
+    h
+}
+
+/// Reads one server frame (unmasked) from a raw socket: its opcode and payload.
+async fn server_frame(tcp: &mut tokio::net::TcpStream) -> std::io::Result<(u8, Vec<u8>)> {
+    use tokio::io::AsyncReadExt;
+    let mut head = [0u8; 2];
+    tcp.read_exact(&mut head).await?;
+    let len = match head[1] & 0x7f {
+        126 => u64::from(tcp.read_u16().await?),
+        127 => tcp.read_u64().await?,
+        n => u64::from(n),
+    };
+    let mut payload = vec![0; len as usize];
+    tcp.read_exact(&mut payload).await?;
+    Ok((head[0] & 0x0f, payload))
+}
+
+#[tokio::test]
+async fn a_client_still_sending_a_refused_frame_gets_the_close_and_an_orderly_end() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let hub = TestHub::start().await;
+    let mut tcp = tokio::net::TcpStream::connect(hub.addr).await.unwrap();
+    let handshake = format!(
+        "GET /app/{}?protocol=7 HTTP/1.1\r\nHost: {}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        hub.app.key, hub.addr
+    );
+    tcp.write_all(handshake.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    while !answer.ends_with(b"\r\n\r\n") {
+        answer.push(tcp.read_u8().await.unwrap());
+    }
+    assert!(answer.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&answer));
+    let (_, hello) = server_frame(&mut tcp).await.unwrap();
+    assert!(String::from_utf8_lossy(&hello).contains("pusher:connection_established"));
+
+    // A 2 MB frame, over the WebSocket layer's own 1 MiB limit: its header and the first 100 KB of it.
+    let total = 2 * 1024 * 1024;
+    let first = 100 * 1024;
+    tcp.write_all(&client_header(1, total)).await.unwrap();
+    tcp.write_all(&vec![b'x'; first]).await.unwrap();
+    // The hub refuses it from its header: the error, then the close frame, with 1009 and the reason.
+    let (opcode, error) = tokio::time::timeout(WAIT, server_frame(&mut tcp)).await.unwrap().unwrap();
+    let error: Value = serde_json::from_slice(&error).unwrap();
+    assert_eq!((opcode, error["data"]["code"].as_u64()), (1, Some(1009)), "{error}");
+    assert!(error["data"]["message"].as_str().unwrap().contains("too large"), "{error}");
+    let (opcode, close) = tokio::time::timeout(WAIT, server_frame(&mut tcp)).await.unwrap().unwrap();
+    assert_eq!((opcode, u16::from_be_bytes([close[0], close[1]])), (8, 1009));
+    // The client had not stopped sending: the rest of the frame goes, then its own close frame. The hub
+    // reads it all, and only then ends the connection, in order: the end of the stream, not a reset.
+    tcp.write_all(&vec![b'x'; total - first]).await.expect("the hub still reads after its close frame");
+    let mut close = client_header(8, 2);
+    close.extend_from_slice(&1009u16.to_be_bytes());
+    tcp.write_all(&close).await.unwrap();
+    let mut rest = Vec::new();
+    let end = tokio::time::timeout(WAIT, tcp.read_to_end(&mut rest)).await.expect("the hub ends the connection");
+    assert!(end.is_ok() && rest.is_empty(), "an orderly end, not a reset: {end:?} after {} more bytes", rest.len());
+    hub.stop().await;
+}
+
 #[tokio::test]
 async fn over_the_connection_limit_is_refused_with_4004() {
     let hub = TestHub::with(|c| c.limits.max_connections = 2).await;
