@@ -1,0 +1,230 @@
+//! The shell's commands and launch driven through Tauri's mock runtime: no display, the real hub.
+
+mod small_disk;
+
+use super::*;
+use tauri::ipc::{CallbackFn, InvokeBody};
+use tauri::test::{INVOKE_KEY, get_ipc_response, mock_builder, mock_context, noop_assets};
+use tauri::webview::InvokeRequest;
+
+fn invoke(
+    webview: &tauri::WebviewWindow<tauri::test::MockRuntime>,
+    cmd: &str,
+    body: serde_json::Value,
+) -> Result<serde_json::Value, serde_json::Value> {
+    let request = InvokeRequest {
+        cmd: cmd.into(),
+        callback: CallbackFn(0),
+        error: CallbackFn(1),
+        url: "tauri://localhost".parse().unwrap(),
+        body: InvokeBody::Json(body),
+        headers: Default::default(),
+        invoke_key: INVOKE_KEY.to_string(),
+    };
+    get_ipc_response(webview, request).map(|r| r.deserialize::<serde_json::Value>().unwrap())
+}
+
+fn mock_app(settings: serde_json::Value) -> (tauri::App<tauri::test::MockRuntime>, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("poussr-mock-{}", rand::random::<u64>()));
+    std::fs::create_dir_all(&dir).unwrap();
+    (mock_app_in(&dir, settings), dir)
+}
+
+/// A port free on 127.0.0.1 now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// `apply_settings`'s argument: the Settings form for 127.0.0.1:`port`, nothing allowed to other machines,
+/// with the fields of `extra` added or replaced.
+fn settings_input(port: u16, extra: serde_json::Value) -> serde_json::Value {
+    let mut input = serde_json::json!({"bind": "127.0.0.1", "port": port,
+        "allow_anonymous_publish": false, "allow_remote_dashboard": false});
+    input.as_object_mut().unwrap().extend(extra.as_object().cloned().unwrap_or_default());
+    serde_json::json!({ "input": input })
+}
+
+/// The app with its settings in `dir`, which exists.
+fn mock_app_in(dir: &std::path::Path, settings: serde_json::Value) -> tauri::App<tauri::test::MockRuntime> {
+    let dir = dir.to_path_buf();
+    std::fs::write(dir.join("settings.json"), settings.to_string()).unwrap();
+    let options = LaunchOptions { config_dir: Some(dir.clone()), hidden: true };
+    let app = core(mock_builder(), options.clone()).build(mock_context(noop_assets())).unwrap();
+    // The mock runtime has no event loop, so `setup` never runs: launch as it would.
+    launch(app.handle(), &options).unwrap();
+    app
+}
+
+#[test]
+fn a_full_disk_refuses_the_save_clearly_and_keeps_the_previous_settings_running() {
+    let disk = match small_disk::place(
+        "tests::a_full_disk_refuses_the_save_clearly_and_keeps_the_previous_settings_running",
+    ) {
+        small_disk::Place::Here(disk) => disk,
+        small_disk::Place::RanInNamespace => return,
+        small_disk::Place::Unavailable(why) => {
+            eprintln!("NOT RUN: the full-disk test needs to mount a small tmpfs, and here {why}");
+            return;
+        }
+    };
+    let first = free_port();
+    let app = mock_app_in(&disk.0, serde_json::json!({"bind": "127.0.0.1", "port": first}));
+    let webview = tauri::WebviewWindowBuilder::new(&app, "main", Default::default()).build().unwrap();
+    let state = app.state::<AppState>();
+    let listening = state.runner.status().listen;
+    assert_eq!(listening.map(|a| a.port()), Some(first));
+    let saved_before = std::fs::read(disk.0.join("settings.json")).unwrap();
+    disk.fill();
+
+    let port = free_port();
+    let input = settings_input(port, serde_json::json!({"allow_anonymous_publish": true}));
+    let err = invoke(&webview, "apply_settings", input.clone()).unwrap_err();
+    let message = err["message"].as_str().unwrap();
+    assert!(message.contains("is full") && message.contains("previous settings are still in force"), "{err}");
+    assert_eq!(std::fs::read(disk.0.join("settings.json")).unwrap(), saved_before, "the old file is intact");
+    assert!(!disk.0.join("settings.tmp").exists(), "no partial file is left");
+    assert_eq!(state.runner.status().listen, listening, "the hub went back to the saved settings");
+
+    // With space again, the same settings apply.
+    std::fs::remove_file(disk.0.join("filler")).unwrap();
+    let c = invoke(&webview, "apply_settings", input).unwrap();
+    assert_eq!(c["status"]["listen"], format!("127.0.0.1:{port}"));
+    tauri::async_runtime::block_on(state.runner.stop());
+}
+
+#[test]
+fn the_connection_command_gives_the_hub_url_and_token() {
+    let (app, dir) = mock_app(serde_json::json!({"bind": "127.0.0.1", "port": 0}));
+    let webview = tauri::WebviewWindowBuilder::new(&app, "main", Default::default()).build().unwrap();
+    let c = invoke(&webview, "connection", serde_json::json!({})).unwrap();
+    assert_eq!(c["status"]["state"], "running");
+    assert!(c["status"]["base_url"].as_str().unwrap().starts_with("http://127.0.0.1:"));
+    assert_eq!(c["admin_token"].as_str().unwrap().len(), 32);
+    let settings = invoke(&webview, "get_settings", serde_json::json!({})).unwrap();
+    assert_eq!(settings["saved"]["bind"], "127.0.0.1");
+    assert!(settings["file"].as_str().unwrap().ends_with("settings.json"));
+    tauri::async_runtime::block_on(app.state::<AppState>().runner.stop());
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn apply_settings_refuses_a_bad_address_and_keeps_serving() {
+    let (app, dir) = mock_app(serde_json::json!({"bind": "127.0.0.1", "port": 0}));
+    let webview = tauri::WebviewWindowBuilder::new(&app, "main", Default::default()).build().unwrap();
+    let before = invoke(&webview, "connection", serde_json::json!({})).unwrap();
+    let input = serde_json::json!({"input": {"bind": "not-an-ip", "port": 7000,
+        "allow_anonymous_publish": false, "allow_remote_dashboard": false}});
+    let err = invoke(&webview, "apply_settings", input).unwrap_err();
+    assert_eq!(err["kind"], "invalid");
+    assert!(err["message"].as_str().unwrap().contains("not an IP address"));
+    let after = invoke(&webview, "connection", serde_json::json!({})).unwrap();
+    assert_eq!(before["status"], after["status"]);
+    tauri::async_runtime::block_on(app.state::<AppState>().runner.stop());
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn apply_settings_moves_the_hub_and_saves() {
+    let (app, dir) = mock_app(serde_json::json!({"bind": "127.0.0.1", "port": 0}));
+    let webview = tauri::WebviewWindowBuilder::new(&app, "main", Default::default()).build().unwrap();
+    let port = free_port();
+    let input = settings_input(port, serde_json::json!({"allow_anonymous_publish": true}));
+    let c = invoke(&webview, "apply_settings", input).unwrap();
+    assert_eq!(c["status"]["listen"], format!("127.0.0.1:{port}"));
+    let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("settings.json")).unwrap()).unwrap();
+    assert_eq!((saved["port"].as_u64(), saved["allow_anonymous_publish"].as_bool()), (Some(port as u64), Some(true)));
+    tauri::async_runtime::block_on(app.state::<AppState>().runner.stop());
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn apply_settings_saves_client_events_and_the_webhook() {
+    let (app, dir) = mock_app(serde_json::json!({"bind": "127.0.0.1", "port": 0}));
+    let webview = tauri::WebviewWindowBuilder::new(&app, "main", Default::default()).build().unwrap();
+    let port = free_port();
+    let with = |extra: serde_json::Value| settings_input(port, extra);
+    let err =
+        invoke(&webview, "apply_settings", with(serde_json::json!({"webhook_url": "https://x/hook"}))).unwrap_err();
+    assert!(err["message"].as_str().unwrap().contains("http://"), "{err}");
+    let input = with(serde_json::json!({"client_events": false, "webhook_url": " http://127.0.0.1:9/hook ",
+        "webhook_events": ["member_added", "member_removed"]}));
+    invoke(&webview, "apply_settings", input).unwrap();
+    let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("settings.json")).unwrap()).unwrap();
+    assert_eq!(saved["app"]["client_events"], false);
+    assert_eq!(
+        saved["app"]["webhooks"],
+        serde_json::json!([{"url": "http://127.0.0.1:9/hook", "events": ["member_added", "member_removed"]}])
+    );
+    // Every kind ticked is saved as "all"; an empty URL turns webhooks off.
+    let all = serde_json::json!([
+        "channel_occupied",
+        "channel_vacated",
+        "member_added",
+        "member_removed",
+        "client_event",
+        "cache_miss"
+    ]);
+    invoke(&webview, "apply_settings", with(serde_json::json!({"webhook_url": "http://h/", "webhook_events": all})))
+        .unwrap();
+    let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("settings.json")).unwrap()).unwrap();
+    assert_eq!(saved["app"]["webhooks"], serde_json::json!([{"url": "http://h/"}]));
+    invoke(&webview, "apply_settings", with(serde_json::json!({"webhook_url": ""}))).unwrap();
+    let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("settings.json")).unwrap()).unwrap();
+    assert!(saved["app"].get("webhooks").is_none(), "{saved}");
+    tauri::async_runtime::block_on(app.state::<AppState>().runner.stop());
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn apply_settings_joins_a_redis_cluster_and_says_when_redis_is_unreachable() {
+    let (app, dir) = mock_app(serde_json::json!({"bind": "127.0.0.1", "port": 0}));
+    let webview = tauri::WebviewWindowBuilder::new(&app, "main", Default::default()).build().unwrap();
+    let port = free_port();
+    let input = |url: &str| {
+        settings_input(port, serde_json::json!({"adapter": "redis", "redis_url": url, "redis_prefix": "plant-a"}))
+    };
+    let err = invoke(&webview, "apply_settings", input("http://127.0.0.1:6379")).unwrap_err();
+    assert!(err["message"].as_str().unwrap().contains("must start with redis://"), "{err}");
+    // Nothing listens on port 1: the hub runs, serves its own clients and says the link is down.
+    invoke(&webview, "apply_settings", input(" redis://127.0.0.1:1 ")).unwrap();
+    let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("settings.json")).unwrap()).unwrap();
+    assert_eq!(
+        (&saved["adapter"], &saved["redis_url"], &saved["redis_prefix"]),
+        (&"redis".into(), &"redis://127.0.0.1:1".into(), &"plant-a".into())
+    );
+    let hub = tauri::async_runtime::block_on(app.state::<AppState>().runner.hub()).expect("the hub runs");
+    let status = hub.cluster_status().expect("a cluster member");
+    assert_eq!((status.adapter, status.prefix.as_str()), (poussr::config::AdapterKind::Redis, "plant-a"));
+    tauri::async_runtime::block_on(app.state::<AppState>().runner.stop());
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn apply_settings_checks_and_saves_the_allowed_origins() {
+    let (app, dir) = mock_app(serde_json::json!({"bind": "127.0.0.1", "port": 0}));
+    let webview = tauri::WebviewWindowBuilder::new(&app, "main", Default::default()).build().unwrap();
+    let port = free_port();
+    let input = |origins: &str| settings_input(port, serde_json::json!({"allowed_origins": origins}));
+    let err = invoke(&webview, "apply_settings", input("http://ok.lan intranet.lan")).unwrap_err();
+    assert!(err["message"].as_str().unwrap().contains("\"intranet.lan\" needs a scheme"), "{err}");
+    invoke(&webview, "apply_settings", input(" HTTP://Ok.lan:8080/,\nhttps://*.plant.example ")).unwrap();
+    let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("settings.json")).unwrap()).unwrap();
+    assert_eq!(saved["allowed_origins"], serde_json::json!(["http://ok.lan:8080", "https://*.plant.example"]));
+    // The running hub uses them: a page of another origin is refused before the upgrade.
+    let frontend = tauri::async_runtime::block_on(app.state::<AppState>().runner.frontend()).expect("the hub runs");
+    let access = frontend.access();
+    assert!(access.origin_allowed("https://line1.plant.example") && !access.origin_allowed("http://evil.example"));
+    tauri::async_runtime::block_on(app.state::<AppState>().runner.stop());
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn launch_options() {
+    let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let o = LaunchOptions::parse(args(&["--hidden", "--config-dir", "/tmp/x"]));
+    assert!(o.hidden);
+    assert_eq!(o.config_dir.as_deref(), Some(std::path::Path::new("/tmp/x")));
+    let o = LaunchOptions::parse(args(&["--config-dir=/tmp/y"]));
+    assert_eq!(o.config_dir.as_deref(), Some(std::path::Path::new("/tmp/y")));
+    assert!(!o.hidden);
+}
