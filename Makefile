@@ -38,8 +38,9 @@ bench:
 
 ## Formatting and lints, as CI expects them.
 lint:
+	./scripts/deps.sh
 	cargo fmt --all -- --check
-	cargo clippy --all-targets -- -D warnings
+	cargo clippy --workspace --all-targets -- -D warnings
 
 fmt:
 	cargo fmt --all

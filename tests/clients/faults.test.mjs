@@ -1,14 +1,20 @@
-// Faults: the hub process restarted under 1,000 connected pusher-js clients. They must all be back —
-// reconnected, re-subscribed and receiving — within 10 s.
+// Faults: the hub process restarted under 1,000 connected pusher-js clients. They must all come back —
+// reconnected, re-subscribed and receiving — without a single connection attempt being refused.
 //
 // pusher-js reconnects at once after the hub's 4200, and if that first attempt is refused (no process
 // listens during the restart) it waits for its transport timeout, 15 s, before trying again. So a
 // restart that closes the port costs every client 15 s. With socket activation (systemd's .socket unit,
 // LISTEN_FDS) the port stays open across the restart and the attempts wait in its queue for the new
 // process: that is the setup this test runs, with socket-holder.py standing in for systemd.
+//
+// What is checked is what saves the 15 s: throughout the restart the port takes connections (a probe
+// connects to it again and again until the new hub is up, and none of its attempts may be refused), and
+// every client is back on its very next attempt (exactly one new socket id each). How long the restart
+// took is printed, not asserted: it depends on the machine, and speed is measured in benchmarks.
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import net from 'node:net';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -20,7 +26,42 @@ import { eventually, pusherOptions, serverSdk, uniqueName } from './wire.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const CLIENTS = 1000;
-const BACK_WITHIN_MS = 10_000;
+/** How long the test waits for the clients before it gives up: a deadline, not a claim about speed. */
+const DEADLINE_MS = 60_000;
+
+/**
+ * Connects to `port` again and again (each connection closed at once) until stopped; `stop()` resolves
+ * with how many connected and the errors of those that did not.
+ */
+function probePort(port) {
+  const result = { connected: 0, refused: [] };
+  let running = true;
+  const loop = (async () => {
+    while (running) {
+      await new Promise((resolve) => {
+        const socket = net.connect({ host: '127.0.0.1', port });
+        socket.once('connect', () => {
+          result.connected += 1;
+          socket.destroy();
+          resolve();
+        });
+        socket.once('error', (err) => {
+          result.refused.push(err.code ?? err.message);
+          resolve();
+        });
+      });
+      // Paced, so that the probe takes a small share of the listen queue the clients reconnect into.
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  })();
+  return {
+    stop: async () => {
+      running = false;
+      await loop;
+      return result;
+    },
+  };
+}
 
 /** Runs the hub under socket-holder.py; resolves once the hub is listening. */
 async function startHeldHub() {
@@ -67,7 +108,7 @@ async function startHeldHub() {
   return hub;
 }
 
-test(`a hub restarted under ${CLIENTS} pusher-js clients has them all back within 10 s`, async (t) => {
+test(`a hub restarted under ${CLIENTS} pusher-js clients has them all back, none of them refused`, async (t) => {
   const hub = await startHeldHub();
   const clients = [];
   t.after(async () => {
@@ -101,12 +142,17 @@ test(`a hub restarted under ${CLIENTS} pusher-js clients has them all back withi
 
   const restartedAt = Date.now();
   hub.child.stdin.write('restart\n');
+  const probe = probePort(hub.port);
   await hub.waitLine(/^restarted$/);
+  const probed = await probe.stop();
+  t.diagnostic(`the port took ${probed.connected} probe connections during the restart`);
+  assert.deepEqual(probed.refused, [], 'no connection attempt was refused during the restart');
+  assert.ok(probed.connected > 0, 'the probe ran while the hub restarted');
   const hubBackAfter = Date.now() - restartedAt;
-  await everyone('reconnected and re-subscribed', (c) => c.record.sockets.length === 2 && c.record.subscribed === 2, BACK_WITHIN_MS);
+  await everyone('reconnected and re-subscribed', (c) => c.record.sockets.length === 2 && c.record.subscribed === 2, DEADLINE_MS);
   const resubscribedAfter = Date.now() - restartedAt;
   assert.equal((await sdk.trigger(channel, 'tick', { phase: 'after' })).status, 200);
-  await everyone('received the event after the restart', (c) => c.record.events.includes('after'), BACK_WITHIN_MS);
+  await everyone('received the event after the restart', (c) => c.record.events.includes('after'), DEADLINE_MS);
   const backAfter = Date.now() - restartedAt;
   t.diagnostic(
     `all ${CLIENTS} clients back and receiving ${backAfter} ms after the restart began (the new hub started ` +
@@ -114,11 +160,12 @@ test(`a hub restarted under ${CLIENTS} pusher-js clients has them all back withi
   );
   const waited = clients.filter((c) => c.record.states.includes('unavailable')).length;
   t.diagnostic(`${waited} clients went through pusher-js's 'unavailable' state`);
-  assert.ok(backAfter < BACK_WITHIN_MS, `back after ${backAfter} ms`);
+  const extra = clients.filter((c) => c.record.sockets.length !== 2).map((c) => c.record.sockets);
+  assert.deepEqual(extra, [], 'every client came back on its first attempt: one new socket id each');
 
   // A last event: once every client has it, anything else the hub had queued for them (a duplicate) is in too.
   assert.equal((await sdk.trigger(channel, 'tick', { phase: 'end' })).status, 200);
-  await everyone('received the last event', (c) => c.record.events.includes('end'), BACK_WITHIN_MS);
+  await everyone('received the last event', (c) => c.record.events.includes('end'), DEADLINE_MS);
   for (const c of clients) {
     assert.equal(c.connection.state, 'connected');
     assert.notEqual(c.record.sockets[0], c.record.sockets[1], 'a new connection after the restart');
