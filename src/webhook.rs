@@ -22,7 +22,7 @@ use crate::protocol::{ChannelName, signature};
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
-/// One event of a webhook request body (PROTOCOL.md §4).
+/// One event of a webhook request body (docs/protocol.md §4).
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct WebhookEvent {
     /// The kind.

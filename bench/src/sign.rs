@@ -1,4 +1,4 @@
-//! Signing Pusher HTTP API requests, written from PROTOCOL.md §3 (independently of the hub's own code, so
+//! Signing Pusher HTTP API requests, written from docs/protocol.md §3 (independently of the hub's own code, so
 //! that the hub accepting these requests is a real check of both).
 
 use hmac::{Hmac, Mac};

@@ -69,7 +69,7 @@ impl WebhookConfig {
     }
 }
 
-/// The kinds of webhook events (PROTOCOL.md §4).
+/// The kinds of webhook events (docs/protocol.md §4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WebhookKind {
@@ -88,7 +88,7 @@ pub enum WebhookKind {
 }
 
 impl WebhookKind {
-    /// Every kind, in the order of PROTOCOL.md.
+    /// Every kind, in the order of docs/protocol.md §4.1.
     pub const ALL: [WebhookKind; 6] = [
         WebhookKind::ChannelOccupied,
         WebhookKind::ChannelVacated,

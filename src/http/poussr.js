@@ -12,7 +12,7 @@
  * (exponential backoff with full jitter) and subscribes its channel again; unsubscribe(event, cb); disconnect().
  *
  * Plain ES5, no modules and no build step: it has to run as-is in whatever browser a lab or a factory floor
- * still has. The wire format is described in PROTOCOL.md, section 1.
+ * still has. The wire format is described in docs/protocol.md, section 1.
  */
 var Poussr = (function () {
   'use strict';

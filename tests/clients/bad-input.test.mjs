@@ -1,4 +1,4 @@
-// Bad input gets the documented answer (PROTOCOL.md §2 and §3), and never disturbs anyone else: a
+// Bad input gets the documented answer (docs/protocol.md §2 and §3), and never disturbs anyone else: a
 // well-behaved pusher-js client on the same hub receives a numbered stream of SDK events throughout, and the
 // last test checks that it got every one of them, in order.
 
@@ -162,7 +162,7 @@ describe('bad input, while a good client keeps receiving', () => {
       const socket = new RawSocket(url(hub));
       const closed = await socket.waitClosed();
       assert.equal(closed.code, code, `close code: ${JSON.stringify(closed)}; errors: ${socket.errors.map((e) => e.message)}`);
-      // PROTOCOL.md: the error frame, when sent, carries the same code as the close.
+      // docs/protocol.md §5.2: the error frame, when sent, carries the same code as the close.
       for (const frame of socket.frames.all) assertPusherError(frame, code, `${what}: frame before the close`);
     });
   }
@@ -172,7 +172,7 @@ describe('bad input, while a good client keeps receiving', () => {
   const eventBody = (overrides = {}) => JSON.stringify({ name: 'e', data: '{}', channels: ['http-checks'], ...overrides });
   const post = (url, body) => fetch(url, { method: 'POST', body, headers: { 'content-type': 'application/json' } });
 
-  test('a request signed by hand per PROTOCOL.md §3 is accepted (so the rejections below mean something)', async () => {
+  test('a request signed by hand per docs/protocol.md §3 is accepted (so the rejections below mean something)', async () => {
     const body = eventBody();
     const res = await post(signedUrl(hub, 'POST', `/apps/${hub.appId}/events`, body), body);
     assert.equal(res.status, 200, await res.clone().text());

@@ -1,4 +1,4 @@
-// Private, presence, encrypted and cache channels (PROTOCOL.md §2 and §3) with the clients a Pusher user has:
+// Private, presence, encrypted and cache channels (docs/protocol.md §2 and §3) with the clients a Pusher user has:
 // pusher-js (its Node build) authorized by a real app backend (backend.mjs, which signs with the `pusher`
 // SDK), the `pusher` SDK for triggers and HTTP API calls, and raw WebSockets whose signatures are computed
 // here, for the frames pusher-js would never send and for checking exact frame shapes.

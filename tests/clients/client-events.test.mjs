@@ -1,5 +1,5 @@
 // Client events and user sign-in with the real pusher-js (its Node build), the `pusher` server SDK and raw
-// WebSockets (PROTOCOL.md §2 and §3):
+// WebSockets (docs/protocol.md §2 and §3):
 //
 // - `client-*` events between pusher-js clients on private and presence channels: relayed to the other members
 //   with the same data, never echoed to the sender, and carrying the sender's `user_id` on presence channels;

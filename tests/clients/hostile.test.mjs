@@ -1,6 +1,6 @@
 // Hostile input: one table of malformed or malicious inputs — WebSocket frames on a Pusher connection,
 // WebSocket handshakes, HTTP requests (the signed Pusher API, Poussr v1 publishing, raw TCP) and auth
-// payloads — each with the exact answer the hub gives (README "What the hub speaks", PROTOCOL.md §2–§3,
+// payloads — each with the exact answer the hub gives (docs/protocol.md §2, §3 and §5,
 // src/ws, src/http). All of it goes to one hub while a well-behaved pusher-js client receives a numbered
 // stream of events triggered with the `pusher` server SDK; the last test checks that the good client got
 // every event exactly once and in order, and that the hub is still healthy.
@@ -64,7 +64,7 @@ const hubOptions = {
 
 const hmac = (secret, text) => createHmac('sha256', secret).update(text).digest('hex');
 
-/** A channel auth value the way the app's backend makes it (PROTOCOL.md §2, "Auth signatures"). */
+/** A channel auth value the way the app's backend makes it (docs/protocol.md §2.7, "Auth signatures"). */
 function channelAuth(socketId, channel, channelData, { key, secret }) {
   const signed = channelData === undefined ? `${socketId}:${channel}` : `${socketId}:${channel}:${channelData}`;
   return `${key}:${hmac(secret, signed)}`;
@@ -81,7 +81,7 @@ const sub = (channel, extra = {}) => ({ event: 'pusher:subscribe', data: { chann
 const presence = (c, channel, channelData) =>
   sub(channel, { auth: channelAuth(c.socketId, channel, channelData, c.main), channel_data: channelData });
 
-/** The path and query of a hand-signed API request (wire.mjs signs per PROTOCOL.md §3). */
+/** The path and query of a hand-signed API request (wire.mjs signs per docs/protocol.md §3). */
 function signedPath(hub, method, path, body, options) {
   return signedUrl(hub, method, path, body, options).slice(hub.httpUrl.length);
 }
@@ -131,7 +131,7 @@ const ROWS = [
   { category: 'frame', kind: 'pusher', name: 'JSON null', input: 'null', expect: { error: NOT_AN_OBJECT } },
   { category: 'frame', kind: 'pusher', name: 'a JSON string', input: '"pusher:ping"', expect: { error: NOT_AN_OBJECT } },
   { category: 'frame', kind: 'pusher', name: 'a JSON array of numbers', input: '[1,2]', expect: { error: NOT_AN_OBJECT } },
-  // serde reads a struct from a JSON array too; PROTOCOL.md: "Every frame is a JSON object".
+  // serde reads a struct from a JSON array too; docs/protocol.md §2.2: every frame is a JSON object.
   { category: 'frame', kind: 'pusher', name: 'a JSON array shaped like a ping (not an object)', input: '["pusher:ping"]', expect: { error: NOT_AN_OBJECT } },
   {
     category: 'frame', kind: 'pusher', name: 'a JSON array shaped like a subscribe (not an object)',
@@ -469,7 +469,7 @@ const ROWS = [
   { category: 'http', kind: 'http', name: 'a body that is not JSON', input: (c) => signedPost(c.hub, `/apps/${c.main.appId}/events`, 'name=e&channel=x'), expect: { status: 400, error: /^the body is not the expected JSON: / } },
   {
     category: 'http', kind: 'http', name: 'a JSON array body shaped like an event (6 elements, not an object)',
-    // PROTOCOL.md §3: the body is an object {"name","data","channel"...}; nothing must reach the probe.
+    // docs/protocol.md §3: the body is an object {"name","data","channel"...}; nothing must reach the probe.
     input: (c) => signedPost(c.hub, `/apps/${c.main.appId}/events`, '["e","{}","hostile-probe",null,null,null]'),
     expect: { status: 400, error: /^the body is not the expected JSON: /, nothingOn: 'hostile-probe' },
   },

@@ -1,5 +1,5 @@
 // The original Poussr v1 protocol over a raw WebSocket (`ws`), published to with the real curl binary:
-// existing Poussr users must keep working unchanged (PROTOCOL.md §1).
+// existing Poussr users must keep working unchanged (docs/protocol.md §1).
 
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';

@@ -1,4 +1,4 @@
-// Webhooks (PROTOCOL.md §4): the hub POSTs `{"time_ms": N, "events": [...]}` to the app's backend, signed with
+// Webhooks (docs/protocol.md §4): the hub POSTs `{"time_ms": N, "events": [...]}` to the app's backend, signed with
 // X-Pusher-Key and X-Pusher-Signature (hex HMAC-SHA256 of the raw body with the app secret). The receiver is a
 // real backend (tests/clients/backend.mjs) that checks every request with the `pusher` SDK's
 // `webhook({headers, rawBody}).isValid()`; the activity comes from pusher-js clients and the SDK.
@@ -21,7 +21,7 @@ function webhookTable(url, events) {
 }
 
 /**
- * Asserts that one webhook request is what PROTOCOL.md §4 says: valid for the SDK, the app key, our own
+ * Asserts that one webhook request is what docs/protocol.md §4 says: valid for the SDK, the app key, our own
  * recomputation of the signature, JSON content type, and a `{time_ms, events}` body with at least one event.
  */
 function assertWellFormed(hub, request, index) {

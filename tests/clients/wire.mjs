@@ -1,6 +1,6 @@
 // Small helpers shared by the client tests: waiting for things with a deadline, a raw WebSocket that queues
 // the frames it receives, pusher-js and SDK clients pointed at a test hub, and a Pusher request signer
-// written from PROTOCOL.md §3 (so tests can send requests the SDK would refuse to build).
+// written from docs/protocol.md §3 (so tests can send requests the SDK would refuse to build).
 
 import assert from 'node:assert/strict';
 import { createHash, createHmac } from 'node:crypto';
@@ -296,7 +296,7 @@ export function serverSdk(hub, extra = {}) {
 }
 
 /**
- * A signed Pusher HTTP API URL built by hand from PROTOCOL.md §3, so tests can tamper with any part of it.
+ * A signed Pusher HTTP API URL built by hand from docs/protocol.md §3, so tests can tamper with any part of it.
  * `path` is the full path (`/apps/{id}/events`); `body` the exact string that will be sent, if any.
  */
 export function signedUrl(hub, method, path, body, { params = {}, key = hub.key, secret = hub.secret, timestamp } = {}) {
