@@ -20,8 +20,9 @@ use crate::protocol::{ChannelKind, ChannelName};
 /// Reads a body up to the limit: a larger one is refused with 413 before it is all in memory.
 pub(super) async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
     axum::body::to_bytes(body, limit).await.map_err(|e| {
-        let too_large = std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
-            || e.to_string().contains("length limit");
+        // The limit's own error type, wherever it is in the chain of sources.
+        let too_large = std::iter::successors(std::error::Error::source(&e), |s| s.source())
+            .any(|s| s.is::<http_body_util::LengthLimitError>());
         if too_large {
             ApiError::TooLarge(format!("the request body is over the {limit}-byte limit"))
         } else {
