@@ -6,6 +6,7 @@ import { Chart } from './chart.js';
 import { $, setText, setState, showNotice } from './dom.js';
 import { onBatch, onFrame } from './feed.js';
 import { applySettings } from './settings.js';
+import { markSelected, tablist } from './tabs.js';
 
 const chart = new Chart($('chart'));
 let overview = null; // the last /admin/api/overview answer
@@ -108,15 +109,11 @@ function renderCluster(c, here) {
     + (c.dropped ? ' · dropped while the link was down: ' + c.dropped.toLocaleString() : ''));
 }
 
-function selectSnippet(name) {
-  snippet = name;
-  for (const b of document.querySelectorAll('.snippet-tabs [role="tab"]')) {
-    const on = b.dataset.snippet === name;
-    b.setAttribute('aria-selected', String(on));
-    b.tabIndex = on ? 0 : -1;
-    if (on) $('snippet-panel').setAttribute('aria-labelledby', b.id);
-  }
-  if (overview) $('snippet').textContent = overview.snippets[name];
+function selectSnippet(tab) {
+  snippet = tab.dataset.snippet;
+  markSelected(tab);
+  $('snippet-panel').setAttribute('aria-labelledby', tab.id);
+  if (overview) $('snippet').textContent = overview.snippets[snippet];
 }
 
 async function copy(text, button) {
@@ -157,18 +154,7 @@ export function initOverview() {
       chart.draw();
     }
   });
-  for (const b of document.querySelectorAll('.snippet-tabs [role="tab"]')) {
-    b.addEventListener('click', () => selectSnippet(b.dataset.snippet));
-    b.addEventListener('keydown', (e) => {
-      const tabs = [...document.querySelectorAll('.snippet-tabs [role="tab"]')];
-      const i = tabs.indexOf(b);
-      const next = e.key === 'ArrowRight' ? tabs[(i + 1) % tabs.length] : e.key === 'ArrowLeft' ? tabs[(i + tabs.length - 1) % tabs.length] : null;
-      if (next) {
-        next.focus();
-        selectSnippet(next.dataset.snippet);
-      }
-    });
-  }
+  tablist(document.querySelector('.snippet-tabs'), selectSnippet);
   for (const b of document.querySelectorAll('[data-copy-from]')) {
     b.addEventListener('click', () => copy($(b.dataset.copyFrom).textContent, b));
   }

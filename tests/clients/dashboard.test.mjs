@@ -46,8 +46,23 @@ async function dashboard(t, token = TOKEN) {
   return page;
 }
 
+/** Opens a pane the way an operator does, through its tab, and waits for the pane (labelled by that tab). */
 async function openPane(page, name) {
-  await page.click(`button[data-pane="${name}"]`);
+  await page.getByRole('tablist', { name: 'Panes' }).getByRole('tab', { name }).click();
+  await page.getByRole('tabpanel', { name }).waitFor();
+}
+
+/** What a tab list shows: the selected tabs, the tabs in the Tab order, the focused element and the panes shown. */
+function tabState(page, label) {
+  return page.evaluate((label) => {
+    const tabs = [...document.querySelector(`[role="tablist"][aria-label="${label}"]`).querySelectorAll('[role="tab"]')];
+    return {
+      selected: tabs.filter((t) => t.getAttribute('aria-selected') === 'true').map((t) => t.id),
+      tabbable: tabs.filter((t) => t.tabIndex === 0).map((t) => t.id),
+      focused: document.activeElement?.id,
+      panes: [...document.querySelectorAll('[role="tabpanel"]')].filter((p) => p.offsetParent !== null).map((p) => p.id),
+    };
+  }, label);
 }
 
 describe('the dashboard', () => {
@@ -57,7 +72,7 @@ describe('the dashboard', () => {
     const inbox = inboxOf(await subscribe(client, 'dash-orders'), 'order-created');
     const page = await dashboard(t);
     await page.locator('#state').filter({ hasText: 'Running' }).waitFor();
-    await openPane(page, 'publish');
+    await openPane(page, 'Publish');
     const form = page.locator('#pane-publish');
     await form.getByLabel('Channel', { exact: true }).fill('dash-orders');
     await form.getByLabel('Event', { exact: true }).fill('order-created');
@@ -68,7 +83,7 @@ describe('the dashboard', () => {
     assert.deepEqual(await inbox.next(), { id: 42, item: 'widget' });
     await page.screenshot({ path: join(SHOTS, 'dashboard-publish.png') });
 
-    await openPane(page, 'log');
+    await openPane(page, 'Live log');
     const row = page.locator('.log-row', { hasText: 'order-created' });
     await row.waitFor();
     assert.match(await row.innerText(), /dash-orders/);
@@ -76,14 +91,14 @@ describe('the dashboard', () => {
     await row.click();
     await page.locator('#detail-body').filter({ hasText: '"id": 42' }).waitFor();
     // Non-JSON data is allowed, with a visible note.
-    await openPane(page, 'publish');
+    await openPane(page, 'Publish');
     await form.getByLabel('Data', { exact: true }).fill('plain text');
     await page.locator('#pub-data-status').filter({ hasText: 'raw string' }).waitFor();
   });
 
   test('a pusher-js client appears in Clients with its channel, and goes when it disconnects', async (t) => {
     const page = await dashboard(t);
-    await openPane(page, 'clients');
+    await openPane(page, 'Clients');
     const client = await connectPusher(hub);
     await subscribe(client, 'dash-news');
     const id = client.connection.socket_id;
@@ -102,7 +117,7 @@ describe('the dashboard', () => {
     t.after(() => client.disconnect());
     const closed = new Promise((resolve) => client.connection.bind('error', (e) => resolve(e)));
     const page = await dashboard(t);
-    await openPane(page, 'clients');
+    await openPane(page, 'Clients');
     const id = client.connection.socket_id;
     await page.getByRole('button', { name: `Disconnect ${id}` }).click();
     const error = await closed;
@@ -116,7 +131,7 @@ describe('the dashboard', () => {
     t.after(() => { a.disconnect(); b.disconnect(); });
     await subscribe(a, 'dash-count');
     const page = await dashboard(t);
-    await openPane(page, 'channels');
+    await openPane(page, 'Channels');
     const subs = page.locator('tr[data-channel="dash-count"] td.subs');
     await subs.filter({ hasText: /^1$/ }).waitFor();
     await subscribe(b, 'dash-count');
@@ -130,7 +145,7 @@ describe('the dashboard', () => {
 
   test('filter and pause work, and the export is valid JSON Lines', async (t) => {
     const page = await dashboard(t);
-    await openPane(page, 'log');
+    await openPane(page, 'Live log');
     await page.locator('#state').filter({ hasText: 'Running' }).waitFor();
     await page.waitForTimeout(300); // the feed is open
     for (let i = 0; i < 5; i++) await publishV1(hub, 'dash-alpha', `alpha-${i}`, JSON.stringify({ i }));
@@ -227,7 +242,7 @@ describe('the dashboard', () => {
     await page.waitForTimeout(300); // the feed is open
 
     // Channels: the kind, the member count and both member ids.
-    await openPane(page, 'channels');
+    await openPane(page, 'Channels');
     const row = page.locator(`tr[data-channel="${name}"]`);
     await row.locator('.kind').filter({ hasText: /^presence$/ }).waitFor({ timeout: 10_000 });
     const members = row.locator('td.members');
@@ -240,7 +255,7 @@ describe('the dashboard', () => {
     // A client event from ann reaches bob and shows in the live log with the source "client".
     annChannel.trigger('client-typing', { on: true });
     assert.deepEqual(await typing.next(5000), { on: true });
-    await openPane(page, 'log');
+    await openPane(page, 'Live log');
     const logRow = page.locator('.log-row', { hasText: 'client-typing' });
     await logRow.waitFor({ timeout: 10_000 });
     const cells = await logRow.locator('[role="gridcell"]').allInnerTexts();
@@ -260,13 +275,79 @@ describe('the dashboard', () => {
     );
     ann.signin();
     await signedIn;
-    await openPane(page, 'clients');
+    await openPane(page, 'Clients');
     const annUser = page.locator(`tr[data-socket-id="${ann.connection.socket_id}"] td.user`);
     await annUser.filter({ hasText: /^ann$/ }).waitFor({ timeout: 10_000 });
     const bobUser = page.locator(`tr[data-socket-id="${bob.connection.socket_id}"] td.user`);
     await bobUser.filter({ hasText: /^—$/ }).waitFor({ timeout: 10_000 });
     assert.match(await page.locator(`tr[data-socket-id="${ann.connection.socket_id}"] td.channels`).innerText(), new RegExp(name));
     await page.screenshot({ path: join(SHOTS, 'dashboard-clients-user.png') });
+  });
+
+  test('the pane tabs follow the WAI-ARIA tabs pattern: roles, names, one tab in the Tab order, and the keys', async (t) => {
+    const page = await dashboard(t);
+    await page.locator('#state').filter({ hasText: 'Running' }).waitFor();
+    const panes = page.getByRole('tablist', { name: 'Panes' });
+    // Settings is the desktop's: in a browser its tab is hidden, so the keys skip it.
+    const names = ['Overview', 'Channels', 'Clients', 'Live log', 'Publish'];
+    assert.deepEqual((await panes.getByRole('tab').allInnerTexts()).map((n) => n.replace(/\s*[(\d].*$/s, '')), names);
+    // Each tab controls its pane, and the pane is labelled by the tab.
+    const links = await page.evaluate(() => [...document.querySelectorAll('.tabs [role="tab"]')].map((tab) => {
+      const pane = document.getElementById(tab.getAttribute('aria-controls'));
+      return [tab.id, pane?.getAttribute('role'), pane && document.getElementById(pane.getAttribute('aria-labelledby'))?.id];
+    }));
+    assert.deepEqual(links, ['overview', 'channels', 'clients', 'log', 'publish', 'settings'].map((p) => [`tab-${p}`, 'tabpanel', `tab-${p}`]));
+
+    const expect = async (pane, focused = `tab-${pane}`) => assert.deepEqual(await tabState(page, 'Panes'),
+      { selected: [`tab-${pane}`], tabbable: [`tab-${pane}`], focused, panes: [`pane-${pane}`, ...(pane === 'overview' ? ['snippet-panel'] : [])] });
+    // The selected tab alone is in the Tab order: Tab from the skip link reaches Overview, the next Tab leaves the list.
+    await page.locator('.skip').focus();
+    await page.keyboard.press('Tab');
+    await expect('overview');
+    // Right and Left move and select, wrapping around; Home and End go to the ends.
+    for (const pane of ['channels', 'clients', 'log', 'publish', 'overview']) {
+      await page.keyboard.press('ArrowRight');
+      await expect(pane);
+    }
+    await page.keyboard.press('ArrowLeft');
+    await expect('publish');
+    await page.keyboard.press('ArrowLeft');
+    await expect('log');
+    await page.keyboard.press('Home');
+    await expect('overview');
+    await page.keyboard.press('End');
+    await expect('publish');
+    assert.equal(await panes.getByRole('tab', { selected: true }).innerText(), 'Publish');
+    await page.keyboard.press('Tab');
+    await expect('publish', 'pub-channel');
+    await page.keyboard.press('Shift+Tab');
+    await expect('publish');
+    // A click selects too, and the keys go on from there.
+    await panes.getByRole('tab', { name: 'Clients' }).click();
+    await expect('clients');
+    await page.keyboard.press('ArrowLeft');
+    await expect('channels');
+
+    // The snippet tabs on the Overview work the same way (the same code).
+    await openPane(page, 'Overview');
+    const snippets = page.getByRole('tablist', { name: 'Snippets' });
+    await snippets.getByRole('tab', { name: 'pusher-js' }).focus();
+    const snippetIs = async (id) => {
+      const state = await tabState(page, 'Snippets');
+      assert.deepEqual([state.selected, state.tabbable, state.focused], [[id], [id], id]);
+      assert.equal(await page.locator('#snippet-panel').getAttribute('aria-labelledby'), id);
+    };
+    await page.keyboard.press('End');
+    await snippetIs('tab-poussr_v1');
+    await page.keyboard.press('ArrowRight');
+    await snippetIs('tab-pusher_js');
+    await page.keyboard.press('ArrowLeft');
+    await snippetIs('tab-poussr_v1');
+    await page.keyboard.press('Home');
+    await snippetIs('tab-pusher_js');
+    await page.keyboard.press('ArrowRight');
+    await snippetIs('tab-laravel_echo');
+    assert.match(await page.locator('#snippet').innerText(), /Echo/);
   });
 
   test('a request naming a foreign Host is refused', async () => {

@@ -12,7 +12,7 @@ import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { remote } from 'webdriverio';
+import { Key, remote } from 'webdriverio';
 import WebSocket from 'ws';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -123,6 +123,16 @@ function fillField(browser, id, text) {
   }, id, text);
 }
 
+/** Opens a pane through its tab (role="tab", id tab-<pane>) and waits until that tab is selected and its pane shows. */
+async function openPane(browser, pane) {
+  await (await browser.$(`[role="tab"]#tab-${pane}`)).click();
+  await waitFor(`the ${pane} pane`, () => browser.execute((id) => {
+    const tab = document.getElementById(id);
+    const panel = document.getElementById(tab.getAttribute('aria-controls'));
+    return tab.getAttribute('aria-selected') === 'true' && panel.getAttribute('role') === 'tabpanel' && !panel.hidden;
+  }, `tab-${pane}`));
+}
+
 async function textOf(browser, selector) {
   return (await browser.$(selector)).getText();
 }
@@ -176,9 +186,31 @@ test('the app starts, serves /health on its port and shows that it runs', async 
     assert.match(await textOf(browser, '#snippet'), new RegExp(`new Pusher\\('${APP.key}'`));
     await (await browser.$('#reveal-secret')).click();
     await screenshot(browser, 'overview.png');
-    await (await browser.$('button[data-pane="settings"]')).click();
+    await openPane(browser, 'settings');
     await waitFor('the settings form', async () => (await (await browser.$('#port')).getValue()) === String(port));
     await screenshot(browser, 'settings.png');
+
+    // The tab keys in the window's WebKit: Left and Right move and select (wrapping), Home and End go to the
+    // ends; the selected tab alone is in the Tab order, and has the focus.
+    const tabs = () => browser.execute(() => {
+      const all = [...document.querySelectorAll('.tabs [role="tab"]')];
+      return {
+        selected: all.filter((t) => t.getAttribute('aria-selected') === 'true').map((t) => t.id),
+        tabbable: all.filter((t) => t.tabIndex === 0).map((t) => t.id),
+        focused: document.activeElement?.id,
+        panes: [...document.querySelectorAll('.pane')].filter((p) => !p.hidden).map((p) => p.id),
+      };
+    });
+    const selected = (pane) => ({ selected: [`tab-${pane}`], tabbable: [`tab-${pane}`], focused: `tab-${pane}`, panes: [`pane-${pane}`] });
+    await browser.execute(() => document.getElementById('tab-settings').focus());
+    for (const [key, pane] of [[Key.ArrowRight, 'overview'], [Key.ArrowLeft, 'settings'], [Key.Home, 'overview'],
+      [Key.ArrowRight, 'channels'], [Key.End, 'settings'], [Key.ArrowLeft, 'publish']]) {
+      await browser.keys([key]);
+      await waitFor(`the ${pane} tab after a key`, async () => {
+        assert.deepEqual(await tabs(), selected(pane));
+        return true;
+      }, 5000);
+    }
   } finally {
     await browser.deleteSession();
   }
@@ -197,7 +229,7 @@ test('changing the port in Settings moves the hub, closes old clients with 4200,
     const closed = new Promise((resolve) => ws.on('close', (code) => resolve(code)));
     await new Promise((resolve, reject) => { ws.once('message', resolve); ws.once('error', reject); });
 
-    await (await browser.$('button[data-pane="settings"]')).click();
+    await openPane(browser, 'settings');
     const portInput = await browser.$('#port');
     await waitFor('the settings form', async () => (await portInput.getValue()) === String(oldPort));
     await portInput.setValue(String(newPort));
@@ -260,10 +292,9 @@ test('the dashboard panes work in the window: a test event published from the fo
     // The tab bar grows "(1)" after Channels and Clients when the window learns of the subscriber, which moves
     // the Publish tab: a click aimed before that lands on the Live log tab. So the counts are awaited first,
     // and the pane checked after the click.
-    await waitText(browser, 'button[data-pane="clients"]', '(1)');
-    await waitText(browser, 'button[data-pane="channels"]', '(1)');
-    await (await browser.$('button[data-pane="publish"]')).click();
-    await (await browser.$('#pub-channel')).waitForDisplayed({ timeout: 5000 });
+    await waitText(browser, '#tab-clients', '(1)');
+    await waitText(browser, '#tab-channels', '(1)');
+    await openPane(browser, 'publish');
     // Filled without focus (see fillField), checked, and the Publish button clicked.
     const fill = (id, text) => fillField(browser, id, text);
     assert.equal(await fill('pub-channel', 'desk-orders'), 'desk-orders');
@@ -281,13 +312,13 @@ test('the dashboard panes work in the window: a test event published from the fo
     assert.deepEqual(got, { event: 'from-window', channel: 'desk-orders', data: '{"n": 1}' });
     await screenshot(browser, 'publish.png');
 
-    await (await browser.$('button[data-pane="log"]')).click();
+    await openPane(browser, 'log');
     await waitInner(browser, 'log-view', 'from-window');
     await screenshot(browser, 'log.png');
-    await (await browser.$('button[data-pane="clients"]')).click();
+    await openPane(browser, 'clients');
     await waitInner(browser, 'clients-body', 'desk-orders');
     await screenshot(browser, 'clients.png');
-    await (await browser.$('button[data-pane="channels"]')).click();
+    await openPane(browser, 'channels');
     await waitInner(browser, 'channels-body', 'desk-orders');
     await screenshot(browser, 'channels.png');
     ws.close();
@@ -350,7 +381,7 @@ test('webhook and client-event settings from the window are saved and used by th
         await button.click();
       };
 
-      await (await browser.$('button[data-pane="settings"]')).click();
+      await openPane(browser, 'settings');
       await waitFor('the settings form', async () => (await (await browser.$('#port')).getValue()) === String(port));
       // Nothing about webhooks in the file yet: no URL, client events allowed, every kind ticked (= all of them).
       assert.deepEqual(await form(), { url: '', clientEvents: true, events: kinds });
@@ -419,9 +450,8 @@ test('webhook and client-event settings from the window are saved and used by th
       await fill('webhook-url', 'http://127.0.0.1:9/not-applied');
       for (const kind of kinds) await tick(hookBox(kind), true);
       await tick('#client-events', true);
-      await (await browser.$('button[data-pane="overview"]')).click();
-      await waitFor('the overview pane', () => browser.execute(() => document.getElementById('pane-settings').hidden));
-      await (await browser.$('button[data-pane="settings"]')).click();
+      await openPane(browser, 'overview');
+      await openPane(browser, 'settings');
       const expected = { url: hookUrl, clientEvents: false, events: ['channel_occupied'] };
       await waitFor('the form to show the saved settings', async () => {
         assert.deepEqual(await form(), expected);
