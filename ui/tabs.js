@@ -61,10 +61,29 @@ export function showPane(name) {
   requestRender();
 }
 
+/** A count in at most four characters, the room style.css keeps for it: 999, 1.2k, 12k, then 99k+. */
+export function shortCount(n) {
+  if (n < 1000) return String(n);
+  if (n < 10000) return Math.floor(n / 100) / 10 + 'k';
+  if (n < 100000) return Math.floor(n / 1000) + 'k';
+  return '99k+';
+}
+
+/**
+ * Shows n (null: nothing) after the tab of `pane` (channels or clients), in a box of fixed width, so that a
+ * count appearing or growing never moves the tabs; a shortened count has the exact one as its tooltip.
+ */
+export function setCount(pane, n) {
+  const el = $('count-' + pane);
+  setText(el, n === null ? '' : shortCount(n));
+  const exact = n !== null && n >= 1000 ? n.toLocaleString() : '';
+  if (el.title !== exact) el.title = exact;
+}
+
 export function initTabs() {
   tablist(document.querySelector('.tabs'), (tab) => showPane(tab.dataset.pane));
   onBatch((batch) => {
-    setText($('count-clients'), '(' + batch.stats.connections + ')');
-    setText($('count-channels'), '(' + batch.stats.channels + ')');
+    setCount('clients', batch.stats.connections);
+    setCount('channels', batch.stats.channels);
   });
 }

@@ -350,6 +350,40 @@ describe('the dashboard', () => {
     assert.match(await page.locator('#snippet').innerText(), /Echo/);
   });
 
+  test('the tabs never move: the counts have their room whatever they say, and selecting a tab changes no width', async (t) => {
+    const page = await dashboard(t);
+    await page.locator('#state').filter({ hasText: 'Running' }).waitFor();
+    // Every count from none to huge, and every pane, measured in one go (the feed cannot write in between).
+    const seen = await page.evaluate(async () => {
+      const { setCount, showPane } = await import(new URL('tabs.js', location.href));
+      const boxes = () => JSON.stringify([...document.querySelectorAll('.tabs [role="tab"]')].map((tab) => {
+        const r = tab.getBoundingClientRect();
+        return [r.x, r.y, r.width, r.height];
+      }));
+      const out = { counts: [], panes: [] };
+      for (const n of [null, 0, 7, 42, 999, 1000, 1234, 9999, 10000, 99999, 100000, 123456789]) {
+        setCount('channels', n);
+        setCount('clients', n);
+        const el = document.getElementById('count-channels');
+        out.counts.push({ n, text: el.textContent, title: el.title, clipped: el.scrollWidth > el.clientWidth, boxes: boxes() });
+      }
+      for (const pane of ['channels', 'clients', 'log', 'publish', 'overview']) {
+        showPane(pane);
+        out.panes.push(boxes());
+      }
+      return out;
+    });
+    assert.deepEqual(seen.counts.map((c) => [c.n, c.text, c.title]), [
+      [null, '', ''], [0, '0', ''], [7, '7', ''], [42, '42', ''], [999, '999', ''], [1000, '1k', '1,000'], [1234, '1.2k', '1,234'],
+      [9999, '9.9k', '9,999'], [10000, '10k', '10,000'], [99999, '99k', '99,999'], [100000, '99k+', '100,000'],
+      [123456789, '99k+', '123,456,789'],
+    ]);
+    assert.deepEqual(seen.counts.filter((c) => c.clipped).map((c) => c.text), [], 'no count is cut off');
+    const first = seen.counts[0].boxes;
+    assert.deepEqual(seen.counts.filter((c) => c.boxes !== first).map((c) => [c.n, c.boxes]), [], `every count keeps the tabs at ${first}`);
+    assert.deepEqual(seen.panes.filter((b) => b !== first), [], 'selecting a tab moves none');
+  });
+
   test('a request naming a foreign Host is refused', async () => {
     const { request } = await import('node:http');
     const status = await new Promise((resolve, reject) => {
