@@ -21,17 +21,17 @@ async function publish(e) {
   e.preventDefault();
   const result = $('pub-result');
   result.className = 'result';
-  result.textContent = 'Publishing…';
+  result.textContent = 'Sending…';
   try {
     const r = await api('/admin/api/publish', {
       method: 'POST',
       body: JSON.stringify({ channel: $('pub-channel').value.trim(), event: $('pub-event').value.trim(), data: $('pub-data').value }),
     });
     result.className = 'result ok';
-    result.textContent = 'Published: delivered to ' + r.delivered + (r.delivered === 1 ? ' subscriber.' : ' subscribers.');
+    result.textContent = 'Sent: delivered to ' + r.delivered + (r.delivered === 1 ? ' subscriber.' : ' subscribers.');
   } catch (err) {
     result.className = 'result bad';
-    result.textContent = 'Not published: ' + err.message;
+    result.textContent = 'Not sent: ' + err.message;
   }
 }
 

@@ -78,8 +78,11 @@ describe('the dashboard', () => {
     await form.getByLabel('Event', { exact: true }).fill('order-created');
     await form.getByLabel('Data', { exact: true }).fill('{"id": 42, "item": "widget"}');
     await page.locator('#pub-data-status').filter({ hasText: 'Valid JSON' }).waitFor();
-    await form.getByRole('button', { name: 'Publish' }).click();
-    await page.locator('#pub-result').filter({ hasText: 'delivered to 1 subscriber' }).waitFor();
+    // The tab is "Publish", the form's button "Send event": one name each, so neither is mistaken for the other.
+    assert.equal(await page.getByRole('button', { name: 'Publish' }).count(), 0);
+    assert.equal(await page.getByRole('tab', { name: 'Publish', exact: true }).count(), 1);
+    await form.getByRole('button', { name: 'Send event', exact: true }).click();
+    await page.locator('#pub-result').filter({ hasText: 'Sent: delivered to 1 subscriber.' }).waitFor();
     assert.deepEqual(await inbox.next(), { id: 42, item: 'widget' });
     await page.screenshot({ path: join(SHOTS, 'dashboard-publish.png') });
 

@@ -311,16 +311,17 @@ test('the dashboard panes work in the window: a test event published from the fo
     // The counts after Channels and Clients have their room kept, so the Publish tab is where it was whether
     // or not the window has learnt of the subscriber yet (once, a click landed on Live log as a count appeared).
     await openPane(browser, 'publish');
-    // Filled without focus (see fillField), checked, and the Publish button clicked.
+    // Filled without focus (see fillField), checked, and the Send event button clicked.
     const fill = (id, text) => fillField(browser, id, text);
     assert.equal(await fill('pub-channel', 'desk-orders'), 'desk-orders');
     assert.equal(await fill('pub-event', 'from-window'), 'from-window');
     assert.equal(await fill('pub-data', '{"n": 1}'), '{"n": 1}');
     const submit = await browser.$('#pub-submit');
+    assert.equal(await submit.getText(), 'Send event');
     await submit.scrollIntoView({ block: 'center' });
     if (!(await submit.waitForClickable({ timeout: 5000 }).then(() => true, () => false))) {
       await screenshot(browser, 'publish-not-clickable.png');
-      assert.fail('the Publish button cannot be clicked (see screenshots/publish-not-clickable.png)');
+      assert.fail('the Send event button cannot be clicked (see screenshots/publish-not-clickable.png)');
     }
     await submit.click();
     await waitText(browser, '#pub-result', 'delivered to 1 subscriber');
@@ -376,7 +377,7 @@ test('webhook and client-event settings from the window are saved and used by th
     const browser = await launch(dir);
     try {
       await waitFor('/health', () => health(port));
-      // The same workarounds as the Publish form: fields filled without focus (fillField), boxes ticked the same
+      // The same workarounds as the publish form: fields filled without focus (fillField), boxes ticked the same
       // way (checked + change event), and Apply clicked once WebKitWebDriver finds it clickable.
       const fill = (id, text) => fillField(browser, id, text);
       const tick = (selector, on) => browser.execute((sel, value) => {
