@@ -52,6 +52,21 @@ async function openPane(page, name) {
   await page.getByRole('tabpanel', { name }).waitFor();
 }
 
+/**
+ * Waits until the page's monitor feed is open. Every batch of the feed writes the tab counts, and the hub
+ * listens for the events of a feed before its first batch: once a count shows, whatever is published reaches
+ * this page.
+ */
+async function feedIsOpen(page) {
+  await page.locator('#count-clients').filter({ hasText: /\d/ }).waitFor();
+}
+
+/** How many published events the live log has received (its status line: "N shown of M received"). */
+async function received(page) {
+  const status = await page.locator('#log-count').innerText();
+  return Number(status.match(/of ([\d,]+) received/)[1].replace(/,/g, ''));
+}
+
 /** What a tab list shows: the selected tabs, the tabs in the Tab order, the focused element and the panes shown. */
 function tabState(page, label) {
   return page.evaluate((label) => {
@@ -106,8 +121,8 @@ describe('the dashboard', () => {
     await subscribe(client, 'dash-news');
     const id = client.connection.socket_id;
     const row = page.locator(`tr[data-socket-id="${id}"]`);
-    await row.waitFor();
-    assert.match(await row.innerText(), /dash-news/);
+    // The list may be read between the connection and the subscription: wait for the row with its channel.
+    await row.filter({ hasText: 'dash-news' }).waitFor();
     assert.match(await row.innerText(), /Pusher/);
     assert.match(await row.innerText(), /127\.0\.0\.1/);
     await page.screenshot({ path: join(SHOTS, 'dashboard-clients.png') });
@@ -150,7 +165,7 @@ describe('the dashboard', () => {
     const page = await dashboard(t);
     await openPane(page, 'Live log');
     await page.locator('#state').filter({ hasText: 'Running' }).waitFor();
-    await page.waitForTimeout(300); // the feed is open
+    await feedIsOpen(page);
     for (let i = 0; i < 5; i++) await publishV1(hub, 'dash-alpha', `alpha-${i}`, JSON.stringify({ i }));
     for (let i = 0; i < 3; i++) await publishV1(hub, 'dash-beta', `beta-${i}`, `raw ${i}`);
     await page.locator('.log-row', { hasText: 'beta-2' }).waitFor();
@@ -164,18 +179,26 @@ describe('the dashboard', () => {
     // The filter applies when typing pauses.
     await eventually(async () => (await page.locator('.log-row').count()) === 8, { what: 'all eight rows back' });
 
+    // Pausing redraws the list in the next frame (a count read at once may see none of its rows): wait for the
+    // eight rows to be back.
     await page.getByRole('button', { name: 'Pause' }).click();
-    const before = await page.locator('.log-row').count();
+    const rows = () => page.locator('.log-row').count();
+    await eventually(async () => (await rows()) === 8, { what: 'the eight rows, paused', timeout: 10_000 });
+    // An event while paused, then a sentinel on a channel of its own: once the page has received the sentinel,
+    // it has received the event before it, and shows neither.
+    const before = await received(page);
     await publishV1(hub, 'dash-alpha', 'while-paused', '{}');
-    await page.waitForTimeout(500);
+    await publishV1(hub, 'sentinel-pause', 'sentinel', '{}');
+    await eventually(async () => (await received(page)) === before + 2, { what: 'both events received', timeout: 10_000 });
     assert.equal(await page.locator('.log-row', { hasText: 'while-paused' }).count(), 0, 'paused: no new rows');
-    assert.equal(await page.locator('.log-row').count(), before);
+    assert.equal(await rows(), 8);
     await page.getByRole('button', { name: 'Resume' }).click();
     await page.locator('.log-row', { hasText: 'while-paused' }).waitFor();
-    await page.screenshot({ path: join(SHOTS, 'dashboard-log.png') });
 
     await page.locator('#pane-log').getByLabel('Channel', { exact: true }).fill('dash-');
     await eventually(async () => (await page.locator('#log-count').innerText()).startsWith('9 shown'), { what: 'the dash- filter' });
+    await eventually(async () => (await rows()) === 9, { what: 'the nine dash- rows' });
+    await page.screenshot({ path: join(SHOTS, 'dashboard-log.png') });
     const [download] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Export JSON Lines' }).click()]);
     const text = readFileSync(await download.path(), 'utf8');
     const lines = text.trimEnd().split('\n').map((l) => JSON.parse(l));
@@ -242,7 +265,7 @@ describe('the dashboard', () => {
 
     const page = await dashboard(t);
     await page.locator('#state').filter({ hasText: 'Running' }).waitFor();
-    await page.waitForTimeout(300); // the feed is open
+    await feedIsOpen(page);
 
     // Channels: the kind, the member count and both member ids.
     await openPane(page, 'Channels');
