@@ -4,9 +4,9 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { createHmac } from 'node:crypto';
-import { mkdtempSync, writeFileSync, readFileSync, mkdirSync, readdirSync } from 'node:fs';
+import { existsSync, mkdtempSync, writeFileSync, readFileSync, mkdirSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import http from 'node:http';
 import net from 'node:net';
@@ -16,13 +16,39 @@ import { Key, remote } from 'webdriverio';
 import WebSocket from 'ws';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const BIN = process.env.POUSSR_DESKTOP_BIN || path.resolve(here, '../../target/debug/poussr-desktop');
+const BIN = desktopBinary();
 const DRIVER = process.env.TAURI_DRIVER || 'tauri-driver';
 const SHOTS = path.join(here, 'screenshots');
 mkdirSync(SHOTS, { recursive: true });
 
 let driver;
 let driverPort;
+
+/**
+ * The app under test: $POUSSR_DESKTOP_BIN, else the debug build in cargo's target directory, as `cargo metadata`
+ * tells it (so CARGO_TARGET_DIR is honoured). Without it, the run fails at once, saying where it looked.
+ */
+function desktopBinary() {
+  let bin = process.env.POUSSR_DESKTOP_BIN;
+  if (bin) {
+    bin = path.resolve(bin);
+  } else {
+    let metadata;
+    try {
+      metadata = JSON.parse(execFileSync('cargo', ['metadata', '--format-version', '1', '--no-deps'],
+        { cwd: path.resolve(here, '../..'), encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 }));
+    } catch (e) {
+      throw new Error(`cannot find cargo's target directory (cargo metadata: ${e.message}); set POUSSR_DESKTOP_BIN ` +
+        'to the desktop binary');
+    }
+    bin = path.join(metadata.target_directory, 'debug', 'poussr-desktop');
+  }
+  if (!existsSync(bin)) {
+    throw new Error(`the desktop app is not built: ${bin} does not exist. Build it with ` +
+      '`cargo build -p poussr-desktop` in the repository (or point POUSSR_DESKTOP_BIN at a build).');
+  }
+  return bin;
+}
 
 function freePort() {
   return new Promise((resolve, reject) => {
@@ -102,10 +128,12 @@ async function launch(dir) {
   });
 }
 
-/** A screenshot once the window has painted what the DOM says (WebKit paints after a frame or two). */
+/**
+ * A screenshot once the window has painted what the DOM says: two frames later, a frame has been painted since
+ * the DOM last changed (a fixed pause would be a guess).
+ */
 async function screenshot(browser, name) {
   await browser.execute(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
-  await browser.pause(300);
   await browser.saveScreenshot(path.join(SHOTS, name));
 }
 
@@ -185,6 +213,8 @@ test('the app starts, serves /health on its port and shows that it runs', async 
     await waitText(browser, '#app-secret', APP.secret);
     assert.match(await textOf(browser, '#snippet'), new RegExp(`new Pusher\\('${APP.key}'`));
     await (await browser.$('#reveal-secret')).click();
+    // The chart is first drawn a second after the page loads (with the rate beside it): shown drawn.
+    await waitInner(browser, 'rate-now', 'events/s');
     await screenshot(browser, 'overview.png');
     await openPane(browser, 'settings');
     await waitFor('the settings form', async () => (await (await browser.$('#port')).getValue()) === String(port));
@@ -337,8 +367,8 @@ test('the dashboard panes work in the window: a test event published from the fo
     await screenshot(browser, 'clients.png');
     await openPane(browser, 'channels');
     await waitInner(browser, 'channels-body', 'desk-orders');
-    await waitText(browser, '#count-channels', '1');
-    await waitText(browser, '#count-clients', '1');
+    await waitInner(browser, 'count-channels', '1');
+    await waitInner(browser, 'count-clients', '1');
     await screenshot(browser, 'channels.png');
     ws.close();
   } finally {
