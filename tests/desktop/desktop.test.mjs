@@ -98,6 +98,25 @@ function configDir(port) {
   return dir;
 }
 
+/** The app's single-instance name on the session bus (tauri-plugin-single-instance: `<identifier>.SingleInstance`). */
+const INSTANCE_NAME = JSON.parse(readFileSync(path.resolve(here, '../../src-tauri/tauri.conf.json'), 'utf8')).identifier
+  + '.SingleInstance';
+
+/**
+ * Whether the single-instance name is still owned on this session bus. The bus may still hold it for the app a
+ * test ended after that process is gone from /proc; an app launched then hands over to it and exits.
+ */
+function instanceNameOwned() {
+  try {
+    const reply = execFileSync('dbus-send', ['--session', '--print-reply', '--dest=org.freedesktop.DBus',
+      '/org/freedesktop/DBus', 'org.freedesktop.DBus.NameHasOwner', `string:${INSTANCE_NAME}`],
+    { encoding: 'utf8', timeout: 5000, stdio: ['ignore', 'pipe', 'pipe'] });
+    return /boolean true/.test(reply);
+  } catch {
+    return false; // no session bus to ask: then no other instance can be found through it either
+  }
+}
+
 /** Whether a process of the app under test is still running (found by its program name in /proc). */
 function appRunning() {
   for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
@@ -111,10 +130,18 @@ function appRunning() {
   return false;
 }
 
-async function launch(dir) {
-  // A second instance hands over to the first one (single instance) and exits at once, so the app a previous
-  // test closed must be gone before the next session starts, or WebKitWebDriver waits for a window forever.
+/**
+ * A second instance hands over to the first one (single instance) and exits at once, so the app a previous test
+ * closed must be gone, and its name on the session bus released (seconds later, under load), before the next
+ * one starts: else WebKitWebDriver waits for a window forever, or nothing answers on the new port.
+ */
+async function previousAppGone() {
   await waitFor('the previous app to exit', () => !appRunning(), 20000);
+  await waitFor(`the bus to release ${INSTANCE_NAME}`, () => !instanceNameOwned(), 20000);
+}
+
+async function launch(dir) {
+  await previousAppGone();
   return remote({
     hostname: '127.0.0.1',
     port: driverPort,
@@ -151,8 +178,14 @@ function fillField(browser, id, text) {
   }, id, text);
 }
 
-/** Opens a pane through its tab (role="tab", id tab-<pane>) and waits until that tab is selected and its pane shows. */
+/**
+ * Opens a pane through its tab (role="tab", id tab-<pane>) and waits until that tab is selected and its pane shows.
+ * The click waits for the window's script to have started (it changes the state pill from "Connecting…"): a click
+ * before that is lost, there being nothing yet to handle it.
+ */
 async function openPane(browser, pane) {
+  await waitFor('the window\'s script to start', () =>
+    browser.execute(() => document.getElementById('state').dataset.state !== 'connecting'));
   await (await browser.$(`[role="tab"]#tab-${pane}`)).click();
   await waitFor(`the ${pane} pane`, () => browser.execute((id) => {
     const tab = document.getElementById(id);
@@ -518,6 +551,7 @@ test('webhook and client-event settings from the window are saved and used by th
 
 test('SIGTERM (a logout, a shutdown) closes clients with 4200 and exits cleanly, like Quit', async () => {
   const port = await freePort();
+  await previousAppGone();
   const app = spawn(BIN, ['--config-dir', configDir(port), '--hidden'], { stdio: ['ignore', 'ignore', 'inherit'] });
   const exited = new Promise((resolve) => app.on('exit', (code, signal) => resolve({ code, signal })));
   try {
