@@ -213,6 +213,8 @@ describe('the dashboard', () => {
     const before = Number(await page.locator('#stat-events').innerText());
     await serverSdk(hub).trigger('dash-sdk', 'counted', { ok: true });
     await eventually(async () => Number(await page.locator('#stat-events').innerText()) > before, { what: 'the events total to grow' });
+    // The chart is first drawn a second after the page loads (with the rate beside it): shown drawn.
+    await page.locator('#rate-now').filter({ hasText: 'events/s' }).waitFor();
     await page.screenshot({ path: join(SHOTS, 'dashboard-overview.png') });
   });
 
