@@ -217,11 +217,24 @@ async function waitInner(browser, id, includes, timeout = 15000) {
 before(async () => {
   driverPort = await freePort();
   const nativePort = await freePort();
+  // Its output through pipes, not this process's own stdout and stderr: a driver that outlived this process
+  // would keep those open, and the test runner would wait for their end forever.
   driver = spawn(DRIVER, ['--port', String(driverPort), '--native-port', String(nativePort)], {
-    stdio: ['ignore', 'inherit', 'inherit'],
+    stdio: ['ignore', 'pipe', 'pipe'],
   });
+  driver.stdout.pipe(process.stdout);
+  driver.stderr.pipe(process.stderr);
   await waitFor('tauri-driver to listen', () => reachable(driverPort), 20000);
 });
+
+// Stopped from outside (the runner's timeout sends SIGTERM, ^C sends SIGINT): the driver goes too, and stops
+// WebKitWebDriver and the app with it.
+for (const signal of ['SIGTERM', 'SIGINT']) {
+  process.once(signal, () => {
+    driver?.kill();
+    process.exit(1);
+  });
+}
 
 after(() => {
   driver?.kill();
