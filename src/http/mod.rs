@@ -193,9 +193,19 @@ async fn health(State(state): State<AppState>) -> Response {
 
 /// The dashboard: the same files as the desktop window (`ui/`), compiled into the binary. They hold no
 /// data; everything they show comes from the admin API, which needs the token.
-const DASHBOARD: [(&str, &str, &str); 6] = [
+const DASHBOARD: [(&str, &str, &str); 16] = [
     ("index.html", "text/html; charset=utf-8", include_str!("../../ui/index.html")),
     ("app.js", "text/javascript; charset=utf-8", include_str!("../../ui/app.js")),
+    ("api.js", "text/javascript; charset=utf-8", include_str!("../../ui/api.js")),
+    ("dom.js", "text/javascript; charset=utf-8", include_str!("../../ui/dom.js")),
+    ("feed.js", "text/javascript; charset=utf-8", include_str!("../../ui/feed.js")),
+    ("tabs.js", "text/javascript; charset=utf-8", include_str!("../../ui/tabs.js")),
+    ("overview.js", "text/javascript; charset=utf-8", include_str!("../../ui/overview.js")),
+    ("channels.js", "text/javascript; charset=utf-8", include_str!("../../ui/channels.js")),
+    ("clients.js", "text/javascript; charset=utf-8", include_str!("../../ui/clients.js")),
+    ("livelog.js", "text/javascript; charset=utf-8", include_str!("../../ui/livelog.js")),
+    ("publish.js", "text/javascript; charset=utf-8", include_str!("../../ui/publish.js")),
+    ("settings.js", "text/javascript; charset=utf-8", include_str!("../../ui/settings.js")),
     ("log.js", "text/javascript; charset=utf-8", include_str!("../../ui/log.js")),
     ("chart.js", "text/javascript; charset=utf-8", include_str!("../../ui/chart.js")),
     ("style.css", "text/css; charset=utf-8", include_str!("../../ui/style.css")),

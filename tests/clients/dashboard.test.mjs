@@ -46,8 +46,38 @@ async function dashboard(t, token = TOKEN) {
   return page;
 }
 
+/** Opens a pane the way an operator does, through its tab, and waits for the pane (labelled by that tab). */
 async function openPane(page, name) {
-  await page.click(`button[data-pane="${name}"]`);
+  await page.getByRole('tablist', { name: 'Panes' }).getByRole('tab', { name }).click();
+  await page.getByRole('tabpanel', { name }).waitFor();
+}
+
+/**
+ * Waits until the page's monitor feed is open. Every batch of the feed writes the tab counts, and the hub
+ * listens for the events of a feed before its first batch: once a count shows, whatever is published reaches
+ * this page.
+ */
+async function feedIsOpen(page) {
+  await page.locator('#count-clients').filter({ hasText: /\d/ }).waitFor();
+}
+
+/** How many published events the live log has received (its status line: "N shown of M received"). */
+async function received(page) {
+  const status = await page.locator('#log-count').innerText();
+  return Number(status.match(/of ([\d,]+) received/)[1].replace(/,/g, ''));
+}
+
+/** What a tab list shows: the selected tabs, the tabs in the Tab order, the focused element and the panes shown. */
+function tabState(page, label) {
+  return page.evaluate((label) => {
+    const tabs = [...document.querySelector(`[role="tablist"][aria-label="${label}"]`).querySelectorAll('[role="tab"]')];
+    return {
+      selected: tabs.filter((t) => t.getAttribute('aria-selected') === 'true').map((t) => t.id),
+      tabbable: tabs.filter((t) => t.tabIndex === 0).map((t) => t.id),
+      focused: document.activeElement?.id,
+      panes: [...document.querySelectorAll('[role="tabpanel"]')].filter((p) => p.offsetParent !== null).map((p) => p.id),
+    };
+  }, label);
 }
 
 describe('the dashboard', () => {
@@ -57,18 +87,21 @@ describe('the dashboard', () => {
     const inbox = inboxOf(await subscribe(client, 'dash-orders'), 'order-created');
     const page = await dashboard(t);
     await page.locator('#state').filter({ hasText: 'Running' }).waitFor();
-    await openPane(page, 'publish');
+    await openPane(page, 'Publish');
     const form = page.locator('#pane-publish');
     await form.getByLabel('Channel', { exact: true }).fill('dash-orders');
     await form.getByLabel('Event', { exact: true }).fill('order-created');
     await form.getByLabel('Data', { exact: true }).fill('{"id": 42, "item": "widget"}');
     await page.locator('#pub-data-status').filter({ hasText: 'Valid JSON' }).waitFor();
-    await form.getByRole('button', { name: 'Publish' }).click();
-    await page.locator('#pub-result').filter({ hasText: 'delivered to 1 subscriber' }).waitFor();
+    // The tab is "Publish", the form's button "Send event": one name each, so neither is mistaken for the other.
+    assert.equal(await page.getByRole('button', { name: 'Publish' }).count(), 0);
+    assert.equal(await page.getByRole('tab', { name: 'Publish', exact: true }).count(), 1);
+    await form.getByRole('button', { name: 'Send event', exact: true }).click();
+    await page.locator('#pub-result').filter({ hasText: 'Sent: delivered to 1 subscriber.' }).waitFor();
     assert.deepEqual(await inbox.next(), { id: 42, item: 'widget' });
     await page.screenshot({ path: join(SHOTS, 'dashboard-publish.png') });
 
-    await openPane(page, 'log');
+    await openPane(page, 'Live log');
     const row = page.locator('.log-row', { hasText: 'order-created' });
     await row.waitFor();
     assert.match(await row.innerText(), /dash-orders/);
@@ -76,20 +109,20 @@ describe('the dashboard', () => {
     await row.click();
     await page.locator('#detail-body').filter({ hasText: '"id": 42' }).waitFor();
     // Non-JSON data is allowed, with a visible note.
-    await openPane(page, 'publish');
+    await openPane(page, 'Publish');
     await form.getByLabel('Data', { exact: true }).fill('plain text');
     await page.locator('#pub-data-status').filter({ hasText: 'raw string' }).waitFor();
   });
 
   test('a pusher-js client appears in Clients with its channel, and goes when it disconnects', async (t) => {
     const page = await dashboard(t);
-    await openPane(page, 'clients');
+    await openPane(page, 'Clients');
     const client = await connectPusher(hub);
     await subscribe(client, 'dash-news');
     const id = client.connection.socket_id;
     const row = page.locator(`tr[data-socket-id="${id}"]`);
-    await row.waitFor();
-    assert.match(await row.innerText(), /dash-news/);
+    // The list may be read between the connection and the subscription: wait for the row with its channel.
+    await row.filter({ hasText: 'dash-news' }).waitFor();
     assert.match(await row.innerText(), /Pusher/);
     assert.match(await row.innerText(), /127\.0\.0\.1/);
     await page.screenshot({ path: join(SHOTS, 'dashboard-clients.png') });
@@ -102,7 +135,7 @@ describe('the dashboard', () => {
     t.after(() => client.disconnect());
     const closed = new Promise((resolve) => client.connection.bind('error', (e) => resolve(e)));
     const page = await dashboard(t);
-    await openPane(page, 'clients');
+    await openPane(page, 'Clients');
     const id = client.connection.socket_id;
     await page.getByRole('button', { name: `Disconnect ${id}` }).click();
     const error = await closed;
@@ -116,7 +149,7 @@ describe('the dashboard', () => {
     t.after(() => { a.disconnect(); b.disconnect(); });
     await subscribe(a, 'dash-count');
     const page = await dashboard(t);
-    await openPane(page, 'channels');
+    await openPane(page, 'Channels');
     const subs = page.locator('tr[data-channel="dash-count"] td.subs');
     await subs.filter({ hasText: /^1$/ }).waitFor();
     await subscribe(b, 'dash-count');
@@ -130,9 +163,9 @@ describe('the dashboard', () => {
 
   test('filter and pause work, and the export is valid JSON Lines', async (t) => {
     const page = await dashboard(t);
-    await openPane(page, 'log');
+    await openPane(page, 'Live log');
     await page.locator('#state').filter({ hasText: 'Running' }).waitFor();
-    await page.waitForTimeout(300); // the feed is open
+    await feedIsOpen(page);
     for (let i = 0; i < 5; i++) await publishV1(hub, 'dash-alpha', `alpha-${i}`, JSON.stringify({ i }));
     for (let i = 0; i < 3; i++) await publishV1(hub, 'dash-beta', `beta-${i}`, `raw ${i}`);
     await page.locator('.log-row', { hasText: 'beta-2' }).waitFor();
@@ -146,18 +179,26 @@ describe('the dashboard', () => {
     // The filter applies when typing pauses.
     await eventually(async () => (await page.locator('.log-row').count()) === 8, { what: 'all eight rows back' });
 
+    // Pausing redraws the list in the next frame (a count read at once may see none of its rows): wait for the
+    // eight rows to be back.
     await page.getByRole('button', { name: 'Pause' }).click();
-    const before = await page.locator('.log-row').count();
+    const rows = () => page.locator('.log-row').count();
+    await eventually(async () => (await rows()) === 8, { what: 'the eight rows, paused', timeout: 10_000 });
+    // An event while paused, then a sentinel on a channel of its own: once the page has received the sentinel,
+    // it has received the event before it, and shows neither.
+    const before = await received(page);
     await publishV1(hub, 'dash-alpha', 'while-paused', '{}');
-    await page.waitForTimeout(500);
+    await publishV1(hub, 'sentinel-pause', 'sentinel', '{}');
+    await eventually(async () => (await received(page)) === before + 2, { what: 'both events received', timeout: 10_000 });
     assert.equal(await page.locator('.log-row', { hasText: 'while-paused' }).count(), 0, 'paused: no new rows');
-    assert.equal(await page.locator('.log-row').count(), before);
+    assert.equal(await rows(), 8);
     await page.getByRole('button', { name: 'Resume' }).click();
     await page.locator('.log-row', { hasText: 'while-paused' }).waitFor();
-    await page.screenshot({ path: join(SHOTS, 'dashboard-log.png') });
 
     await page.locator('#pane-log').getByLabel('Channel', { exact: true }).fill('dash-');
     await eventually(async () => (await page.locator('#log-count').innerText()).startsWith('9 shown'), { what: 'the dash- filter' });
+    await eventually(async () => (await rows()) === 9, { what: 'the nine dash- rows' });
+    await page.screenshot({ path: join(SHOTS, 'dashboard-log.png') });
     const [download] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Export JSON Lines' }).click()]);
     const text = readFileSync(await download.path(), 'utf8');
     const lines = text.trimEnd().split('\n').map((l) => JSON.parse(l));
@@ -172,6 +213,8 @@ describe('the dashboard', () => {
     const before = Number(await page.locator('#stat-events').innerText());
     await serverSdk(hub).trigger('dash-sdk', 'counted', { ok: true });
     await eventually(async () => Number(await page.locator('#stat-events').innerText()) > before, { what: 'the events total to grow' });
+    // The chart is first drawn a second after the page loads (with the rate beside it): shown drawn.
+    await page.locator('#rate-now').filter({ hasText: 'events/s' }).waitFor();
     await page.screenshot({ path: join(SHOTS, 'dashboard-overview.png') });
   });
 
@@ -224,10 +267,10 @@ describe('the dashboard', () => {
 
     const page = await dashboard(t);
     await page.locator('#state').filter({ hasText: 'Running' }).waitFor();
-    await page.waitForTimeout(300); // the feed is open
+    await feedIsOpen(page);
 
     // Channels: the kind, the member count and both member ids.
-    await openPane(page, 'channels');
+    await openPane(page, 'Channels');
     const row = page.locator(`tr[data-channel="${name}"]`);
     await row.locator('.kind').filter({ hasText: /^presence$/ }).waitFor({ timeout: 10_000 });
     const members = row.locator('td.members');
@@ -240,7 +283,7 @@ describe('the dashboard', () => {
     // A client event from ann reaches bob and shows in the live log with the source "client".
     annChannel.trigger('client-typing', { on: true });
     assert.deepEqual(await typing.next(5000), { on: true });
-    await openPane(page, 'log');
+    await openPane(page, 'Live log');
     const logRow = page.locator('.log-row', { hasText: 'client-typing' });
     await logRow.waitFor({ timeout: 10_000 });
     const cells = await logRow.locator('[role="gridcell"]').allInnerTexts();
@@ -260,13 +303,113 @@ describe('the dashboard', () => {
     );
     ann.signin();
     await signedIn;
-    await openPane(page, 'clients');
+    await openPane(page, 'Clients');
     const annUser = page.locator(`tr[data-socket-id="${ann.connection.socket_id}"] td.user`);
     await annUser.filter({ hasText: /^ann$/ }).waitFor({ timeout: 10_000 });
     const bobUser = page.locator(`tr[data-socket-id="${bob.connection.socket_id}"] td.user`);
     await bobUser.filter({ hasText: /^—$/ }).waitFor({ timeout: 10_000 });
     assert.match(await page.locator(`tr[data-socket-id="${ann.connection.socket_id}"] td.channels`).innerText(), new RegExp(name));
     await page.screenshot({ path: join(SHOTS, 'dashboard-clients-user.png') });
+  });
+
+  test('the pane tabs follow the WAI-ARIA tabs pattern: roles, names, one tab in the Tab order, and the keys', async (t) => {
+    const page = await dashboard(t);
+    await page.locator('#state').filter({ hasText: 'Running' }).waitFor();
+    const panes = page.getByRole('tablist', { name: 'Panes' });
+    // Settings is the desktop's: in a browser its tab is hidden, so the keys skip it.
+    const names = ['Overview', 'Channels', 'Clients', 'Live log', 'Publish'];
+    assert.deepEqual((await panes.getByRole('tab').allInnerTexts()).map((n) => n.replace(/\s*[(\d].*$/s, '')), names);
+    // Each tab controls its pane, and the pane is labelled by the tab.
+    const links = await page.evaluate(() => [...document.querySelectorAll('.tabs [role="tab"]')].map((tab) => {
+      const pane = document.getElementById(tab.getAttribute('aria-controls'));
+      return [tab.id, pane?.getAttribute('role'), pane && document.getElementById(pane.getAttribute('aria-labelledby'))?.id];
+    }));
+    assert.deepEqual(links, ['overview', 'channels', 'clients', 'log', 'publish', 'settings'].map((p) => [`tab-${p}`, 'tabpanel', `tab-${p}`]));
+
+    const expect = async (pane, focused = `tab-${pane}`) => assert.deepEqual(await tabState(page, 'Panes'),
+      { selected: [`tab-${pane}`], tabbable: [`tab-${pane}`], focused, panes: [`pane-${pane}`, ...(pane === 'overview' ? ['snippet-panel'] : [])] });
+    // The selected tab alone is in the Tab order: Tab from the skip link reaches Overview, the next Tab leaves the list.
+    await page.locator('.skip').focus();
+    await page.keyboard.press('Tab');
+    await expect('overview');
+    // Right and Left move and select, wrapping around; Home and End go to the ends.
+    for (const pane of ['channels', 'clients', 'log', 'publish', 'overview']) {
+      await page.keyboard.press('ArrowRight');
+      await expect(pane);
+    }
+    await page.keyboard.press('ArrowLeft');
+    await expect('publish');
+    await page.keyboard.press('ArrowLeft');
+    await expect('log');
+    await page.keyboard.press('Home');
+    await expect('overview');
+    await page.keyboard.press('End');
+    await expect('publish');
+    assert.equal(await panes.getByRole('tab', { selected: true }).innerText(), 'Publish');
+    await page.keyboard.press('Tab');
+    await expect('publish', 'pub-channel');
+    await page.keyboard.press('Shift+Tab');
+    await expect('publish');
+    // A click selects too, and the keys go on from there.
+    await panes.getByRole('tab', { name: 'Clients' }).click();
+    await expect('clients');
+    await page.keyboard.press('ArrowLeft');
+    await expect('channels');
+
+    // The snippet tabs on the Overview work the same way (the same code).
+    await openPane(page, 'Overview');
+    const snippets = page.getByRole('tablist', { name: 'Snippets' });
+    await snippets.getByRole('tab', { name: 'pusher-js' }).focus();
+    const snippetIs = async (id) => {
+      const state = await tabState(page, 'Snippets');
+      assert.deepEqual([state.selected, state.tabbable, state.focused], [[id], [id], id]);
+      assert.equal(await page.locator('#snippet-panel').getAttribute('aria-labelledby'), id);
+    };
+    await page.keyboard.press('End');
+    await snippetIs('tab-poussr_v1');
+    await page.keyboard.press('ArrowRight');
+    await snippetIs('tab-pusher_js');
+    await page.keyboard.press('ArrowLeft');
+    await snippetIs('tab-poussr_v1');
+    await page.keyboard.press('Home');
+    await snippetIs('tab-pusher_js');
+    await page.keyboard.press('ArrowRight');
+    await snippetIs('tab-laravel_echo');
+    assert.match(await page.locator('#snippet').innerText(), /Echo/);
+  });
+
+  test('the tabs never move: the counts have their room whatever they say, and selecting a tab changes no width', async (t) => {
+    const page = await dashboard(t);
+    await page.locator('#state').filter({ hasText: 'Running' }).waitFor();
+    // Every count from none to huge, and every pane, measured in one go (the feed cannot write in between).
+    const seen = await page.evaluate(async () => {
+      const { setCount, showPane } = await import(new URL('tabs.js', location.href));
+      const boxes = () => JSON.stringify([...document.querySelectorAll('.tabs [role="tab"]')].map((tab) => {
+        const r = tab.getBoundingClientRect();
+        return [r.x, r.y, r.width, r.height];
+      }));
+      const out = { counts: [], panes: [] };
+      for (const n of [null, 0, 7, 42, 999, 1000, 1234, 9999, 10000, 99999, 100000, 123456789]) {
+        setCount('channels', n);
+        setCount('clients', n);
+        const el = document.getElementById('count-channels');
+        out.counts.push({ n, text: el.textContent, title: el.title, clipped: el.scrollWidth > el.clientWidth, boxes: boxes() });
+      }
+      for (const pane of ['channels', 'clients', 'log', 'publish', 'overview']) {
+        showPane(pane);
+        out.panes.push(boxes());
+      }
+      return out;
+    });
+    assert.deepEqual(seen.counts.map((c) => [c.n, c.text, c.title]), [
+      [null, '', ''], [0, '0', ''], [7, '7', ''], [42, '42', ''], [999, '999', ''], [1000, '1k', '1,000'], [1234, '1.2k', '1,234'],
+      [9999, '9.9k', '9,999'], [10000, '10k', '10,000'], [99999, '99k', '99,999'], [100000, '99k+', '100,000'],
+      [123456789, '99k+', '123,456,789'],
+    ]);
+    assert.deepEqual(seen.counts.filter((c) => c.clipped).map((c) => c.text), [], 'no count is cut off');
+    const first = seen.counts[0].boxes;
+    assert.deepEqual(seen.counts.filter((c) => c.boxes !== first).map((c) => [c.n, c.boxes]), [], `every count keeps the tabs at ${first}`);
+    assert.deepEqual(seen.panes.filter((b) => b !== first), [], 'selecting a tab moves none');
   });
 
   test('a request naming a foreign Host is refused', async () => {

@@ -4,25 +4,51 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { createHmac } from 'node:crypto';
-import { mkdtempSync, writeFileSync, readFileSync, mkdirSync, readdirSync } from 'node:fs';
+import { existsSync, mkdtempSync, writeFileSync, readFileSync, mkdirSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { remote } from 'webdriverio';
+import { Key, remote } from 'webdriverio';
 import WebSocket from 'ws';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const BIN = process.env.POUSSR_DESKTOP_BIN || path.resolve(here, '../../target/debug/poussr-desktop');
+const BIN = desktopBinary();
 const DRIVER = process.env.TAURI_DRIVER || 'tauri-driver';
 const SHOTS = path.join(here, 'screenshots');
 mkdirSync(SHOTS, { recursive: true });
 
 let driver;
 let driverPort;
+
+/**
+ * The app under test: $POUSSR_DESKTOP_BIN, else the debug build in cargo's target directory, as `cargo metadata`
+ * tells it (so CARGO_TARGET_DIR is honoured). Without it, the run fails at once, saying where it looked.
+ */
+function desktopBinary() {
+  let bin = process.env.POUSSR_DESKTOP_BIN;
+  if (bin) {
+    bin = path.resolve(bin);
+  } else {
+    let metadata;
+    try {
+      metadata = JSON.parse(execFileSync('cargo', ['metadata', '--format-version', '1', '--no-deps'],
+        { cwd: path.resolve(here, '../..'), encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 }));
+    } catch (e) {
+      throw new Error(`cannot find cargo's target directory (cargo metadata: ${e.message}); set POUSSR_DESKTOP_BIN ` +
+        'to the desktop binary');
+    }
+    bin = path.join(metadata.target_directory, 'debug', 'poussr-desktop');
+  }
+  if (!existsSync(bin)) {
+    throw new Error(`the desktop app is not built: ${bin} does not exist. Build it with ` +
+      '`cargo build -p poussr-desktop` in the repository (or point POUSSR_DESKTOP_BIN at a build).');
+  }
+  return bin;
+}
 
 function freePort() {
   return new Promise((resolve, reject) => {
@@ -72,6 +98,25 @@ function configDir(port) {
   return dir;
 }
 
+/** The app's single-instance name on the session bus (tauri-plugin-single-instance: `<identifier>.SingleInstance`). */
+const INSTANCE_NAME = JSON.parse(readFileSync(path.resolve(here, '../../src-tauri/tauri.conf.json'), 'utf8')).identifier
+  + '.SingleInstance';
+
+/**
+ * Whether the single-instance name is still owned on this session bus. The bus may still hold it for the app a
+ * test ended after that process is gone from /proc; an app launched then hands over to it and exits.
+ */
+function instanceNameOwned() {
+  try {
+    const reply = execFileSync('dbus-send', ['--session', '--print-reply', '--dest=org.freedesktop.DBus',
+      '/org/freedesktop/DBus', 'org.freedesktop.DBus.NameHasOwner', `string:${INSTANCE_NAME}`],
+    { encoding: 'utf8', timeout: 5000, stdio: ['ignore', 'pipe', 'pipe'] });
+    return /boolean true/.test(reply);
+  } catch {
+    return false; // no session bus to ask: then no other instance can be found through it either
+  }
+}
+
 /** Whether a process of the app under test is still running (found by its program name in /proc). */
 function appRunning() {
   for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
@@ -85,10 +130,18 @@ function appRunning() {
   return false;
 }
 
-async function launch(dir) {
-  // A second instance hands over to the first one (single instance) and exits at once, so the app a previous
-  // test closed must be gone before the next session starts, or WebKitWebDriver waits for a window forever.
+/**
+ * A second instance hands over to the first one (single instance) and exits at once, so the app a previous test
+ * closed must be gone, and its name on the session bus released (seconds later, under load), before the next
+ * one starts: else WebKitWebDriver waits for a window forever, or nothing answers on the new port.
+ */
+async function previousAppGone() {
   await waitFor('the previous app to exit', () => !appRunning(), 20000);
+  await waitFor(`the bus to release ${INSTANCE_NAME}`, () => !instanceNameOwned(), 20000);
+}
+
+async function launch(dir) {
+  await previousAppGone();
   return remote({
     hostname: '127.0.0.1',
     port: driverPort,
@@ -102,10 +155,12 @@ async function launch(dir) {
   });
 }
 
-/** A screenshot once the window has painted what the DOM says (WebKit paints after a frame or two). */
+/**
+ * A screenshot once the window has painted what the DOM says: two frames later, a frame has been painted since
+ * the DOM last changed (a fixed pause would be a guess).
+ */
 async function screenshot(browser, name) {
   await browser.execute(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
-  await browser.pause(300);
   await browser.saveScreenshot(path.join(SHOTS, name));
 }
 
@@ -121,6 +176,22 @@ function fillField(browser, id, text) {
     field.dispatchEvent(new Event('input', { bubbles: true }));
     return field.value;
   }, id, text);
+}
+
+/**
+ * Opens a pane through its tab (role="tab", id tab-<pane>) and waits until that tab is selected and its pane shows.
+ * The click waits for the window's script to have started (it changes the state pill from "Connecting…"): a click
+ * before that is lost, there being nothing yet to handle it.
+ */
+async function openPane(browser, pane) {
+  await waitFor('the window\'s script to start', () =>
+    browser.execute(() => document.getElementById('state').dataset.state !== 'connecting'));
+  await (await browser.$(`[role="tab"]#tab-${pane}`)).click();
+  await waitFor(`the ${pane} pane`, () => browser.execute((id) => {
+    const tab = document.getElementById(id);
+    const panel = document.getElementById(tab.getAttribute('aria-controls'));
+    return tab.getAttribute('aria-selected') === 'true' && panel.getAttribute('role') === 'tabpanel' && !panel.hidden;
+  }, `tab-${pane}`));
 }
 
 async function textOf(browser, selector) {
@@ -146,11 +217,24 @@ async function waitInner(browser, id, includes, timeout = 15000) {
 before(async () => {
   driverPort = await freePort();
   const nativePort = await freePort();
+  // Its output through pipes, not this process's own stdout and stderr: a driver that outlived this process
+  // would keep those open, and the test runner would wait for their end forever.
   driver = spawn(DRIVER, ['--port', String(driverPort), '--native-port', String(nativePort)], {
-    stdio: ['ignore', 'inherit', 'inherit'],
+    stdio: ['ignore', 'pipe', 'pipe'],
   });
+  driver.stdout.pipe(process.stdout);
+  driver.stderr.pipe(process.stderr);
   await waitFor('tauri-driver to listen', () => reachable(driverPort), 20000);
 });
+
+// Stopped from outside (the runner's timeout sends SIGTERM, ^C sends SIGINT): the driver goes too, and stops
+// WebKitWebDriver and the app with it.
+for (const signal of ['SIGTERM', 'SIGINT']) {
+  process.once(signal, () => {
+    driver?.kill();
+    process.exit(1);
+  });
+}
 
 after(() => {
   driver?.kill();
@@ -175,10 +259,53 @@ test('the app starts, serves /health on its port and shows that it runs', async 
     await waitText(browser, '#app-secret', APP.secret);
     assert.match(await textOf(browser, '#snippet'), new RegExp(`new Pusher\\('${APP.key}'`));
     await (await browser.$('#reveal-secret')).click();
+    // The chart is first drawn a second after the page loads (with the rate beside it): shown drawn.
+    await waitInner(browser, 'rate-now', 'events/s');
     await screenshot(browser, 'overview.png');
-    await (await browser.$('button[data-pane="settings"]')).click();
+    await openPane(browser, 'settings');
     await waitFor('the settings form', async () => (await (await browser.$('#port')).getValue()) === String(port));
     await screenshot(browser, 'settings.png');
+
+    // The tab keys in the window's WebKit: Left and Right move and select (wrapping), Home and End go to the
+    // ends; the selected tab alone is in the Tab order, and has the focus.
+    const tabs = () => browser.execute(() => {
+      const all = [...document.querySelectorAll('.tabs [role="tab"]')];
+      return {
+        selected: all.filter((t) => t.getAttribute('aria-selected') === 'true').map((t) => t.id),
+        tabbable: all.filter((t) => t.tabIndex === 0).map((t) => t.id),
+        focused: document.activeElement?.id,
+        panes: [...document.querySelectorAll('.pane')].filter((p) => !p.hidden).map((p) => p.id),
+      };
+    });
+    const selected = (pane) => ({ selected: [`tab-${pane}`], tabbable: [`tab-${pane}`], focused: `tab-${pane}`, panes: [`pane-${pane}`] });
+    await browser.execute(() => document.getElementById('tab-settings').focus());
+    for (const [key, pane] of [[Key.ArrowRight, 'overview'], [Key.ArrowLeft, 'settings'], [Key.Home, 'overview'],
+      [Key.ArrowRight, 'channels'], [Key.End, 'settings'], [Key.ArrowLeft, 'publish']]) {
+      await browser.keys([key]);
+      await waitFor(`the ${pane} tab after a key`, async () => {
+        assert.deepEqual(await tabs(), selected(pane));
+        return true;
+      }, 5000);
+    }
+
+    // The counts' room in this WebKit, with its fonts: the tabs keep their place from no count to "99k+".
+    const moved = await browser.execute(async () => {
+      const { setCount } = await import(new URL('tabs.js', location.href));
+      const boxes = () => JSON.stringify([...document.querySelectorAll('.tabs [role="tab"]')]
+        .map((tab) => Object.values(tab.getBoundingClientRect().toJSON())));
+      setCount('channels', null);
+      setCount('clients', null);
+      const first = boxes();
+      const moves = [];
+      for (const n of [0, 42, 999, 1234, 99999, 123456]) {
+        setCount('channels', n);
+        setCount('clients', n);
+        const el = document.getElementById('count-channels');
+        if (boxes() !== first || el.scrollWidth > el.clientWidth) moves.push([n, el.textContent, boxes()]);
+      }
+      return { first, moves };
+    });
+    assert.deepEqual(moved.moves, [], `the tabs stay at ${moved.first}`);
   } finally {
     await browser.deleteSession();
   }
@@ -197,7 +324,7 @@ test('changing the port in Settings moves the hub, closes old clients with 4200,
     const closed = new Promise((resolve) => ws.on('close', (code) => resolve(code)));
     await new Promise((resolve, reject) => { ws.once('message', resolve); ws.once('error', reject); });
 
-    await (await browser.$('button[data-pane="settings"]')).click();
+    await openPane(browser, 'settings');
     const portInput = await browser.$('#port');
     await waitFor('the settings form', async () => (await portInput.getValue()) === String(oldPort));
     await portInput.setValue(String(newPort));
@@ -257,23 +384,20 @@ test('the dashboard panes work in the window: a test event published from the fo
     ws.send(JSON.stringify({ event: 'pusher:subscribe', data: { channel: 'desk-orders' } }));
     await waitFor('the subscription', () => frames.some((f) => f.event === 'pusher_internal:subscription_succeeded'));
 
-    // The tab bar grows "(1)" after Channels and Clients when the window learns of the subscriber, which moves
-    // the Publish tab: a click aimed before that lands on the Live log tab. So the counts are awaited first,
-    // and the pane checked after the click.
-    await waitText(browser, 'button[data-pane="clients"]', '(1)');
-    await waitText(browser, 'button[data-pane="channels"]', '(1)');
-    await (await browser.$('button[data-pane="publish"]')).click();
-    await (await browser.$('#pub-channel')).waitForDisplayed({ timeout: 5000 });
-    // Filled without focus (see fillField), checked, and the Publish button clicked.
+    // The counts after Channels and Clients have their room kept, so the Publish tab is where it was whether
+    // or not the window has learnt of the subscriber yet (once, a click landed on Live log as a count appeared).
+    await openPane(browser, 'publish');
+    // Filled without focus (see fillField), checked, and the Send event button clicked.
     const fill = (id, text) => fillField(browser, id, text);
     assert.equal(await fill('pub-channel', 'desk-orders'), 'desk-orders');
     assert.equal(await fill('pub-event', 'from-window'), 'from-window');
     assert.equal(await fill('pub-data', '{"n": 1}'), '{"n": 1}');
     const submit = await browser.$('#pub-submit');
+    assert.equal(await submit.getText(), 'Send event');
     await submit.scrollIntoView({ block: 'center' });
     if (!(await submit.waitForClickable({ timeout: 5000 }).then(() => true, () => false))) {
       await screenshot(browser, 'publish-not-clickable.png');
-      assert.fail('the Publish button cannot be clicked (see screenshots/publish-not-clickable.png)');
+      assert.fail('the Send event button cannot be clicked (see screenshots/publish-not-clickable.png)');
     }
     await submit.click();
     await waitText(browser, '#pub-result', 'delivered to 1 subscriber');
@@ -281,14 +405,16 @@ test('the dashboard panes work in the window: a test event published from the fo
     assert.deepEqual(got, { event: 'from-window', channel: 'desk-orders', data: '{"n": 1}' });
     await screenshot(browser, 'publish.png');
 
-    await (await browser.$('button[data-pane="log"]')).click();
+    await openPane(browser, 'log');
     await waitInner(browser, 'log-view', 'from-window');
     await screenshot(browser, 'log.png');
-    await (await browser.$('button[data-pane="clients"]')).click();
+    await openPane(browser, 'clients');
     await waitInner(browser, 'clients-body', 'desk-orders');
     await screenshot(browser, 'clients.png');
-    await (await browser.$('button[data-pane="channels"]')).click();
+    await openPane(browser, 'channels');
     await waitInner(browser, 'channels-body', 'desk-orders');
+    await waitInner(browser, 'count-channels', '1');
+    await waitInner(browser, 'count-clients', '1');
     await screenshot(browser, 'channels.png');
     ws.close();
   } finally {
@@ -327,7 +453,7 @@ test('webhook and client-event settings from the window are saved and used by th
     const browser = await launch(dir);
     try {
       await waitFor('/health', () => health(port));
-      // The same workarounds as the Publish form: fields filled without focus (fillField), boxes ticked the same
+      // The same workarounds as the publish form: fields filled without focus (fillField), boxes ticked the same
       // way (checked + change event), and Apply clicked once WebKitWebDriver finds it clickable.
       const fill = (id, text) => fillField(browser, id, text);
       const tick = (selector, on) => browser.execute((sel, value) => {
@@ -350,7 +476,7 @@ test('webhook and client-event settings from the window are saved and used by th
         await button.click();
       };
 
-      await (await browser.$('button[data-pane="settings"]')).click();
+      await openPane(browser, 'settings');
       await waitFor('the settings form', async () => (await (await browser.$('#port')).getValue()) === String(port));
       // Nothing about webhooks in the file yet: no URL, client events allowed, every kind ticked (= all of them).
       assert.deepEqual(await form(), { url: '', clientEvents: true, events: kinds });
@@ -419,9 +545,8 @@ test('webhook and client-event settings from the window are saved and used by th
       await fill('webhook-url', 'http://127.0.0.1:9/not-applied');
       for (const kind of kinds) await tick(hookBox(kind), true);
       await tick('#client-events', true);
-      await (await browser.$('button[data-pane="overview"]')).click();
-      await waitFor('the overview pane', () => browser.execute(() => document.getElementById('pane-settings').hidden));
-      await (await browser.$('button[data-pane="settings"]')).click();
+      await openPane(browser, 'overview');
+      await openPane(browser, 'settings');
       const expected = { url: hookUrl, clientEvents: false, events: ['channel_occupied'] };
       await waitFor('the form to show the saved settings', async () => {
         assert.deepEqual(await form(), expected);
@@ -439,6 +564,7 @@ test('webhook and client-event settings from the window are saved and used by th
 
 test('SIGTERM (a logout, a shutdown) closes clients with 4200 and exits cleanly, like Quit', async () => {
   const port = await freePort();
+  await previousAppGone();
   const app = spawn(BIN, ['--config-dir', configDir(port), '--hidden'], { stdio: ['ignore', 'ignore', 'inherit'] });
   const exited = new Promise((resolve) => app.on('exit', (code, signal) => resolve({ code, signal })));
   try {

@@ -1,0 +1,107 @@
+// The Settings pane (desktop only): the form over the app's saved settings, applied through the desktop,
+// which restarts the hub on what was applied. In a browser the form is shown disabled.
+
+import { conn, invoke, tauri } from './api.js';
+import { $, showNotice } from './dom.js';
+import { onShow } from './tabs.js';
+
+let defaults = null; // the settings "Reset to defaults" puts in the form
+let refresh = async () => {}; // reads the hub again once settings are applied
+
+async function loadSettings() {
+  if (!tauri) {
+    $('settings-result').textContent = 'Settings are changed in the desktop app or in the hub\'s config file.';
+    $('settings-form').querySelectorAll('input, button').forEach((el) => (el.disabled = true));
+    return;
+  }
+  const view = await invoke('get_settings');
+  fillSettings(view.effective);
+  $('settings-file').textContent = view.file;
+  const options = ['0.0.0.0', '127.0.0.1', ...view.machine_addresses.filter((a) => a !== '127.0.0.1')];
+  $('machine-addresses').replaceChildren(
+    ...options.map((a) => Object.assign(document.createElement('option'), { value: a })),
+  );
+  const o = view.overrides;
+  const note = $('override-note');
+  note.hidden = !(o.bind || o.port);
+  note.textContent =
+    'For this launch, ' +
+    [o.bind && 'POUSSR_BIND=' + o.bind, o.port && 'POUSSR_PORT=' + o.port].filter(Boolean).join(' and ') +
+    ' override the saved settings (' + view.saved.bind + ':' + view.saved.port + '). Applying saves what is in the form.';
+  defaults = view.defaults;
+}
+
+function fillSettings(s) {
+  $('bind').value = s.bind;
+  $('port').value = s.port;
+  $('allow-anonymous-publish').checked = s.allow_anonymous_publish;
+  $('allow-remote-dashboard').checked = s.allow_remote_dashboard;
+  const app = s.app || { client_events: true, webhooks: [] };
+  $('client-events').checked = app.client_events !== false;
+  $('allowed-origins').value = (s.allowed_origins || []).join(' ');
+  $('adapter').value = s.adapter || 'local';
+  $('redis-url').value = s.redis_url || '';
+  $('redis-prefix').value = s.redis_prefix || '';
+  showRedisFields();
+  const hook = (app.webhooks || [])[0];
+  $('webhook-url').value = hook ? hook.url : '';
+  const kinds = hook && hook.events && hook.events.length ? hook.events : null;
+  for (const box of document.querySelectorAll('input[name="webhook_event"]')) box.checked = !kinds || kinds.includes(box.value);
+}
+
+/** Applies settings through the desktop and says how it went in resultEl; true when they were applied. */
+export async function applySettings(input, resultEl) {
+  resultEl.className = 'result';
+  resultEl.textContent = 'Applying…';
+  try {
+    const c = await invoke('apply_settings', { input });
+    conn.status = c.status;
+    conn.base = c.status.base_url;
+    showNotice(c.notice);
+    resultEl.className = 'result ok';
+    resultEl.textContent = 'Applied: Poussr now listens on ' + c.status.listen + '.';
+    await refresh();
+    return true;
+  } catch (e) {
+    resultEl.className = 'result bad';
+    resultEl.textContent = (e && e.message) || String(e);
+    return false;
+  }
+}
+
+/** The Redis fields matter only for a hub in a cluster. */
+function showRedisFields() {
+  const redis = $('adapter').value === 'redis';
+  for (const f of document.querySelectorAll('.redis-only')) f.hidden = !redis;
+}
+
+function formInput() {
+  return {
+    bind: $('bind').value,
+    port: Number($('port').value),
+    allow_anonymous_publish: $('allow-anonymous-publish').checked,
+    allow_remote_dashboard: $('allow-remote-dashboard').checked,
+    client_events: $('client-events').checked,
+    allowed_origins: $('allowed-origins').value.trim(),
+    adapter: $('adapter').value,
+    redis_url: $('redis-url').value.trim(),
+    redis_prefix: $('redis-prefix').value.trim(),
+    webhook_url: $('webhook-url').value.trim(),
+    webhook_events: [...document.querySelectorAll('input[name="webhook_event"]:checked')].map((b) => b.value),
+  };
+}
+
+/** `options.refresh` reads the hub again; it runs after settings are applied. */
+export function initSettings(options) {
+  refresh = options.refresh;
+  onShow('settings', loadSettings);
+  $('adapter').addEventListener('change', showRedisFields);
+  $('settings-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    applySettings(formInput(), $('settings-result'));
+  });
+  $('reset-settings').addEventListener('click', () => defaults && fillSettings(defaults));
+  $('open-folder').addEventListener('click', () =>
+    invoke('open_config_folder').catch((e) => showNotice(e.message || String(e))),
+  );
+}
