@@ -77,11 +77,11 @@ fn close_message(code: CloseCode) -> Message {
     Message::Close(Some(CloseFrame { code: code.code().into(), reason: code.reason().into() }))
 }
 
-/// Sends `frames` (the error frame, when there is one, then the close frame), bounded in time, then waits
-/// for the client's close (see [`Linger`]).
-async fn send_close<S>(socket: &mut S, error: Option<String>, code: CloseCode)
+/// Sends the error frame (when there is one), then the close frame, bounded in time. Returns whether the
+/// close frame went out, in which case the client's close is worth waiting for (see [`Linger`]).
+async fn send_close<S>(socket: &mut S, error: Option<String>, code: CloseCode) -> bool
 where
-    S: Sink<Message> + Linger + Unpin,
+    S: Sink<Message> + Unpin,
 {
     let sent = tokio::time::timeout(CLOSE_TIMEOUT, async {
         if let Some(frame) = error {
@@ -90,9 +90,7 @@ where
         socket.send(close_message(code)).await.ok()
     })
     .await;
-    if matches!(sent, Ok(Some(()))) {
-        socket.linger(LINGER_TIMEOUT).await;
-    }
+    matches!(sent, Ok(Some(())))
 }
 
 /// Refuses a connection before any session starts: sends the error frame for the protocol, then closes
@@ -101,7 +99,9 @@ pub async fn refuse<S>(mut socket: S, protocol: Protocol, code: CloseCode, messa
 where
     S: Sink<Message> + Linger + Unpin,
 {
-    send_close(&mut socket, Some(error_frame(protocol, code, message)), code).await;
+    if send_close(&mut socket, Some(error_frame(protocol, code, message)), code).await {
+        socket.linger(LINGER_TIMEOUT).await;
+    }
 }
 
 /// The close that answers a frame the WebSocket layer refused while reading it.
@@ -141,10 +141,22 @@ where
             return Ending { closed_by: ClosedBy::Hub(code), reason: message };
         }
     };
-    let mut session =
-        Session { hub: hub.clone(), conn: conn.clone(), socket, rx, client_window: Instant::now(), client_events: 0 };
+    let mut session = Session {
+        hub: hub.clone(),
+        conn: conn.clone(),
+        socket,
+        rx,
+        client_window: Instant::now(),
+        client_events: 0,
+        close_sent: false,
+    };
     let ending = session.run().await;
+    // The connection leaves the hub (its channels, its presence, the counts) as soon as it is closing;
+    // only then does the session wait for the client's end of the closing handshake.
     hub.close(&conn, ending.closed_by, &ending.reason);
+    if session.close_sent {
+        session.socket.linger(LINGER_TIMEOUT).await;
+    }
     ending
 }
 
@@ -162,6 +174,8 @@ struct Session<S> {
     client_window: Instant,
     /// Client events received in that window.
     client_events: u32,
+    /// The hub's close frame went out: the client's is awaited once the connection has left the hub.
+    close_sent: bool,
 }
 
 /// What handling one client frame asks the loop to do next.
@@ -305,11 +319,12 @@ where
         Err(self.close(kicked, kicked.reason().to_owned()).await)
     }
 
-    /// Sends the error frame and close frame for `code`, bounded in time, then waits for the client's
-    /// close frame (reading and discarding what comes before it), so that the close reaches the client.
+    /// Sends the error frame and close frame for `code`, bounded in time. (The session then waits for the
+    /// client's close frame, reading and discarding what comes before it, so that the close reaches the
+    /// client: see [`serve`].)
     async fn close(&mut self, code: CloseCode, why: String) -> Ending {
         let error = (code != CloseCode::Normal).then(|| error_frame(self.conn.protocol, code, &why));
-        send_close(&mut self.socket, error, code).await;
+        self.close_sent = send_close(&mut self.socket, error, code).await;
         Ending { closed_by: ClosedBy::Hub(code), reason: why }
     }
 

@@ -185,3 +185,28 @@ async fn a_client_that_never_closes_is_let_go_after_the_linger_timeout() {
     assert_eq!(ending.closed_by, ClosedBy::Hub(CloseCode::MessageTooBig));
     assert_eq!(started.elapsed(), LINGER_TIMEOUT);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_closing_connection_leaves_the_hub_before_the_client_answers_the_close() {
+    let (hub, mut client, task) = start(Protocol::Pusher);
+    let mut feed = hub.monitor().subscribe();
+    client.text().await;
+    client.send(Message::Text(r#"{"event":"pusher:subscribe","data":{"channel":"c"}}"#.into()));
+    client.text().await;
+    let started = Instant::now();
+    hub.connections()[0].kick(CloseCode::Terminated);
+    assert!(client.text().await.contains("4009"));
+    assert!(matches!(client.from_hub.recv().await, Some(Message::Close(_))));
+    // Gone from the hub (channels, counts, the feed) at once, while the session still waits for the client.
+    loop {
+        match feed.recv().await.unwrap() {
+            crate::monitor::MonitorEvent::ConnectionClosed { .. } => break,
+            _ => continue,
+        }
+    }
+    assert_eq!(started.elapsed(), Duration::ZERO);
+    assert_eq!((hub.connection_count(), hub.stats().channels), (0, 0));
+    assert!(!task.is_finished(), "the session waits for the client's close frame");
+    client.send(Message::Close(None));
+    assert_eq!(task.await.unwrap().closed_by, ClosedBy::Hub(CloseCode::Terminated));
+}
