@@ -349,26 +349,30 @@ async fn a_stalled_reader_is_closed_with_4100_and_does_not_delay_others() {
     let (mut healthy, _) = hub.subscriber("feed").await;
     let data: std::sync::Arc<str> = std::sync::Arc::from("x".repeat(8 * 1024));
     let events = 2000;
+    // The healthy reader keeps up, as a real subscriber on a LAN would: the events are published no more
+    // than half its queue ahead of what it has read, so its queue never fills, however the threads run.
+    // The stalled one falls behind without bound.
+    let ahead = 32;
+    let (read, mut progress) = tokio::sync::watch::channel(0);
     let reader = tokio::spawn(async move {
         for i in 0..events {
             let frame = next_json(&mut healthy).await;
             assert_eq!(frame["event"], format!("e{i}"), "in order, none lost");
+            read.send_replace(i + 1);
         }
     });
     for i in 0..events {
-        publish_to_feed(&hub, &format!("e{i}"), &data);
-        // Let the healthy reader keep up, as a real subscriber on a LAN would.
-        if i % 16 == 0 {
-            tokio::time::sleep(Duration::from_millis(1)).await;
+        let caught_up = tokio::time::timeout(WAIT, progress.wait_for(|&read| i < read + ahead))
+            .await
+            .unwrap_or_else(|_| panic!("the healthy reader is held up: it has not read e{} in {WAIT:?}", i - ahead));
+        if caught_up.is_err() {
+            break; // The reader has stopped: its failure is reported below.
         }
+        publish_to_feed(&hub, &format!("e{i}"), &data);
     }
     tokio::time::timeout(Duration::from_secs(20), reader).await.expect("the healthy reader is not delayed").unwrap();
-    // The stalled one was closed as a slow consumer.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while hub.hub.connection(&stalled_id).is_some() && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(hub.hub.connection(&stalled_id).is_none(), "the stalled reader was closed");
+    // The stalled one was closed as a slow consumer, and only it.
+    eventually("the hub to close the stalled reader", || hub.hub.connection(&stalled_id).is_none()).await;
     assert_eq!(hub.hub.stats().slow_consumer_closes, 1);
     hub.stop().await;
 }
