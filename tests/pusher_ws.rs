@@ -112,11 +112,12 @@ async fn one_event_to_several_channels_reaches_each() {
     hub.stop().await;
 }
 
-/// Publishes `event` with `data` on the channel `feed` of the default app, as the HTTP API would.
-fn publish_to_feed(hub: &TestHub, event: &str, data: &str) {
+/// Publishes `event` with `data` on the channel `feed` of the default app, as the HTTP API would; returns
+/// to how many connections it was queued.
+fn publish_to_feed(hub: &TestHub, event: &str, data: &str) -> usize {
     let feed = poussr::protocol::ChannelName::parse("feed").unwrap();
     let publish = poussr::hub::Publish::new(vec![feed], event, data, None, poussr::monitor::EventSource::Api);
-    hub.hub.publish(&hub.hub.default_app(), &publish);
+    hub.hub.publish(&hub.hub.default_app(), &publish)
 }
 
 async fn refused_with(hub: &TestHub, path: &str) -> (Value, Option<u16>) {
@@ -386,14 +387,23 @@ async fn a_slow_consumer_that_catches_up_sees_4100() {
     .await;
     let (mut slow, _) = hub.subscriber("feed").await;
     let data: std::sync::Arc<str> = std::sync::Arc::from("y".repeat(64 * 1024));
-    // About 20 MB: more than the socket buffers and the queue hold, so the queue overflows.
-    for i in 0..300 {
-        publish_to_feed(&hub, &format!("e{i}"), &data);
+    // Events until the queue overflows: the first one the hub cannot queue closes the connection with 4100.
+    // Within 300 of them (about 20 MB, more than the socket buffers and the queue hold).
+    let mut queued = 0;
+    while publish_to_feed(&hub, &format!("e{queued}"), &data) == 1 {
+        queued += 1;
+        assert!(queued < 300, "the queue did not overflow: the socket buffers took {queued} events of 64 KB");
     }
+    // The client catches up as soon as that happens: the hub waits for its close frame to be taken for a
+    // while (2 s), not for ever, and the events not published here would take longer than that.
     let (frames, code) = read_until_close(&mut slow).await;
-    assert!(frames.len() < 300, "not everything was delivered: the queue is bounded");
-    let last = frames.last().unwrap();
+    let (last, events) = frames.split_last().expect("frames before the close");
     assert_eq!((last["event"].as_str(), last["data"]["code"].as_u64()), (Some("pusher:error"), Some(4100)));
     assert_eq!(code, Some(4100));
+    // Not everything was delivered (the event refused at the overflow was not); what was came in order.
+    assert!(events.len() <= queued, "{} events delivered, {queued} queued", events.len());
+    for (i, event) in events.iter().enumerate() {
+        assert_eq!(event["event"], format!("e{i}"), "in order, none lost before the close");
+    }
     hub.stop().await;
 }
