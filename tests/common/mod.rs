@@ -221,13 +221,6 @@ pub async fn read_until_close(ws: &mut Ws) -> (Vec<Value>, Option<u16>) {
     (texts.iter().map(|t| serde_json::from_str(t).unwrap()).collect(), code)
 }
 
-/// Asserts that nothing arrives within `d`.
-pub async fn assert_silent(ws: &mut Ws, d: Duration) {
-    if let Ok(Some(Ok(msg))) = tokio::time::timeout(d, ws.next()).await {
-        panic!("expected silence, got {msg:?}");
-    }
-}
-
 /// Asserts that the very next frame on `ws` is `sentinel` (from [`TestHub::sentinel_on`]): nothing was
 /// queued for `ws` before the sentinel was published.
 ///
