@@ -74,9 +74,10 @@ async fn signature_failures_are_401_with_a_reason() {
     // The hand-built signature itself is right: the same request, untampered, passes.
     let uri = format!("{path}?{}", signed_query(path, &body, now(), "testkey", "testsecret"));
     assert_eq!(hub.request(post(uri, &body)).await.0, StatusCode::OK);
-    // Only that one event was delivered.
+    // Only that one event was delivered: the refused requests queued nothing before a later event.
     assert_eq!(next_json(&mut ws).await["data"], "x");
-    assert_silent(&mut ws, std::time::Duration::from_millis(200)).await;
+    let sentinel = hub.sentinel_on("orders");
+    assert_next_is_sentinel(&mut ws, &sentinel).await;
     hub.stop().await;
 }
 
@@ -160,7 +161,11 @@ async fn batch_events_are_all_checked_then_all_delivered() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let (status, _) = hub.api("POST", "/apps/4242/batch_events", &[], r#"{"batch":[]}"#).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_silent(&mut a, std::time::Duration::from_millis(200)).await;
+    // The refused batches queued nothing before a later event, on either channel.
+    for (ws, channel) in [(&mut a, "a"), (&mut b, "b")] {
+        let sentinel = hub.sentinel_on(channel);
+        assert_next_is_sentinel(ws, &sentinel).await;
+    }
     hub.stop().await;
 }
 

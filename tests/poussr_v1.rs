@@ -42,10 +42,13 @@ async fn unsubscribe_and_the_misspelled_alias_stop_delivery() {
         send_json(&mut ws, json!({"event":"poussr:subscribe","data":{"channel":"other"}})).await;
         assert_eq!(next_json(&mut ws).await["channel"], "other");
         send_json(&mut ws, json!({"event":event,"data":{"channel":"users"}})).await;
-        // Give the unsubscribe time to land before publishing (v1 has no reply to it).
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        hub.request(publish("users", "?name=gone", "1")).await;
-        hub.request(publish("other", "?name=kept", "2")).await;
+        // v1 has no reply to an unsubscribe; the hub handles a connection's frames in order, so the reply to
+        // a subscribe sent after it shows it has been handled.
+        send_json(&mut ws, json!({"event":"poussr:subscribe","data":{"channel":"marker"}})).await;
+        assert_eq!(next_text(&mut ws).await, r#"{"event":"poussr:subscription_succeeded","channel":"marker"}"#);
+        assert_eq!(hub.request(publish("users", "?name=gone", "1")).await.0, StatusCode::CREATED);
+        assert_eq!(hub.request(publish("other", "?name=kept", "2")).await.0, StatusCode::CREATED);
+        // Both were queued before this one is read: `gone` would have come first.
         assert_eq!(next_json(&mut ws).await["event"], "kept", "{event}");
     }
     hub.stop().await;

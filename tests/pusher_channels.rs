@@ -83,19 +83,26 @@ async fn presence_counts_users_not_connections() {
     assert_eq!(added["event"], "pusher_internal:member_added");
     assert_eq!(added["data"], r#"{"user_id":"ann","user_info":{"name":"ANN"}}"#);
 
-    // Ann's second tab is not a new member.
+    // Ann's second tab is not a new member: its join (answered above) queued no member_added for Bob.
     let (mut ann2, ann2_id) = hub.pusher().await;
     assert_eq!(join(&mut ann2, &ann2_id, "presence-room", "ann").await["presence"]["count"], 2);
-    assert_silent(&mut bob, Duration::from_millis(200)).await;
+    let sentinel = hub.sentinel_on("presence-room");
+    assert_next_is_sentinel(&mut bob, &sentinel).await;
     let (status, users) = hub.api("GET", "/apps/4242/channels/presence-room/users", &[], "").await;
     assert_eq!((status.as_u16(), users), (200, json!({"users":[{"id":"ann"},{"id":"bob"}]})));
     let (_, info) =
         hub.api("GET", "/apps/4242/channels/presence-room", &[("info", "user_count,subscription_count")], "").await;
     assert_eq!(info, json!({"occupied":true,"user_count":2,"subscription_count":3}));
 
-    // Closing one of Ann's tabs removes nobody; closing the other removes Ann.
+    // Closing one of Ann's tabs removes nobody; closing the other removes Ann. Once the hub has let the
+    // first tab go, a member_removed for it would already be queued for Bob, ahead of the sentinel.
     drop(ann1);
-    assert_silent(&mut bob, Duration::from_millis(300)).await;
+    eventually("the hub to let Ann's first tab go", || hub.hub.connection(&ann1_id).is_none()).await;
+    let sentinel = hub.sentinel_on("presence-room");
+    assert_next_is_sentinel(&mut bob, &sentinel).await;
+    let (_, info) =
+        hub.api("GET", "/apps/4242/channels/presence-room", &[("info", "user_count,subscription_count")], "").await;
+    assert_eq!(info, json!({"occupied":true,"user_count":2,"subscription_count":2}));
     drop(ann2);
     let removed = next_json(&mut bob).await;
     assert_eq!(
@@ -145,7 +152,7 @@ async fn presence_limits_answer_with_a_subscription_error() {
 #[tokio::test]
 async fn cache_channels_give_the_last_event_or_a_miss() {
     let hub = TestHub::start().await;
-    let (mut first, _) = hub.pusher().await;
+    let (mut first, first_id) = hub.pusher().await;
     send_json(&mut first, json!({"event":"pusher:subscribe","data":{"channel":"cache-x"}})).await;
     assert_eq!(next_json(&mut first).await["event"], "pusher_internal:subscription_succeeded");
     assert_eq!(next_json(&mut first).await, json!({"event":"pusher:cache_miss","channel":"cache-x"}));
@@ -154,13 +161,18 @@ async fn cache_channels_give_the_last_event_or_a_miss() {
     assert_eq!(next_json(&mut first).await["data"], "1");
     assert_eq!(next_json(&mut first).await["data"], "2");
     drop(first);
-    // The cache outlives the channel's last subscriber.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The cache outlives the channel's last subscriber: the hub lets `first` go, and the channel with it.
+    eventually("the hub to let the cache channel's only subscriber go", || hub.hub.connection(&first_id).is_none())
+        .await;
+    let app = hub.hub.default_app();
+    assert!(hub.hub.channel(&app, &poussr::protocol::ChannelName::parse("cache-x").unwrap()).is_none());
     let (mut late, _) = hub.pusher().await;
     send_json(&mut late, json!({"event":"pusher:subscribe","data":{"channel":"cache-x"}})).await;
     assert_eq!(next_json(&mut late).await["event"], "pusher_internal:subscription_succeeded");
     assert_eq!(next_json(&mut late).await, json!({"event":"price","channel":"cache-x","data":"2"}));
-    assert_silent(&mut late, Duration::from_millis(200)).await;
+    // Once, from the cache: the same event was not queued live as well.
+    let sentinel = hub.sentinel_on("cache-x");
+    assert_next_is_sentinel(&mut late, &sentinel).await;
     hub.stop().await;
 }
 
@@ -177,7 +189,11 @@ async fn client_events_reach_the_others_with_the_user_id_and_are_rate_limited() 
         next_json(&mut bob).await,
         json!({"event":"client-typing","channel":"presence-chat","data":"{\"on\":true}","user_id":"ann"})
     );
-    assert_silent(&mut ann, Duration::from_millis(200)).await;
+    // Not back to Ann, the sender (it was queued for Bob, so it would have been for Ann by now), and only
+    // once to Bob.
+    let sentinel = hub.sentinel_on("presence-chat");
+    assert_next_is_sentinel(&mut ann, &sentinel).await;
+    assert_next_is_sentinel(&mut bob, &sentinel).await;
 
     // Refused without closing: a public channel, an encrypted one, one not joined, a pusher_internal event.
     for frame in [
@@ -191,9 +207,15 @@ async fn client_events_reach_the_others_with_the_user_id_and_are_rate_limited() 
         assert_eq!(err["event"], "pusher:error", "{frame}");
         assert_eq!(err["data"]["code"], Value::Null, "{frame}");
     }
-    assert_silent(&mut bob, Duration::from_millis(100)).await;
+    // Ann has her answers, so the hub has handled the refused frames: none of them was relayed to Bob,
+    // and Ann got nothing but the errors.
+    let sentinel = hub.sentinel_on("presence-chat");
+    assert_next_is_sentinel(&mut bob, &sentinel).await;
+    assert_next_is_sentinel(&mut ann, &sentinel).await;
 
     // After a pause (a fresh one-second window), eleven at once: the eleventh closes the connection with 4301.
+    // Time must pass here: the limit counts client events per one-second window, and the events above
+    // count in the current one.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     for _ in 0..11 {
         send_json(&mut ann, json!({"event":"client-x","channel":"presence-chat","data":{}})).await;
@@ -201,6 +223,15 @@ async fn client_events_reach_the_others_with_the_user_id_and_are_rate_limited() 
     let (frames, code) = read_until_close(&mut ann).await;
     assert_eq!(code, Some(4301));
     assert_eq!(frames.last().unwrap()["data"]["code"], 4301);
+    // Bob got the ten allowed in the fresh window, and then Ann left: the eleventh was not relayed. (Ann's
+    // socket goes now; the hub, waiting for her answer to its close frame, lets her go at once.)
+    drop(ann);
+    for i in 0..10 {
+        let relayed = next_json(&mut bob).await;
+        assert_eq!((relayed["event"].as_str(), relayed["user_id"].as_str()), (Some("client-x"), Some("ann")), "{i}");
+    }
+    let removed = next_json(&mut bob).await;
+    assert_eq!(removed["event"], "pusher_internal:member_removed", "{removed}");
     hub.stop().await;
 }
 

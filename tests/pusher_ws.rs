@@ -112,11 +112,12 @@ async fn one_event_to_several_channels_reaches_each() {
     hub.stop().await;
 }
 
-/// Publishes `event` with `data` on the channel `feed` of the default app, as the HTTP API would.
-fn publish_to_feed(hub: &TestHub, event: &str, data: &str) {
+/// Publishes `event` with `data` on the channel `feed` of the default app, as the HTTP API would; returns
+/// to how many connections it was queued.
+fn publish_to_feed(hub: &TestHub, event: &str, data: &str) -> usize {
     let feed = poussr::protocol::ChannelName::parse("feed").unwrap();
     let publish = poussr::hub::Publish::new(vec![feed], event, data, None, poussr::monitor::EventSource::Api);
-    hub.hub.publish(&hub.hub.default_app(), &publish);
+    hub.hub.publish(&hub.hub.default_app(), &publish)
 }
 
 async fn refused_with(hub: &TestHub, path: &str) -> (Value, Option<u16>) {
@@ -329,7 +330,9 @@ async fn a_silent_client_is_pinged_then_closed_with_4201() {
 async fn a_client_that_answers_pings_stays_connected() {
     let hub = TestHub::with(|c| {
         c.limits.activity_timeout_secs = 1;
-        c.limits.pong_timeout_secs = 1;
+        // Time for this client to be scheduled on a busy machine: it answers as soon as it runs. (Without
+        // the answers, no second ping would come: the connection would be closed with 4201 instead.)
+        c.limits.pong_timeout_secs = 4;
     })
     .await;
     let (mut ws, _) = hub.pusher().await;
@@ -349,26 +352,30 @@ async fn a_stalled_reader_is_closed_with_4100_and_does_not_delay_others() {
     let (mut healthy, _) = hub.subscriber("feed").await;
     let data: std::sync::Arc<str> = std::sync::Arc::from("x".repeat(8 * 1024));
     let events = 2000;
+    // The healthy reader keeps up, as a real subscriber on a LAN would: the events are published no more
+    // than half its queue ahead of what it has read, so its queue never fills, however the threads run.
+    // The stalled one falls behind without bound.
+    let ahead = 32;
+    let (read, mut progress) = tokio::sync::watch::channel(0);
     let reader = tokio::spawn(async move {
         for i in 0..events {
             let frame = next_json(&mut healthy).await;
             assert_eq!(frame["event"], format!("e{i}"), "in order, none lost");
+            read.send_replace(i + 1);
         }
     });
     for i in 0..events {
-        publish_to_feed(&hub, &format!("e{i}"), &data);
-        // Let the healthy reader keep up, as a real subscriber on a LAN would.
-        if i % 16 == 0 {
-            tokio::time::sleep(Duration::from_millis(1)).await;
+        let caught_up = tokio::time::timeout(WAIT, progress.wait_for(|&read| i < read + ahead))
+            .await
+            .unwrap_or_else(|_| panic!("the healthy reader is held up: it has not read e{} in {WAIT:?}", i - ahead));
+        if caught_up.is_err() {
+            break; // The reader has stopped: its failure is reported below.
         }
+        publish_to_feed(&hub, &format!("e{i}"), &data);
     }
     tokio::time::timeout(Duration::from_secs(20), reader).await.expect("the healthy reader is not delayed").unwrap();
-    // The stalled one was closed as a slow consumer.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while hub.hub.connection(&stalled_id).is_some() && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(hub.hub.connection(&stalled_id).is_none(), "the stalled reader was closed");
+    // The stalled one was closed as a slow consumer, and only it.
+    eventually("the hub to close the stalled reader", || hub.hub.connection(&stalled_id).is_none()).await;
     assert_eq!(hub.hub.stats().slow_consumer_closes, 1);
     hub.stop().await;
 }
@@ -393,15 +400,24 @@ async fn a_slow_consumer_that_catches_up_sees_4100() {
     assert_eq!(next_json(&mut slow).await["event"], "pusher:connection_established");
     send_json(&mut slow, json!({"event":"pusher:subscribe","data":{"channel":"feed"}})).await;
     assert_eq!(next_json(&mut slow).await["event"], "pusher_internal:subscription_succeeded");
-    let data: std::sync::Arc<str> = std::sync::Arc::from("y".repeat(4 * 1024));
-    // About 2.4 MB: more than the socket buffers, a write batch and the queue hold, so the queue overflows.
-    for i in 0..600 {
-        publish_to_feed(&hub, &format!("e{i}"), &data);
+    let data: std::sync::Arc<str> = std::sync::Arc::from("y".repeat(64 * 1024));
+    // Events until the queue overflows: the first one the hub cannot queue closes the connection with 4100.
+    // Within 300 of them (about 20 MB, more than the socket buffers and the queue hold).
+    let mut queued = 0;
+    while publish_to_feed(&hub, &format!("e{queued}"), &data) == 1 {
+        queued += 1;
+        assert!(queued < 300, "the queue did not overflow: the socket buffers took {queued} events of 64 KB");
     }
+    // The client catches up as soon as that happens: the hub waits for its close frame to be taken for a
+    // while (2 s), not for ever.
     let (frames, code) = read_until_close(&mut slow).await;
-    assert!(frames.len() < 600, "not everything was delivered: the queue is bounded");
-    let last = frames.last().unwrap();
+    let (last, events) = frames.split_last().expect("frames before the close");
     assert_eq!((last["event"].as_str(), last["data"]["code"].as_u64()), (Some("pusher:error"), Some(4100)));
     assert_eq!(code, Some(4100));
+    // Not everything was delivered (the event refused at the overflow was not); what was came in order.
+    assert!(events.len() <= queued, "{} events delivered, {queued} queued", events.len());
+    for (i, event) in events.iter().enumerate() {
+        assert_eq!(event["event"], format!("e{i}"), "in order, none lost before the close");
+    }
     hub.stop().await;
 }

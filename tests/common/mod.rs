@@ -3,6 +3,7 @@
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -11,6 +12,7 @@ use axum::http::{Request, StatusCode};
 use futures_util::{SinkExt, StreamExt};
 use http_body_util::BodyExt;
 use poussr::http::Frontend;
+use poussr::monitor::EventSource;
 use poussr::protocol::signature::sign_request;
 use poussr::{AppConfig, Config, Hub, Limits};
 use serde_json::Value;
@@ -24,6 +26,10 @@ pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// How long a test waits for any one frame before failing.
 pub const WAIT: Duration = Duration::from_secs(5);
+
+/// How long [`eventually`] waits for its condition before failing. Generous: a condition that holds ends
+/// the wait at once, so only a failing test ever waits this long.
+pub const PATIENCE: Duration = Duration::from_secs(10);
 
 pub struct TestHub {
     pub addr: SocketAddr,
@@ -129,6 +135,23 @@ impl TestHub {
         let (status, json) = self.api("POST", &format!("/apps/{}/events", self.app.id), &[], &body).await;
         assert_eq!(status, StatusCode::OK, "{json}");
     }
+
+    /// Publishes a sentinel event on `channel` and returns the frame its subscribers get; pass it to
+    /// [`assert_next_is_sentinel`]. Each sentinel's data is unique, so one cannot be taken for another.
+    ///
+    /// It goes the way every event from the API goes (`Hub::publish`, which queues it to each subscriber
+    /// before it returns), but without the HTTP layer, so it does not use up the app's publishing
+    /// allowance: a test of that allowance can use it too.
+    pub fn sentinel_on(&self, channel: &str) -> Value {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        let data = format!("sentinel-{}", NEXT.fetch_add(1, Ordering::Relaxed));
+        let app = self.hub.app_by_id(&self.app.id).expect("the test app is configured");
+        let name = poussr::protocol::ChannelName::parse(channel).expect("a valid channel name");
+        let publish = poussr::hub::Publish::new(vec![name], "test-sentinel", &data, None, EventSource::Api);
+        let delivered = self.hub.publish(&app, &publish);
+        assert!(delivered > 0, "the sentinel on {channel} reached no one: has the socket joined it?");
+        serde_json::json!({"event": "test-sentinel", "channel": channel, "data": data})
+    }
 }
 
 /// Sends an HTTP request to `hub`'s router as if it came from `from`.
@@ -198,9 +221,30 @@ pub async fn read_until_close(ws: &mut Ws) -> (Vec<Value>, Option<u16>) {
     (texts.iter().map(|t| serde_json::from_str(t).unwrap()).collect(), code)
 }
 
-/// Asserts that nothing arrives within `d`.
-pub async fn assert_silent(ws: &mut Ws, d: Duration) {
-    if let Ok(Some(Ok(msg))) = tokio::time::timeout(d, ws.next()).await {
-        panic!("expected silence, got {msg:?}");
+/// Asserts that the very next frame on `ws` is `sentinel` (from [`TestHub::sentinel_on`]): nothing was
+/// queued for `ws` before the sentinel was published.
+///
+/// This is how a test proves that something did not happen. The hub queues every delivery to a connection
+/// (events, client events, presence changes) in one queue, in order, so anything queued before the
+/// sentinel would come first. It writes a reply to one of the connection's own frames while handling that
+/// frame, before it takes anything more from the queue, so a reply to a frame it had begun handling before
+/// the sentinel was published comes first too. A `pusher:pong` would not do as the sentinel: it is written
+/// as soon as the ping is read, ahead of deliveries still queued.
+///
+/// The sentinel proves something only if it is published after the hub has done whatever would have
+/// queued the unwanted frame: the API call has answered, the reply to the client's frame has arrived, the
+/// closed connection is gone from the hub.
+pub async fn assert_next_is_sentinel(ws: &mut Ws, sentinel: &Value) {
+    let next = next_json(ws).await;
+    assert_eq!(&next, sentinel, "nothing arrives before the sentinel");
+}
+
+/// Waits until `done` holds, checking every 10 ms; fails, saying what was awaited, if it still does not
+/// after [`PATIENCE`]. For a state of the hub that no frame announces (a closed connection released).
+pub async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !done() {
+        assert!(tokio::time::Instant::now() < deadline, "still waiting after {PATIENCE:?} for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
