@@ -207,7 +207,7 @@ async fn publish(target: Target, per_sec: u32, channels: usize, counts: Arc<Coun
             Ok(res) if res.status().is_success() => counts.published.fetch_add(1, Relaxed),
             _ => counts.publish_errors.fetch_add(1, Relaxed),
         };
-        if i % u64::from(per_sec.max(1)) == 0 {
+        if i.is_multiple_of(u64::from(per_sec.max(1))) {
             // Once a second, the channel list with counts (the dashboard and SDKs ask for it).
             let path = format!("/apps/{app_id}/channels");
             let query = signed_query(&key, &secret, "GET", &path, b"", now);
