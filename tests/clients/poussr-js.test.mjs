@@ -2,28 +2,63 @@
 // WebSocket: the original API, plus reconnect, unsubscribe and disconnect.
 
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { dirname, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import vm from 'node:vm';
 import { WebSocket } from 'ws';
 import { startHub } from './hub.mjs';
-import { Inbox, eventually, publishV1, sleep, uniqueName } from './wire.mjs';
+import { Inbox, eventually, publishV1, uniqueName } from './wire.mjs';
 
 const SOURCE = resolve(dirname(fileURLToPath(import.meta.url)), '../../src/http/poussr.js');
 
-/** A `ws` WebSocket that counts how many sockets the client opened, to see reconnects (and their absence). */
+/**
+ * A `ws` WebSocket that counts how many sockets the client opened, to see reconnects (and their absence);
+ * `sockets` holds them, to wait for one's close.
+ */
 function countingWebSocket() {
   const opened = [];
+  const sockets = [];
   class Counting extends WebSocket {
     constructor(url, ...rest) {
       super(url, ...rest);
       opened.push(url);
+      sockets.push(this);
     }
   }
-  return { Impl: Counting, opened };
+  return { Impl: Counting, opened, sockets };
+}
+
+/**
+ * Timers that fire only when the test says so. A client loaded with this clock schedules its reconnects here,
+ * so a test can see that one is pending, or that none is, and fire them all at once: "no reconnect, ever" is
+ * then proved without waiting for the client's backoff to run out.
+ */
+function manualClock() {
+  const pending = new Map();
+  let nextId = 1;
+  return {
+    setTimeout(callback, _delay, ...args) {
+      const id = nextId++;
+      pending.set(id, () => callback(...args));
+      return id;
+    },
+    clearTimeout(id) {
+      pending.delete(id);
+    },
+    pending() {
+      return pending.size;
+    },
+    /** Fires every pending timer now; returns how many there were. */
+    fireAll() {
+      const due = [...pending.values()];
+      pending.clear();
+      for (const fire of due) fire();
+      return due.length;
+    },
+  };
 }
 
 describe('poussr.js', () => {
@@ -32,25 +67,29 @@ describe('poussr.js', () => {
   let served;
   let Poussr;
 
+  /**
+   * The client as the hub serves it, evaluated as a CommonJS loader would, in this realm so that results
+   * compare with deepEqual. Its timers are `clock`'s when one is given. If the hub does not serve it, the first
+   * test reports that and the others still check the client itself.
+   */
+  function load(clock = { setTimeout, clearTimeout }) {
+    const source = servedResponse.status === 200 ? served : readFileSync(SOURCE, 'utf8');
+    const module = { exports: {} };
+    new Function('module', 'setTimeout', 'clearTimeout', source)(module, clock.setTimeout, clock.clearTimeout);
+    return module.exports;
+  }
+
   before(async () => {
     hub = await startHub();
     servedResponse = await fetch(`${hub.httpUrl}/poussr.js`);
     served = await servedResponse.text();
-    if (servedResponse.status === 200) {
-      // Evaluated as a CommonJS loader would, in this realm so that results compare with deepEqual.
-      const module = { exports: {} };
-      new Function('module', served)(module);
-      Poussr = module.exports;
-    } else {
-      // The first test reports the missing route; the others still check the client itself.
-      Poussr = createRequire(import.meta.url)(SOURCE);
-    }
+    Poussr = load();
   });
   after(() => hub?.close());
 
-  /** A client for `channel`, disconnected when the test ends. */
-  function client(t, channel, Impl = WebSocket) {
-    const p = new Poussr('127.0.0.1', hub.port, channel, { WebSocket: Impl });
+  /** A client for `channel`, disconnected when the test ends; `Client` is the class, loaded with a clock. */
+  function client(t, channel, Impl = WebSocket, Client = Poussr) {
+    const p = new Client('127.0.0.1', hub.port, channel, { WebSocket: Impl });
     t.after(() => p.disconnect());
     return p;
   }
@@ -174,37 +213,40 @@ describe('poussr.js', () => {
 
   test('disconnect() closes the socket and stops reconnecting', async (t) => {
     const channel = uniqueName('bye');
-    const { Impl, opened } = countingWebSocket();
-    const p = client(t, channel, Impl);
+    const clock = manualClock();
+    const { Impl, opened, sockets } = countingWebSocket();
+    const p = client(t, channel, Impl, load(clock));
     p.connect();
     await eventually(() => p.connected(), { what: 'connected()' });
 
+    const closed = once(sockets[0], 'close');
     p.disconnect();
     assert.equal(p.connected(), false, 'connected() is false as soon as disconnect() returns');
-    const count = opened.length;
-    // Time must pass here: what must not happen is a reconnect on the client's own timer, whose first delay is
-    // at most 1 s; 2.5 s leaves a wide margin.
-    await sleep(2500);
-    assert.equal(opened.length, count, 'no socket opened after disconnect()');
+    // A reconnect would be scheduled when the socket's close arrives: once it has, nothing may be pending.
+    await closed;
+    assert.equal(clock.pending(), 0, 'no reconnect scheduled after disconnect()');
+    assert.equal(clock.fireAll(), 0);
+    assert.equal(opened.length, 1, 'no socket opened after disconnect()');
     assert.equal(p.connected(), false);
   });
 
   test('disconnect() also cancels a reconnect waiting for a hub that is down', async (t) => {
     const channel = uniqueName('bye-while-down');
+    const clock = manualClock();
     const { Impl, opened } = countingWebSocket();
-    const p = client(t, channel, Impl);
+    const p = client(t, channel, Impl, load(clock));
     p.connect();
     await eventually(() => p.connected(), { what: 'connected()' });
 
     await hub.stop();
-    await eventually(() => !p.connected(), { what: 'connected() to become false once the hub is gone' });
+    await eventually(() => clock.pending() === 1, { what: 'a reconnect to be scheduled once the hub is gone' });
+    assert.equal(p.connected(), false);
     p.disconnect();
-    const count = opened.length;
+    assert.equal(clock.pending(), 0, 'disconnect() cancelled the scheduled reconnect');
     await hub.start();
-    // Time must pass here: the cancelled reconnect would have fired on the client's own timer (at most 1 s after
-    // the first failure, 2 s after a second one); 2.5 s after the hub is back leaves a margin.
-    await sleep(2500);
-    assert.equal(opened.length, count, 'no socket opened after disconnect()');
+    // Were the reconnect still scheduled, firing the clock now would open a socket to the hub that is back.
+    assert.equal(clock.fireAll(), 0);
+    assert.equal(opened.length, 1, 'no socket opened after disconnect()');
     assert.equal(p.connected(), false);
   });
 });
