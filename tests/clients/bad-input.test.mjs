@@ -3,7 +3,7 @@
 // last test checks that it got every one of them, in order.
 
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { after, before, beforeEach, describe, test } from 'node:test';
 import { startHub } from './hub.mjs';
 import {
   RawSocket,
@@ -47,7 +47,8 @@ describe('bad input, while a good client keeps receiving', () => {
     steady = await connectPusher(hub);
     channel = uniqueName('steady');
     ticks = inboxOf(await subscribe(steady, channel), 'tick');
-    ticker = startTicker(sdk, channel);
+    ticker = startTicker(sdk, channel, ticks, { onBeat: true });
+    ticker.beat();
     // The stream is live before the first bad input arrives.
     await eventually(() => ticks.all.length > 0, { what: 'the first event of the stream' });
   });
@@ -56,6 +57,8 @@ describe('bad input, while a good client keeps receiving', () => {
     steady?.disconnect();
     await hub?.close();
   });
+  // One stream event per test, triggered as the test begins: it is on its way while the bad input arrives.
+  beforeEach(() => ticker.beat());
 
   /** A raw protocol-7 socket, closed when the test ends. */
   async function rawPusher(t) {

@@ -25,10 +25,12 @@ import {
   SENTINEL_EVENT,
   closeTimersOf,
   eventually,
+  inboxOf,
   openPusherSocket,
   pusherOptions,
   sentinel,
   sleep,
+  startTicker,
   subscribe,
   uniqueName,
   withTimeout,
@@ -162,7 +164,7 @@ async function signIn(client) {
 
 /**
  * A pusher-js client on `hub` that receives `{n: 0}`, `{n: 1}`, ... triggered one after the other through the
- * SDK for as long as the test runs. `check()` stops the stream and asserts that every event arrived once, in
+ * SDK for as long as the test runs, each once the one before has arrived. `check()` stops the stream and asserts that every event arrived once, in
  * order, and that the witness never lost its connection.
  */
 async function startWitness(t, hub, backend) {
@@ -170,38 +172,20 @@ async function startWitness(t, hub, backend) {
   const socketId = client.connection.socket_id;
   const name = uniqueName('witness');
   const channel = await subscribe(client, name);
-  const ticks = [];
-  channel.bind('tick', (data) => ticks.push(data));
-  const stream = { sent: 0, running: true, failures: [] };
-  stream.done = (async () => {
-    while (stream.running) {
-      try {
-        const res = await backend.sdk.trigger(name, 'tick', { n: stream.sent });
-        if (res.status === 200) stream.sent += 1;
-        else stream.failures.push(`status ${res.status}`);
-      } catch (err) {
-        stream.failures.push(`${err.message} ${err.status ?? ''} ${err.body ?? ''}`);
-        if (stream.failures.length > 5) break;
-      }
-      await sleep(15); // pacing: a steady stream, not a wait for anything
-    }
-  })();
-  const stop = async () => {
-    stream.running = false;
-    await stream.done;
-  };
-  t.after(stop);
-  await eventually(() => ticks.length >= 3, { timeout: 5000, what: 'the witness stream to flow' });
+  const ticks = inboxOf(channel, 'tick');
+  const stream = startTicker(backend.sdk, name, ticks, { maxErrors: 5 });
+  t.after(() => stream.stop());
+  await eventually(() => ticks.all.length >= 3, { timeout: 5000, what: 'the witness stream to flow' });
   return {
     async check() {
-      await stop();
-      assert.deepEqual(stream.failures, [], 'every trigger of the witness stream was accepted');
+      await stream.stop();
+      assert.deepEqual(stream.errors, [], 'every trigger of the witness stream was accepted');
       // Triggered after the last tick was accepted: once it is in, so is every tick, and any duplicate.
       await sentinel(backend.sdk, [channel]).catch((err) => {
-        throw new Error(`${err.message}; the witness got ${ticks.length} of ${stream.sent} ticks`);
+        throw new Error(`${err.message}; the witness got ${ticks.all.length} of ${stream.sent} ticks`);
       });
       assert.deepEqual(
-        ticks.map((d) => d.n),
+        ticks.all.map((d) => d.n),
         Array.from({ length: stream.sent }, (_, i) => i),
         'the witness got every event of its stream, once and in order',
       );

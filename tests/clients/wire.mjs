@@ -55,6 +55,7 @@ export class Inbox {
     this.items = [];
     this.all = [];
     this.waiters = [];
+    this.counts = [];
   }
 
   push(item) {
@@ -62,6 +63,15 @@ export class Inbox {
     const waiter = this.waiters.shift();
     if (waiter) waiter(item);
     else this.items.push(item);
+    const reached = this.counts.filter((c) => c.count <= this.all.length);
+    this.counts = this.counts.filter((c) => c.count > this.all.length);
+    for (const c of reached) c.resolve();
+  }
+
+  /** Resolves once `count` items have arrived in all (at once if they have); it has no deadline of its own. */
+  reached(count) {
+    if (this.all.length >= count) return Promise.resolve();
+    return new Promise((resolve) => this.counts.push({ count, resolve }));
   }
 
   next(timeout = 5000) {
@@ -349,24 +359,47 @@ export async function assertSdkRejects(promise, status, what) {
   });
 }
 
-/** Triggers `{n: 0}`, `{n: 1}`, ... on `channel` until stopped; remembers how many were accepted. */
-export function startTicker(sdk, channel) {
+/**
+ * Triggers `{n: 0}`, `{n: 1}`, ... on `channel` until stopped, each once the one before has arrived in `inbox`
+ * (where the test's client collects them): a stream paced by its own deliveries, one event in flight. It
+ * remembers how many were accepted; an event that never arrives stalls the stream, and the test's final check
+ * of the inbox against `sent` says which. Gives up after `maxErrors` failed triggers (the hub is gone).
+ *
+ * With `{ onBeat: true }` it also waits for the test: each `beat()` allows one more event, for a stream that
+ * follows the steps of a suite (a beat per test, the event running alongside it) instead of running free, so
+ * that it stays within a hub's publish budget however fast the steps are.
+ */
+export function startTicker(sdk, channel, inbox, { maxErrors = 20, onBeat = false } = {}) {
   const state = { sent: 0, errors: [], running: true };
+  let beats = 0;
+  let wakeBeat = () => {};
+  const beaten = (count) =>
+    !onBeat || beats >= count ? Promise.resolve() : new Promise((resolve) => (wakeBeat = resolve)).then(() => beaten(count));
+  let stopped;
+  const stopping = new Promise((resolve) => {
+    stopped = resolve;
+  });
+  state.beat = () => {
+    beats += 1;
+    wakeBeat();
+  };
   state.done = (async () => {
-    while (state.running) {
+    for (;;) {
+      await Promise.race([Promise.all([inbox.reached(state.sent), beaten(state.sent + state.errors.length + 1)]), stopping]);
+      if (!state.running) break;
       try {
         const res = await sdk.trigger(channel, 'tick', { n: state.sent });
         if (res.status === 200) state.sent += 1;
         else state.errors.push(`status ${res.status}`);
       } catch (err) {
-        state.errors.push(`${err.message} ${err.status ?? ''} ${err.body ?? ''}`);
-        if (state.errors.length > 20) break; // the hub is gone; the final test reports it
+        state.errors.push(`${err.message} ${err.status ?? ''} ${err.body ?? ''} ${err.error?.message ?? ''}`.trim());
+        if (state.errors.length > maxErrors) break;
       }
-      await sleep(10); // pacing: a steady stream, not a wait for anything
     }
   })();
   state.stop = async () => {
     state.running = false;
+    stopped();
     await state.done;
   };
   return state;
