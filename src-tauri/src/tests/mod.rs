@@ -30,6 +30,42 @@ fn mock_app(settings: serde_json::Value) -> (tauri::App<tauri::test::MockRuntime
     (mock_app_in(&dir, settings), dir)
 }
 
+/// A mock app on 127.0.0.1 with an OS-chosen port, its window and its own data folder. Dropping it stops
+/// the hub and removes the folder, also when the test fails.
+struct Window {
+    app: tauri::App<tauri::test::MockRuntime>,
+    webview: tauri::WebviewWindow<tauri::test::MockRuntime>,
+    dir: std::path::PathBuf,
+}
+
+impl Window {
+    fn open() -> Self {
+        let (app, dir) = mock_app(serde_json::json!({"bind": "127.0.0.1", "port": 0}));
+        let webview = tauri::WebviewWindowBuilder::new(&app, "main", Default::default()).build().unwrap();
+        Window { app, webview, dir }
+    }
+
+    fn invoke(&self, cmd: &str, body: serde_json::Value) -> Result<serde_json::Value, serde_json::Value> {
+        invoke(&self.webview, cmd, body)
+    }
+
+    fn runner(&self) -> &Runner {
+        &self.app.state::<AppState>().inner().runner
+    }
+
+    /// The settings file as saved now.
+    fn saved(&self) -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(self.dir.join("settings.json")).unwrap()).unwrap()
+    }
+}
+
+impl Drop for Window {
+    fn drop(&mut self) {
+        tauri::async_runtime::block_on(self.runner().stop());
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 /// A port free on 127.0.0.1 now.
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -94,62 +130,51 @@ fn a_full_disk_refuses_the_save_clearly_and_keeps_the_previous_settings_running(
 
 #[test]
 fn the_connection_command_gives_the_hub_url_and_token() {
-    let (app, dir) = mock_app(serde_json::json!({"bind": "127.0.0.1", "port": 0}));
-    let webview = tauri::WebviewWindowBuilder::new(&app, "main", Default::default()).build().unwrap();
-    let c = invoke(&webview, "connection", serde_json::json!({})).unwrap();
+    let w = Window::open();
+    let c = w.invoke("connection", serde_json::json!({})).unwrap();
     assert_eq!(c["status"]["state"], "running");
     assert!(c["status"]["base_url"].as_str().unwrap().starts_with("http://127.0.0.1:"));
     assert_eq!(c["admin_token"].as_str().unwrap().len(), 32);
-    let settings = invoke(&webview, "get_settings", serde_json::json!({})).unwrap();
+    let settings = w.invoke("get_settings", serde_json::json!({})).unwrap();
     assert_eq!(settings["saved"]["bind"], "127.0.0.1");
     assert!(settings["file"].as_str().unwrap().ends_with("settings.json"));
-    tauri::async_runtime::block_on(app.state::<AppState>().runner.stop());
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
 fn apply_settings_refuses_a_bad_address_and_keeps_serving() {
-    let (app, dir) = mock_app(serde_json::json!({"bind": "127.0.0.1", "port": 0}));
-    let webview = tauri::WebviewWindowBuilder::new(&app, "main", Default::default()).build().unwrap();
-    let before = invoke(&webview, "connection", serde_json::json!({})).unwrap();
+    let w = Window::open();
+    let before = w.invoke("connection", serde_json::json!({})).unwrap();
     let input = serde_json::json!({"input": {"bind": "not-an-ip", "port": 7000,
         "allow_anonymous_publish": false, "allow_remote_dashboard": false}});
-    let err = invoke(&webview, "apply_settings", input).unwrap_err();
+    let err = w.invoke("apply_settings", input).unwrap_err();
     assert_eq!(err["kind"], "invalid");
     assert!(err["message"].as_str().unwrap().contains("not an IP address"));
-    let after = invoke(&webview, "connection", serde_json::json!({})).unwrap();
+    let after = w.invoke("connection", serde_json::json!({})).unwrap();
     assert_eq!(before["status"], after["status"]);
-    tauri::async_runtime::block_on(app.state::<AppState>().runner.stop());
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
 fn apply_settings_moves_the_hub_and_saves() {
-    let (app, dir) = mock_app(serde_json::json!({"bind": "127.0.0.1", "port": 0}));
-    let webview = tauri::WebviewWindowBuilder::new(&app, "main", Default::default()).build().unwrap();
+    let w = Window::open();
     let port = free_port();
     let input = settings_input(port, serde_json::json!({"allow_anonymous_publish": true}));
-    let c = invoke(&webview, "apply_settings", input).unwrap();
+    let c = w.invoke("apply_settings", input).unwrap();
     assert_eq!(c["status"]["listen"], format!("127.0.0.1:{port}"));
-    let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("settings.json")).unwrap()).unwrap();
+    let saved = w.saved();
     assert_eq!((saved["port"].as_u64(), saved["allow_anonymous_publish"].as_bool()), (Some(port as u64), Some(true)));
-    tauri::async_runtime::block_on(app.state::<AppState>().runner.stop());
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
 fn apply_settings_saves_client_events_and_the_webhook() {
-    let (app, dir) = mock_app(serde_json::json!({"bind": "127.0.0.1", "port": 0}));
-    let webview = tauri::WebviewWindowBuilder::new(&app, "main", Default::default()).build().unwrap();
+    let w = Window::open();
     let port = free_port();
     let with = |extra: serde_json::Value| settings_input(port, extra);
-    let err =
-        invoke(&webview, "apply_settings", with(serde_json::json!({"webhook_url": "https://x/hook"}))).unwrap_err();
+    let err = w.invoke("apply_settings", with(serde_json::json!({"webhook_url": "https://x/hook"}))).unwrap_err();
     assert!(err["message"].as_str().unwrap().contains("http://"), "{err}");
     let input = with(serde_json::json!({"client_events": false, "webhook_url": " http://127.0.0.1:9/hook ",
         "webhook_events": ["member_added", "member_removed"]}));
-    invoke(&webview, "apply_settings", input).unwrap();
-    let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("settings.json")).unwrap()).unwrap();
+    w.invoke("apply_settings", input).unwrap();
+    let saved = w.saved();
     assert_eq!(saved["app"]["client_events"], false);
     assert_eq!(
         saved["app"]["webhooks"],
@@ -164,58 +189,49 @@ fn apply_settings_saves_client_events_and_the_webhook() {
         "client_event",
         "cache_miss"
     ]);
-    invoke(&webview, "apply_settings", with(serde_json::json!({"webhook_url": "http://h/", "webhook_events": all})))
-        .unwrap();
-    let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("settings.json")).unwrap()).unwrap();
+    w.invoke("apply_settings", with(serde_json::json!({"webhook_url": "http://h/", "webhook_events": all}))).unwrap();
+    let saved = w.saved();
     assert_eq!(saved["app"]["webhooks"], serde_json::json!([{"url": "http://h/"}]));
-    invoke(&webview, "apply_settings", with(serde_json::json!({"webhook_url": ""}))).unwrap();
-    let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("settings.json")).unwrap()).unwrap();
+    w.invoke("apply_settings", with(serde_json::json!({"webhook_url": ""}))).unwrap();
+    let saved = w.saved();
     assert!(saved["app"].get("webhooks").is_none(), "{saved}");
-    tauri::async_runtime::block_on(app.state::<AppState>().runner.stop());
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
 fn apply_settings_joins_a_redis_cluster_and_says_when_redis_is_unreachable() {
-    let (app, dir) = mock_app(serde_json::json!({"bind": "127.0.0.1", "port": 0}));
-    let webview = tauri::WebviewWindowBuilder::new(&app, "main", Default::default()).build().unwrap();
+    let w = Window::open();
     let port = free_port();
     let input = |url: &str| {
         settings_input(port, serde_json::json!({"adapter": "redis", "redis_url": url, "redis_prefix": "plant-a"}))
     };
-    let err = invoke(&webview, "apply_settings", input("http://127.0.0.1:6379")).unwrap_err();
+    let err = w.invoke("apply_settings", input("http://127.0.0.1:6379")).unwrap_err();
     assert!(err["message"].as_str().unwrap().contains("must start with redis://"), "{err}");
     // Nothing listens on port 1: the hub runs, serves its own clients and says the link is down.
-    invoke(&webview, "apply_settings", input(" redis://127.0.0.1:1 ")).unwrap();
-    let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("settings.json")).unwrap()).unwrap();
+    w.invoke("apply_settings", input(" redis://127.0.0.1:1 ")).unwrap();
+    let saved = w.saved();
     assert_eq!(
         (&saved["adapter"], &saved["redis_url"], &saved["redis_prefix"]),
         (&"redis".into(), &"redis://127.0.0.1:1".into(), &"plant-a".into())
     );
-    let hub = tauri::async_runtime::block_on(app.state::<AppState>().runner.hub()).expect("the hub runs");
+    let hub = tauri::async_runtime::block_on(w.runner().hub()).expect("the hub runs");
     let status = hub.cluster_status().expect("a cluster member");
     assert_eq!((status.adapter, status.prefix.as_str()), (poussr::config::AdapterKind::Redis, "plant-a"));
-    tauri::async_runtime::block_on(app.state::<AppState>().runner.stop());
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
 fn apply_settings_checks_and_saves_the_allowed_origins() {
-    let (app, dir) = mock_app(serde_json::json!({"bind": "127.0.0.1", "port": 0}));
-    let webview = tauri::WebviewWindowBuilder::new(&app, "main", Default::default()).build().unwrap();
+    let w = Window::open();
     let port = free_port();
     let input = |origins: &str| settings_input(port, serde_json::json!({"allowed_origins": origins}));
-    let err = invoke(&webview, "apply_settings", input("http://ok.lan intranet.lan")).unwrap_err();
+    let err = w.invoke("apply_settings", input("http://ok.lan intranet.lan")).unwrap_err();
     assert!(err["message"].as_str().unwrap().contains("\"intranet.lan\" needs a scheme"), "{err}");
-    invoke(&webview, "apply_settings", input(" HTTP://Ok.lan:8080/,\nhttps://*.plant.example ")).unwrap();
-    let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("settings.json")).unwrap()).unwrap();
+    w.invoke("apply_settings", input(" HTTP://Ok.lan:8080/,\nhttps://*.plant.example ")).unwrap();
+    let saved = w.saved();
     assert_eq!(saved["allowed_origins"], serde_json::json!(["http://ok.lan:8080", "https://*.plant.example"]));
     // The running hub uses them: a page of another origin is refused before the upgrade.
-    let frontend = tauri::async_runtime::block_on(app.state::<AppState>().runner.frontend()).expect("the hub runs");
+    let frontend = tauri::async_runtime::block_on(w.runner().frontend()).expect("the hub runs");
     let access = frontend.access();
     assert!(access.origin_allowed("https://line1.plant.example") && !access.origin_allowed("http://evil.example"));
-    tauri::async_runtime::block_on(app.state::<AppState>().runner.stop());
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
