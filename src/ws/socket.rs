@@ -186,7 +186,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Linger for WebSocketStream<Tracke
         // Read past the WebSocket layer, which may have given up on the stream: the tracker knows where
         // the frames are whatever that layer read.
         let io = self.get_mut();
-        let mut scratch = [0u8; 8 * 1024];
+        // On the heap, and only now: an array here would be part of every session's future, for its whole life.
+        let mut scratch = vec![0u8; 8 * 1024];
         let _ = tokio::time::timeout(timeout, async {
             while !io.close_read() {
                 match io.read(&mut scratch).await {
