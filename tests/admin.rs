@@ -197,6 +197,29 @@ async fn the_feed_streams_batches_with_events_and_stats() {
 }
 
 #[tokio::test]
+async fn the_feed_answers_a_request_it_cannot_upgrade_as_every_websocket_endpoint_does() {
+    let hub = hub().await;
+    let host = hub.addr.to_string();
+    let get = || Request::get(format!("/admin/api/feed?token={TOKEN}")).header("host", &host);
+    let handshake = |version: &str| {
+        get()
+            .header("connection", "Upgrade")
+            .header("upgrade", "websocket")
+            .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+            .header("sec-websocket-version", version)
+            .body(Body::empty())
+            .unwrap()
+    };
+    let (status, json, _) = hub.request(handshake("8")).await;
+    assert_eq!(status, StatusCode::UPGRADE_REQUIRED, "{json}");
+    assert!(json["error"].as_str().unwrap().starts_with("/admin/api/feed: this hub speaks WebSocket version 13"));
+    let (status, json, _) = hub.request(get().body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{json}");
+    assert!(json["error"].as_str().unwrap().starts_with("/admin/api/feed is a WebSocket endpoint"), "{json}");
+    hub.stop().await;
+}
+
+#[tokio::test]
 async fn the_dashboard_files_are_served_without_the_token() {
     let hub = hub().await;
     for (path, needle) in [

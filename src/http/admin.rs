@@ -216,9 +216,9 @@ const FEED_MAX_BYTES: usize = 1 << 20;
 /// `{"at_ms", "events": [...], "skipped": n, "stats": {...}}`. A viewer that cannot keep up misses events
 /// (counted in `skipped`); the hub never waits for it.
 async fn feed(State(state): State<AppState>, ws: Result<Upgrade, NotUpgraded>) -> Response {
-    let Ok(ws) = ws else {
-        return ApiError::BadRequest("/admin/api/feed is a WebSocket endpoint: connect with a WebSocket client".into())
-            .into_response();
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(rejection) => return rejection.response("/admin/api/feed"),
     };
     let hub = state.hub.clone();
     let sessions = state.sessions.clone();

@@ -40,14 +40,37 @@ pub(crate) enum NotUpgraded {
     WrongVersion,
 }
 
+impl NotUpgraded {
+    /// The answer for the WebSocket endpoint `what` (its route, named in the message). A version other than
+    /// 13 gets 426 with `Sec-WebSocket-Version: 13`, as RFC 6455 §4.2.2 asks; anything else 400.
+    pub(crate) fn response(self, what: &str) -> Response {
+        use axum::response::IntoResponse;
+        match self {
+            NotUpgraded::WrongVersion => (
+                StatusCode::UPGRADE_REQUIRED,
+                [(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"))],
+                axum::Json(serde_json::json!({
+                    "error": format!("{what}: this hub speaks WebSocket version 13 (Sec-WebSocket-Version: 13)")
+                })),
+            )
+                .into_response(),
+            NotUpgraded::NoKey => {
+                super::ApiError::BadRequest(format!("{what}: the WebSocket handshake has no Sec-WebSocket-Key header"))
+                    .into_response()
+            }
+            NotUpgraded::NotAHandshake => {
+                super::ApiError::BadRequest(format!("{what} is a WebSocket endpoint: connect with a WebSocket client"))
+                    .into_response()
+            }
+        }
+    }
+}
+
+/// For a handler that takes [`Upgrade`] itself; the hub's handlers take `Result<Upgrade, NotUpgraded>` and
+/// answer with [`NotUpgraded::response`], naming their route.
 impl axum::response::IntoResponse for NotUpgraded {
     fn into_response(self) -> Response {
-        let message = match self {
-            NotUpgraded::NotAHandshake => "this is a WebSocket endpoint: connect with a WebSocket client",
-            NotUpgraded::NoKey => "the WebSocket handshake has no Sec-WebSocket-Key header",
-            NotUpgraded::WrongVersion => "this hub speaks WebSocket version 13 (Sec-WebSocket-Version: 13)",
-        };
-        super::ApiError::BadRequest(message.into()).into_response()
+        self.response("this endpoint")
     }
 }
 

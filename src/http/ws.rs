@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -89,38 +89,6 @@ fn check_origin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     )))
 }
 
-fn not_a_websocket(what: &str) -> Response {
-    ApiError::BadRequest(format!("{what} is a WebSocket endpoint: connect with a WebSocket client")).into_response()
-}
-
-/// The answer to a WebSocket handshake that could not be accepted, or `None` when the request was not a
-/// handshake at all (a plain GET). A version other than 13 gets 426 with `Sec-WebSocket-Version: 13`, as
-/// RFC 6455 §4.2.2 asks.
-fn refused_handshake(what: &str, rejection: NotUpgraded) -> Option<Response> {
-    match rejection {
-        NotUpgraded::WrongVersion => Some(
-            (
-                StatusCode::UPGRADE_REQUIRED,
-                [(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"))],
-                axum::Json(serde_json::json!({
-                    "error": format!("{what}: this hub speaks WebSocket version 13 (Sec-WebSocket-Version: 13)")
-                })),
-            )
-                .into_response(),
-        ),
-        NotUpgraded::NoKey => Some(
-            ApiError::BadRequest(format!("{what}: the WebSocket handshake has no Sec-WebSocket-Key header"))
-                .into_response(),
-        ),
-        NotUpgraded::NotAHandshake => None,
-    }
-}
-
-/// The answer to a request for a WebSocket endpoint that could not be upgraded.
-fn not_upgraded(what: &str, rejection: NotUpgraded) -> Response {
-    refused_handshake(what, rejection).unwrap_or_else(|| not_a_websocket(what))
-}
-
 /// `/app/{key}?protocol=7`: a Pusher client.
 pub(super) async fn pusher(
     State(state): State<AppState>,
@@ -132,7 +100,7 @@ pub(super) async fn pusher(
 ) -> Response {
     let ws = match ws {
         Ok(ws) => ws,
-        Err(rejection) => return not_upgraded("/app/{key}", rejection),
+        Err(rejection) => return rejection.response("/app/{key}"),
     };
     if let Err(refused) = check_origin(&state, &headers) {
         return refused.into_response();
@@ -178,7 +146,7 @@ pub(super) async fn v1(
 ) -> Response {
     let ws = match ws {
         Ok(ws) => ws,
-        Err(rejection) => return not_upgraded("/v1/ws", rejection),
+        Err(rejection) => return rejection.response("/v1/ws"),
     };
     if let Err(refused) = check_origin(&state, &headers) {
         return refused.into_response();
@@ -197,11 +165,9 @@ pub(super) async fn root(
 ) -> Response {
     match ws {
         Ok(_) => return v1(state, peer, headers, ws).await,
-        Err(rejection) => {
-            if let Some(refused) = refused_handshake("/", rejection) {
-                return refused;
-            }
-        }
+        // A plain GET (a browser) gets the description below; a handshake that went wrong, its answer.
+        Err(NotUpgraded::NotAHandshake) => {}
+        Err(rejection) => return rejection.response("/"),
     }
     axum::Json(serde_json::json!({
         "name": "Poussr",
