@@ -39,6 +39,12 @@ pub trait Adapter: Send + Sync + std::fmt::Debug {
         Vec::new()
     }
 
+    /// The subscriptions to `channel` of app `app_id` on the other hubs, as they last told. Read at each
+    /// channel's creation and vacating here, so it counts in place rather than copying [`Adapter::remote`].
+    fn remote_subscriptions(&self, _app_id: &str, _channel: &str) -> usize {
+        0
+    }
+
     /// The members of presence channel `channel` of app `app_id` on the other hubs.
     fn remote_members(&self, _app_id: &str, _channel: &str) -> RemoteMembers {
         RemoteMembers::new()
@@ -135,7 +141,7 @@ impl Hub {
 
     /// Whether another hub has subscribers on `channel` of `app`.
     pub(super) fn remote_occupied(&self, app: &App, channel: &ChannelName) -> bool {
-        self.shared.adapter.remote(&app.config.id).iter().any(|s| s.channels.contains_key(channel.as_str()))
+        self.shared.adapter.remote_subscriptions(&app.config.id, channel.as_str()) > 0
     }
 
     /// What this hub holds, by app id, for the cluster heartbeat.

@@ -184,6 +184,10 @@ impl Adapter for Cluster {
         self.link.remote(app_id)
     }
 
+    fn remote_subscriptions(&self, app_id: &str, channel: &str) -> usize {
+        self.link.remote_subscriptions(app_id, channel)
+    }
+
     fn remote_members(&self, app_id: &str, channel: &str) -> RemoteMembers {
         self.link.remote_members(app_id, channel)
     }

@@ -189,6 +189,11 @@ impl Link {
         lock(&self.others).iter().filter_map(|n| n.apps.get(app_id).cloned()).collect()
     }
 
+    /// The subscriptions to one channel on the other hubs, counted in place.
+    pub(super) fn remote_subscriptions(&self, app_id: &str, channel: &str) -> usize {
+        lock(&self.others).iter().filter_map(|n| n.apps.get(app_id)?.channels.get(channel)).sum()
+    }
+
     /// The members of one presence channel on the other hubs. Only this channel's members are read, not
     /// the whole union: this runs at each presence (un)subscription.
     pub(super) fn remote_members(&self, app_id: &str, channel: &str) -> RemoteMembers {
@@ -265,5 +270,14 @@ mod tests {
         let (before, after) = link.refresh(vec![node("b", &["bob"])]);
         let key = ("1".to_owned(), "presence-room".to_owned());
         assert!(before[&key].contains_key("dave") && !after[&key].contains_key("dave"));
+    }
+
+    #[test]
+    fn remote_subscriptions_add_up_over_the_other_hubs() {
+        let link = Link::default();
+        link.refresh(vec![node("b", &["alice", "bob"]), node("c", &["carol"]), node("d", &[])]);
+        assert_eq!(link.remote_subscriptions("1", "presence-room"), 3);
+        assert_eq!(link.remote_subscriptions("1", "presence-other"), 0);
+        assert_eq!(link.remote_subscriptions("2", "presence-room"), 0);
     }
 }
