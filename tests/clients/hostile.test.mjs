@@ -20,7 +20,6 @@ import {
   openPusherSocket,
   pusherUrl,
   serverSdk,
-  sentinel,
   signedUrl,
   startTicker,
   subscribe,
@@ -1022,15 +1021,8 @@ describe('hostile input, while a good client keeps receiving', () => {
   });
 
   test('through all of it, the good client received every event once, in order, and the hub is healthy', async () => {
-    await ticker.stop();
-    assert.deepEqual(ticker.errors, [], 'every trigger of the stream was accepted');
-    assert.ok(ticker.sent >= 20, `the stream ran during the tests (${ticker.sent} events)`);
-    // Triggered after the last tick was accepted: once it is in, so is every tick, and anything extra (a
-    // duplicate, a forged tick) the hub had queued for the good client.
-    await sentinel(serverSdk(hub), [steady.channel(steadyChannel)]).catch((err) => {
-      throw new Error(`${err.message}; got ${ticks.all.length} of ${ticker.sent} stream events`);
-    });
-    assert.deepEqual(ticks.all, Array.from({ length: ticker.sent }, (_, n) => ({ n })), 'every n from 0 to sent-1, once, in order');
+    // Anything extra the hub had queued for the good client (a duplicate, a forged tick) fails this too.
+    await ticker.finish(steady.channel(steadyChannel), { atLeast: 20 });
     assert.equal(steady.connection.state, 'connected');
     // pusher-js may report 'connecting' before connectPusher binds; after 'connected' nothing else came.
     const states = [...steady.states];

@@ -371,21 +371,16 @@ export async function assertSdkRejects(promise, status, what) {
  */
 export function startTicker(sdk, channel, inbox, { maxErrors = 20, onBeat = false } = {}) {
   const state = { sent: 0, errors: [], running: true };
-  let beats = 0;
-  let wakeBeat = () => {};
-  const beaten = (count) =>
-    !onBeat || beats >= count ? Promise.resolve() : new Promise((resolve) => (wakeBeat = resolve)).then(() => beaten(count));
+  const beats = onBeat ? new Inbox('beats') : null;
   let stopped;
   const stopping = new Promise((resolve) => {
     stopped = resolve;
   });
-  state.beat = () => {
-    beats += 1;
-    wakeBeat();
-  };
+  state.beat = () => beats?.push(true);
   state.done = (async () => {
     for (;;) {
-      await Promise.race([Promise.all([inbox.reached(state.sent), beaten(state.sent + state.errors.length + 1)]), stopping]);
+      const attempts = state.sent + state.errors.length;
+      await Promise.race([Promise.all([inbox.reached(state.sent), beats?.reached(attempts + 1)]), stopping]);
       if (!state.running) break;
       try {
         const res = await sdk.trigger(channel, 'tick', { n: state.sent });
@@ -401,6 +396,20 @@ export function startTicker(sdk, channel, inbox, { maxErrors = 20, onBeat = fals
     state.running = false;
     stopped();
     await state.done;
+  };
+  /**
+   * Stops the stream and checks it: every trigger accepted, at least `atLeast` of them, and, once a sentinel
+   * sent after the last has arrived on `subscribed` (the pusher-js channel whose events fill `inbox`), every
+   * event in the inbox once and in order; a duplicate would have come before the sentinel.
+   */
+  state.finish = async (subscribed, { atLeast = 1 } = {}) => {
+    await state.stop();
+    assert.deepEqual(state.errors, [], 'every trigger of the stream was accepted');
+    assert.ok(state.sent >= atLeast, `the stream ran during the tests (${state.sent} events)`);
+    await sentinel(sdk, [subscribed]).catch((err) => {
+      throw new Error(`${err.message}; got ${inbox.all.length} of ${state.sent} stream events`);
+    });
+    assert.deepEqual(inbox.all, Array.from({ length: state.sent }, (_, n) => ({ n })), 'every event of the stream, once, in order');
   };
   return state;
 }
