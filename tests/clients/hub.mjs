@@ -3,54 +3,21 @@
 // Each test file runs its own hub on 127.0.0.1 with a port chosen by the OS, random credentials and a fresh
 // data directory, so files never share state and a leftover hub from another run cannot answer for this one.
 
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { randomBytes, randomInt } from 'node:crypto';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { assertBuilt, cargoBinary } from '../cargo-bin.mjs';
 
-const here = dirname(fileURLToPath(import.meta.url));
-
-const repoRoot = resolve(here, '../..');
-
-/**
- * Where cargo puts what it builds for this checkout, as `cargo metadata` says: it honours CARGO_TARGET_DIR and
- * `build.target-dir` in `.cargo/config.toml`. `{dir, note}`: when cargo cannot say, `<repo>/target` and why.
- */
-function cargoTargetDir() {
-  try {
-    const json = execFileSync('cargo', ['metadata', '--format-version', '1', '--no-deps'], {
-      cwd: repoRoot,
-      encoding: 'utf8',
-      stdio: ['ignore', 'pipe', 'pipe'],
-      maxBuffer: 64 * 1024 * 1024,
-    });
-    return { dir: JSON.parse(json).target_directory, note: '' };
-  } catch (err) {
-    const why = (err.stderr || err.message || String(err)).toString().trim().split('\n')[0];
-    return { dir: join(repoRoot, 'target'), note: ` (cargo metadata failed: ${why}; assumed ${join(repoRoot, 'target')})` };
-  }
-}
-
-function hubBin() {
-  if (process.env.POUSSR_BIN) return { path: resolve(process.env.POUSSR_BIN), note: ' (from POUSSR_BIN)' };
-  const { dir, note } = cargoTargetDir();
-  return { path: join(dir, 'debug', process.platform === 'win32' ? 'poussr.exe' : 'poussr'), note };
-}
-
-const bin = hubBin();
+const bin = cargoBinary('poussr', 'POUSSR_BIN');
 
 /** The hub binary: $POUSSR_BIN, else the debug build in cargo's target directory for this checkout. */
 export const HUB_BIN = bin.path;
 
 /** Throws at once, naming the path and how to build it, when there is no hub binary at HUB_BIN. */
 export function assertHubBinExists() {
-  if (existsSync(HUB_BIN)) return;
-  throw new Error(
-    `the hub binary ${HUB_BIN} does not exist${bin.note}: build it with \`cargo build --bin poussr\` from ` +
-      `${repoRoot}, or set POUSSR_BIN to a hub binary`,
-  );
+  assertBuilt(bin, 'hub binary', 'cargo build --bin poussr');
 }
 
 const READY_LINE = /listening on http:\/\/[^\s]*:(\d+)/;

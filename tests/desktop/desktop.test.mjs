@@ -6,7 +6,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { createHmac } from 'node:crypto';
-import { existsSync, mkdtempSync, writeFileSync, readFileSync, mkdirSync, readdirSync } from 'node:fs';
+import { mkdtempSync, writeFileSync, readFileSync, mkdirSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import http from 'node:http';
 import net from 'node:net';
@@ -14,6 +14,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Key, remote } from 'webdriverio';
 import WebSocket from 'ws';
+import { assertBuilt, cargoBinary } from '../cargo-bin.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const BIN = desktopBinary();
@@ -29,25 +30,9 @@ let driverPort;
  * tells it (so CARGO_TARGET_DIR is honoured). Without it, the run fails at once, saying where it looked.
  */
 function desktopBinary() {
-  let bin = process.env.POUSSR_DESKTOP_BIN;
-  if (bin) {
-    bin = path.resolve(bin);
-  } else {
-    let metadata;
-    try {
-      metadata = JSON.parse(execFileSync('cargo', ['metadata', '--format-version', '1', '--no-deps'],
-        { cwd: path.resolve(here, '../..'), encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 }));
-    } catch (e) {
-      throw new Error(`cannot find cargo's target directory (cargo metadata: ${e.message}); set POUSSR_DESKTOP_BIN ` +
-        'to the desktop binary');
-    }
-    bin = path.join(metadata.target_directory, 'debug', 'poussr-desktop');
-  }
-  if (!existsSync(bin)) {
-    throw new Error(`the desktop app is not built: ${bin} does not exist. Build it with ` +
-      '`cargo build -p poussr-desktop` in the repository (or point POUSSR_DESKTOP_BIN at a build).');
-  }
-  return bin;
+  const bin = cargoBinary('poussr-desktop', 'POUSSR_DESKTOP_BIN');
+  assertBuilt(bin, 'desktop app', 'cargo build -p poussr-desktop');
+  return bin.path;
 }
 
 function freePort() {
