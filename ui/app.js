@@ -38,8 +38,10 @@ async function refresh() {
   try {
     renderOverview(await api('/admin/api/overview'));
     if (!feedOpen()) openFeed();
+    // The channel list also fills the Publish form's suggestions; the client list is only for its pane,
+    // which loads it when it opens.
     if (channels.stale || currentPane() === 'channels') await loadChannels();
-    if (clients.stale || currentPane() === 'clients') await loadClients();
+    if (currentPane() === 'clients') await loadClients();
   } catch (e) {
     if (e.status === 401 && !tauri) {
       sessionStorage.removeItem('poussr-token');
