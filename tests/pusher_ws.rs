@@ -112,14 +112,6 @@ async fn one_event_to_several_channels_reaches_each() {
     hub.stop().await;
 }
 
-/// Publishes `event` with `data` on the channel `feed` of the default app, as the HTTP API would; returns
-/// to how many connections it was queued.
-fn publish_to_feed(hub: &TestHub, event: &str, data: &str) -> usize {
-    let feed = poussr::protocol::ChannelName::parse("feed").unwrap();
-    let publish = poussr::hub::Publish::new(vec![feed], event, data, None, poussr::monitor::EventSource::Api);
-    hub.hub.publish(&hub.hub.default_app(), &publish)
-}
-
 async fn refused_with(hub: &TestHub, path: &str) -> (Value, Option<u16>) {
     let mut ws = hub.ws(path).await;
     let (frames, code) = read_until_close(&mut ws).await;
@@ -371,7 +363,7 @@ async fn a_stalled_reader_is_closed_with_4100_and_does_not_delay_others() {
         if caught_up.is_err() {
             break; // The reader has stopped: its failure is reported below.
         }
-        publish_to_feed(&hub, &format!("e{i}"), &data);
+        hub.publish_direct("feed", &format!("e{i}"), &data);
     }
     tokio::time::timeout(Duration::from_secs(20), reader).await.expect("the healthy reader is not delayed").unwrap();
     // The stalled one was closed as a slow consumer, and only it.
@@ -404,7 +396,7 @@ async fn a_slow_consumer_that_catches_up_sees_4100() {
     // Events until the queue overflows: the first one the hub cannot queue closes the connection with 4100.
     // Within 300 of them (about 20 MB, more than the socket buffers and the queue hold).
     let mut queued = 0;
-    while publish_to_feed(&hub, &format!("e{queued}"), &data) == 1 {
+    while hub.publish_direct("feed", &format!("e{queued}"), &data) == 1 {
         queued += 1;
         assert!(queued < 300, "the queue did not overflow: the socket buffers took {queued} events of 64 KB");
     }

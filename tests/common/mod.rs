@@ -136,6 +136,15 @@ impl TestHub {
         assert_eq!(status, StatusCode::OK, "{json}");
     }
 
+    /// Publishes `event` with `data` on `channel` of the test app straight into the hub, as the HTTP API
+    /// would, with no request in between; returns to how many connections it was queued.
+    pub fn publish_direct(&self, channel: &str, event: &str, data: &str) -> usize {
+        let app = self.hub.app_by_id(&self.app.id).expect("the test app is configured");
+        let name = poussr::protocol::ChannelName::parse(channel).expect("a valid channel name");
+        let publish = poussr::hub::Publish::new(vec![name], event, data, None, EventSource::Api);
+        self.hub.publish(&app, &publish)
+    }
+
     /// Publishes a sentinel event on `channel` and returns the frame its subscribers get; pass it to
     /// [`assert_next_is_sentinel`]. Each sentinel's data is unique, so one cannot be taken for another.
     ///
@@ -145,10 +154,7 @@ impl TestHub {
     pub fn sentinel_on(&self, channel: &str) -> Value {
         static NEXT: AtomicU64 = AtomicU64::new(1);
         let data = format!("sentinel-{}", NEXT.fetch_add(1, Ordering::Relaxed));
-        let app = self.hub.app_by_id(&self.app.id).expect("the test app is configured");
-        let name = poussr::protocol::ChannelName::parse(channel).expect("a valid channel name");
-        let publish = poussr::hub::Publish::new(vec![name], "test-sentinel", &data, None, EventSource::Api);
-        let delivered = self.hub.publish(&app, &publish);
+        let delivered = self.publish_direct(channel, "test-sentinel", &data);
         assert!(delivered > 0, "the sentinel on {channel} reached no one: has the socket joined it?");
         serde_json::json!({"event": "test-sentinel", "channel": channel, "data": data})
     }
