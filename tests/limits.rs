@@ -17,16 +17,7 @@ use tokio::net::{TcpSocket, TcpStream};
 async fn pusher_from(hub: &TestHub, from: [u8; 4]) -> Ws {
     let socket = TcpSocket::new_v4().unwrap();
     socket.bind(SocketAddr::from((from, 0))).unwrap();
-    let stream = socket.connect(hub.addr).await.unwrap();
-    let url = hub.url(&format!("/app/{}?protocol=7", hub.app.key));
-    let (ws, _) = tokio::time::timeout(
-        WAIT,
-        tokio_tungstenite::client_async(url, tokio_tungstenite::MaybeTlsStream::Plain(stream)),
-    )
-    .await
-    .expect("handshake in time")
-    .expect("handshake succeeds");
-    ws
+    hub.ws_over(socket, &format!("/app/{}?protocol=7", hub.app.key)).await
 }
 
 /// Far longer than the 1 s timeouts the tests below configure, and far shorter than the defaults (10 s to

@@ -384,14 +384,7 @@ async fn a_slow_consumer_that_catches_up_sees_4100() {
     // waits only so long for a slow reader to take its close frame).
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(8 * 1024).unwrap();
-    let stream = socket.connect(hub.addr).await.unwrap();
-    let url = hub.url(&format!("/app/{}?protocol=7", hub.app.key));
-    let (mut slow, _) = tokio_tungstenite::client_async(url, tokio_tungstenite::MaybeTlsStream::Plain(stream))
-        .await
-        .expect("handshake succeeds");
-    assert_eq!(next_json(&mut slow).await["event"], "pusher:connection_established");
-    send_json(&mut slow, json!({"event":"pusher:subscribe","data":{"channel":"feed"}})).await;
-    assert_eq!(next_json(&mut slow).await["event"], "pusher_internal:subscription_succeeded");
+    let (mut slow, _) = hub.subscriber_over(socket, "feed").await;
     let data: std::sync::Arc<str> = std::sync::Arc::from("y".repeat(64 * 1024));
     // Events until the queue overflows: the first one the hub cannot queue closes the connection with 4100.
     // Within 300 of them (about 20 MB, more than the socket buffers and the queue hold).

@@ -16,7 +16,7 @@ use poussr::monitor::EventSource;
 use poussr::protocol::signature::sign_request;
 use poussr::{AppConfig, Config, Hub, Limits};
 use serde_json::Value;
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
@@ -89,21 +89,38 @@ impl TestHub {
         ws
     }
 
+    /// Opens a raw WebSocket on `path` over `socket`, which the test has bound or tuned.
+    pub async fn ws_over(&self, socket: TcpSocket, path: &str) -> Ws {
+        let stream = socket.connect(self.addr).await.expect("the hub accepts the connection");
+        let (ws, _) =
+            tokio::time::timeout(WAIT, tokio_tungstenite::client_async(self.url(path), MaybeTlsStream::Plain(stream)))
+                .await
+                .expect("handshake in time")
+                .expect("handshake succeeds");
+        ws
+    }
+
+    /// The path pusher-js connects to.
+    fn pusher_path(&self) -> String {
+        format!("/app/{}?protocol=7&client=js&version=8.4.0&flash=false", self.app.key)
+    }
+
     /// A Pusher connection, after `pusher:connection_established`; returns its socket id.
     pub async fn pusher(&self) -> (Ws, String) {
-        let mut ws = self.ws(&format!("/app/{}?protocol=7&client=js&version=8.4.0&flash=false", self.app.key)).await;
-        let hello = next_json(&mut ws).await;
-        assert_eq!(hello["event"], "pusher:connection_established", "{hello}");
-        let data: Value = serde_json::from_str(hello["data"].as_str().expect("data is a string")).unwrap();
-        (ws, data["socket_id"].as_str().unwrap().to_owned())
+        established(self.ws(&self.pusher_path()).await).await
     }
 
     /// A Pusher connection subscribed to `channel`.
     pub async fn subscriber(&self, channel: &str) -> (Ws, String) {
         let (mut ws, id) = self.pusher().await;
-        send_json(&mut ws, serde_json::json!({"event":"pusher:subscribe","data":{"channel":channel}})).await;
-        let ok = next_json(&mut ws).await;
-        assert_eq!(ok["event"], "pusher_internal:subscription_succeeded", "{ok}");
+        subscribed(&mut ws, channel).await;
+        (ws, id)
+    }
+
+    /// A Pusher connection over `socket` (see [`TestHub::ws_over`]), subscribed to `channel`.
+    pub async fn subscriber_over(&self, socket: TcpSocket, channel: &str) -> (Ws, String) {
+        let (mut ws, id) = established(self.ws_over(socket, &self.pusher_path()).await).await;
+        subscribed(&mut ws, channel).await;
         (ws, id)
     }
 
@@ -158,6 +175,21 @@ impl TestHub {
         assert!(delivered > 0, "the sentinel on {channel} reached no one: has the socket joined it?");
         serde_json::json!({"event": "test-sentinel", "channel": channel, "data": data})
     }
+}
+
+/// `ws` once its `pusher:connection_established` has come, with the socket id it gave.
+async fn established(mut ws: Ws) -> (Ws, String) {
+    let hello = next_json(&mut ws).await;
+    assert_eq!(hello["event"], "pusher:connection_established", "{hello}");
+    let data: Value = serde_json::from_str(hello["data"].as_str().expect("data is a string")).unwrap();
+    (ws, data["socket_id"].as_str().unwrap().to_owned())
+}
+
+/// Subscribes `ws` to the public `channel` and waits for the hub's yes.
+async fn subscribed(ws: &mut Ws, channel: &str) {
+    send_json(ws, serde_json::json!({"event":"pusher:subscribe","data":{"channel":channel}})).await;
+    let ok = next_json(ws).await;
+    assert_eq!(ok["event"], "pusher_internal:subscription_succeeded", "{ok}");
 }
 
 /// Sends an HTTP request to `hub`'s router as if it came from `from`.
