@@ -285,6 +285,20 @@ export async function sentinel(sdk, channels, { timeout = 5000 } = {}) {
   await withTimeout(Promise.all(arrivals), timeout, `the sentinel event on ${names.join(', ')}`);
 }
 
+/**
+ * Triggers a sentinel event on `channel` and asserts that it is the very next frame of each raw socket of
+ * `sockets` (`[what, socket]` pairs, each subscribed to `channel`): anything the hub had queued for one of them
+ * before would have come first.
+ */
+export async function assertNextIsSentinel(sdk, channel, sockets, { timeout = 3000 } = {}) {
+  const id = uniqueName('sentinel');
+  assert.equal((await sdk.trigger(channel, SENTINEL_EVENT, { id })).status, 200, `the sentinel trigger on ${channel}`);
+  for (const [what, socket] of sockets) {
+    const next = await socket.next(timeout);
+    assert.equal(next.event, SENTINEL_EVENT, `${what}: the sentinel is the next frame, got ${JSON.stringify(next)}`);
+  }
+}
+
 /** Queues every `eventName` event the channel receives. */
 export function inboxOf(channel, eventName) {
   const inbox = new Inbox(`${eventName} on ${channel.name}`);
