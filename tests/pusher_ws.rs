@@ -373,6 +373,37 @@ async fn a_stalled_reader_is_closed_with_4100_and_does_not_delay_others() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_that_accepts_nothing_for_the_write_timeout_is_closed_as_a_slow_consumer() {
+    // A queue far larger than what is published: only the write deadline can end this connection.
+    let hub = TestHub::with(|c| {
+        c.limits.send_queue_frames = 100_000;
+        c.limits.write_timeout_secs = 1;
+        c.limits.max_event_data_bytes = 64 * 1024;
+    })
+    .await;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(8 * 1024).unwrap();
+    let (_stalled, stalled_id) = hub.subscriber_over(socket, "feed").await;
+    let (mut healthy, _) = hub.subscriber("feed").await;
+    let data: std::sync::Arc<str> = std::sync::Arc::from("z".repeat(64 * 1024));
+    // 16 MB: more than the socket buffers between the hub and the stalled reader can hold, so the hub's
+    // writes to it stop making progress; the healthy reader takes each event before the next is sent.
+    let events = 250;
+    for i in 0..events {
+        hub.publish_direct("feed", &format!("e{i}"), &data);
+        assert_eq!(next_json(&mut healthy).await["event"], format!("e{i}"));
+    }
+    eventually("the write deadline to close the stalled reader", || hub.hub.connection(&stalled_id).is_none()).await;
+    let stats = hub.hub.stats();
+    assert_eq!(stats.slow_consumer_closes, 1, "counted as a slow consumer");
+    assert_eq!(hub.hub.closes_by_code().get(&4100), Some(&1));
+    // The healthy reader was not held up and is still served.
+    let sentinel = hub.sentinel_on("feed");
+    assert_next_is_sentinel(&mut healthy, &sentinel).await;
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_consumer_that_catches_up_sees_4100() {
     let hub = TestHub::with(|c| {
         c.limits.send_queue_frames = 8;

@@ -38,6 +38,9 @@ pub struct Limits {
     pub max_channels_per_connection: usize,
     /// Frames queued for one connection before it counts as a slow consumer and is closed with 4100.
     pub send_queue_frames: usize,
+    /// Seconds a connection's socket may accept nothing while the hub has something to write to it; then
+    /// the connection counts as a slow consumer and is closed with 4100, even if its queue is not full.
+    pub write_timeout_secs: u64,
     /// Seconds of silence before the hub pings a connection (sent to Pusher clients as `activity_timeout`).
     pub activity_timeout_secs: u64,
     /// Seconds to wait for the pong before closing with 4201.
@@ -78,6 +81,7 @@ impl Default for Limits {
             max_event_name_len: 200,
             max_channels_per_connection: 100,
             send_queue_frames: 1024,
+            write_timeout_secs: 10,
             activity_timeout_secs: 120,
             pong_timeout_secs: 30,
             max_presence_members: 100,
@@ -110,6 +114,7 @@ impl Limits {
             ("max_event_name_len", self.max_event_name_len as u64),
             ("max_channels_per_connection", self.max_channels_per_connection as u64),
             ("send_queue_frames", self.send_queue_frames as u64),
+            ("write_timeout_secs", self.write_timeout_secs),
             ("activity_timeout_secs", self.activity_timeout_secs),
             ("pong_timeout_secs", self.pong_timeout_secs),
             ("max_presence_members", self.max_presence_members as u64),

@@ -20,8 +20,11 @@ pub(super) struct Channel {
     /// Its name, which also gives its kind.
     pub(super) name: ChannelName,
     /// Its subscribers and, for a presence channel, its members, under one lock so that the two always
-    /// agree.
+    /// agree. Held only for map operations: never while an event is delivered.
     pub(super) state: Mutex<ChannelState>,
+    /// Held while an event is delivered, so that every subscriber gets the channel's events in one order.
+    /// Joins and leaves never take it: a delivery reads an immutable snapshot of the subscribers.
+    pub(super) delivering: Mutex<()>,
     /// Events published to it while it existed.
     pub(super) events: AtomicU64,
     /// Frames queued to its subscribers.
@@ -35,6 +38,7 @@ impl Channel {
         Channel {
             name: name.clone(),
             state: Mutex::default(),
+            delivering: Mutex::default(),
             events: AtomicU64::new(0),
             deliveries: AtomicU64::new(0),
             last_event_ms: AtomicU64::new(0),
@@ -60,13 +64,19 @@ impl Channel {
     }
 }
 
+/// The subscribers of a channel at one moment, in one contiguous list: what a delivery walks.
+pub(super) type Snapshot = Arc<[Arc<Connection>]>;
+
 /// A channel's subscribers and members.
 #[derive(Debug, Default)]
 pub(super) struct ChannelState {
     /// Keyed by the connection's number, which is unique within this hub.
-    pub(super) subscribers: HashMap<u64, Subscriber>,
+    subscribers: HashMap<u64, Subscriber>,
     /// Presence channels: the users, sorted by id, each with its info and number of connections here.
     pub(super) members: BTreeMap<Arc<str>, MemberState>,
+    /// The subscribers as a delivery reads them; made again, on the next delivery, after a join or a
+    /// leave (copy-on-write, so a burst of joins costs one copy, not one each).
+    snapshot: Option<Snapshot>,
 }
 
 impl ChannelState {
@@ -75,6 +85,30 @@ impl ChannelState {
         for sub in self.subscribers.values() {
             sub.conn.send(frame.clone());
         }
+    }
+
+    /// The subscribers now, shared with any delivery still reading an older list.
+    pub(super) fn snapshot(&mut self) -> Snapshot {
+        let subscribers = &self.subscribers;
+        self.snapshot.get_or_insert_with(|| subscribers.values().map(|s| s.conn.clone()).collect()).clone()
+    }
+
+    /// The subscriptions, by connection number.
+    pub(super) fn subscribers(&self) -> &HashMap<u64, Subscriber> {
+        &self.subscribers
+    }
+
+    fn insert(&mut self, number: u64, subscriber: Subscriber) {
+        self.subscribers.insert(number, subscriber);
+        self.snapshot = None;
+    }
+
+    fn remove(&mut self, number: u64) -> Option<Subscriber> {
+        let removed = self.subscribers.remove(&number);
+        if removed.is_some() {
+            self.snapshot = None;
+        }
+        removed
     }
 }
 
@@ -233,7 +267,7 @@ impl Hub {
             }
         }
         let user_id = member.filter(|_| presence).map(|m| m.user_id);
-        state.subscribers.insert(conn.number, Subscriber { conn: conn.clone(), user_id });
+        state.insert(conn.number, Subscriber { conn: conn.clone(), user_id });
         let presence = presence.then(|| presence_data(&state, &remote));
         let cached = channel.is_cache().then(|| self.cached(app, channel));
         lock(&conn.channels).insert(channel.clone());
@@ -297,7 +331,7 @@ impl Hub {
         let mut map = lock(&app.channels);
         let Some(ch) = map.get(channel).cloned() else { return };
         let mut state = lock(&ch.state);
-        let Some(sub) = state.subscribers.remove(&conn.number) else { return };
+        let Some(sub) = state.remove(conn.number) else { return };
         let mut removed = None;
         let mut last_here = None;
         if let Some(user_id) = sub.user_id

@@ -2,14 +2,15 @@
 //! joined and the dashboard; the quotas checked when one opens (`max_connections`,
 //! `max_connections_per_address`); and its removal from everything when it closes.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Context, Poll, Waker};
 use std::time::SystemTime;
 
 use serde::Serialize;
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{Notify, watch};
 
 use super::{App, Frame, Hub, lock};
 use crate::monitor::{MonitorEvent, now_ms};
@@ -38,14 +39,16 @@ pub struct Connection {
     /// The user it signed in as (`pusher:signin`), once it has.
     pub(super) user_id: OnceLock<Arc<str>>,
     /// Frames for this connection; bounded so that a slow reader costs a known amount of memory.
-    outbound: mpsc::Sender<Frame>,
+    outbox: Mutex<Outbox>,
+    /// The most frames `outbox` holds (`send_queue_frames`).
+    outbox_capacity: usize,
     /// The close code the hub wants this connection closed with: 0 for none yet, else its index + 1.
     kick_code: AtomicU8,
     /// Wakes the session when `kick_code` is set.
     kick: Notify,
     /// Frames received from the client.
     pub messages_in: AtomicU64,
-    /// Frames sent to the client.
+    /// Frames sent to the client (bumped by its own session only: hub-wide sums are made when read).
     pub messages_out: AtomicU64,
     /// Bytes received from the client.
     pub bytes_in: AtomicU64,
@@ -57,17 +60,22 @@ impl Connection {
     /// Asks the session to close with `code`. The first reason wins; later ones are ignored.
     pub fn kick(&self, code: CloseCode) {
         if self.kick_code.compare_exchange(0, code.index() + 1, Relaxed, Relaxed).is_ok() {
-            self.kick.notify_one();
+            // Every waiter: the session may be waiting in more than one place (its loop, and a write).
+            self.kick.notify_waiters();
         }
     }
 
     /// Resolves when the connection has been asked to close, with the code.
     pub async fn kicked(&self) -> CloseCode {
         loop {
+            let notified = self.kick.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so a kick between the two is not missed.
+            notified.as_mut().enable();
             if let Some(code) = self.pending_kick() {
                 return code;
             }
-            self.kick.notified().await;
+            notified.await;
         }
     }
 
@@ -76,17 +84,55 @@ impl Connection {
         self.kick_code.load(Relaxed).checked_sub(1).and_then(CloseCode::from_index)
     }
 
-    /// Queues a frame for this connection alone (used for replies that must keep their order with
-    /// deliveries). A full queue closes the connection with 4100, as for any delivery.
+    /// Queues a frame for this connection: a delivery, or a frame for it alone that must keep its order
+    /// with deliveries. A full queue closes the connection with 4100 (a slow consumer) and the frame is
+    /// not queued.
     pub fn send(&self, frame: Frame) -> bool {
-        match self.outbound.try_send(frame) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
+        let waker = {
+            let mut outbox = lock(&self.outbox);
+            if outbox.frames.len() >= self.outbox_capacity {
+                drop(outbox);
                 self.kick(CloseCode::OverCapacity);
-                false
+                return false;
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+            outbox.frames.push_back(frame);
+            outbox.waker.take()
+        };
+        // Woken outside the lock, so the session never finds it taken.
+        if let Some(waker) = waker {
+            waker.wake();
         }
+        true
+    }
+
+    /// Ready when frames are queued; otherwise the task of `cx` is woken by the next [`Connection::send`].
+    pub fn poll_queued(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut outbox = lock(&self.outbox);
+        if !outbox.frames.is_empty() {
+            return Poll::Ready(());
+        }
+        match &outbox.waker {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            _ => outbox.waker = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+
+    /// Moves up to `max` queued frames, oldest first, to the end of `out`. Returns how many.
+    pub fn take_queued(&self, out: &mut VecDeque<Frame>, max: usize) -> usize {
+        let mut outbox = lock(&self.outbox);
+        let n = outbox.frames.len().min(max);
+        out.extend(outbox.frames.drain(..n));
+        // A burst can leave a large buffer behind; an idle connection should not keep it.
+        if outbox.frames.is_empty() && outbox.frames.capacity() > OUTBOX_KEPT {
+            outbox.frames.shrink_to(OUTBOX_KEPT);
+        }
+        n
+    }
+
+    /// How many frames are queued.
+    pub fn queued(&self) -> usize {
+        lock(&self.outbox).frames.len()
     }
 
     /// The channels it has joined.
@@ -125,6 +171,16 @@ impl Connection {
             bytes_out: self.bytes_out.load(Relaxed),
         }
     }
+}
+
+/// Frames a connection's queue keeps room for once it is empty again.
+const OUTBOX_KEPT: usize = 32;
+
+/// A connection's queue of frames, and the session's waker while it waits for one.
+#[derive(Debug, Default)]
+struct Outbox {
+    frames: VecDeque<Frame>,
+    waker: Option<Waker>,
 }
 
 /// A connection as the dashboard shows it.
@@ -225,6 +281,12 @@ impl Registry {
         }
     }
 
+    /// Runs `f` over the open connections, under the registry's lock (keep `f` short).
+    pub(super) fn with_connections<R>(&self, f: impl FnOnce(&mut dyn Iterator<Item = &Arc<Connection>>) -> R) -> R {
+        let open = lock(&self.connections);
+        f(&mut open.values())
+    }
+
     /// How many connections `ip` has open, if it has an entry.
     #[cfg(test)]
     pub(super) fn open_from(&self, ip: IpAddr) -> Option<usize> {
@@ -233,14 +295,14 @@ impl Registry {
 }
 
 impl Hub {
-    /// Registers a new connection. Returns its record and the receiving end of its send queue.
+    /// Registers a new connection. Returns its record, whose queue its session drains.
     pub fn open(
         &self,
         app: Arc<App>,
         remote: SocketAddr,
         user_agent: Option<&str>,
         protocol: Protocol,
-    ) -> Result<(Arc<Connection>, mpsc::Receiver<Frame>), OpenError> {
+    ) -> Result<Arc<Connection>, OpenError> {
         let s = &self.shared;
         let r = &s.registry;
         if self.is_shutting_down() {
@@ -262,7 +324,6 @@ impl Hub {
             *from_here += 1;
         }
         let number = r.next.fetch_add(1, Relaxed);
-        let (tx, rx) = mpsc::channel(s.limits.send_queue_frames);
         let conn = Arc::new(Connection {
             socket_id: Arc::from(format!("{}.{}", r.socket_prefix, number)),
             number,
@@ -273,7 +334,8 @@ impl Hub {
             connected_at: SystemTime::now(),
             channels: Mutex::default(),
             user_id: OnceLock::new(),
-            outbound: tx,
+            outbox: Mutex::default(),
+            outbox_capacity: s.limits.send_queue_frames,
             kick_code: AtomicU8::new(0),
             kick: Notify::new(),
             messages_in: AtomicU64::new(0),
@@ -292,7 +354,7 @@ impl Hub {
             user_agent: conn.user_agent.clone(),
             protocol,
         });
-        Ok((conn, rx))
+        Ok(conn)
     }
 
     /// Removes a connection from every channel, from its user and from the registry, and records how it
@@ -304,11 +366,17 @@ impl Hub {
         }
         self.forget_user_connection(conn);
         let r = &self.shared.registry;
-        if lock(&r.connections).remove(&conn.number).is_none() {
-            return;
+        {
+            let mut open = lock(&r.connections);
+            if open.remove(&conn.number).is_none() {
+                return;
+            }
+            self.shared.counters.add_closed(conn);
         }
         r.count.fetch_sub(1, Relaxed);
         r.release_address(conn.remote.ip().to_canonical());
+        // Frames it will never send are let go now, not when the last handle to it goes.
+        lock(&conn.outbox).frames = VecDeque::new();
         self.record_close(closed_by);
         if closed_by == ClosedBy::Hub(CloseCode::OverCapacity) {
             self.shared.counters.slow_consumer_closes.fetch_add(1, Relaxed);
@@ -334,6 +402,13 @@ impl Hub {
         let (_, number) = socket_id.split_once('.')?;
         let conn = lock(&self.shared.registry.connections).get(&number.parse().ok()?).cloned()?;
         (*conn.socket_id == *socket_id).then_some(conn)
+    }
+
+    /// The number of this hub's connection with socket id `socket_id`, resolved once per event so that
+    /// fan-out compares numbers. `None` for an id this hub did not give out (another hub's, or malformed).
+    pub(super) fn local_number(&self, socket_id: &str) -> Option<u64> {
+        let (prefix, number) = socket_id.split_once('.')?;
+        (prefix.parse::<u32>().ok()? == self.shared.registry.socket_prefix).then_some(number.parse().ok()?)
     }
 
     /// How many connections are open.

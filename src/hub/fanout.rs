@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
+use super::channel::{Channel, Snapshot};
 use super::{App, Connection, Frame, Hub, lock};
 use crate::config::WebhookKind;
 use crate::monitor::{EventSource, MonitorEvent, now_ms};
@@ -70,49 +71,40 @@ impl Hub {
 
     /// Delivers an event to this hub's subscribers: the path every event ends in, whether it was published
     /// here or arrived from another hub.
+    ///
+    /// Per channel: the frame is built once; the subscribers are read from the channel's snapshot under
+    /// a lock held for a pointer copy; the walk over them, which queues a handle to the frame to each,
+    /// holds no lock that a join or a leave needs. Deliveries to one channel take their turn (its
+    /// `delivering` lock), so all its subscribers get its events in one order.
     pub fn deliver_local(&self, app: &App, event: &Publish) -> usize {
         let s = &self.shared;
+        // The excluded connection, as a number compared once per subscriber (an id another hub gave out
+        // excludes nobody here).
+        let except = event.except.as_deref().and_then(|id| self.local_number(id));
         let mut total = 0;
         for name in &event.channels {
-            let make_frame = || -> Frame {
-                pusher::event(&event.event, name.as_str(), &event.data, event.user_id.as_deref()).into()
-            };
+            let frame = Frame::from(pusher::event(&event.event, name.as_str(), &event.data, event.user_id.as_deref()));
             // Events from the backend are what a cache channel keeps; client events are not.
             let caching = name.is_cache() && event.source != EventSource::Client;
-            let map = lock(&app.channels);
-            let mut frame = None;
-            if caching {
-                let f = make_frame();
-                lock(&app.cache).store(name, f.clone(), self.cache_ttl());
-                frame = Some(f);
-            }
-            let ch = map.get(name).cloned();
-            // For a cache channel the channel map stays locked until the subscribers are (see `subscribe`).
-            let map = if caching {
-                Some(map)
-            } else {
-                drop(map);
-                None
-            };
-            let mut delivered = 0;
-            if let Some(ch) = &ch {
-                // Serialized once; each subscriber's queue gets a reference-counted handle to it.
-                let frame = frame.unwrap_or_else(make_frame);
-                let state = lock(&ch.state);
-                drop(map);
-                for sub in state.subscribers.values() {
-                    if event.except.as_deref().is_some_and(|x| *x == *sub.conn.socket_id) {
-                        continue;
-                    }
-                    if sub.conn.send(frame.clone()) {
+            let delivered = loop {
+                let Some(ch) = self.channel_or_cache(app, name, caching.then_some(&frame)) else { break 0 };
+                // The turn is taken before the snapshot, so snapshots (and cache writes) follow the turns.
+                let _turn = lock(&ch.delivering);
+                // None: the channel emptied and was replaced while this waited for its turn.
+                let Some(subscribers) = self.snapshot_for_turn(app, name, &ch, caching.then_some(&frame)) else {
+                    continue;
+                };
+                let mut delivered = 0;
+                for conn in subscribers.iter() {
+                    if Some(conn.number) != except && conn.send(frame.clone()) {
                         delivered += 1;
                     }
                 }
-                drop(state);
                 ch.events.fetch_add(1, Relaxed);
                 ch.deliveries.fetch_add(delivered as u64, Relaxed);
                 ch.last_event_ms.store(now_ms(), Relaxed);
-            }
+                break delivered;
+            };
             s.counters.events_published.fetch_add(1, Relaxed);
             s.counters.deliveries.fetch_add(delivered as u64, Relaxed);
             s.monitor.emit(|| MonitorEvent::EventPublished {
@@ -128,6 +120,44 @@ impl Hub {
             total += delivered;
         }
         total
+    }
+
+    /// The occupied channel `name`, or `None` when nobody has joined it; then `cached`, if given, is
+    /// stored as its last event under the channel map's lock, so that a connection creating the channel
+    /// meanwhile reads the cache after it.
+    fn channel_or_cache(&self, app: &App, name: &ChannelName, cached: Option<&Frame>) -> Option<Arc<Channel>> {
+        let map = lock(&app.channels);
+        let ch = map.get(name).cloned();
+        if ch.is_none()
+            && let Some(frame) = cached
+        {
+            lock(&app.cache).store(name, frame.clone(), self.cache_ttl());
+        }
+        ch
+    }
+
+    /// The subscribers of `ch` for a delivery whose turn it is, or `None` if `ch` is no longer the
+    /// channel called `name`. With `cached`, the frame is stored as the channel's last event under the
+    /// same locks `subscribe` reads it under: a connection joining meanwhile either finds it in the cache
+    /// and is not in the snapshot, or is in the snapshot and found the previous one; never both, never
+    /// neither.
+    fn snapshot_for_turn(
+        &self,
+        app: &App,
+        name: &ChannelName,
+        ch: &Arc<Channel>,
+        cached: Option<&Frame>,
+    ) -> Option<Snapshot> {
+        let map = lock(&app.channels);
+        if !map.get(name).is_some_and(|c| Arc::ptr_eq(c, ch)) {
+            return None;
+        }
+        let mut state = lock(&ch.state);
+        if let Some(frame) = cached {
+            lock(&app.cache).store(name, frame.clone(), self.cache_ttl());
+        }
+        drop(map);
+        Some(state.snapshot())
     }
 
     /// Relays a `client-*` event from `conn` to the other subscribers of `channel` (the caller has checked
@@ -149,7 +179,7 @@ impl Hub {
         let user_id = {
             let ch = lock(&conn.app.channels).get(channel).cloned();
             let state = ch.as_ref().map(|c| lock(&c.state));
-            match state.as_ref().and_then(|st| st.subscribers.get(&conn.number)) {
+            match state.as_ref().and_then(|st| st.subscribers().get(&conn.number)) {
                 Some(sub) => sub.user_id.clone(),
                 None => return Err(ClientEventError::NotJoined(channel.to_string())),
             }

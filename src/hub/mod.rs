@@ -3,9 +3,9 @@
 //!
 //! [`Hub`] is a cheap `Clone` handle over shared state. The locks are `std::sync::Mutex`es held for a few
 //! map operations and never across an `.await`: every operation here is synchronous and short, so an async
-//! lock would only add overhead. Lock order, to rule out deadlocks: an app's channel map, then one
-//! channel's state, then one connection's channel set (or the app's cache); nothing takes them the other
-//! way round.
+//! lock would only add overhead. Lock order, to rule out deadlocks: a channel's delivery turn, then an
+//! app's channel map, then one channel's state, then one connection's channel set (or the app's cache, or
+//! a connection's queue); nothing takes them the other way round.
 //!
 //! | file | what it owns |
 //! |---|---|
@@ -41,7 +41,6 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
 
 use tokio::sync::watch;
-use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::config::{AdapterKind, Config, ConfigError, Limits};
 use crate::monitor::Monitor;
@@ -56,8 +55,9 @@ pub use fanout::{ClientEventError, Publish};
 pub use stats::Stats;
 pub use user::SigninError;
 
-/// A frame ready to send: JSON text whose bytes are shared by every subscriber it is queued to.
-pub type Frame = Utf8Bytes;
+/// A frame ready to send: a whole WebSocket text frame whose bytes are shared by every subscriber it is
+/// queued to.
+pub use crate::protocol::Frame;
 
 /// Locks a mutex, going on with the data if a thread panicked while holding it: every critical section
 /// here leaves the maps consistent at each step, so the data is still good.

@@ -25,14 +25,24 @@ pub(super) struct Counters {
     pub(super) slow_consumer_closes: AtomicU64,
     /// Frames received from clients.
     messages_in: AtomicU64,
-    /// Frames sent to clients.
+    /// Frames sent to connections that have closed (open ones keep their own count, summed when read, so
+    /// that writing to one connection touches nothing the others share).
     messages_out: AtomicU64,
     /// Bytes received from clients.
     bytes_in: AtomicU64,
-    /// Bytes sent to clients.
+    /// Bytes sent to connections that have closed (see `messages_out`).
     bytes_out: AtomicU64,
     /// Connections closed or refused, by close code, since start.
     closes_by_code: Mutex<BTreeMap<u16, u64>>,
+}
+
+impl Counters {
+    /// Adds what a closing connection sent to the totals of closed ones. Called under the registry's
+    /// lock, as it leaves the registry, so that a sum made under the same lock counts it exactly once.
+    pub(super) fn add_closed(&self, conn: &Connection) {
+        self.messages_out.fetch_add(conn.messages_out.load(Relaxed), Relaxed);
+        self.bytes_out.fetch_add(conn.bytes_out.load(Relaxed), Relaxed);
+    }
 }
 
 /// Hub-wide figures for `/health` and the dashboard.
@@ -72,13 +82,10 @@ impl Hub {
         c.bytes_in.fetch_add(bytes as u64, Relaxed);
     }
 
-    /// Counts frames sent to a client.
+    /// Counts frames sent to a client: on the connection only (its own cache line), summed when read.
     pub fn count_out(&self, conn: &Connection, frames: u64, bytes: u64) {
-        let c = &self.shared.counters;
         conn.messages_out.fetch_add(frames, Relaxed);
         conn.bytes_out.fetch_add(bytes, Relaxed);
-        c.messages_out.fetch_add(frames, Relaxed);
-        c.bytes_out.fetch_add(bytes, Relaxed);
     }
 
     /// Counts a connection closed or refused, for `/metrics` (by the code of its close frame; a
@@ -97,6 +104,7 @@ impl Hub {
     /// Hub-wide figures.
     pub fn stats(&self) -> Stats {
         let c = &self.shared.counters;
+        let (messages_out, bytes_out) = self.sent_totals();
         Stats {
             connections: self.connection_count(),
             connections_total: c.connections_total.load(Relaxed),
@@ -105,11 +113,22 @@ impl Hub {
             deliveries: c.deliveries.load(Relaxed),
             slow_consumer_closes: c.slow_consumer_closes.load(Relaxed),
             messages_in: c.messages_in.load(Relaxed),
-            messages_out: c.messages_out.load(Relaxed),
+            messages_out,
             bytes_in: c.bytes_in.load(Relaxed),
-            bytes_out: c.bytes_out.load(Relaxed),
+            bytes_out,
             webhooks: self.webhook_stats(),
         }
+    }
+
+    /// Frames and bytes sent since start: the closed connections' totals plus every open connection's
+    /// count, read under the registry's lock so that a connection closing meanwhile counts once.
+    fn sent_totals(&self) -> (u64, u64) {
+        let c = &self.shared.counters;
+        self.shared.registry.with_connections(|conns| {
+            conns.fold((c.messages_out.load(Relaxed), c.bytes_out.load(Relaxed)), |(m, b), conn| {
+                (m + conn.messages_out.load(Relaxed), b + conn.bytes_out.load(Relaxed))
+            })
+        })
     }
 
     /// Webhook figures summed over every app.

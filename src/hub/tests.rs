@@ -27,6 +27,13 @@ fn name(n: &str) -> ChannelName {
     ChannelName::parse(n).unwrap()
 }
 
+/// Takes every frame queued for `conn`, oldest first.
+fn queued(conn: &Connection) -> Vec<Frame> {
+    let mut out = std::collections::VecDeque::new();
+    conn.take_queued(&mut out, usize::MAX);
+    out.into()
+}
+
 fn publish(channel: &str, event: &str) -> Publish {
     Publish::new(vec![name(channel)], event, "{\"x\":1}", None, EventSource::Api)
 }
@@ -35,7 +42,7 @@ fn publish(channel: &str, event: &str) -> Publish {
 fn a_connection_record_keeps_who_what_and_counters() {
     let hub = hub();
     let app = hub.default_app();
-    let (conn, _rx) = hub.open(app, peer(), Some("test-agent/1"), Protocol::Pusher).unwrap();
+    let conn = hub.open(app, peer(), Some("test-agent/1"), Protocol::Pusher).unwrap();
     hub.subscribe(&conn, &name("b"), None).unwrap();
     hub.subscribe(&conn, &name("a"), None).unwrap();
     hub.count_in(&conn, 10);
@@ -55,28 +62,33 @@ fn a_connection_record_keeps_who_what_and_counters() {
 fn fan_out_shares_one_frame_and_honours_exclusion() {
     let hub = hub();
     let app = hub.default_app();
-    let (a, mut rx_a) = hub.open(app.clone(), peer(), None, Protocol::Pusher).unwrap();
-    let (b, mut rx_b) = hub.open(app.clone(), peer(), None, Protocol::PoussrV1).unwrap();
+    let a = hub.open(app.clone(), peer(), None, Protocol::Pusher).unwrap();
+    let b = hub.open(app.clone(), peer(), None, Protocol::PoussrV1).unwrap();
     hub.subscribe(&a, &name("c"), None).unwrap();
     hub.subscribe(&b, &name("c"), None).unwrap();
     assert_eq!(hub.publish(&app, &publish("c", "e")), 2);
-    let fa = rx_a.try_recv().unwrap();
-    let fb = rx_b.try_recv().unwrap();
-    assert_eq!(fa.as_str(), r#"{"event":"e","channel":"c","data":"{\"x\":1}"}"#);
-    // The same bytes, not a copy: both frames point at one buffer.
-    assert_eq!(fa.as_str().as_ptr(), fb.as_str().as_ptr());
+    let fa = queued(&a).pop().unwrap();
+    let fb = queued(&b).pop().unwrap();
+    assert_eq!(fa.payload(), br#"{"event":"e","channel":"c","data":"{\"x\":1}"}"#);
+    // The same bytes, header included, not a copy: both frames point at one buffer.
+    assert_eq!(fa.wire().as_ptr(), fb.wire().as_ptr());
     let mut excluding = publish("c", "e2");
     excluding.except = Some(a.socket_id.clone());
     assert_eq!(hub.publish(&app, &excluding), 1);
-    assert!(rx_a.try_recv().is_err());
-    assert!(rx_b.try_recv().is_ok());
+    assert!(queued(&a).is_empty());
+    assert_eq!(queued(&b).len(), 1);
+    // An id this hub did not give out (another hub's connection) excludes nobody here.
+    let mut elsewhere = publish("c", "e3");
+    let prefix: u32 = a.socket_id.split('.').next().unwrap().parse().unwrap();
+    elsewhere.except = Some(format!("{}.{}", prefix + 1, a.number).into());
+    assert_eq!(hub.publish(&app, &elsewhere), 2);
 }
 
 #[test]
 fn empty_channels_are_removed() {
     let hub = hub();
     let app = hub.default_app();
-    let (a, _rx) = hub.open(app.clone(), peer(), None, Protocol::Pusher).unwrap();
+    let a = hub.open(app.clone(), peer(), None, Protocol::Pusher).unwrap();
     hub.subscribe(&a, &name("c"), None).unwrap();
     assert_eq!(hub.channels(&app).len(), 1);
     assert!(hub.unsubscribe(&a, &name("c")));
@@ -94,8 +106,8 @@ fn empty_channels_are_removed() {
 fn channel_stats_count_events_and_deliveries() {
     let hub = hub();
     let app = hub.default_app();
-    let (a, _ra) = hub.open(app.clone(), peer(), None, Protocol::Pusher).unwrap();
-    let (b, _rb) = hub.open(app.clone(), peer(), None, Protocol::Pusher).unwrap();
+    let a = hub.open(app.clone(), peer(), None, Protocol::Pusher).unwrap();
+    let b = hub.open(app.clone(), peer(), None, Protocol::Pusher).unwrap();
     hub.subscribe(&a, &name("c"), None).unwrap();
     hub.subscribe(&b, &name("c"), None).unwrap();
     hub.publish(&app, &publish("c", "1"));
@@ -112,7 +124,7 @@ fn channel_stats_count_events_and_deliveries() {
 fn a_full_queue_kicks_the_connection_with_4100() {
     let hub = hub_with(|l| l.send_queue_frames = 2);
     let app = hub.default_app();
-    let (a, _rx) = hub.open(app.clone(), peer(), None, Protocol::Pusher).unwrap();
+    let a = hub.open(app.clone(), peer(), None, Protocol::Pusher).unwrap();
     hub.subscribe(&a, &name("c"), None).unwrap();
     assert_eq!(hub.publish(&app, &publish("c", "1")), 1);
     assert_eq!(hub.publish(&app, &publish("c", "2")), 1);
@@ -123,7 +135,7 @@ fn a_full_queue_kicks_the_connection_with_4100() {
 #[test]
 fn the_connection_quota_is_enforced() {
     let hub = hub_with(|l| l.max_connections = 1);
-    let (a, _rx) = hub.open(hub.default_app(), peer(), None, Protocol::Pusher).unwrap();
+    let a = hub.open(hub.default_app(), peer(), None, Protocol::Pusher).unwrap();
     assert_eq!(hub.open(hub.default_app(), peer(), None, Protocol::Pusher).err(), Some(OpenError::OverQuota));
     hub.close(&a, ClosedBy::Lost, "gone");
     assert!(hub.open(hub.default_app(), peer(), None, Protocol::Pusher).is_ok());
@@ -132,7 +144,7 @@ fn the_connection_quota_is_enforced() {
 #[test]
 fn shutdown_kicks_everyone_with_4200_and_refuses_newcomers() {
     let hub = hub();
-    let (a, _rx) = hub.open(hub.default_app(), peer(), None, Protocol::Pusher).unwrap();
+    let a = hub.open(hub.default_app(), peer(), None, Protocol::Pusher).unwrap();
     hub.begin_shutdown();
     assert_eq!(a.pending_kick(), Some(CloseCode::Restarting));
     assert_eq!(hub.open(hub.default_app(), peer(), None, Protocol::Pusher).err(), Some(OpenError::ShuttingDown));
@@ -144,7 +156,7 @@ fn the_monitor_feed_reports_the_life_of_a_connection() {
     let hub = hub();
     let app = hub.default_app();
     let mut feed = hub.monitor().subscribe();
-    let (a, _rx) = hub.open(app.clone(), peer(), Some("ua"), Protocol::PoussrV1).unwrap();
+    let a = hub.open(app.clone(), peer(), Some("ua"), Protocol::PoussrV1).unwrap();
     hub.subscribe(&a, &name("c"), None).unwrap();
     hub.publish(&app, &publish("c", "hello"));
     hub.unsubscribe(&a, &name("c"));
@@ -198,10 +210,10 @@ fn a_closed_connection_leaves_nothing_behind() {
     // entry for its channels, user or address.
     let hub = hub();
     let app = hub.default_app();
-    let stay = hub.open(app.clone(), peer(), None, Protocol::Pusher).unwrap().0;
+    let stay = hub.open(app.clone(), peer(), None, Protocol::Pusher).unwrap();
     hub.subscribe(&stay, &name("private-chat"), None).unwrap();
     for round in 0..50 {
-        let (conn, _rx) = hub.open(app.clone(), peer(), None, Protocol::Pusher).unwrap();
+        let conn = hub.open(app.clone(), peer(), None, Protocol::Pusher).unwrap();
         let member = Member { user_id: Arc::from(format!("u{round}")), user_info: serde_json::json!({"n": round}) };
         hub.subscribe(&conn, &name("presence-room"), Some(member)).unwrap();
         hub.subscribe(&conn, &name(&format!("public-{round}")), None).unwrap();

@@ -3,12 +3,14 @@
 
 pub mod channel;
 pub mod close;
+pub mod frame;
 pub mod pusher;
 pub mod signature;
 pub mod v1;
 
 pub use channel::{ChannelKind, ChannelName, InvalidChannelName};
 pub use close::{CloseCode, ClosedBy};
+pub use frame::Frame;
 
 /// Parses `text` as a JSON object into `T`: a JSON array is refused (as a data error), and so is a key
 /// given twice (serde's derived structs refuse duplicates; a map would keep the last one silently).

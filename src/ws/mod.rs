@@ -16,22 +16,27 @@ mod pusher;
 pub mod socket;
 mod v1;
 
+use std::collections::VecDeque;
+use std::io::IoSlice;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
-use tokio::sync::mpsc;
+use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 
-use self::socket::{Linger, ReadError, Refusal};
+use self::socket::{Linger, RawFrames, ReadError, Refusal};
 use crate::hub::{App, Connection, Frame, Hub, OpenError};
 use crate::monitor::{MonitorEvent, now_ms};
 use crate::protocol::{CloseCode, ClosedBy, Protocol, pusher as pusher_frames, v1 as v1_frames};
 
-/// How many queued frames are written before one flush.
-const WRITE_BATCH: usize = 64;
+/// The most queued frames taken for one write.
+const WRITE_BATCH: usize = 256;
+
+/// The most frames (buffers) in one vectored write.
+const MAX_SLICES: usize = 256;
 
 /// How long the hub waits for a close frame to be written before it drops the connection.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -118,10 +123,10 @@ fn answer_to(refusal: Refusal, max_message_bytes: usize) -> (CloseCode, String) 
 /// Runs a connection to its end: registers it with the hub, serves it, and unregisters it.
 pub async fn serve<S, E>(socket: S, hub: Hub, app: Arc<App>, protocol: Protocol, peer: Peer) -> Ending
 where
-    S: Stream<Item = Result<Message, E>> + Sink<Message> + Linger + Unpin,
+    S: Stream<Item = Result<Message, E>> + Sink<Message> + Linger + RawFrames + Unpin,
     E: ReadError,
 {
-    let (conn, rx) = match hub.open(app, peer.remote, peer.user_agent.as_deref(), protocol) {
+    let conn = match hub.open(app, peer.remote, peer.user_agent.as_deref(), protocol) {
         Ok(opened) => opened,
         Err(e) => {
             let code = e.close_code();
@@ -145,7 +150,8 @@ where
         hub: hub.clone(),
         conn: conn.clone(),
         socket,
-        rx,
+        out: VecDeque::new(),
+        out_sent: 0,
         client_window: Instant::now(),
         client_events: 0,
         close_sent: false,
@@ -168,8 +174,10 @@ struct Session<S> {
     conn: Arc<Connection>,
     /// The WebSocket.
     socket: S,
-    /// What the hub queued for it.
-    rx: mpsc::Receiver<Frame>,
+    /// Frames taken from the connection's queue and not yet written, oldest first.
+    out: VecDeque<Frame>,
+    /// Bytes of the first frame of `out` already written (a write cut short leaves part of a frame).
+    out_sent: usize,
     /// The start of the current one-second window of the client-event rate limit.
     client_window: Instant,
     /// Client events received in that window.
@@ -184,9 +192,17 @@ enum Next {
     Close(CloseCode, String),
 }
 
+/// Why writing to the client stopped.
+enum WriteError {
+    /// The connection is gone.
+    Gone,
+    /// The socket accepted nothing for the write timeout.
+    Stalled,
+}
+
 impl<S, E> Session<S>
 where
-    S: Stream<Item = Result<Message, E>> + Sink<Message> + Linger + Unpin,
+    S: Stream<Item = Result<Message, E>> + Sink<Message> + Linger + RawFrames + Unpin,
     E: ReadError,
 {
     async fn run(&mut self) -> Ending {
@@ -206,12 +222,15 @@ where
         let mut awaiting_pong = false;
         let timer = tokio::time::sleep_until(last_activity + activity_timeout);
         tokio::pin!(timer);
+        // Made once: the loop polls the same future rather than registering a new waiter each turn.
+        let conn = self.conn.clone();
+        let kicked = conn.kicked();
+        tokio::pin!(kicked);
 
         loop {
-            let conn = self.conn.clone();
             tokio::select! {
                 biased;
-                code = conn.kicked() => {
+                code = &mut kicked => {
                     return self.close(code, code.reason().to_owned()).await;
                 }
                 incoming = self.socket.next() => {
@@ -239,12 +258,8 @@ where
                         Err(ending) => return ending,
                     }
                 }
-                frame = self.rx.recv() => {
-                    // The hub holds a sender for as long as the connection is registered.
-                    let Some(frame) = frame else {
-                        return Ending::lost("removed from the hub");
-                    };
-                    if let Err(ending) = self.write_queued(frame).await {
+                () = std::future::poll_fn(|cx| conn.poll_queued(cx)) => {
+                    if let Err(ending) = self.write_queued().await {
                         return ending;
                     }
                 }
@@ -272,45 +287,53 @@ where
         }
     }
 
-    /// Writes one message now, and counts it.
+    /// Writes one message now, and counts it. A socket that accepts nothing for the write timeout closes
+    /// the connection as a slow consumer.
     async fn write(&mut self, message: Message) -> Result<(), Ending> {
         let len = match &message {
             Message::Text(t) => t.len() as u64,
             _ => 0,
         };
-        match self.socket.send(message).await {
-            Ok(()) => {
+        match tokio::time::timeout(self.write_timeout(), self.socket.send(message)).await {
+            Ok(Ok(())) => {
                 self.hub.count_out(&self.conn, 1, len);
                 Ok(())
             }
-            Err(_) => Err(Ending::lost("the client went away")),
+            Ok(Err(_)) => Err(Ending::lost("the client went away")),
+            Err(_) => Err(self.close_stalled().await),
         }
     }
 
-    /// Writes `first` and whatever else is queued (up to a batch), then flushes once. A connection asked to
-    /// close while the write is stuck (a reader that stopped reading) does not wait for that write.
-    async fn write_queued(&mut self, first: Frame) -> Result<(), Ending> {
+    fn write_timeout(&self) -> Duration {
+        Duration::from_secs(self.hub.limits().write_timeout_secs)
+    }
+
+    /// Closes a connection whose socket accepted nothing for the write timeout: a slow consumer.
+    async fn close_stalled(&mut self) -> Ending {
+        let why = format!(
+            "the client read nothing for {} s while the hub had frames for it (a slow consumer)",
+            self.hub.limits().write_timeout_secs
+        );
+        self.close(CloseCode::OverCapacity, why).await
+    }
+
+    /// Writes what the hub queued (up to a batch), and counts it. A connection asked to close while the
+    /// write is stuck (a reader that stopped reading) does not wait for that write, and one whose socket
+    /// accepts nothing for the write timeout is closed as a slow consumer.
+    async fn write_queued(&mut self) -> Result<(), Ending> {
         let conn = self.conn.clone();
-        let mut frames = 1u64;
-        let mut bytes = first.len() as u64;
-        let write = async {
-            self.socket.feed(Message::Text(first)).await.map_err(|_| ())?;
-            while (frames as usize) < WRITE_BATCH {
-                let Ok(frame) = self.rx.try_recv() else { break };
-                frames += 1;
-                bytes += frame.len() as u64;
-                self.socket.feed(Message::Text(frame)).await.map_err(|_| ())?;
-            }
-            self.socket.flush().await.map_err(|_| ())
-        };
+        conn.take_queued(&mut self.out, WRITE_BATCH);
+        let frames = self.out.len() as u64;
+        let bytes: u64 = self.out.iter().map(|f| f.len() as u64).sum();
         let kicked = tokio::select! {
             biased;
-            result = write => match result {
+            result = self.write_out() => match result {
                 Ok(()) => {
                     self.hub.count_out(&conn, frames, bytes);
                     return Ok(());
                 }
-                Err(()) => return Err(Ending::lost("the client went away")),
+                Err(WriteError::Gone) => return Err(Ending::lost("the client went away")),
+                Err(WriteError::Stalled) => return Err(self.close_stalled().await),
             },
             code = conn.kicked() => code,
         };
@@ -319,12 +342,83 @@ where
         Err(self.close(kicked, kicked.reason().to_owned()).await)
     }
 
+    /// Writes out every frame of `out`. On a real socket the frames' bytes, built once for every
+    /// subscriber, go straight to the byte stream, several in one vectored write; elsewhere each becomes
+    /// a message. Each write that makes no progress for the write timeout stops it, `Stalled`. Cut short
+    /// (the future dropped), it leaves in `out` what is not written, the first frame perhaps in part.
+    async fn write_out(&mut self) -> Result<(), WriteError> {
+        let timeout = self.write_timeout();
+        let within = |result: Result<Result<(), _>, _>| match result {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(WriteError::Gone),
+            Err(_) => Err(WriteError::Stalled),
+        };
+        if self.socket.raw().is_none() {
+            while let Some(frame) = self.out.pop_front() {
+                within(tokio::time::timeout(timeout, self.socket.feed(Message::Text(frame.to_text()))).await)?;
+            }
+            return within(tokio::time::timeout(timeout, self.socket.flush()).await);
+        }
+        // Whatever the WebSocket layer holds (an answer to a ping) goes first, and whole.
+        within(tokio::time::timeout(timeout, self.socket.flush()).await)?;
+        while !self.out.is_empty() {
+            let Some(raw) = self.socket.raw() else { return Err(WriteError::Gone) };
+            let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(self.out.len().min(MAX_SLICES));
+            for (i, frame) in self.out.iter().take(MAX_SLICES).enumerate() {
+                let skip = if i == 0 { self.out_sent } else { 0 };
+                slices.push(IoSlice::new(&frame.wire()[skip..]));
+            }
+            let written = match tokio::time::timeout(timeout, raw.write_vectored(&slices)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return Err(WriteError::Gone),
+                Ok(Ok(n)) => n,
+                Err(_) => return Err(WriteError::Stalled),
+            };
+            drop(slices);
+            self.advance(written);
+        }
+        Ok(())
+    }
+
+    /// Marks `written` more bytes of `out` as sent.
+    fn advance(&mut self, mut written: usize) {
+        while written > 0 {
+            let Some(first) = self.out.front() else { return };
+            let left = first.wire().len() - self.out_sent;
+            if written < left {
+                self.out_sent += written;
+                return;
+            }
+            written -= left;
+            self.out.pop_front();
+            self.out_sent = 0;
+        }
+    }
+
+    /// Before a close frame: a frame whose write was cut short is finished (else the client would read
+    /// the close frame as part of it); the frames not begun are dropped. False if it could not be
+    /// finished, and then no other frame may follow on this stream.
+    async fn finish_partial_frame(&mut self) -> bool {
+        let mut finished = true;
+        if self.out_sent > 0
+            && let Some(first) = self.out.pop_front()
+        {
+            let rest = &first.wire()[self.out_sent..];
+            finished = match self.socket.raw() {
+                Some(raw) => matches!(tokio::time::timeout(CLOSE_TIMEOUT, raw.write_all(rest)).await, Ok(Ok(()))),
+                None => false,
+            };
+        }
+        self.out.clear();
+        self.out_sent = 0;
+        finished
+    }
+
     /// Sends the error frame and close frame for `code`, bounded in time. (The session then waits for the
     /// client's close frame, reading and discarding what comes before it, so that the close reaches the
     /// client: see [`serve`].)
     async fn close(&mut self, code: CloseCode, why: String) -> Ending {
         let error = (code != CloseCode::Normal).then(|| error_frame(self.conn.protocol, code, &why));
-        self.close_sent = send_close(&mut self.socket, error, code).await;
+        self.close_sent = self.finish_partial_frame().await && send_close(&mut self.socket, error, code).await;
         Ending { closed_by: ClosedBy::Hub(code), reason: why }
     }
 

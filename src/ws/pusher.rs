@@ -7,7 +7,7 @@ use futures_util::{Sink, Stream};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 
-use super::socket::{Linger, ReadError};
+use super::socket::{Linger, RawFrames, ReadError};
 use super::{Ending, Next, Session};
 use crate::hub::{Cached, Member, SubscribeError};
 use crate::monitor::{MonitorEvent, now_ms};
@@ -17,7 +17,7 @@ use crate::protocol::{ChannelKind, ChannelName, CloseCode, signature};
 
 impl<S, E> Session<S>
 where
-    S: Stream<Item = Result<Message, E>> + Sink<Message> + Linger + Unpin,
+    S: Stream<Item = Result<Message, E>> + Sink<Message> + Linger + RawFrames + Unpin,
     E: ReadError,
 {
     pub(super) async fn on_pusher(&mut self, text: &str) -> Result<Next, Ending> {
@@ -128,7 +128,7 @@ where
         };
         self.reply(pusher::subscription_succeeded(channel, joined.presence.as_deref().unwrap_or("{}"))).await?;
         match joined.cached {
-            Some(Cached::Hit(frame)) => self.write(Message::Text(frame)).await,
+            Some(Cached::Hit(frame)) => self.write(Message::Text(frame.to_text())).await,
             Some(Cached::Miss) => self.reply(pusher::cache_miss(channel)).await,
             None => Ok(()),
         }

@@ -8,6 +8,9 @@
 //!   the kernel send a reset, and a reset destroys the close frame still on its way to the client: a
 //!   client that was still sending (a 2 MB frame, say) would see 1006 instead of the hub's code and
 //!   reason.
+//! - [`RawFrames`]: the byte stream under the WebSocket, for frames built in advance
+//!   ([`crate::protocol::Frame`]): deliveries are written to it directly, several frames in one vectored
+//!   write, once the WebSocket layer's own buffer is written out.
 //! - [`Tracked`]: the byte stream under a real WebSocket, watched as it is read so that the frame
 //!   boundaries are known even after the WebSocket library gave up on a frame halfway (it refuses an
 //!   oversized frame from its header and leaves the payload unread, so the stream can no longer be read
@@ -60,6 +63,23 @@ pub trait Linger {
     /// Reads and discards input until the client's close frame or the end of the stream, at most
     /// `timeout`.
     fn linger(&mut self, timeout: Duration) -> impl Future<Output = ()> + Send;
+}
+
+/// A socket whose byte stream takes whole frames built in advance.
+pub trait RawFrames {
+    /// The byte stream.
+    type Raw: AsyncWrite + Unpin;
+    /// The byte stream, when there is one (a socket that takes only messages, as in tests, has none).
+    /// Only whole frames may be written to it, and only after the WebSocket layer's buffer is flushed.
+    fn raw(&mut self) -> Option<&mut Self::Raw>;
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> RawFrames for WebSocketStream<Tracked<T>> {
+    type Raw = Tracked<T>;
+
+    fn raw(&mut self) -> Option<&mut Tracked<T>> {
+        Some(self.get_mut())
+    }
 }
 
 /// Where the reader is in the client's stream of frames.

@@ -40,6 +40,14 @@ impl Linger for MemSocket {
     }
 }
 
+/// Messages only: deliveries come as messages made from the frames, as on a socket with no byte stream.
+impl RawFrames for MemSocket {
+    type Raw = tokio::io::Sink;
+    fn raw(&mut self) -> Option<&mut tokio::io::Sink> {
+        None
+    }
+}
+
 impl Sink<Message> for MemSocket {
     type Error = ();
     fn poll_ready(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), ()>> {

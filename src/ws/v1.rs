@@ -4,13 +4,13 @@
 use futures_util::{Sink, Stream};
 use tokio_tungstenite::tungstenite::Message;
 
-use super::socket::{Linger, ReadError};
+use super::socket::{Linger, RawFrames, ReadError};
 use super::{Ending, Next, Session};
 use crate::protocol::{ChannelKind, ChannelName, v1};
 
 impl<S, E> Session<S>
 where
-    S: Stream<Item = Result<Message, E>> + Sink<Message> + Linger + Unpin,
+    S: Stream<Item = Result<Message, E>> + Sink<Message> + Linger + RawFrames + Unpin,
     E: ReadError,
 {
     pub(super) async fn on_v1(&mut self, text: &str) -> Result<Next, Ending> {
