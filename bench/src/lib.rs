@@ -7,11 +7,13 @@
 //! | [`load`] | the fleet of subscribers, the publishers, and the loss/order/latency accounting |
 //! | [`baseline`] | the smallest tokio-tungstenite broadcast server |
 //! | [`scenarios`] | the scenarios of `make bench`, written as Markdown |
+//! | [`joins`] | presence joins timed on an idle hub and during another channel's fan-out |
 //! | [`soak`] | `make soak`: connection churn for half an hour, the hub's memory and files sampled |
 //! | [`procfs`] | RSS, CPU time and open files of a process |
 //! | [`sign`] | Pusher HTTP API request signing |
 
 pub mod baseline;
+pub mod joins;
 pub mod load;
 pub mod procfs;
 pub mod scenarios;

@@ -89,6 +89,8 @@ pub struct FleetConfig {
     pub stalled: usize,
     /// Handshakes in flight at once.
     pub connect_concurrency: usize,
+    /// Put before the channels' names: `""` for public channels, `"cache-"` for cache channels.
+    pub channel_prefix: &'static str,
 }
 
 /// One publishing phase.
@@ -287,8 +289,9 @@ pub struct Fleet {
     pub connect: ConnectReport,
 }
 
-fn channel_name(c: u32) -> String {
-    format!("bench-{c}")
+/// The name of channel `c` (`bench-0` ..., or `cache-bench-0` ... for a fleet on cache channels).
+fn channel_name(prefix: &str, c: u32) -> String {
+    format!("{prefix}bench-{c}")
 }
 
 /// The channels connection `i` joins.
@@ -332,10 +335,16 @@ async fn open(config: &FleetConfig, i: usize) -> Result<Ws, String> {
         for c in &channels {
             let frame = match config.protocol {
                 Protocol::Pusher => {
-                    format!(r#"{{"event":"pusher:subscribe","data":{{"channel":"{}"}}}}"#, channel_name(*c))
+                    format!(
+                        r#"{{"event":"pusher:subscribe","data":{{"channel":"{}"}}}}"#,
+                        channel_name(config.channel_prefix, *c)
+                    )
                 }
                 Protocol::V1 => {
-                    format!(r#"{{"event":"poussr:subscribe","data":{{"channel":"{}"}}}}"#, channel_name(*c))
+                    format!(
+                        r#"{{"event":"poussr:subscribe","data":{{"channel":"{}"}}}}"#,
+                        channel_name(config.channel_prefix, *c)
+                    )
                 }
             };
             ws.send(Message::text(frame)).await.map_err(|e| format!("subscribe: {e}"))?;
@@ -499,6 +508,7 @@ impl Fleet {
         let h = self.phase;
         self.phase += 1;
         let channels = self.config.channels.max(1);
+        let prefix = self.config.channel_prefix;
         let publishers = phase.publishers.max(1);
         let before = self.received.load(Relaxed);
         let started = Instant::now();
@@ -512,7 +522,7 @@ impl Fleet {
             // Publishers start evenly spread over one interval, so their events do not come in bursts.
             let offset = 1.0 / per_publisher.max(1e-3) * p as f64 / publishers as f64;
             handles.push(tokio::spawn(async move {
-                publisher(target, http, h, p as u32, channels, per_publisher, offset, phase).await
+                publisher(target, http, h, p as u32, (prefix, channels), per_publisher, offset, phase).await
             }));
         }
         let mut published = vec![vec![0u64; publishers]; channels];
@@ -593,7 +603,7 @@ async fn publisher(
     http: reqwest::Client,
     h: u32,
     p: u32,
-    channels: usize,
+    (prefix, channels): (&'static str, usize),
     rate: f64,
     offset_secs: f64,
     phase: PhaseConfig,
@@ -629,12 +639,13 @@ async fn publisher(
                     channel: &'a str,
                     data: &'a str,
                 }
-                let frame = serde_json::to_string(&Frame { event: "e", channel: &channel_name(c as u32), data: &data })
-                    .expect("frame serializes");
+                let frame =
+                    serde_json::to_string(&Frame { event: "e", channel: &channel_name(prefix, c as u32), data: &data })
+                        .expect("frame serializes");
                 ws.send(Message::text(frame)).await.is_ok()
             }
             (Target::Hub { addr, app_id, key, secret }, _) => {
-                publish_http(&http, *addr, app_id, key, secret, phase.via, c as u32, &data).await
+                publish_http(&http, *addr, app_id, key, secret, phase.via, &channel_name(prefix, c as u32), &data).await
             }
             _ => false,
         };
@@ -657,7 +668,7 @@ pub async fn publish_http(
     key: &str,
     secret: &str,
     via: Via,
-    channel: u32,
+    channel: &str,
     data: &str,
 ) -> bool {
     let request = match via {
@@ -668,16 +679,13 @@ pub async fn publish_http(
                 channel: &'a str,
                 data: &'a str,
             }
-            let body = serde_json::to_vec(&Body { name: "e", channel: &channel_name(channel), data })
-                .expect("body serializes");
+            let body = serde_json::to_vec(&Body { name: "e", channel, data }).expect("body serializes");
             let path = format!("/apps/{app_id}/events");
             let ts = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
             let query = crate::sign::signed_query(key, secret, "POST", &path, &body, ts);
             http.post(format!("http://{addr}{path}?{query}")).header("content-type", "application/json").body(body)
         }
-        Via::V1Rest => http
-            .post(format!("http://{addr}/v1/channels/{}/events?name=e", channel_name(channel)))
-            .body(data.to_owned()),
+        Via::V1Rest => http.post(format!("http://{addr}/v1/channels/{channel}/events?name=e")).body(data.to_owned()),
     };
     matches!(request.send().await, Ok(r) if r.status().is_success())
 }

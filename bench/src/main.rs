@@ -44,6 +44,16 @@ enum Cmd {
         #[arg(long)]
         quick: bool,
     },
+    /// Presence joins timed on an idle hub and during a fan-out on another channel; prints Markdown (also
+    /// part of `run`).
+    Joins {
+        /// The hub binary (a release build).
+        #[arg(long, default_value = "target/release/poussr")]
+        hub: PathBuf,
+        /// Small sizes: checks that the scenario runs, in seconds.
+        #[arg(long)]
+        quick: bool,
+    },
     /// One load run against a running hub or baseline; prints a JSON report.
     Load(LoadArgs),
     /// Connection churn against a fresh hub, its memory and open files sampled; prints Markdown and fails
@@ -170,6 +180,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let scale = if quick { scenarios::Scale::quick() } else { scenarios::Scale::full() };
             print!("{}", scenarios::cluster(&hub, &scale).await?);
         }
+        Cmd::Joins { hub, quick } => {
+            let scale = if quick { scenarios::Scale::quick() } else { scenarios::Scale::full() };
+            print!("{}", scenarios::joins_section(&hub, &scale).await?);
+        }
         Cmd::Load(a) => {
             let target = if a.baseline {
                 Target::Baseline { addr: a.addr }
@@ -189,6 +203,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 sources: a.sources,
                 stalled: a.stalled,
                 connect_concurrency: 128,
+                channel_prefix: "",
             })
             .await;
             let connect = fleet.connect.clone();

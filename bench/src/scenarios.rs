@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-use crate::load::{Ending, Fleet, FleetConfig, PhaseConfig, PhaseReport, Protocol, Target, Via};
+use crate::load::{Ending, Fleet, FleetConfig, Latency, PhaseConfig, PhaseReport, Protocol, Target, Via};
 use crate::procfs;
 
 /// How big the scenarios are.
@@ -300,6 +300,7 @@ fn fleet(target: &Target, connections: usize, stalled: usize) -> FleetConfig {
         sources: 8,
         stalled,
         connect_concurrency: 128,
+        channel_prefix: "",
     }
 }
 
@@ -346,6 +347,7 @@ pub async fn run(hub_bin: &Path, scale: &Scale) -> std::io::Result<String> {
     fanout(&mut md, hub_bin, scale).await?;
     latency(&mut md, hub_bin, scale).await?;
     slow_consumer(&mut md, hub_bin, scale).await?;
+    joins(&mut md, hub_bin, scale).await?;
     if scale.max_connections {
         max_connections(&mut md, hub_bin).await?;
     }
@@ -455,6 +457,69 @@ async fn fanout(md: &mut String, hub_bin: &Path, scale: &Scale) -> std::io::Resu
         results[1].iter().map(|(r, _)| r.duplicated + r.reordered).sum::<u64>(),
     )
     .ok();
+    Ok(())
+}
+
+/// Presence joins and leaves at this rate, per second.
+const JOIN_RATE: f64 = 100.0;
+
+/// The publish rate of the fan-out the joins are measured against (200,000 deliveries/s to 10,000
+/// subscribers): a heavy load this machine still delivers without queueing, so what moves the joins' p99 is
+/// the hub's own contention, not a backlog every task waits behind.
+const JOIN_FANOUT_RATE: f64 = 20.0;
+
+/// The joins scenario alone, as Markdown.
+pub async fn joins_section(hub_bin: &Path, scale: &Scale) -> std::io::Result<String> {
+    let mut md = String::new();
+    joins(&mut md, hub_bin, scale).await?;
+    Ok(md)
+}
+
+async fn joins(md: &mut String, hub_bin: &Path, scale: &Scale) -> std::io::Result<()> {
+    let secs = scale.latency_secs;
+    writeln!(
+        md,
+        "### Joins during a fan-out: presence joins and leaves at {JOIN_RATE:.0}/s on one channel, while {} \
+         subscribers of a cache channel of the same app take events published at {JOIN_FANOUT_RATE:.0}/s ({secs} s each)\n",
+        scale.fanout
+    )
+    .ok();
+    writeln!(
+        md,
+        "| hub | joins | failed | p50 ms | p90 ms | p99 ms | max ms | fan-out deliveries/s |
+|---|---|---|---|---|---|---|---|"
+    )
+    .ok();
+    let server = Server::hub(hub_bin).await?;
+    let io = |e: String| std::io::Error::other(e);
+    let duration = Duration::from_secs(secs);
+    let (idle, idle_failed) = crate::joins::measure(&server.target, JOIN_RATE, duration).await.map_err(io)?;
+    let idle = Latency::of(idle);
+    let mut f =
+        Fleet::connect(FleetConfig { channel_prefix: "cache-", ..fleet(&server.target, scale.fanout, 0) }).await;
+    let step = PhaseConfig { publishers: FANOUT_PUBLISHERS, ..phase(JOIN_FANOUT_RATE, 100, secs) };
+    let (loaded, (_, report)) =
+        tokio::join!(crate::joins::measure(&server.target, JOIN_RATE, duration), f.publish(&step));
+    let (loaded, loaded_failed) = loaded.map_err(io)?;
+    let loaded = Latency::of(loaded);
+    let (reports, _) = f.close(vec![report]).await;
+    server.stop().await;
+    let row = |md: &mut String, what: &str, l: &Latency, failed: usize, deliveries: &str| {
+        writeln!(
+            md,
+            "| {what} | {} | {failed} | {} | {} | {} | {} | {deliveries} |",
+            l.samples,
+            ms(l.p50),
+            ms(l.p90),
+            ms(l.p99),
+            ms(l.max)
+        )
+        .ok();
+    };
+    row(md, "idle", &idle, idle_failed, "—");
+    let r = &reports[0];
+    row(md, "during the fan-out", &loaded, loaded_failed, &format!("{:.0} (lost {})", r.deliveries_per_sec, r.lost));
+    writeln!(md, "\n**Join p99 during the fan-out / idle: {}.**\n", ratio(loaded.p99 as f64, idle.p99 as f64)).ok();
     Ok(())
 }
 

@@ -34,6 +34,7 @@ fn fleet(target: Target, protocol: Protocol) -> FleetConfig {
         sources: 4,
         stalled: 0,
         connect_concurrency: 8,
+        channel_prefix: "",
     }
 }
 
@@ -56,6 +57,28 @@ async fn the_hub_accepts_the_signed_api_requests_and_v1_publishing_and_nothing_i
         let r = &reports[0];
         assert_eq!((r.lost, r.duplicated, r.reordered), (0, 0, 0), "{r:?}");
         assert_eq!(r.latency.samples as u64, r.received);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_timed_join_is_answered_and_the_hub_is_left_empty() {
+    let (target, _stop) = hub().await;
+    let (samples, failed) = poussr_bench::joins::measure(&target, 50.0, Duration::from_secs(1)).await.unwrap();
+    // 10 joiners at 5 joins/s each for 1 s, every one answered (the signed presence auth is accepted).
+    assert_eq!((samples.len(), failed), (50, 0));
+    assert!(samples.iter().all(|&us| us > 0));
+    // Each join was followed by its leave: the channel is empty again once the joiners are gone.
+    let Target::Hub { addr, .. } = &target else { unreachable!() };
+    let channels_url = format!("http://{addr}/health");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let body = reqwest::get(&channels_url).await.unwrap().bytes().await.unwrap();
+        let health: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        if health["channels"] == 0 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "channels still occupied: {health}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

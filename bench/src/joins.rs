@@ -1,0 +1,131 @@
+//! Join latency: presence subscriptions answered while another channel of the same app fans out.
+//!
+//! Joiners (one WebSocket each, on a loopback address of their own) join a presence channel and leave it
+//! again, paced together at a fixed rate. A join's latency is the time from sending `pusher:subscribe`
+//! to reading `pusher_internal:subscription_succeeded` for it. The same joins are measured on an idle hub
+//! and while a fleet on another channel of the app takes a fan-out, so the figure shows whether one
+//! channel's deliveries hold up another channel's joins.
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use crate::load::Target;
+use crate::sign::channel_auth;
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// The presence channel the joiners use.
+pub const CHANNEL: &str = "presence-joins";
+
+/// How many joiners share the rate (each joins, waits for the answer, leaves, then waits its turn).
+const JOINERS: usize = 10;
+
+/// How long one answer may take before the run counts it as failed.
+const ANSWER_WITHIN: Duration = Duration::from_secs(10);
+
+/// Joins and leaves `CHANNEL` at `rate` joins/s for `duration`; returns each join's latency in µs, and
+/// the number of joins that failed (refused, or no answer within 10 s).
+pub async fn measure(target: &Target, rate: f64, duration: Duration) -> Result<(Vec<u32>, usize), String> {
+    let Target::Hub { addr, key, secret, .. } = target else { return Err("joins are measured on a hub".into()) };
+    let mut tasks = Vec::new();
+    let interval = Duration::from_secs_f64(JOINERS as f64 / rate.max(1e-3));
+    let start = tokio::time::Instant::now() + Duration::from_millis(200);
+    for j in 0..JOINERS {
+        let (addr, key, secret) = (*addr, key.clone(), secret.clone());
+        // Spread evenly over one interval, so the joins come at the rate and not in bursts.
+        let first = start + interval.mul_f64(j as f64 / JOINERS as f64);
+        tasks.push(tokio::spawn(async move { joiner(addr, &key, &secret, j, first, interval, duration).await }));
+    }
+    let mut samples = Vec::new();
+    let mut failed = 0;
+    for task in tasks {
+        match task.await.map_err(|e| e.to_string())? {
+            Ok((s, f)) => {
+                samples.extend(s);
+                failed += f;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((samples, failed))
+}
+
+/// One joiner: connects, then joins and leaves at its own slots until `duration` has passed.
+async fn joiner(
+    addr: SocketAddr,
+    key: &str,
+    secret: &str,
+    j: usize,
+    first: tokio::time::Instant,
+    interval: Duration,
+    duration: Duration,
+) -> Result<(Vec<u32>, usize), String> {
+    let (mut ws, socket_id) = connect(addr, key).await?;
+    let member = serde_json::json!({"user_id": format!("joiner-{j}"), "user_info": {"joiner": j}}).to_string();
+    let auth = channel_auth(key, secret, &socket_id, CHANNEL, Some(&member));
+    let subscribe = serde_json::json!({
+        "event": "pusher:subscribe",
+        "data": {"channel": CHANNEL, "auth": auth, "channel_data": member},
+    })
+    .to_string();
+    let unsubscribe = serde_json::json!({"event": "pusher:unsubscribe", "data": {"channel": CHANNEL}}).to_string();
+    let end = first + duration;
+    let mut samples = Vec::new();
+    let mut failed = 0;
+    let mut k = 0u32;
+    loop {
+        let at = first + interval * k;
+        if at >= end {
+            break;
+        }
+        tokio::time::sleep_until(at).await;
+        k += 1;
+        let sent = Instant::now();
+        ws.send(Message::text(subscribe.clone())).await.map_err(|e| format!("joiner {j}: {e}"))?;
+        match tokio::time::timeout(ANSWER_WITHIN, answer(&mut ws)).await {
+            Ok(Ok(())) => samples.push(sent.elapsed().as_micros().min(u128::from(u32::MAX)) as u32),
+            Ok(Err(e)) => return Err(format!("joiner {j}: {e}")),
+            Err(_) => failed += 1,
+        }
+        ws.send(Message::text(unsubscribe.clone())).await.map_err(|e| format!("joiner {j}: {e}"))?;
+    }
+    let _ = ws.close(None).await;
+    Ok((samples, failed))
+}
+
+/// Reads until the answer to this connection's subscription (skipping the other joiners' member events).
+async fn answer(ws: &mut Ws) -> Result<(), String> {
+    while let Some(message) = ws.next().await {
+        match message.map_err(|e| e.to_string())? {
+            Message::Text(t) if t.contains("subscription_succeeded") => return Ok(()),
+            Message::Text(t) if t.contains("subscription_error") => return Err(format!("refused: {t}")),
+            _ => {}
+        }
+    }
+    Err("the hub closed the connection".into())
+}
+
+/// A Pusher connection from 127.0.0.9 (apart from the fleet's addresses); returns it and its socket id.
+async fn connect(addr: SocketAddr, key: &str) -> Result<(Ws, String), String> {
+    let socket = TcpSocket::new_v4().map_err(|e| e.to_string())?;
+    socket.bind(SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(127, 0, 0, 9), 0))).map_err(|e| e.to_string())?;
+    let stream = socket.connect(addr).await.map_err(|e| format!("connect: {e}"))?;
+    let url = format!("ws://{addr}/app/{key}?protocol=7&client=poussr-bench-joins");
+    let (mut ws, _) = tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream))
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
+    let hello = match tokio::time::timeout(ANSWER_WITHIN, ws.next()).await {
+        Ok(Some(Ok(Message::Text(t)))) => t,
+        other => return Err(format!("no connection_established: {other:?}")),
+    };
+    let hello: serde_json::Value = serde_json::from_str(&hello).map_err(|e| e.to_string())?;
+    let data: serde_json::Value =
+        serde_json::from_str(hello["data"].as_str().unwrap_or("{}")).map_err(|e| e.to_string())?;
+    let socket_id = data["socket_id"].as_str().ok_or("no socket_id")?.to_owned();
+    Ok((ws, socket_id))
+}
