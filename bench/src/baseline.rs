@@ -1,6 +1,8 @@
 //! The baseline: the smallest tokio-tungstenite broadcast server that fans out the same frames as the hub.
 //! It has no protocol and no bookkeeping: every WebSocket is a subscriber, except one opened on
-//! `/publish`, whose text frames are sent verbatim to every subscriber. It stands in for what this machine
+//! `/publish`, whose text frames are sent verbatim to every subscriber, or on `/publish-acked`, which also
+//! answers each frame with `ok` once it is handed to the subscribers (so a publisher can wait for each
+//! answer, as a Pusher SDK waits for the HTTP API's). It stands in for what this machine
 //! can do at all, so the hub's figures are read as ratios against it.
 
 use std::sync::Arc;
@@ -43,10 +45,14 @@ async fn connection(
     };
     let ws = tokio_tungstenite::accept_hdr_async(stream, callback).await?;
     let (mut sink, mut stream) = ws.split();
-    if path == "/publish" {
+    if path == "/publish" || path == "/publish-acked" {
+        let acked = path == "/publish-acked";
         while let Some(message) = stream.next().await {
             if let Message::Text(frame) = message? {
                 let _ = tx.send(frame);
+                if acked {
+                    sink.send(Message::text("ok")).await?;
+                }
             }
         }
         return Ok(());

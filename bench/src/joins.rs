@@ -30,7 +30,28 @@ const ANSWER_WITHIN: Duration = Duration::from_secs(10);
 
 /// Joins and leaves `CHANNEL` at `rate` joins/s for `duration`; returns each join's latency in µs, and
 /// the number of joins that failed (refused, or no answer within 10 s).
+///
+/// The joiners run on a thread and runtime of their own: on the caller's runtime, which also drives a
+/// fleet of 10,000 subscribers, a joiner reading its answer would wait behind those subscribers' tasks,
+/// and the figure would measure the load generator instead of the hub.
 pub async fn measure(target: &Target, rate: f64, duration: Duration) -> Result<(Vec<u32>, usize), String> {
+    let target = target.clone();
+    let (answer, answered) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("joiners".into())
+        .spawn(move || {
+            let result = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(runtime) => runtime.block_on(run(&target, rate, duration)),
+                Err(e) => Err(format!("the joiners' runtime: {e}")),
+            };
+            let _ = answer.send(result);
+        })
+        .map_err(|e| format!("the joiners' thread: {e}"))?;
+    answered.await.map_err(|_| "the joiners' thread ended without an answer".to_string())?
+}
+
+/// The joiners, on the runtime of [`measure`]'s thread.
+async fn run(target: &Target, rate: f64, duration: Duration) -> Result<(Vec<u32>, usize), String> {
     let Target::Hub { addr, key, secret, .. } = target else { return Err("joins are measured on a hub".into()) };
     let mut tasks = Vec::new();
     let interval = Duration::from_secs_f64(JOINERS as f64 / rate.max(1e-3));

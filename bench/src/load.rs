@@ -40,6 +40,9 @@ pub enum Target {
     Baseline {
         /// Its address.
         addr: SocketAddr,
+        /// Publishers wait for the baseline's answer to each event (as Pusher SDKs wait for the HTTP
+        /// API's) instead of writing events down the WebSocket without waiting.
+        acked: bool,
     },
 }
 
@@ -47,7 +50,7 @@ impl Target {
     /// Its address.
     pub fn addr(&self) -> SocketAddr {
         match self {
-            Target::Hub { addr, .. } | Target::Baseline { addr } => *addr,
+            Target::Hub { addr, .. } | Target::Baseline { addr, .. } => *addr,
         }
     }
 }
@@ -615,10 +618,13 @@ async fn publisher(
     let start = begin + Duration::from_secs_f64(offset_secs);
     let end = begin + phase.duration;
     let mut baseline = match &target {
-        Target::Baseline { addr } => match tokio_tungstenite::connect_async(format!("ws://{addr}/publish")).await {
-            Ok((ws, _)) => Some(ws),
-            Err(_) => return (counts, 1),
-        },
+        Target::Baseline { addr, acked } => {
+            let path = if *acked { "publish-acked" } else { "publish" };
+            match tokio_tungstenite::connect_async(format!("ws://{addr}/{path}")).await {
+                Ok((ws, _)) => Some(ws),
+                Err(_) => return (counts, 1),
+            }
+        }
         Target::Hub { .. } => None,
     };
     let mut k: u64 = 0;
@@ -632,7 +638,7 @@ async fn publisher(
         let seq = counts[c] + 1;
         let data = event_data(h, c as u32, p, seq, phase.payload);
         let ok = match (&target, baseline.as_mut()) {
-            (Target::Baseline { .. }, Some(ws)) => {
+            (Target::Baseline { acked, .. }, Some(ws)) => {
                 #[derive(Serialize)]
                 struct Frame<'a> {
                     event: &'a str,
@@ -642,7 +648,9 @@ async fn publisher(
                 let frame =
                     serde_json::to_string(&Frame { event: "e", channel: &channel_name(prefix, c as u32), data: &data })
                         .expect("frame serializes");
-                ws.send(Message::text(frame)).await.is_ok()
+                let sent = ws.send(Message::text(frame)).await.is_ok();
+                // Acknowledged publishing waits for the answer, as an SDK waits for the HTTP API's.
+                sent && (!*acked || matches!(ws.next().await, Some(Ok(Message::Text(_)))))
             }
             (Target::Hub { addr, app_id, key, secret }, _) => {
                 publish_http(&http, *addr, app_id, key, secret, phase.via, &channel_name(prefix, c as u32), &data).await

@@ -44,6 +44,15 @@ enum Cmd {
         #[arg(long)]
         quick: bool,
     },
+    /// The fan-out scenario alone (the hub and both baselines); prints Markdown (also part of `run`).
+    Fanout {
+        /// The hub binary (a release build).
+        #[arg(long, default_value = "target/release/poussr")]
+        hub: PathBuf,
+        /// Small sizes: checks that the scenario runs, in seconds.
+        #[arg(long)]
+        quick: bool,
+    },
     /// Presence joins timed on an idle hub and during a fan-out on another channel; prints Markdown (also
     /// part of `run`).
     Joins {
@@ -103,6 +112,10 @@ struct LoadArgs {
     /// Target the baseline instead of a hub.
     #[arg(long)]
     baseline: bool,
+    /// With `--baseline`: publishers wait for the baseline's answer to each event, as SDKs wait for the
+    /// HTTP API's.
+    #[arg(long)]
+    acked: bool,
     /// App id, key and secret of the hub.
     #[arg(long, default_value = "")]
     app_id: String,
@@ -180,13 +193,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let scale = if quick { scenarios::Scale::quick() } else { scenarios::Scale::full() };
             print!("{}", scenarios::cluster(&hub, &scale).await?);
         }
+        Cmd::Fanout { hub, quick } => {
+            let scale = if quick { scenarios::Scale::quick() } else { scenarios::Scale::full() };
+            print!("{}", scenarios::fanout_section(&hub, &scale).await?);
+        }
         Cmd::Joins { hub, quick } => {
             let scale = if quick { scenarios::Scale::quick() } else { scenarios::Scale::full() };
             print!("{}", scenarios::joins_section(&hub, &scale).await?);
         }
         Cmd::Load(a) => {
             let target = if a.baseline {
-                Target::Baseline { addr: a.addr }
+                Target::Baseline { addr: a.addr, acked: a.acked }
             } else {
                 Target::Hub { addr: a.addr, app_id: a.app_id, key: a.app_key, secret: a.app_secret }
             };

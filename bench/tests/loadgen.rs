@@ -100,12 +100,16 @@ async fn the_baseline_relays_every_frame_to_every_subscriber() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(poussr_bench::baseline::serve(listener));
-    let config =
-        FleetConfig { channels: 1, channels_per_connection: 1, ..fleet(Target::Baseline { addr }, Protocol::Pusher) };
-    let mut f = Fleet::connect(config).await;
-    assert_eq!(f.connect.connected, 20);
-    let (_, report) = f.publish(&phase(Via::Api)).await;
-    assert_eq!(report.received, report.published * 20, "{report:?}");
-    let (reports, _) = f.close(vec![report]).await;
-    assert_eq!((reports[0].lost, reports[0].duplicated, reports[0].reordered), (0, 0, 0));
+    // Publishers that write without waiting, and publishers that wait for each answer.
+    for acked in [false, true] {
+        let target = Target::Baseline { addr, acked };
+        let config = FleetConfig { channels: 1, channels_per_connection: 1, ..fleet(target, Protocol::Pusher) };
+        let mut f = Fleet::connect(config).await;
+        assert_eq!(f.connect.connected, 20);
+        let (_, report) = f.publish(&phase(Via::Api)).await;
+        assert_eq!((report.published, report.publish_errors), (100, 0), "acked: {acked}; {report:?}");
+        assert_eq!(report.received, report.published * 20, "acked: {acked}; {report:?}");
+        let (reports, _) = f.close(vec![report]).await;
+        assert_eq!((reports[0].lost, reports[0].duplicated, reports[0].reordered), (0, 0, 0), "acked: {acked}");
+    }
 }
