@@ -115,7 +115,10 @@ async fn joiner(
         }
         ws.send(Message::text(unsubscribe.clone())).await.map_err(|e| format!("joiner {j}: {e}"))?;
     }
+    // The hub answers the close after every frame before it, the last leave included: once the stream
+    // ends, this joiner has left the channel.
     let _ = ws.close(None).await;
+    let _ = tokio::time::timeout(ANSWER_WITHIN, async { while let Some(Ok(_)) = ws.next().await {} }).await;
     Ok((samples, failed))
 }
 
