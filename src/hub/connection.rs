@@ -118,8 +118,8 @@ impl Connection {
         Poll::Pending
     }
 
-    /// Moves up to `max` queued frames, oldest first, to the end of `out`. Returns how many.
-    pub fn take_queued(&self, out: &mut VecDeque<Frame>, max: usize) -> usize {
+    /// Moves up to `max` queued frames, oldest first, to the end of `out`.
+    pub fn take_queued(&self, out: &mut VecDeque<Frame>, max: usize) {
         let mut outbox = lock(&self.outbox);
         let n = outbox.frames.len().min(max);
         out.extend(outbox.frames.drain(..n));
@@ -127,12 +127,6 @@ impl Connection {
         if outbox.frames.is_empty() && outbox.frames.capacity() > OUTBOX_KEPT {
             outbox.frames.shrink_to(OUTBOX_KEPT);
         }
-        n
-    }
-
-    /// How many frames are queued.
-    pub fn queued(&self) -> usize {
-        lock(&self.outbox).frames.len()
     }
 
     /// The channels it has joined.

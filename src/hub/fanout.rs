@@ -131,9 +131,14 @@ impl Hub {
         if ch.is_none()
             && let Some(frame) = cached
         {
-            lock(&app.cache).store(name, frame.clone(), self.cache_ttl());
+            self.store_cached(app, name, frame);
         }
         ch
+    }
+
+    /// Stores `frame` as cache channel `name`'s last event (the caller holds the locks that order it).
+    fn store_cached(&self, app: &App, name: &ChannelName, frame: &Frame) {
+        lock(&app.cache).store(name, frame.clone(), self.cache_ttl());
     }
 
     /// The subscribers of `ch` for a delivery whose turn it is, or `None` if `ch` is no longer the
@@ -154,7 +159,7 @@ impl Hub {
         }
         let mut state = lock(&ch.state);
         if let Some(frame) = cached {
-            lock(&app.cache).store(name, frame.clone(), self.cache_ttl());
+            self.store_cached(app, name, frame);
         }
         drop(map);
         Some(state.snapshot())

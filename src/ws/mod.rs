@@ -32,11 +32,8 @@ use crate::hub::{App, Connection, Frame, Hub, OpenError};
 use crate::monitor::{MonitorEvent, now_ms};
 use crate::protocol::{CloseCode, ClosedBy, Protocol, pusher as pusher_frames, v1 as v1_frames};
 
-/// The most queued frames taken for one write.
+/// The most queued frames taken for one write (each is one buffer of one vectored write).
 const WRITE_BATCH: usize = 256;
-
-/// The most frames (buffers) in one vectored write.
-const MAX_SLICES: usize = 256;
 
 /// How long the hub waits for a close frame to be written before it drops the connection.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -363,8 +360,8 @@ where
         within(tokio::time::timeout(timeout, self.socket.flush()).await)?;
         while !self.out.is_empty() {
             let Some(raw) = self.socket.raw() else { return Err(WriteError::Gone) };
-            let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(self.out.len().min(MAX_SLICES));
-            for (i, frame) in self.out.iter().take(MAX_SLICES).enumerate() {
+            let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(self.out.len());
+            for (i, frame) in self.out.iter().enumerate() {
                 let skip = if i == 0 { self.out_sent } else { 0 };
                 slices.push(IoSlice::new(&frame.wire()[skip..]));
             }
