@@ -244,3 +244,26 @@ async fn poussr_js_is_served_as_javascript() {
     assert!(text.contains("Poussr"));
     hub.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_reach_a_subscriber_of_several_channels_in_the_order_their_triggers_were_answered() {
+    let hub = TestHub::start().await;
+    let channels = ["orders", "payments", "audit"];
+    let (mut ws, _) = hub.subscriber(channels[0]).await;
+    subscribed(&mut ws, channels[1]).await;
+    subscribed(&mut ws, channels[2]).await;
+    // Each trigger is answered before the next is sent, while the session is writing the earlier ones.
+    let sent: Vec<(String, String)> =
+        (0..90).map(|i| (channels[(i * 7 + i / 5) % 3].to_owned(), format!("e{i}"))).collect();
+    for (channel, event) in &sent {
+        hub.trigger(channel, event, "{}").await;
+    }
+    for (channel, event) in &sent {
+        let frame = next_json(&mut ws).await;
+        assert_eq!(
+            (frame["channel"].as_str(), frame["event"].as_str()),
+            (Some(channel.as_str()), Some(event.as_str()))
+        );
+    }
+    hub.stop().await;
+}

@@ -2,6 +2,7 @@
 //! channels, cache, signed-in users, webhook targets and publishing allowance.
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -24,6 +25,8 @@ pub struct App {
     /// Occupied channels only: a channel is removed when its last subscriber leaves, so the map never
     /// grows with names nobody uses any more.
     pub(super) channels: Mutex<HashMap<ChannelName, Arc<Channel>>>,
+    /// Numbers every frame appended to any of its channels' rings, in the order they were appended.
+    pub(super) seq: AtomicU64,
     /// The last event of each cache channel, kept whether or not the channel is occupied.
     pub(super) cache: Mutex<Cache>,
     /// Signed-in users and their connections, for `#server-to-user-` channels and `terminate_connections`.
@@ -41,6 +44,7 @@ impl App {
             config: config.clone(),
             id: Arc::from(config.id.as_str()),
             channels: Mutex::default(),
+            seq: AtomicU64::new(0),
             cache: Mutex::default(),
             users: Mutex::default(),
             webhooks: Webhooks::new(config, limits),

@@ -2,17 +2,19 @@
 //! listings the API and the dashboard read. A channel exists only while it has subscribers.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::{AcqRel, Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
 
 use super::cache::Cached;
+use super::ring::{Appended, Ring};
 use super::{App, Connection, Frame, Hub, lock};
 use crate::config::WebhookKind;
 use crate::monitor::{MonitorEvent, now_ms};
-use crate::protocol::{ChannelKind, ChannelName, pusher};
+use crate::protocol::{ChannelKind, ChannelName, CloseCode, pusher};
 
 /// One occupied channel.
 #[derive(Debug)]
@@ -20,11 +22,15 @@ pub(super) struct Channel {
     /// Its name, which also gives its kind.
     pub(super) name: ChannelName,
     /// Its subscribers and, for a presence channel, its members, under one lock so that the two always
-    /// agree. Held only for map operations: never while an event is delivered.
+    /// agree. Held only for map operations and for appending one frame to the ring: a delivery never
+    /// walks the subscribers.
     pub(super) state: Mutex<ChannelState>,
-    /// Held while an event is delivered, so that every subscriber gets the channel's events in one order.
-    /// Joins and leaves never take it: a delivery reads an immutable snapshot of the subscribers.
-    pub(super) delivering: Mutex<()>,
+    /// The frames its subscribers have yet to take, in the channel's one order. Appended to only under
+    /// `state`, so that every join and leave falls wholly before or after each frame; read by the
+    /// sessions under its own lock alone.
+    pub(super) ring: Mutex<Ring>,
+    /// The most frames `ring` holds (`send_queue_frames`): a subscriber that far behind is closed.
+    capacity: usize,
     /// Events published to it while it existed.
     pub(super) events: AtomicU64,
     /// Frames queued to its subscribers.
@@ -34,15 +40,35 @@ pub(super) struct Channel {
 }
 
 impl Channel {
-    fn new(name: &ChannelName) -> Self {
+    fn new(name: &ChannelName, capacity: usize) -> Self {
         Channel {
             name: name.clone(),
             state: Mutex::default(),
-            delivering: Mutex::default(),
+            ring: Mutex::default(),
+            capacity,
             events: AtomicU64::new(0),
             deliveries: AtomicU64::new(0),
             last_event_ms: AtomicU64::new(0),
         }
+    }
+
+    /// Appends `frame` to the ring for every subscriber but `except`. The caller holds `state` (so joins
+    /// and leaves fall wholly before or after it) and wakes the sessions of the answer once it holds no
+    /// lock. Subscribers a whole ring behind are closed with 4100 (a slow consumer).
+    pub(super) fn append(&self, app: &App, state: &ChannelState, frame: Frame, except: Option<u64>) -> Appended {
+        let done = {
+            let mut ring = lock(&self.ring);
+            // Numbered inside the ring's lock, so that a session reading several channels finds every frame
+            // numbered below what it last read of the counter (see `Connection::take_queued`).
+            let seq = app.seq.fetch_add(1, AcqRel);
+            ring.append(seq, frame, except, self.capacity)
+        };
+        for number in &done.dropped {
+            if let Some(sub) = state.subscribers.get(number) {
+                sub.conn.kick(CloseCode::OverCapacity);
+            }
+        }
+        done
     }
 
     /// What the API and the dashboard show of it.
@@ -64,9 +90,6 @@ impl Channel {
     }
 }
 
-/// The subscribers of a channel at one moment, in one contiguous list: what a delivery walks.
-pub(super) type Snapshot = Arc<[Arc<Connection>]>;
-
 /// A channel's subscribers and members.
 #[derive(Debug, Default)]
 pub(super) struct ChannelState {
@@ -74,41 +97,12 @@ pub(super) struct ChannelState {
     subscribers: HashMap<u64, Subscriber>,
     /// Presence channels: the users, sorted by id, each with its info and number of connections here.
     pub(super) members: BTreeMap<Arc<str>, MemberState>,
-    /// The subscribers as a delivery reads them; made again, on the next delivery, after a join or a
-    /// leave (copy-on-write, so a burst of joins costs one copy, not one each).
-    snapshot: Option<Snapshot>,
 }
 
 impl ChannelState {
-    /// Queues `frame` to every subscriber.
-    fn send_all(&self, frame: &Frame) {
-        for sub in self.subscribers.values() {
-            sub.conn.send(frame.clone());
-        }
-    }
-
-    /// The subscribers now, shared with any delivery still reading an older list.
-    pub(super) fn snapshot(&mut self) -> Snapshot {
-        let subscribers = &self.subscribers;
-        self.snapshot.get_or_insert_with(|| subscribers.values().map(|s| s.conn.clone()).collect()).clone()
-    }
-
     /// The subscriptions, by connection number.
     pub(super) fn subscribers(&self) -> &HashMap<u64, Subscriber> {
         &self.subscribers
-    }
-
-    fn insert(&mut self, number: u64, subscriber: Subscriber) {
-        self.subscribers.insert(number, subscriber);
-        self.snapshot = None;
-    }
-
-    fn remove(&mut self, number: u64) -> Option<Subscriber> {
-        let removed = self.subscribers.remove(&number);
-        if removed.is_some() {
-            self.snapshot = None;
-        }
-        removed
     }
 }
 
@@ -213,10 +207,10 @@ impl Hub {
         let again = {
             let joined = lock(&conn.channels);
             let max = s.limits.max_channels_per_connection;
-            if !joined.contains(channel) && joined.len() >= max {
+            if !joined.contains_key(channel) && joined.len() >= max {
                 return Err(SubscribeError::TooManyChannels(max));
             }
-            joined.contains(channel)
+            joined.contains_key(channel)
         };
         let app = &conn.app;
         let presence = channel.kind() == ChannelKind::Presence;
@@ -229,7 +223,7 @@ impl Hub {
             .entry(channel.clone())
             .or_insert_with(|| {
                 created = true;
-                Arc::new(Channel::new(channel))
+                Arc::new(Channel::new(channel, s.limits.send_queue_frames))
             })
             .clone();
         let mut state = lock(&ch.state);
@@ -239,6 +233,7 @@ impl Hub {
         }
         let mut added = None;
         let mut first_here = None;
+        let mut woken = None;
         if let Some(m) = member.as_ref().filter(|_| presence) {
             let max = s.limits.max_presence_members;
             let members =
@@ -261,18 +256,24 @@ impl Hub {
                 first_here = Some((m.user_id.clone(), m.user_info.clone()));
                 // A user already present on another hub is already known to everyone.
                 if !remote.contains_key(&*m.user_id) {
-                    state.send_all(&pusher::member_added(channel.as_str(), &m.user_id, &m.user_info).into());
+                    let frame = pusher::member_added(channel.as_str(), &m.user_id, &m.user_info).into();
+                    woken = Some(ch.append(app, &state, frame, None));
                     added = Some(m.user_id.clone());
                 }
             }
         }
         let user_id = member.filter(|_| presence).map(|m| m.user_id);
-        state.insert(conn.number, Subscriber { conn: conn.clone(), user_id });
+        state.subscribers.insert(conn.number, Subscriber { conn: conn.clone(), user_id });
+        // It reads what is appended from now on: a cache channel's event before this is the cached one.
+        lock(&ch.ring).join(conn.number);
         let presence = presence.then(|| presence_data(&state, &remote));
         let cached = channel.is_cache().then(|| self.cached(app, channel));
-        lock(&conn.channels).insert(channel.clone());
+        lock(&conn.channels).insert(channel.clone(), ch.clone());
         drop(state);
         drop(map);
+        if let Some(woken) = woken {
+            woken.wake();
+        }
 
         if let Some((user_id, user_info)) = first_here {
             s.adapter.member_added(app, channel.as_str(), &user_id, &user_info);
@@ -312,7 +313,7 @@ impl Hub {
 
     /// Removes `conn` from `channel`. Returns whether it had joined it; leaving twice is harmless.
     pub fn unsubscribe(&self, conn: &Connection, channel: &ChannelName) -> bool {
-        if !lock(&conn.channels).remove(channel) {
+        if lock(&conn.channels).remove(channel).is_none() {
             return false;
         }
         self.remove_subscriber(conn, channel);
@@ -331,9 +332,11 @@ impl Hub {
         let mut map = lock(&app.channels);
         let Some(ch) = map.get(channel).cloned() else { return };
         let mut state = lock(&ch.state);
-        let Some(sub) = state.remove(conn.number) else { return };
+        let Some(sub) = state.subscribers.remove(&conn.number) else { return };
+        lock(&ch.ring).leave(conn.number);
         let mut removed = None;
         let mut last_here = None;
+        let mut woken = None;
         if let Some(user_id) = sub.user_id
             && let Some(member) = state.members.get_mut(&user_id)
         {
@@ -342,7 +345,8 @@ impl Hub {
                 state.members.remove(&user_id);
                 // A user still present on another hub stays a member for everyone.
                 if !remote.contains_key(&*user_id) {
-                    state.send_all(&pusher::member_removed(channel.as_str(), &user_id).into());
+                    let frame = pusher::member_removed(channel.as_str(), &user_id).into();
+                    woken = Some(ch.append(app, &state, frame, None));
                     removed = Some(user_id.clone());
                 }
                 last_here = Some(user_id);
@@ -354,6 +358,9 @@ impl Hub {
             map.remove(channel);
         }
         drop(map);
+        if let Some(woken) = woken {
+            woken.wake();
+        }
 
         if let Some(user_id) = last_here {
             s.adapter.member_removed(app, channel.as_str(), &user_id);
@@ -398,7 +405,9 @@ impl Hub {
             Some(info) => pusher::member_added(channel, user_id, info).into(),
             None => pusher::member_removed(channel, user_id).into(),
         };
-        state.send_all(&frame);
+        let woken = ch.append(&app, &state, frame, None);
+        drop(state);
+        woken.wake();
     }
 
     /// The users of a presence channel, sorted by id (empty when nobody is in it).

@@ -2,16 +2,18 @@
 //! joined and the dashboard; the quotas checked when one opens (`max_connections`,
 //! `max_connections_per_address`); and its removal from everything when it closes.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::Ordering::{Acquire, Relaxed};
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 use std::time::SystemTime;
 
 use serde::Serialize;
 use tokio::sync::{Notify, watch};
 
+use super::channel::Channel;
 use super::{App, Frame, Hub, lock};
 use crate::monitor::{MonitorEvent, now_ms};
 use crate::protocol::{ChannelName, CloseCode, ClosedBy, Protocol};
@@ -34,14 +36,11 @@ pub struct Connection {
     pub protocol: Protocol,
     /// When it connected.
     pub connected_at: SystemTime,
-    /// The channels it has joined, for the dashboard and for cleaning up when it closes.
-    pub(super) channels: Mutex<BTreeSet<ChannelName>>,
+    /// The channels it has joined, for its session to take their frames, for the dashboard and for
+    /// cleaning up when it closes.
+    pub(super) channels: Mutex<BTreeMap<ChannelName, Arc<Channel>>>,
     /// The user it signed in as (`pusher:signin`), once it has.
     pub(super) user_id: OnceLock<Arc<str>>,
-    /// Frames for this connection; bounded so that a slow reader costs a known amount of memory.
-    outbox: Mutex<Outbox>,
-    /// The most frames `outbox` holds (`send_queue_frames`).
-    outbox_capacity: usize,
     /// The close code the hub wants this connection closed with: 0 for none yet, else its index + 1.
     kick_code: AtomicU8,
     /// Wakes the session when `kick_code` is set.
@@ -84,54 +83,49 @@ impl Connection {
         self.kick_code.load(Relaxed).checked_sub(1).and_then(CloseCode::from_index)
     }
 
-    /// Queues a frame for this connection: a delivery, or a frame for it alone that must keep its order
-    /// with deliveries. A full queue closes the connection with 4100 (a slow consumer) and the frame is
-    /// not queued.
-    pub fn send(&self, frame: Frame) -> bool {
-        let waker = {
-            let mut outbox = lock(&self.outbox);
-            if outbox.frames.len() >= self.outbox_capacity {
-                drop(outbox);
-                self.kick(CloseCode::OverCapacity);
-                return false;
-            }
-            outbox.frames.push_back(frame);
-            outbox.waker.take()
-        };
-        // Woken outside the lock, so the session never finds it taken.
-        if let Some(waker) = waker {
-            waker.wake();
-        }
-        true
-    }
-
-    /// Ready when frames are queued; otherwise the task of `cx` is woken by the next [`Connection::send`].
+    /// Ready when a channel it joined has frames it has not taken; otherwise the task of `cx` is woken by
+    /// the next frame appended to any of them.
     pub fn poll_queued(&self, cx: &mut Context<'_>) -> Poll<()> {
-        let mut outbox = lock(&self.outbox);
-        if !outbox.frames.is_empty() {
-            return Poll::Ready(());
-        }
-        match &outbox.waker {
-            Some(w) if w.will_wake(cx.waker()) => {}
-            _ => outbox.waker = Some(cx.waker().clone()),
+        let channels = lock(&self.channels);
+        for ch in channels.values() {
+            if lock(&ch.ring).poll(self.number, cx.waker()) {
+                return Poll::Ready(());
+            }
         }
         Poll::Pending
     }
 
-    /// Moves up to `max` queued frames, oldest first, to the end of `out`.
-    pub fn take_queued(&self, out: &mut VecDeque<Frame>, max: usize) {
-        let mut outbox = lock(&self.outbox);
-        let n = outbox.frames.len().min(max);
-        out.extend(outbox.frames.drain(..n));
-        // A burst can leave a large buffer behind; an idle connection should not keep it.
-        if outbox.frames.is_empty() && outbox.frames.capacity() > OUTBOX_KEPT {
-            outbox.frames.shrink_to(OUTBOX_KEPT);
+    /// Moves the frames it has not taken from the channels it joined to the end of `out`, in the order
+    /// they were published.
+    ///
+    /// From several channels, frames are merged by the number the app gave each when it was appended,
+    /// and only frames numbered below the app's counter as read first are taken: every frame numbered
+    /// lower was appended (or was being appended, under the ring's lock this waits for) before that read,
+    /// so none can turn up later between two frames written now. An event answered before another was
+    /// published therefore reaches a subscriber of both channels first.
+    pub fn take_queued(&self, out: &mut VecDeque<Frame>) {
+        let channels = lock(&self.channels);
+        let mut rings = channels.values();
+        match (rings.next(), rings.next()) {
+            (None, _) => {}
+            (Some(only), None) => {
+                lock(&only.ring).take(self.number, u64::MAX, |_, frame| out.push_back(frame.clone()));
+            }
+            _ => {
+                let below = self.app.seq.load(Acquire);
+                let mut merged = Vec::new();
+                for ch in channels.values() {
+                    lock(&ch.ring).take(self.number, below, |seq, frame| merged.push((seq, frame.clone())));
+                }
+                merged.sort_unstable_by_key(|&(seq, _)| seq);
+                out.extend(merged.into_iter().map(|(_, frame)| frame));
+            }
         }
     }
 
     /// The channels it has joined.
     pub fn channels(&self) -> Vec<ChannelName> {
-        lock(&self.channels).iter().cloned().collect()
+        lock(&self.channels).keys().cloned().collect()
     }
 
     /// The user it signed in as, if it has.
@@ -141,7 +135,7 @@ impl Connection {
 
     /// Whether it has joined `channel`.
     pub fn is_subscribed(&self, channel: &ChannelName) -> bool {
-        lock(&self.channels).contains(channel)
+        lock(&self.channels).contains_key(channel)
     }
 
     /// A snapshot for the dashboard and the admin API.
@@ -165,16 +159,6 @@ impl Connection {
             bytes_out: self.bytes_out.load(Relaxed),
         }
     }
-}
-
-/// Frames a connection's queue keeps room for once it is empty again.
-const OUTBOX_KEPT: usize = 32;
-
-/// A connection's queue of frames, and the session's waker while it waits for one.
-#[derive(Debug, Default)]
-struct Outbox {
-    frames: VecDeque<Frame>,
-    waker: Option<Waker>,
 }
 
 /// A connection as the dashboard shows it.
@@ -328,8 +312,6 @@ impl Hub {
             connected_at: SystemTime::now(),
             channels: Mutex::default(),
             user_id: OnceLock::new(),
-            outbox: Mutex::default(),
-            outbox_capacity: s.limits.send_queue_frames,
             kick_code: AtomicU8::new(0),
             kick: Notify::new(),
             messages_in: AtomicU64::new(0),
@@ -355,7 +337,7 @@ impl Hub {
     /// ended. Idempotent.
     pub fn close(&self, conn: &Connection, closed_by: ClosedBy, reason: &str) {
         let channels = std::mem::take(&mut *lock(&conn.channels));
-        for channel in &channels {
+        for channel in channels.keys() {
             self.remove_subscriber(conn, channel);
         }
         self.forget_user_connection(conn);
@@ -369,8 +351,6 @@ impl Hub {
         }
         r.count.fetch_sub(1, Relaxed);
         r.release_address(conn.remote.ip().to_canonical());
-        // Frames it will never send are let go now, not when the last handle to it goes.
-        lock(&conn.outbox).frames = VecDeque::new();
         self.record_close(closed_by);
         if closed_by == ClosedBy::Hub(CloseCode::OverCapacity) {
             self.shared.counters.slow_consumer_closes.fetch_add(1, Relaxed);

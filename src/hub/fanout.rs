@@ -1,11 +1,12 @@
-//! Fan-out: an event is serialized once per channel into a shared frame, and a reference-counted handle to
-//! it is queued to each subscriber. Cache channels keep their last event here too, and client events are
-//! relayed through the same path.
+//! Fan-out: an event is serialized once per channel into a shared frame, which is appended to the
+//! channel's ring for its subscribers' sessions to take. Cache channels keep their last event here too,
+//! and client events are relayed through the same path.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
-use super::channel::{Channel, Snapshot};
+use super::channel::Channel;
+use super::ring::Appended;
 use super::{App, Connection, Frame, Hub, lock};
 use crate::config::WebhookKind;
 use crate::monitor::{EventSource, MonitorEvent, now_ms};
@@ -72,38 +73,29 @@ impl Hub {
     /// Delivers an event to this hub's subscribers: the path every event ends in, whether it was published
     /// here or arrived from another hub.
     ///
-    /// Per channel: the frame is built once; the subscribers are read from the channel's snapshot under
-    /// a lock held for a pointer copy; the walk over them, which queues a handle to the frame to each,
-    /// holds no lock that a join or a leave needs. Deliveries to one channel take their turn (its
-    /// `delivering` lock), so all its subscribers get its events in one order.
+    /// Per channel: the frame is built once and appended to the channel's ring, under the channel's
+    /// state lock for that one step only, so joins and leaves fall wholly before or after it and the
+    /// channel keeps one order. Nothing walks the subscribers: the sessions that were waiting are woken,
+    /// once no lock is held, and each session takes from the ring what it has not yet written.
     pub fn deliver_local(&self, app: &App, event: &Publish) -> usize {
         let s = &self.shared;
-        // The excluded connection, as a number compared once per subscriber (an id another hub gave out
-        // excludes nobody here).
+        // The excluded connection, as a number (an id another hub gave out excludes nobody here).
         let except = event.except.as_deref().and_then(|id| self.local_number(id));
         let mut total = 0;
         for name in &event.channels {
             let frame = Frame::from(pusher::event(&event.event, name.as_str(), &event.data, event.user_id.as_deref()));
             // Events from the backend are what a cache channel keeps; client events are not.
             let caching = name.is_cache() && event.source != EventSource::Client;
-            let delivered = loop {
-                let Some(ch) = self.channel_or_cache(app, name, caching.then_some(&frame)) else { break 0 };
-                // The turn is taken before the snapshot, so snapshots (and cache writes) follow the turns.
-                let _turn = lock(&ch.delivering);
-                // None: the channel emptied and was replaced while this waited for its turn.
-                let Some(subscribers) = self.snapshot_for_turn(app, name, &ch, caching.then_some(&frame)) else {
-                    continue;
-                };
-                let mut delivered = 0;
-                for conn in subscribers.iter() {
-                    if Some(conn.number) != except && conn.send(frame.clone()) {
-                        delivered += 1;
-                    }
+            let delivered = match self.append(app, name, frame, except, caching) {
+                Some((ch, appended)) => {
+                    let delivered = appended.delivered;
+                    appended.wake();
+                    ch.events.fetch_add(1, Relaxed);
+                    ch.deliveries.fetch_add(delivered as u64, Relaxed);
+                    ch.last_event_ms.store(now_ms(), Relaxed);
+                    delivered
                 }
-                ch.events.fetch_add(1, Relaxed);
-                ch.deliveries.fetch_add(delivered as u64, Relaxed);
-                ch.last_event_ms.store(now_ms(), Relaxed);
-                break delivered;
+                None => 0,
             };
             s.counters.events_published.fetch_add(1, Relaxed);
             s.counters.deliveries.fetch_add(delivered as u64, Relaxed);
@@ -122,47 +114,38 @@ impl Hub {
         total
     }
 
-    /// The occupied channel `name`, or `None` when nobody has joined it; then `cached`, if given, is
-    /// stored as its last event under the channel map's lock, so that a connection creating the channel
-    /// meanwhile reads the cache after it.
-    fn channel_or_cache(&self, app: &App, name: &ChannelName, cached: Option<&Frame>) -> Option<Arc<Channel>> {
+    /// Appends `frame` to channel `name`'s ring, if the channel is occupied. With `caching`, the frame is
+    /// also stored as the channel's last event, under the locks `subscribe` reads it under: a connection
+    /// joining meanwhile either finds it in the cache and does not read it from the ring, or reads it from
+    /// the ring and found the previous one in the cache; never both, never neither.
+    fn append(
+        &self,
+        app: &App,
+        name: &ChannelName,
+        frame: Frame,
+        except: Option<u64>,
+        caching: bool,
+    ) -> Option<(Arc<Channel>, Appended)> {
         let map = lock(&app.channels);
-        let ch = map.get(name).cloned();
-        if ch.is_none()
-            && let Some(frame) = cached
-        {
-            self.store_cached(app, name, frame);
+        let Some(ch) = map.get(name).cloned() else {
+            if caching {
+                self.store_cached(app, name, &frame);
+            }
+            return None;
+        };
+        let state = lock(&ch.state);
+        if caching {
+            self.store_cached(app, name, &frame);
         }
-        ch
+        drop(map);
+        let appended = ch.append(app, &state, frame, except);
+        drop(state);
+        Some((ch, appended))
     }
 
     /// Stores `frame` as cache channel `name`'s last event (the caller holds the locks that order it).
     fn store_cached(&self, app: &App, name: &ChannelName, frame: &Frame) {
         lock(&app.cache).store(name, frame.clone(), self.cache_ttl());
-    }
-
-    /// The subscribers of `ch` for a delivery whose turn it is, or `None` if `ch` is no longer the
-    /// channel called `name`. With `cached`, the frame is stored as the channel's last event under the
-    /// same locks `subscribe` reads it under: a connection joining meanwhile either finds it in the cache
-    /// and is not in the snapshot, or is in the snapshot and found the previous one; never both, never
-    /// neither.
-    fn snapshot_for_turn(
-        &self,
-        app: &App,
-        name: &ChannelName,
-        ch: &Arc<Channel>,
-        cached: Option<&Frame>,
-    ) -> Option<Snapshot> {
-        let map = lock(&app.channels);
-        if !map.get(name).is_some_and(|c| Arc::ptr_eq(c, ch)) {
-            return None;
-        }
-        let mut state = lock(&ch.state);
-        if let Some(frame) = cached {
-            self.store_cached(app, name, frame);
-        }
-        drop(map);
-        Some(state.snapshot())
     }
 
     /// Relays a `client-*` event from `conn` to the other subscribers of `channel` (the caller has checked

@@ -3,9 +3,9 @@
 //!
 //! [`Hub`] is a cheap `Clone` handle over shared state. The locks are `std::sync::Mutex`es held for a few
 //! map operations and never across an `.await`: every operation here is synchronous and short, so an async
-//! lock would only add overhead. Lock order, to rule out deadlocks: a channel's delivery turn, then an
-//! app's channel map, then one channel's state, then one connection's channel set (or the app's cache, or
-//! a connection's queue); nothing takes them the other way round.
+//! lock would only add overhead. Lock order, to rule out deadlocks: an app's channel map, then one
+//! channel's state, then one connection's channel set (or the app's cache), then one channel's ring;
+//! nothing takes them the other way round.
 //!
 //! | file | what it owns |
 //! |---|---|
@@ -15,13 +15,15 @@
 //! | `cache.rs` | the last event of each cache channel, with its expiry |
 //! | [`connection`] | the registry of connections: open (quotas), close, look up, kick |
 //! | [`channel`] | subscriptions and presence: join, leave, members, channel listings |
-//! | [`fanout`] | publishing: one frame per channel shared by every subscriber's queue; client events |
+//! | [`fanout`] | publishing: one frame per channel, appended to its ring; client events |
+//! | `ring.rs` | a channel's frames not yet taken by all its subscribers, and who waits for the next |
 //! | [`user`] | signed-in users: sign-in, `terminate_connections` |
 //! | [`stats`] | counters and the figures of `/health`, `/metrics` and the dashboard |
 //! | [`cluster`] | the [`Adapter`] seam and the cluster-wide views built on it |
 //!
-//! Fan-out serializes each event once into a shared frame and pushes a clone of the handle (a reference
-//! count) into each subscriber's bounded queue. A subscriber whose queue is full is closed with 4100: never
+//! Fan-out serializes each event once into a shared frame and appends it to the channel's ring (`ring.rs`):
+//! one step whatever the number of subscribers. Each session takes from the rings of its channels what it
+//! has not yet written. A subscriber a whole ring (`send_queue_frames`) behind is closed with 4100: never
 //! silently skipped, never allowed to grow memory, never allowed to slow the others.
 
 pub mod app;
@@ -31,6 +33,7 @@ pub mod channel;
 pub mod cluster;
 pub mod connection;
 pub mod fanout;
+mod ring;
 pub mod stats;
 pub mod user;
 

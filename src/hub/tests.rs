@@ -30,7 +30,7 @@ fn name(n: &str) -> ChannelName {
 /// Takes every frame queued for `conn`, oldest first.
 fn queued(conn: &Connection) -> Vec<Frame> {
     let mut out = std::collections::VecDeque::new();
-    conn.take_queued(&mut out, usize::MAX);
+    conn.take_queued(&mut out);
     out.into()
 }
 
@@ -231,4 +231,51 @@ fn a_closed_connection_leaves_nothing_behind() {
     hub.close(&stay, ClosedBy::Client(Some(1000)), "bye");
     assert_eq!(hub.shared.registry.open_from(peer().ip()), None, "no entry is left for the address");
     assert!(lock(&app.channels).is_empty());
+}
+
+#[test]
+fn a_subscriber_of_several_channels_gets_their_events_in_the_order_they_were_published() {
+    let hub = hub();
+    let app = hub.default_app();
+    let a = hub.open(app.clone(), peer(), None, Protocol::Pusher).unwrap();
+    for channel in ["x", "y", "z"] {
+        hub.subscribe(&a, &name(channel), None).unwrap();
+    }
+    let order = ["z", "x", "y", "x", "z", "z", "y", "x"];
+    for (i, channel) in order.iter().enumerate() {
+        hub.publish(&app, &publish(channel, &format!("e{i}")));
+    }
+    let got: Vec<String> = queued(&a)
+        .iter()
+        .map(|f| {
+            let v: serde_json::Value = serde_json::from_str(&f.to_text()).unwrap();
+            format!("{}:{}", v["channel"].as_str().unwrap(), v["event"].as_str().unwrap())
+        })
+        .collect();
+    let want: Vec<String> = order.iter().enumerate().map(|(i, c)| format!("{c}:e{i}")).collect();
+    assert_eq!(got, want);
+    assert!(queued(&a).is_empty(), "each frame is taken once");
+}
+
+#[test]
+fn a_frame_is_let_go_once_every_subscriber_it_is_for_has_taken_it() {
+    let hub = hub();
+    let app = hub.default_app();
+    let a = hub.open(app.clone(), peer(), None, Protocol::Pusher).unwrap();
+    let b = hub.open(app.clone(), peer(), None, Protocol::Pusher).unwrap();
+    hub.subscribe(&a, &name("c"), None).unwrap();
+    hub.subscribe(&b, &name("c"), None).unwrap();
+    let ch = lock(&app.channels).get(&name("c")).cloned().unwrap();
+    hub.publish(&app, &Publish::new(vec![name("c")], "e", "{}", Some(&b.socket_id), EventSource::Api));
+    hub.publish(&app, &publish("c", "f"));
+    assert_eq!(lock(&ch.ring).len(), 2);
+    assert_eq!(queued(&a).len(), 2);
+    assert_eq!(lock(&ch.ring).len(), 1, "the first was for `a` alone");
+    assert_eq!(queued(&b).len(), 1);
+    assert_eq!(lock(&ch.ring).len(), 0);
+    // A subscriber that leaves with frames untaken does not keep them.
+    hub.publish(&app, &publish("c", "g"));
+    assert_eq!(queued(&a).len(), 1);
+    hub.unsubscribe(&b, &name("c"));
+    assert_eq!(lock(&ch.ring).len(), 0);
 }

@@ -32,7 +32,7 @@ use crate::hub::{App, Connection, Frame, Hub, OpenError};
 use crate::monitor::{MonitorEvent, now_ms};
 use crate::protocol::{CloseCode, ClosedBy, Protocol, pusher as pusher_frames, v1 as v1_frames};
 
-/// The most queued frames taken for one write (each is one buffer of one vectored write).
+/// The most frames written by one system call (each is one buffer of one vectored write).
 const WRITE_BATCH: usize = 256;
 
 /// How long the hub waits for a close frame to be written before it drops the connection.
@@ -314,12 +314,12 @@ where
         self.close(CloseCode::OverCapacity, why).await
     }
 
-    /// Writes what the hub queued (up to a batch), and counts it. A connection asked to close while the
+    /// Writes every frame the channels it joined have for it, and counts them. A connection asked to close while the
     /// write is stuck (a reader that stopped reading) does not wait for that write, and one whose socket
     /// accepts nothing for the write timeout is closed as a slow consumer.
     async fn write_queued(&mut self) -> Result<(), Ending> {
         let conn = self.conn.clone();
-        conn.take_queued(&mut self.out, WRITE_BATCH);
+        conn.take_queued(&mut self.out);
         let frames = self.out.len() as u64;
         let bytes: u64 = self.out.iter().map(|f| f.len() as u64).sum();
         let kicked = tokio::select! {
@@ -360,8 +360,8 @@ where
         within(tokio::time::timeout(timeout, self.socket.flush()).await)?;
         while !self.out.is_empty() {
             let Some(raw) = self.socket.raw() else { return Err(WriteError::Gone) };
-            let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(self.out.len());
-            for (i, frame) in self.out.iter().enumerate() {
+            let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(self.out.len().min(WRITE_BATCH));
+            for (i, frame) in self.out.iter().take(WRITE_BATCH).enumerate() {
                 let skip = if i == 0 { self.out_sent } else { 0 };
                 slices.push(IoSlice::new(&frame.wire()[skip..]));
             }

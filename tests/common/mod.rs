@@ -186,7 +186,7 @@ async fn established(mut ws: Ws) -> (Ws, String) {
 }
 
 /// Subscribes `ws` to the public `channel` and waits for the hub's yes.
-async fn subscribed(ws: &mut Ws, channel: &str) {
+pub async fn subscribed(ws: &mut Ws, channel: &str) {
     send_json(ws, serde_json::json!({"event":"pusher:subscribe","data":{"channel":channel}})).await;
     let ok = next_json(ws).await;
     assert_eq!(ok["event"], "pusher_internal:subscription_succeeded", "{ok}");
