@@ -89,6 +89,8 @@ impl Ring {
     pub(super) fn leave(&mut self, number: u64) {
         self.waiters.remove(&number);
         if let Some(cursor) = self.readers.remove(&number) {
+            let left = self.readers.len();
+            shrink(&mut self.readers, left);
             let from = self.index(cursor);
             for slot in self.slots.range_mut(from..) {
                 if slot.except != Some(number) {
@@ -117,6 +119,9 @@ impl Ring {
         if done.delivered > 0 {
             let kept = except.and_then(|n| self.waiters.remove(&n).map(|w| (n, w)));
             done.wake = self.waiters.drain().map(|(_, waker)| waker).collect();
+            // Room for about as many as waited this time: a channel whose crowd has gone does not keep
+            // the table it needed then.
+            shrink(&mut self.waiters, done.wake.len());
             if let Some((n, waker)) = kept {
                 self.waiters.insert(n, waker);
             }
@@ -178,6 +183,14 @@ impl Ring {
         if self.slots.is_empty() && self.slots.capacity() > KEPT {
             self.slots.shrink_to(KEPT);
         }
+    }
+}
+
+/// Gives back a map's room when it holds far fewer than it has room for (a quarter), keeping twice what
+/// it holds; halving at most as often as it was filled, this costs each insert a constant at most.
+fn shrink<V>(map: &mut HashMap<u64, V>, used: usize) {
+    if map.capacity() > 4 * used.max(KEPT) {
+        map.shrink_to(2 * used.max(KEPT));
     }
 }
 
@@ -302,5 +315,29 @@ mod tests {
         assert!(ring.waiters.contains_key(&1));
         assert!(!ring.poll(99, waker), "not a reader: nothing to take, nothing registered");
         assert!(!ring.waiters.contains_key(&99));
+    }
+
+    #[test]
+    fn a_crowd_that_has_gone_does_not_leave_its_tables_behind() {
+        let waker = Waker::noop();
+        let mut ring = Ring::default();
+        for n in 0..10_000 {
+            ring.join(n);
+            ring.poll(n, waker);
+        }
+        ring.append(0, frame(0), None, 8);
+        for n in 0..10_000 {
+            take_all(&mut ring, n);
+        }
+        for n in 10..10_000 {
+            ring.leave(n);
+        }
+        assert!(ring.readers.capacity() < 200, "readers: room for {}", ring.readers.capacity());
+        for n in 0..10 {
+            ring.poll(n, waker);
+        }
+        assert_eq!(ring.append(1, frame(1), None, 8).wake.len(), 10);
+        assert!(ring.waiters.capacity() < 200, "waiters: room for {}", ring.waiters.capacity());
+        assert_eq!(ring.len(), 1);
     }
 }
