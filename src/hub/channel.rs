@@ -94,16 +94,9 @@ impl Channel {
 #[derive(Debug, Default)]
 pub(super) struct ChannelState {
     /// Keyed by the connection's number, which is unique within this hub.
-    subscribers: HashMap<u64, Subscriber>,
+    pub(super) subscribers: HashMap<u64, Subscriber>,
     /// Presence channels: the users, sorted by id, each with its info and number of connections here.
     pub(super) members: BTreeMap<Arc<str>, MemberState>,
-}
-
-impl ChannelState {
-    /// The subscriptions, by connection number.
-    pub(super) fn subscribers(&self) -> &HashMap<u64, Subscriber> {
-        &self.subscribers
-    }
 }
 
 /// One subscription.

@@ -152,10 +152,10 @@ impl Hub {
             let mut snap = AppSnapshot::default();
             for ch in chans {
                 let state = lock(&ch.state);
-                if state.subscribers().is_empty() {
+                if state.subscribers.is_empty() {
                     continue;
                 }
-                snap.channels.insert(ch.name.to_string(), state.subscribers().len());
+                snap.channels.insert(ch.name.to_string(), state.subscribers.len());
                 if ch.name.kind() == ChannelKind::Presence {
                     let members = state.members.iter().map(|(id, m)| (id.to_string(), m.info.clone())).collect();
                     snap.presence.insert(ch.name.to_string(), members);

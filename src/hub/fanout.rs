@@ -167,7 +167,7 @@ impl Hub {
         let user_id = {
             let ch = lock(&conn.app.channels).get(channel).cloned();
             let state = ch.as_ref().map(|c| lock(&c.state));
-            match state.as_ref().and_then(|st| st.subscribers().get(&conn.number)) {
+            match state.as_ref().and_then(|st| st.subscribers.get(&conn.number)) {
                 Some(sub) => sub.user_id.clone(),
                 None => return Err(ClientEventError::NotJoined(channel.to_string())),
             }
