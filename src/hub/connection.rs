@@ -373,15 +373,16 @@ impl Hub {
 
     /// The open connection with this socket id.
     pub fn connection(&self, socket_id: &str) -> Option<Arc<Connection>> {
-        let (_, number) = socket_id.split_once('.')?;
-        let conn = lock(&self.shared.registry.connections).get(&number.parse().ok()?).cloned()?;
+        let conn = lock(&self.shared.registry.connections).get(&self.local_number(socket_id)?).cloned()?;
         (*conn.socket_id == *socket_id).then_some(conn)
     }
 
     /// The number of this hub's connection with socket id `socket_id`, resolved once per event so that
     /// fan-out compares numbers. `None` for an id this hub did not give out (another hub's, or malformed).
     pub(super) fn local_number(&self, socket_id: &str) -> Option<u64> {
-        let (prefix, number) = socket_id.split_once('.')?;
+        // Only the id as the hub writes it: "1.007" or "1.+7" names no connection, as the string it is.
+        let written = |part: &str| part.bytes().all(|b| b.is_ascii_digit()) && (part == "0" || !part.starts_with('0'));
+        let (prefix, number) = socket_id.split_once('.').filter(|(p, n)| written(p) && written(n))?;
         (prefix.parse::<u32>().ok()? == self.shared.registry.socket_prefix).then_some(number.parse().ok()?)
     }
 

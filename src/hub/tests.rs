@@ -82,6 +82,14 @@ fn fan_out_shares_one_frame_and_honours_exclusion() {
     let prefix: u32 = a.socket_id.split('.').next().unwrap().parse().unwrap();
     elsewhere.except = Some(format!("{}.{}", prefix + 1, a.number).into());
     assert_eq!(hub.publish(&app, &elsewhere), 2);
+    // Nor does the number written another way: an id is compared as the string the hub gave out.
+    for other in
+        [format!("{prefix}.0{}", a.number), format!("{prefix}.+{}", a.number), format!("0{prefix}.{}", a.number)]
+    {
+        elsewhere.except = Some(other.into());
+        assert_eq!(hub.publish(&app, &elsewhere), 2);
+        assert!(hub.connection(elsewhere.except.as_deref().unwrap()).is_none());
+    }
 }
 
 #[test]
