@@ -34,6 +34,13 @@ fn queued(conn: &Connection) -> Vec<Frame> {
     out.into()
 }
 
+/// A connection of the default app speaking `protocol`, subscribed to `channel`.
+fn subscriber(hub: &Hub, channel: &str, protocol: Protocol) -> Arc<Connection> {
+    let conn = hub.open(hub.default_app(), peer(), None, protocol).unwrap();
+    hub.subscribe(&conn, &name(channel), None).unwrap();
+    conn
+}
+
 fn publish(channel: &str, event: &str) -> Publish {
     Publish::new(vec![name(channel)], event, "{\"x\":1}", None, EventSource::Api)
 }
@@ -62,10 +69,8 @@ fn a_connection_record_keeps_who_what_and_counters() {
 fn fan_out_shares_one_frame_and_honours_exclusion() {
     let hub = hub();
     let app = hub.default_app();
-    let a = hub.open(app.clone(), peer(), None, Protocol::Pusher).unwrap();
-    let b = hub.open(app.clone(), peer(), None, Protocol::PoussrV1).unwrap();
-    hub.subscribe(&a, &name("c"), None).unwrap();
-    hub.subscribe(&b, &name("c"), None).unwrap();
+    let a = subscriber(&hub, "c", Protocol::Pusher);
+    let b = subscriber(&hub, "c", Protocol::PoussrV1);
     assert_eq!(hub.publish(&app, &publish("c", "e")), 2);
     let fa = queued(&a).pop().unwrap();
     let fb = queued(&b).pop().unwrap();
@@ -114,10 +119,9 @@ fn empty_channels_are_removed() {
 fn channel_stats_count_events_and_deliveries() {
     let hub = hub();
     let app = hub.default_app();
-    let a = hub.open(app.clone(), peer(), None, Protocol::Pusher).unwrap();
-    let b = hub.open(app.clone(), peer(), None, Protocol::Pusher).unwrap();
-    hub.subscribe(&a, &name("c"), None).unwrap();
-    hub.subscribe(&b, &name("c"), None).unwrap();
+    for _ in 0..2 {
+        subscriber(&hub, "c", Protocol::Pusher);
+    }
     hub.publish(&app, &publish("c", "1"));
     hub.publish(&app, &publish("c", "2"));
     let info = hub.channel(&app, &name("c")).unwrap();
@@ -132,8 +136,7 @@ fn channel_stats_count_events_and_deliveries() {
 fn a_full_queue_kicks_the_connection_with_4100() {
     let hub = hub_with(|l| l.send_queue_frames = 2);
     let app = hub.default_app();
-    let a = hub.open(app.clone(), peer(), None, Protocol::Pusher).unwrap();
-    hub.subscribe(&a, &name("c"), None).unwrap();
+    let a = subscriber(&hub, "c", Protocol::Pusher);
     assert_eq!(hub.publish(&app, &publish("c", "1")), 1);
     assert_eq!(hub.publish(&app, &publish("c", "2")), 1);
     assert_eq!(hub.publish(&app, &publish("c", "3")), 0, "not counted as delivered");
@@ -269,10 +272,8 @@ fn a_subscriber_of_several_channels_gets_their_events_in_the_order_they_were_pub
 fn a_frame_is_let_go_once_every_subscriber_it_is_for_has_taken_it() {
     let hub = hub();
     let app = hub.default_app();
-    let a = hub.open(app.clone(), peer(), None, Protocol::Pusher).unwrap();
-    let b = hub.open(app.clone(), peer(), None, Protocol::Pusher).unwrap();
-    hub.subscribe(&a, &name("c"), None).unwrap();
-    hub.subscribe(&b, &name("c"), None).unwrap();
+    let a = subscriber(&hub, "c", Protocol::Pusher);
+    let b = subscriber(&hub, "c", Protocol::Pusher);
     let ch = lock(&app.channels).get(&name("c")).cloned().unwrap();
     hub.publish(&app, &Publish::new(vec![name("c")], "e", "{}", Some(&b.socket_id), EventSource::Api));
     hub.publish(&app, &publish("c", "f"));
