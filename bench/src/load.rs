@@ -285,7 +285,6 @@ pub struct Fleet {
     published: Vec<Vec<Vec<u64>>>,
     stop: watch::Sender<bool>,
     tasks: Vec<(Vec<u32>, bool, tokio::task::JoinHandle<SubscriberResult>)>,
-    http: reqwest::Client,
     /// Where events are published, when not the hub the subscribers are on (another hub of a cluster).
     publish_target: Option<Target>,
     /// What connecting measured.
@@ -495,7 +494,6 @@ impl Fleet {
             published: Vec::new(),
             stop,
             tasks,
-            http: reqwest::Client::builder().pool_max_idle_per_host(64).build().expect("HTTP client"),
             publish_target: None,
         }
     }
@@ -517,21 +515,47 @@ impl Fleet {
         let started = Instant::now();
         let started_us = now_us();
         let per_publisher = phase.rate / publishers as f64;
-        let mut handles = Vec::new();
+        // The publishers run on a thread and runtime of their own, as a backend on another machine would:
+        // on this runtime, which drives the fleet's subscribers, each answer would wait behind the
+        // subscribers' reads, and the publishing rate would be the load generator's, not the server's.
+        let mut jobs = Vec::new();
         for p in 0..publishers {
             let target = self.publish_target.clone().unwrap_or_else(|| self.config.target.clone());
-            let http = self.http.clone();
             let phase = phase.clone();
             // Publishers start evenly spread over one interval, so their events do not come in bursts.
             let offset = 1.0 / per_publisher.max(1e-3) * p as f64 / publishers as f64;
-            handles.push(tokio::spawn(async move {
-                publisher(target, http, h, p as u32, (prefix, channels), per_publisher, offset, phase).await
-            }));
+            jobs.push((target, p, phase, offset));
         }
+        let (done, results) = tokio::sync::oneshot::channel();
+        let thread = std::thread::Builder::new().name("publishers".into()).spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+            let outcome = runtime.block_on(async move {
+                let http = reqwest::Client::builder().pool_max_idle_per_host(64).build().expect("HTTP client");
+                let handles: Vec<_> = jobs
+                    .into_iter()
+                    .map(|(target, p, phase, offset)| {
+                        let http = http.clone();
+                        tokio::spawn(async move {
+                            publisher(target, http, h, p as u32, (prefix, channels), per_publisher, offset, phase).await
+                        })
+                    })
+                    .collect();
+                let mut outcome = Vec::new();
+                for handle in handles {
+                    outcome.push(handle.await.ok());
+                }
+                outcome
+            });
+            let _ = done.send(outcome);
+        });
+        let outcome = match thread {
+            Ok(_) => results.await.unwrap_or_default(),
+            Err(_) => Vec::new(),
+        };
         let mut published = vec![vec![0u64; publishers]; channels];
         let mut errors = 0;
-        for (p, handle) in handles.into_iter().enumerate() {
-            if let Ok((counts, errs)) = handle.await {
+        for (p, result) in outcome.into_iter().enumerate() {
+            if let Some((counts, errs)) = result {
                 for (c, n) in counts.into_iter().enumerate() {
                     published[c][p] = n;
                 }

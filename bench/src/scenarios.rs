@@ -336,8 +336,9 @@ pub async fn run(hub_bin: &Path, scale: &Scale) -> std::io::Result<String> {
         "`poussr-bench run` (bench/src): the load generator, the hub (`{}`, release) and the baseline (the smallest \
          tokio-tungstenite broadcast server, `poussr-bench baseline`) all on this machine; open-file limit {} soft / \
          {} hard. Client sockets are spread over 127.0.0.1–127.0.0.8. Hub events go through the signed HTTP API \
-         (2 publishers, 16 in the fan-out steps); baseline events through one publishing WebSocket per publisher. Ratios \
-         are hub / baseline.\n",
+         (2 publishers, 16 in the fan-out steps); baseline events through one publishing WebSocket per publisher. The \
+         publishers run on a thread and runtime of their own, apart from the subscribers'. Ratios are hub / \
+         baseline.\n",
         hub_bin.display(),
         limit.0,
         limit.1
