@@ -36,18 +36,7 @@ const ANSWER_WITHIN: Duration = Duration::from_secs(10);
 /// and the figure would measure the load generator instead of the hub.
 pub async fn measure(target: &Target, rate: f64, duration: Duration) -> Result<(Vec<u32>, usize), String> {
     let target = target.clone();
-    let (answer, answered) = tokio::sync::oneshot::channel();
-    std::thread::Builder::new()
-        .name("joiners".into())
-        .spawn(move || {
-            let result = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                Ok(runtime) => runtime.block_on(run(&target, rate, duration)),
-                Err(e) => Err(format!("the joiners' runtime: {e}")),
-            };
-            let _ = answer.send(result);
-        })
-        .map_err(|e| format!("the joiners' thread: {e}"))?;
-    answered.await.map_err(|_| "the joiners' thread ended without an answer".to_string())?
+    crate::on_own_thread("joiners", move || async move { run(&target, rate, duration).await }).await?
 }
 
 /// The joiners, on the runtime of [`measure`]'s thread.

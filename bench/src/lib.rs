@@ -20,6 +20,31 @@ pub mod scenarios;
 pub mod sign;
 pub mod soak;
 
+/// Runs the future `make` builds on a thread and single-threaded runtime of their own, named `name`, and
+/// returns its output: work timed or paced there does not wait behind the caller's runtime's tasks (the
+/// fleet's 10,000 subscribers), as a client on another machine would not.
+pub async fn on_own_thread<T, F, Fut>(name: &str, make: F) -> Result<T, String>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = T>,
+{
+    let (answer, answered) = tokio::sync::oneshot::channel();
+    let thread = name.to_owned();
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(runtime) => {
+                let _ = answer.send(Ok(runtime.block_on(make())));
+            }
+            Err(e) => {
+                let _ = answer.send(Err(format!("the {thread} runtime: {e}")));
+            }
+        })
+        .map_err(|e| format!("the {name} thread: {e}"))?;
+    answered.await.map_err(|_| format!("the {name} thread ended without an answer"))?
+}
+
 /// Raises this process's soft open-file limit to the hard one; returns the new soft limit.
 pub fn raise_open_file_limit() -> u64 {
     rlimit::increase_nofile_limit(u64::MAX).unwrap_or(0)

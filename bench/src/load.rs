@@ -526,40 +526,41 @@ impl Fleet {
             let offset = 1.0 / per_publisher.max(1e-3) * p as f64 / publishers as f64;
             jobs.push((target, p, phase, offset));
         }
-        let (done, results) = tokio::sync::oneshot::channel();
-        let thread = std::thread::Builder::new().name("publishers".into()).spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
-            let outcome = runtime.block_on(async move {
-                let http = reqwest::Client::builder().pool_max_idle_per_host(64).build().expect("HTTP client");
-                let handles: Vec<_> = jobs
-                    .into_iter()
-                    .map(|(target, p, phase, offset)| {
-                        let http = http.clone();
-                        tokio::spawn(async move {
-                            publisher(target, http, h, p as u32, (prefix, channels), per_publisher, offset, phase).await
-                        })
+        let outcome = crate::on_own_thread("publishers", move || async move {
+            let http = reqwest::Client::builder().pool_max_idle_per_host(64).build().expect("HTTP client");
+            let handles: Vec<_> = jobs
+                .into_iter()
+                .map(|(target, p, phase, offset)| {
+                    let http = http.clone();
+                    tokio::spawn(async move {
+                        publisher(target, http, h, p as u32, (prefix, channels), per_publisher, offset, phase).await
                     })
-                    .collect();
-                let mut outcome = Vec::new();
-                for handle in handles {
-                    outcome.push(handle.await.ok());
-                }
-                outcome
-            });
-            let _ = done.send(outcome);
+                })
+                .collect();
+            let mut outcome = Vec::new();
+            for handle in handles {
+                outcome.push(handle.await.ok());
+            }
+            outcome
+        })
+        .await;
+        // Publishers that never ran count as publish errors, so the report cannot read as a clean run.
+        let outcome = outcome.unwrap_or_else(|e| {
+            eprintln!("poussr-bench: {e}");
+            vec![None; publishers]
         });
-        let outcome = match thread {
-            Ok(_) => results.await.unwrap_or_default(),
-            Err(_) => Vec::new(),
-        };
         let mut published = vec![vec![0u64; publishers]; channels];
         let mut errors = 0;
         for (p, result) in outcome.into_iter().enumerate() {
-            if let Some((counts, errs)) = result {
-                for (c, n) in counts.into_iter().enumerate() {
-                    published[c][p] = n;
+            match result {
+                Some((counts, errs)) => {
+                    for (c, n) in counts.into_iter().enumerate() {
+                        published[c][p] = n;
+                    }
+                    errors += errs;
                 }
-                errors += errs;
+                // A publisher that did not finish (it panicked, or its thread never ran).
+                None => errors += 1,
             }
         }
         let publish_secs = started.elapsed().as_secs_f64().max(phase.duration.as_secs_f64());
