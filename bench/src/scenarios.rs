@@ -517,28 +517,26 @@ async fn joins(md: &mut String, hub_bin: &Path, scale: &Scale) -> std::io::Resul
     .ok();
     writeln!(
         md,
-        "| hub | joins | failed | p50 ms | p90 ms | p99 ms | max ms | fan-out deliveries/s |
-|---|---|---|---|---|---|---|---|"
+        "| what | hub | samples | failed | p50 ms | p90 ms | p99 ms | max ms | fan-out deliveries/s |
+|---|---|---|---|---|---|---|---|---|"
     )
     .ok();
     let server = Server::hub(hub_bin).await?;
     let io = |e: String| std::io::Error::other(e);
     let duration = Duration::from_secs(secs);
-    let (idle, idle_failed) = crate::joins::measure(&server.target, JOIN_RATE, duration).await.map_err(io)?;
-    let idle = Latency::of(idle);
+    let idle = crate::joins::measure(&server.target, JOIN_RATE, duration).await.map_err(io)?;
     let mut f =
         Fleet::connect(FleetConfig { channel_prefix: "cache-", ..fleet(&server.target, scale.fanout, 0) }).await;
     let step = PhaseConfig { publishers: FANOUT_PUBLISHERS, ..phase(JOIN_FANOUT_RATE, 100, secs) };
     let (loaded, (_, report)) =
         tokio::join!(crate::joins::measure(&server.target, JOIN_RATE, duration), f.publish(&step));
-    let (loaded, loaded_failed) = loaded.map_err(io)?;
-    let loaded = Latency::of(loaded);
+    let loaded = loaded.map_err(io)?;
     let (reports, _) = f.close(vec![report]).await;
     server.stop().await;
-    let row = |md: &mut String, what: &str, l: &Latency, failed: usize, deliveries: &str| {
+    let row = |md: &mut String, what: &str, hub: &str, l: &Latency, failed: &str, deliveries: &str| {
         writeln!(
             md,
-            "| {what} | {} | {failed} | {} | {} | {} | {} | {deliveries} |",
+            "| {what} | {hub} | {} | {failed} | {} | {} | {} | {} | {deliveries} |",
             l.samples,
             ms(l.p50),
             ms(l.p90),
@@ -547,10 +545,24 @@ async fn joins(md: &mut String, hub_bin: &Path, scale: &Scale) -> std::io::Resul
         )
         .ok();
     };
-    row(md, "idle", &idle, idle_failed, "—");
     let r = &reports[0];
-    row(md, "during the fan-out", &loaded, loaded_failed, &format!("{:.0} (lost {})", r.deliveries_per_sec, r.lost));
-    writeln!(md, "\n**Join p99 during the fan-out / idle: {}.**\n", ratio(loaded.p99 as f64, idle.p99 as f64)).ok();
+    let fanned = format!("{:.0} (lost {})", r.deliveries_per_sec, r.lost);
+    let (idle_joins, idle_probes) = (Latency::of(idle.joins), Latency::of(idle.probes));
+    let (loaded_joins, loaded_probes) = (Latency::of(loaded.joins), Latency::of(loaded.probes));
+    row(md, "joins", "idle", &idle_joins, &idle.failed.to_string(), "—");
+    row(md, "joins", "during the fan-out", &loaded_joins, &loaded.failed.to_string(), &fanned);
+    row(md, "echo probes (the floor)", "idle", &idle_probes, "0", "—");
+    row(md, "echo probes (the floor)", "during the fan-out", &loaded_probes, "0", &fanned);
+    writeln!(
+        md,
+        "\n**Join p99 during the fan-out / idle: {}.** The floor (an echo server with nothing else to do, on the \
+         same machine, the same rate): p99 during the fan-out / the idle join p99: {}; the join p99 during the \
+         fan-out / the floor's: {}.\n",
+        ratio(loaded_joins.p99 as f64, idle_joins.p99 as f64),
+        ratio(loaded_probes.p99 as f64, idle_joins.p99 as f64),
+        ratio(loaded_joins.p99 as f64, loaded_probes.p99 as f64),
+    )
+    .ok();
     Ok(())
 }
 

@@ -61,12 +61,13 @@ async fn the_hub_accepts_the_signed_api_requests_and_v1_publishing_and_nothing_i
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_timed_join_is_answered_and_the_hub_is_left_empty() {
+async fn every_timed_join_and_probe_is_answered_and_the_hub_is_left_empty() {
     let (target, _stop) = hub().await;
-    let (samples, failed) = poussr_bench::joins::measure(&target, 50.0, Duration::from_secs(1)).await.unwrap();
-    // 10 joiners at 5 joins/s each for 1 s, every one answered (the signed presence auth is accepted).
-    assert_eq!((samples.len(), failed), (50, 0));
-    assert!(samples.iter().all(|&us| us > 0));
+    let m = poussr_bench::joins::measure(&target, 50.0, Duration::from_secs(1)).await.unwrap();
+    // 10 joiners at 5 joins/s each for 1 s, every one answered (the signed presence auth is accepted), and
+    // as many echo probes beside them, every one echoed.
+    assert_eq!((m.joins.len(), m.failed, m.probes.len()), (50, 0, 50));
+    assert!(m.joins.iter().chain(&m.probes).all(|&us| us > 0));
     // Each join was followed by its leave, and each joiner waited for the hub's answer to its close, which
     // comes after the hub has handled the leave: the channel is empty now.
     let Target::Hub { addr, .. } = &target else { unreachable!() };
