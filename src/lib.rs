@@ -14,6 +14,7 @@
 //! |---|---|
 //! | [`protocol`] | no I/O: Pusher and Poussr v1 frames, channel names and kinds, signatures, close codes |
 //! | [`hub`] | the state: apps → channels → subscribers, connection records, counters; the adapter trait |
+//! | [`history`] | positions and the on-disk history of events, for recovery and the history API |
 //! | [`monitor`] | the live feed of what happens (connections, subscriptions, events, errors) |
 //! | [`ws`] | one task per connection: read frames, ask the hub, write from a bounded queue, heartbeat |
 //! | [`http`] | the axum router: WebSocket endpoints, Poussr v1 publish, the Pusher HTTP API, `/health`, access |
@@ -28,6 +29,7 @@
 
 pub mod adapter;
 pub mod config;
+pub mod history;
 pub mod http;
 pub mod hub;
 pub mod monitor;

@@ -45,9 +45,19 @@ struct ServeArgs {
     /// A TOML file with these settings, a list of apps and the limits.
     #[arg(long, env = "POUSSR_CONFIG")]
     config: Option<PathBuf>,
-    /// Where generated credentials are kept [default: the OS data folder].
+    /// Where generated credentials and the history of events are kept [default: the OS data folder].
     #[arg(long, env = "POUSSR_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// The folder of the history store [default: `history` in the data folder].
+    #[arg(long, env = "POUSSR_HISTORY_DIR")]
+    history_dir: Option<PathBuf>,
+    /// Keep no history of events: reconnecting clients cannot recover what they missed.
+    #[arg(long, env = "POUSSR_NO_HISTORY", conflicts_with = "history_dir")]
+    no_history: bool,
+    /// When a publish is answered: once the event is on the disk (full: survives a power cut) or once
+    /// the operating system has it (normal: survives the hub being killed) [default: full].
+    #[arg(long, env = "POUSSR_HISTORY_SYNC", value_enum)]
+    history_sync: Option<poussr::config::SyncPolicy>,
     /// Accept Poussr v1 publishing from other machines without the app secret.
     #[arg(long, env = "POUSSR_ALLOW_ANONYMOUS_PUBLISH")]
     allow_anonymous_publish: bool,
@@ -105,6 +115,16 @@ fn configure(args: &ServeArgs) -> Result<(Config, String), String> {
     }
     if let Some(prefix) = &args.redis_prefix {
         config.redis_prefix = prefix.clone();
+    }
+    if args.no_history {
+        config.history.dir = None;
+    } else if let Some(dir) = &args.history_dir {
+        config.history.dir = Some(dir.clone());
+    } else if config.history.dir.is_none() {
+        config.history.dir = Some(data_dir(args)?.join("history"));
+    }
+    if let Some(sync) = args.history_sync {
+        config.history.sync = sync;
     }
 
     let origin = match (&args.app_id, &args.app_key, &args.app_secret) {
@@ -331,6 +351,9 @@ mod tests {
             app_secret: None,
             config: None,
             data_dir: None,
+            history_dir: None,
+            no_history: false,
+            history_sync: None,
             allow_anonymous_publish: false,
             admin_token: None,
             allow_remote_dashboard: false,
@@ -360,6 +383,21 @@ mod tests {
         assert!(origin.starts_with("from "), "{origin}");
         assert_eq!(first.apps, second.apps);
         assert_eq!((first.bind, first.port), (IpAddr::from([0, 0, 0, 0]), 6001));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn the_history_is_kept_in_the_data_folder_unless_told_otherwise() {
+        let dir = temp_dir("hist");
+        let a = ServeArgs { data_dir: Some(dir.clone()), ..args() };
+        assert_eq!(configure(&a).unwrap().0.history.dir, Some(dir.join("history")));
+        let elsewhere = ServeArgs { history_dir: Some(dir.join("kept")), ..a };
+        assert_eq!(configure(&elsewhere).unwrap().0.history.dir, Some(dir.join("kept")));
+        let none = ServeArgs { data_dir: Some(dir.clone()), no_history: true, ..args() };
+        assert_eq!(configure(&none).unwrap().0.history.dir, None);
+        let normal =
+            ServeArgs { data_dir: Some(dir.clone()), history_sync: Some(poussr::config::SyncPolicy::Normal), ..args() };
+        assert_eq!(configure(&normal).unwrap().0.history.sync, poussr::config::SyncPolicy::Normal);
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -4,7 +4,7 @@
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use super::ConfigError;
+use super::{ConfigError, HistoryConfig};
 
 /// One app: what a Pusher client names with its key and a server SDK with its id and secret.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -26,6 +26,9 @@ pub struct AppConfig {
     /// Where the hub reports channel and member changes, client events and cache misses.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub webhooks: Vec<WebhookConfig>,
+    /// What of this app's events the hub keeps, for clients that reconnect and for the history API.
+    #[serde(default)]
+    pub history: HistoryConfig,
 }
 
 fn yes() -> bool {
@@ -131,6 +134,7 @@ impl AppConfig {
             enabled: true,
             client_events: true,
             webhooks: Vec::new(),
+            history: HistoryConfig::default(),
         }
     }
 
@@ -157,7 +161,7 @@ impl AppConfig {
         for webhook in &self.webhooks {
             webhook.validate().map_err(|e| ConfigError::Invalid(format!("app {}: {e}", self.id)))?;
         }
-        Ok(())
+        self.history.validate(&self.id)
     }
 }
 

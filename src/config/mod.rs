@@ -6,11 +6,13 @@
 //! |---|---|
 //! | `mod.rs` | [`Config`], the whole configuration, its file and its checks |
 //! | `app.rs` | [`AppConfig`]: an app's credentials, switches and webhook targets |
+//! | `history.rs` | [`HistoryStore`] (where, how durable) and [`HistoryConfig`] (what each app keeps) |
 //! | `limits.rs` | [`Limits`], each with its default |
 //! | `files.rs` | the credentials file, atomic writes, random tokens |
 
 mod app;
 mod files;
+mod history;
 mod limits;
 
 use std::net::IpAddr;
@@ -20,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 pub use app::{AppConfig, WebhookConfig, WebhookKind};
 pub use files::{load_or_create_credentials, random_token, write_atomically};
+pub use history::{HistoryConfig, HistoryStore, SyncPolicy};
 pub use limits::Limits;
 
 /// Everything the hub needs to run. `bind` and `port` are used by whoever binds the listener (the server
@@ -56,6 +59,8 @@ pub struct Config {
     pub apps: Vec<AppConfig>,
     /// Limits that protect the hub and its clients.
     pub limits: Limits,
+    /// Where the history of events is kept, and how durably (each app says what it keeps).
+    pub history: HistoryStore,
 }
 
 impl Default for Config {
@@ -73,6 +78,7 @@ impl Default for Config {
             node_timeout_ms: 5_000,
             apps: Vec::new(),
             limits: Limits::default(),
+            history: HistoryStore::default(),
         }
     }
 }

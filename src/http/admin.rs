@@ -199,8 +199,10 @@ async fn publish(State(state): State<AppState>, body: axum::body::Bytes) -> Resu
     let channel = super::channel_name(&body.channel)?;
     super::check_event_name(hub.limits(), &body.event)?;
     super::check_event_data(hub.limits(), &body.data)?;
-    let delivered =
-        hub.publish(&app, &Publish::new(vec![channel], &body.event, &body.data, None, EventSource::Dashboard));
+    let delivered = hub
+        .publish(&app, &Publish::new(vec![channel], &body.event, &body.data, None, EventSource::Dashboard))
+        .finish()
+        .await?;
     Ok(Json(json!({ "delivered": delivered })))
 }
 

@@ -198,7 +198,7 @@ pub(super) async fn events(
     let app = authorize(&state, &app_id, &method, &uri, &body)?;
     let checked = check_event(&state, parse_json(&body)?, false)?;
     super::check_publish_rate(&state.hub, &app, 1)?;
-    state.hub.publish(&app, &checked.publish);
+    state.hub.publish(&app, &checked.publish).finish().await?;
     if !checked.info.any() {
         return Ok(Json(json!({})));
     }
@@ -246,8 +246,10 @@ pub(super) async fn batch_events(
         })
         .collect::<Result<Vec<_>, _>>()?;
     super::check_publish_rate(&state.hub, &app, checked.len())?;
-    for c in &checked {
-        state.hub.publish(&app, &c.publish);
+    // Queued one after the other (so kept in this order and committed together), then waited for.
+    let deliveries: Vec<_> = checked.iter().map(|c| state.hub.publish(&app, &c.publish)).collect();
+    for delivery in deliveries {
+        delivery.finish().await?;
     }
     if !checked.iter().any(|c| c.info.any()) {
         return Ok(Json(json!({})));

@@ -65,6 +65,12 @@ impl ApiError {
     }
 }
 
+impl From<crate::history::HistoryError> for ApiError {
+    fn from(e: crate::history::HistoryError) -> Self {
+        ApiError::Unavailable(format!("the event was not published, because it could not be kept: {e}"))
+    }
+}
+
 impl From<ApiAuthError> for ApiError {
     fn from(e: ApiAuthError) -> Self {
         ApiError::Unauthorized(e.to_string())

@@ -116,6 +116,26 @@ fn render(state: &AppState) -> Result<String, std::fmt::Error> {
         "Time to answer a Pusher HTTP API or Poussr v1 publish request, by route and status",
         state.latency.0.clone(),
     );
+    if let Some(h) = hub.history().map(|h| h.stats()) {
+        r.register("history_disk_bytes", "Bytes of the history store on disk (file and log)", gauge(h.bytes_on_disk));
+        r.register("history_events", "Events kept in the history", gauge(h.events));
+        r.register("history_events_written", "Events written to the history since start", counter(h.written));
+        r.register(
+            "history_commits",
+            "History commits since start (each carries every event queued meanwhile)",
+            counter(h.commits),
+        );
+        r.register(
+            "history_evicted",
+            "Events evicted from the history since start (count, age or size bounds)",
+            counter(h.evicted),
+        );
+        r.register(
+            "history_write_errors",
+            "History commits that failed since start (their publishes were refused)",
+            counter(h.write_errors),
+        );
+    }
     r.register("uptime_seconds", "Seconds since the hub started", gauge(hub.uptime().as_secs()));
     let mut text = String::new();
     encode(&mut text, &r)?;

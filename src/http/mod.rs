@@ -187,6 +187,7 @@ async fn health(State(state): State<AppState>) -> Response {
         "slow_consumer_closes": stats.slow_consumer_closes,
         "webhooks": stats.webhooks,
         "cluster": hub.cluster_status(),
+        "history": hub.history_status(),
     }))
     .into_response()
 }

@@ -71,6 +71,6 @@ pub(super) async fn publish(
         .map_err(|_| ApiError::BadRequest("the body is not valid UTF-8 text".into()))?;
     let app = state.hub.default_app();
     super::check_publish_rate(&state.hub, &app, 1)?;
-    state.hub.publish(&app, &Publish::new(vec![channel], &name, &data, None, EventSource::V1));
+    state.hub.publish(&app, &Publish::new(vec![channel], &name, &data, None, EventSource::V1)).finish().await?;
     Ok(StatusCode::CREATED)
 }

@@ -2,13 +2,16 @@
 //! channel's ring for its subscribers' sessions to take. Cache channels keep their last event here too,
 //! and client events are relayed through the same path.
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::oneshot;
 
 use super::channel::Channel;
 use super::ring::Appended;
 use super::{App, Connection, Frame, Hub, lock};
 use crate::config::WebhookKind;
+use crate::history::{Entry, HistoryError};
 use crate::monitor::{EventSource, MonitorEvent, now_ms};
 use crate::protocol::{ChannelKind, ChannelName, pusher};
 use crate::webhook::WebhookEvent;
@@ -60,58 +63,171 @@ pub enum ClientEventError {
     NotJoined(String),
 }
 
+/// What publishing did, or will have done once the event is durable.
+#[derive(Debug)]
+pub enum Delivery {
+    /// Delivered: to this many connections.
+    Done(usize),
+    /// Kept in the history first: the answer comes once the event is durable and delivered.
+    Pending(oneshot::Receiver<Result<usize, HistoryError>>),
+}
+
+impl Delivery {
+    /// The number of connections, if the delivery is done.
+    pub fn ready(&self) -> Option<usize> {
+        match self {
+            Delivery::Done(n) => Some(*n),
+            Delivery::Pending(_) => None,
+        }
+    }
+
+    /// Waits until the event is durable (when it is kept) and delivered; returns to how many connections.
+    pub async fn finish(self) -> Result<usize, HistoryError> {
+        match self {
+            Delivery::Done(n) => Ok(n),
+            Delivery::Pending(answer) => answer.await.unwrap_or(Err(HistoryError::Closed)),
+        }
+    }
+}
+
+/// What is left of a kept event's delivery: its channels still waiting for the store.
+struct Waiting {
+    left: usize,
+    delivered: usize,
+    error: Option<HistoryError>,
+    answer: Option<oneshot::Sender<Result<usize, HistoryError>>>,
+    /// Runs once every channel's frame is delivered (handing the event to the other hubs).
+    then: Option<Then>,
+}
+
+type Then = Box<dyn FnOnce() + Send>;
+
+impl Waiting {
+    fn channel_done(&mut self, result: Result<usize, HistoryError>) {
+        match result {
+            Ok(n) => self.delivered += n,
+            Err(e) => self.error = Some(e),
+        }
+        self.left -= 1;
+        if self.left == 0 {
+            let result = match self.error.take() {
+                Some(e) => Err(e),
+                None => {
+                    if let Some(then) = self.then.take() {
+                        then();
+                    }
+                    Ok(self.delivered)
+                }
+            };
+            if let Some(answer) = self.answer.take() {
+                let _ = answer.send(result);
+            }
+        }
+    }
+}
+
 impl Hub {
     /// Publishes an event: delivers it to this hub's subscribers, then hands it to the adapter for the
-    /// other hubs of a cluster. Returns when it is queued to every local subscriber, with how many
-    /// connections it was queued to.
-    pub fn publish(&self, app: &App, event: &Publish) -> usize {
-        let delivered = self.deliver_local(app, event);
-        self.shared.adapter.publish(app, event);
-        delivered
+    /// other hubs of a cluster. When the app keeps history, the event is first made durable: the delivery
+    /// then finishes once it is on disk and queued to every local subscriber.
+    pub fn publish(&self, app: &App, event: &Publish) -> Delivery {
+        let hub = self.clone();
+        let (id, forward) = (app.id.clone(), event.clone());
+        let then: Then = Box::new(move || {
+            if let Some(app) = hub.app_by_id(&id) {
+                hub.shared.adapter.publish(&app, &forward);
+            }
+        });
+        self.deliver(app, event, Some(then))
     }
 
     /// Delivers an event to this hub's subscribers: the path every event ends in, whether it was published
     /// here or arrived from another hub.
+    pub fn deliver_local(&self, app: &App, event: &Publish) -> Delivery {
+        self.deliver(app, event, None)
+    }
+
+    fn deliver(&self, app: &App, event: &Publish, then: Option<Then>) -> Delivery {
+        let client = event.source == EventSource::Client;
+        let history = self.shared.history.as_ref().filter(|h| h.keeps(&app.id, client));
+        let (Some(history), Some(owned)) = (history, self.app_by_id(&app.id)) else {
+            let delivered = event.channels.iter().map(|name| self.deliver_channel(app, event, name)).sum();
+            if let Some(then) = then {
+                then();
+            }
+            return Delivery::Done(delivered);
+        };
+        if event.channels.is_empty() {
+            return Delivery::Done(0);
+        }
+        let (answer, answered) = oneshot::channel();
+        let waiting = Arc::new(Mutex::new(Waiting {
+            left: event.channels.len(),
+            delivered: 0,
+            error: None,
+            answer: Some(answer),
+            then,
+        }));
+        for name in &event.channels {
+            let entry = Entry {
+                app: owned.id.clone(),
+                channel: Arc::from(name.as_str()),
+                event: event.event.clone(),
+                data: event.data.clone(),
+                user_id: event.user_id.clone(),
+                except: event.except.clone(),
+            };
+            let (hub, app, event, name, waiting) =
+                (self.clone(), owned.clone(), event.clone(), name.clone(), waiting.clone());
+            // Runs on the history's writer thread once the event is durable, in the order of the serials.
+            history.append(
+                entry,
+                Box::new(move |stored| {
+                    let result = stored.map(|_| hub.deliver_channel(&app, &event, &name));
+                    lock(&waiting).channel_done(result);
+                }),
+            );
+        }
+        Delivery::Pending(answered)
+    }
+
+    /// Delivers an event on one of its channels.
     ///
-    /// Per channel: the frame is built once and appended to the channel's ring, under the channel's
-    /// state lock for that one step only, so joins and leaves fall wholly before or after it and the
-    /// channel keeps one order. Nothing walks the subscribers: the sessions that were waiting are woken,
-    /// once no lock is held, and each session takes from the ring what it has not yet written.
-    pub fn deliver_local(&self, app: &App, event: &Publish) -> usize {
+    /// The frame is built once and appended to the channel's ring, under the channel's state lock for
+    /// that one step only, so joins and leaves fall wholly before or after it and the channel keeps one
+    /// order. Nothing walks the subscribers: the sessions that were waiting are woken, once no lock is
+    /// held, and each session takes from the ring what it has not yet written.
+    fn deliver_channel(&self, app: &App, event: &Publish, name: &ChannelName) -> usize {
         let s = &self.shared;
         // The excluded connection, as a number (an id another hub gave out excludes nobody here).
         let except = event.except.as_deref().and_then(|id| self.local_number(id));
-        let mut total = 0;
-        for name in &event.channels {
-            let frame = Frame::from(pusher::event(&event.event, name.as_str(), &event.data, event.user_id.as_deref()));
-            // Events from the backend are what a cache channel keeps; client events are not.
-            let caching = name.is_cache() && event.source != EventSource::Client;
-            let delivered = match self.append(app, name, frame, except, caching) {
-                Some((ch, appended)) => {
-                    let delivered = appended.delivered;
-                    appended.wake();
-                    ch.events.fetch_add(1, Relaxed);
-                    ch.deliveries.fetch_add(delivered as u64, Relaxed);
-                    ch.last_event_ms.store(now_ms(), Relaxed);
-                    delivered
-                }
-                None => 0,
-            };
-            s.counters.events_published.fetch_add(1, Relaxed);
-            s.counters.deliveries.fetch_add(delivered as u64, Relaxed);
-            s.monitor.emit(|| MonitorEvent::EventPublished {
-                at_ms: now_ms(),
-                app_id: app.id.clone(),
-                channel: name.clone(),
-                event: event.event.clone(),
-                data: event.data.clone(),
-                source: event.source,
-                socket_id: event.except.clone(),
-                delivered,
-            });
-            total += delivered;
-        }
-        total
+        let frame = Frame::from(pusher::event(&event.event, name.as_str(), &event.data, event.user_id.as_deref()));
+        // Events from the backend are what a cache channel keeps; client events are not.
+        let caching = name.is_cache() && event.source != EventSource::Client;
+        let delivered = match self.append(app, name, frame, except, caching) {
+            Some((ch, appended)) => {
+                let delivered = appended.delivered;
+                appended.wake();
+                ch.events.fetch_add(1, Relaxed);
+                ch.deliveries.fetch_add(delivered as u64, Relaxed);
+                ch.last_event_ms.store(now_ms(), Relaxed);
+                delivered
+            }
+            None => 0,
+        };
+        s.counters.events_published.fetch_add(1, Relaxed);
+        s.counters.deliveries.fetch_add(delivered as u64, Relaxed);
+        s.monitor.emit(|| MonitorEvent::EventPublished {
+            at_ms: now_ms(),
+            app_id: app.id.clone(),
+            channel: name.clone(),
+            event: event.event.clone(),
+            data: event.data.clone(),
+            source: event.source,
+            socket_id: event.except.clone(),
+            delivered,
+        });
+        delivered
     }
 
     /// Appends `frame` to channel `name`'s ring, if the channel is occupied. With `caching`, the frame is
@@ -156,7 +272,7 @@ impl Hub {
         channel: &ChannelName,
         event: &str,
         data: &str,
-    ) -> Result<usize, ClientEventError> {
+    ) -> Result<Delivery, ClientEventError> {
         if !conn.app.config.client_events {
             return Err(ClientEventError::Disabled);
         }

@@ -46,6 +46,7 @@ use std::time::Instant;
 use tokio::sync::watch;
 
 use crate::config::{AdapterKind, Config, ConfigError, Limits};
+use crate::history::History;
 use crate::monitor::Monitor;
 use crate::protocol::CloseCode;
 
@@ -54,8 +55,8 @@ pub use cache::Cached;
 pub use channel::{ChannelInfo, Joined, Member, SubscribeError};
 pub use cluster::{Adapter, Alone, AppSnapshot, ClusterChannel, ClusterNode, ClusterStatus, LinkState, RemoteMembers};
 pub use connection::{Connection, ConnectionInfo, OpenError};
-pub use fanout::{ClientEventError, Publish};
-pub use stats::Stats;
+pub use fanout::{ClientEventError, Delivery, Publish};
+pub use stats::{HistoryStatus, Stats};
 pub use user::SigninError;
 
 /// A frame ready to send: a whole WebSocket text frame whose bytes are shared by every subscriber it is
@@ -95,6 +96,10 @@ struct Shared {
     /// The address the server listens on, set once when serving starts; the cluster heartbeat names the
     /// hub by it.
     local_addr: OnceLock<SocketAddr>,
+    /// The history of events, when the configuration names a store and an app keeps history.
+    history: Option<History>,
+    /// Why the configured store could not be used, if it could not (the hub then keeps no history).
+    history_error: Option<String>,
 }
 
 /// The hub: a cheap `Clone` handle over the shared state.
@@ -119,6 +124,13 @@ impl Hub {
     /// through `adapter` (see `crate::adapter::build`, which makes the one the configuration names).
     pub fn new(config: &Config, adapter: Box<dyn Adapter>) -> Result<Self, ConfigError> {
         config.validate()?;
+        let (history, history_error) = match History::open(&config.history, &config.apps) {
+            Ok(history) => (history, None),
+            Err(e) => {
+                tracing::error!("the history store cannot be used, so no history is kept: {e}");
+                (None, Some(e))
+            }
+        };
         let apps: Vec<Arc<App>> = config.apps.iter().map(|a| Arc::new(App::new(a, &config.limits))).collect();
         Ok(Hub {
             shared: Arc::new(Shared {
@@ -134,6 +146,8 @@ impl Hub {
                 started: Instant::now(),
                 shutting_down: AtomicBool::new(false),
                 local_addr: OnceLock::new(),
+                history,
+                history_error,
             }),
         })
     }
@@ -207,6 +221,16 @@ impl Hub {
     pub fn default_app(&self) -> Arc<App> {
         // `Config::validate`, which `Hub::new` calls, refuses a configuration without apps.
         self.shared.apps[0].clone()
+    }
+
+    /// The history of events, if one is kept.
+    pub fn history(&self) -> Option<&History> {
+        self.shared.history.as_ref()
+    }
+
+    /// Why the configured history store could not be used, if it could not.
+    pub fn history_error(&self) -> Option<&str> {
+        self.shared.history_error.as_deref()
     }
 
     /// The monitor feed.

@@ -72,6 +72,26 @@ pub struct Stats {
     pub webhooks: WebhookStats,
 }
 
+/// Whether a history is kept, where, and its figures.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct HistoryStatus {
+    /// `on`; `off` (no store configured, or no app keeps history); `unavailable` (the store could not be
+    /// used: see `error`).
+    pub state: &'static str,
+    /// The store's file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Why the configured store could not be used.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// What happened at start (a damaged store moved aside).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notice: Option<String>,
+    /// Size on disk, events kept, evictions, write errors.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub figures: Option<crate::history::HistoryStats>,
+}
+
 impl Hub {
     /// Counts a frame received from a client.
     pub fn count_in(&self, conn: &Connection, bytes: usize) {
@@ -129,6 +149,27 @@ impl Hub {
                 (m + conn.messages_out.load(Relaxed), b + conn.bytes_out.load(Relaxed))
             })
         })
+    }
+
+    /// The history's state and figures, for `/health`, `/metrics` and the window.
+    pub fn history_status(&self) -> HistoryStatus {
+        match (self.history(), self.history_error()) {
+            (Some(h), _) => HistoryStatus {
+                state: "on",
+                path: Some(h.path().display().to_string()),
+                error: None,
+                notice: h.notice().map(str::to_owned),
+                figures: Some(h.stats()),
+            },
+            (None, Some(e)) => HistoryStatus {
+                state: "unavailable",
+                path: None,
+                error: Some(e.to_owned()),
+                notice: None,
+                figures: None,
+            },
+            (None, None) => HistoryStatus { state: "off", path: None, error: None, notice: None, figures: None },
+        }
     }
 
     /// Webhook figures summed over every app.

@@ -71,7 +71,7 @@ fn fan_out_shares_one_frame_and_honours_exclusion() {
     let app = hub.default_app();
     let a = subscriber(&hub, "c", Protocol::Pusher);
     let b = subscriber(&hub, "c", Protocol::PoussrV1);
-    assert_eq!(hub.publish(&app, &publish("c", "e")), 2);
+    assert_eq!(hub.publish(&app, &publish("c", "e")).ready(), Some(2));
     let fa = queued(&a).pop().unwrap();
     let fb = queued(&b).pop().unwrap();
     assert_eq!(fa.payload(), br#"{"event":"e","channel":"c","data":"{\"x\":1}"}"#);
@@ -79,20 +79,20 @@ fn fan_out_shares_one_frame_and_honours_exclusion() {
     assert_eq!(fa.wire().as_ptr(), fb.wire().as_ptr());
     let mut excluding = publish("c", "e2");
     excluding.except = Some(a.socket_id.clone());
-    assert_eq!(hub.publish(&app, &excluding), 1);
+    assert_eq!(hub.publish(&app, &excluding).ready(), Some(1));
     assert!(queued(&a).is_empty());
     assert_eq!(queued(&b).len(), 1);
     // An id this hub did not give out (another hub's connection) excludes nobody here.
     let mut elsewhere = publish("c", "e3");
     let prefix: u32 = a.socket_id.split('.').next().unwrap().parse().unwrap();
     elsewhere.except = Some(format!("{}.{}", prefix + 1, a.number).into());
-    assert_eq!(hub.publish(&app, &elsewhere), 2);
+    assert_eq!(hub.publish(&app, &elsewhere).ready(), Some(2));
     // Nor does the number written another way: an id is compared as the string the hub gave out.
     for other in
         [format!("{prefix}.0{}", a.number), format!("{prefix}.+{}", a.number), format!("0{prefix}.{}", a.number)]
     {
         elsewhere.except = Some(other.into());
-        assert_eq!(hub.publish(&app, &elsewhere), 2);
+        assert_eq!(hub.publish(&app, &elsewhere).ready(), Some(2));
         assert!(hub.connection(elsewhere.except.as_deref().unwrap()).is_none());
     }
 }
@@ -137,9 +137,9 @@ fn a_full_queue_kicks_the_connection_with_4100() {
     let hub = hub_with(|l| l.send_queue_frames = 2);
     let app = hub.default_app();
     let a = subscriber(&hub, "c", Protocol::Pusher);
-    assert_eq!(hub.publish(&app, &publish("c", "1")), 1);
-    assert_eq!(hub.publish(&app, &publish("c", "2")), 1);
-    assert_eq!(hub.publish(&app, &publish("c", "3")), 0, "not counted as delivered");
+    assert_eq!(hub.publish(&app, &publish("c", "1")).ready(), Some(1));
+    assert_eq!(hub.publish(&app, &publish("c", "2")).ready(), Some(1));
+    assert_eq!(hub.publish(&app, &publish("c", "3")).ready(), Some(0), "not counted as delivered");
     assert_eq!(a.pending_kick(), Some(CloseCode::OverCapacity));
 }
 

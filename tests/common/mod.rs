@@ -154,12 +154,13 @@ impl TestHub {
     }
 
     /// Publishes `event` with `data` on `channel` of the test app straight into the hub, as the HTTP API
-    /// would, with no request in between; returns to how many connections it was queued.
+    /// would, with no request in between; returns to how many connections it was queued. The test hubs
+    /// keep no history, so the delivery is done when this returns.
     pub fn publish_direct(&self, channel: &str, event: &str, data: &str) -> usize {
         let app = self.hub.app_by_id(&self.app.id).expect("the test app is configured");
         let name = poussr::protocol::ChannelName::parse(channel).expect("a valid channel name");
         let publish = poussr::hub::Publish::new(vec![name], event, data, None, EventSource::Api);
-        self.hub.publish(&app, &publish)
+        self.hub.publish(&app, &publish).ready().expect("a hub without history delivers at once")
     }
 
     /// Publishes a sentinel event on `channel` and returns the frame its subscribers get; pass it to

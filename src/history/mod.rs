@@ -1,0 +1,592 @@
+//! The history of events: every event published on a channel of an app that keeps history gets a
+//! position (the channel's epoch and a serial that grows by one per event) and is kept on disk, within
+//! the app's bounds, for clients that reconnect and for the history API.
+//!
+//! It knows no socket, no HTTP and no hub. The hub hands it each event with what to do once the event is
+//! durable ([`History::append`]); one writer thread commits everything queued meanwhile in one transaction
+//! (group commit), then runs those completions in the order the events were queued, which is the order
+//! of their serials. So a channel's events reach its subscribers in serial order, and only once they are
+//! on disk: after a crash, every event anyone received, and every event whose publish was answered, is
+//! still there.
+//!
+//! | file | what it owns |
+//! |---|---|
+//! | `mod.rs` | positions, the queue, the writer thread, the handle the hub holds |
+//! | [`store`] | the embedded store (SQLite through rusqlite): schema, commits, eviction, reads, a damaged file moved aside |
+
+pub mod store;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::config::{AppConfig, HistoryConfig, HistoryStore};
+use store::{Store, StoreError};
+
+/// Where an event is in its channel's history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Position {
+    /// Names the channel's history generation: it changes when the history that gave the serials is gone
+    /// (a new store, a damaged one moved aside, a channel forgotten after all its events expired).
+    pub epoch: Arc<str>,
+    /// 1 for the first event of the epoch, then one more per event. 0: no event yet.
+    pub serial: u64,
+}
+
+/// An event to keep.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// The app's id.
+    pub app: Arc<str>,
+    /// The channel's name.
+    pub channel: Arc<str>,
+    /// The event name.
+    pub event: Arc<str>,
+    /// The data string, exactly as published.
+    pub data: Arc<str>,
+    /// The sender's user id (client events on presence channels).
+    pub user_id: Option<Arc<str>>,
+    /// The socket id the event was not for (`socket_id` on the API; the sender of a client event).
+    pub except: Option<Arc<str>>,
+}
+
+/// An event read back from the store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Stored {
+    /// Its serial in the channel's epoch.
+    pub serial: u64,
+    /// When it was published, in milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    /// The event name.
+    pub event: String,
+    /// The data string.
+    pub data: String,
+    /// The sender's user id, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    /// The socket id the event was not for, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub except: Option<String>,
+}
+
+/// Why the events after a position cannot all be given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Gap {
+    /// The channel's history is another generation than the position's (or the channel has none).
+    EpochChanged {
+        /// The channel's epoch now, if it has one.
+        epoch: Option<Arc<str>>,
+    },
+    /// Some of the events after the position were evicted (count, age or size bounds, or cleared).
+    Evicted {
+        /// The oldest serial still kept after the position, if any.
+        oldest: Option<u64>,
+    },
+    /// The position is past the channel's last event: it was not given by this history.
+    Unknown,
+    /// More events were missed than one read returns.
+    TooMany {
+        /// How many were missed.
+        missed: u64,
+    },
+}
+
+impl Gap {
+    /// The reason's name on the wire (`docs/protocol.md`).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Gap::EpochChanged { .. } => "epoch_changed",
+            Gap::Evicted { .. } => "evicted",
+            Gap::Unknown => "unknown_position",
+            Gap::TooMany { .. } => "too_many",
+        }
+    }
+}
+
+/// What the history could not do.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HistoryError {
+    /// The store failed to write or read; the detail is the store's message.
+    #[error("the history store failed: {0}")]
+    Store(String),
+    /// The history was shut down before the request was handled.
+    #[error("the history store is closed")]
+    Closed,
+}
+
+/// What to do once an appended event is durable (or could not be made so): runs on the writer thread,
+/// in the order the events were appended.
+pub type Done = Box<dyn FnOnce(Result<Position, HistoryError>) + Send>;
+
+/// The figures `/health`, `/metrics` and the window show.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct HistoryStats {
+    /// The store's file and its write-ahead log, in bytes.
+    pub bytes_on_disk: u64,
+    /// Events kept, over every app.
+    pub events: u64,
+    /// Channels with a history.
+    pub channels: u64,
+    /// Events evicted since the hub started (count, age or size bounds).
+    pub evicted: u64,
+    /// Commits that failed since the hub started (their publishes were refused).
+    pub write_errors: u64,
+    /// Events committed since the hub started.
+    pub written: u64,
+    /// Commits since the hub started (each carries every event queued meanwhile).
+    pub commits: u64,
+}
+
+/// A channel's head: its epoch and the serial its last event got.
+#[derive(Debug, Clone)]
+struct Head {
+    epoch: Arc<str>,
+    last: u64,
+}
+
+/// Work for the writer thread, in the order it was queued.
+enum Job {
+    Append {
+        entry: Entry,
+        serial: u64,
+        epoch: Arc<str>,
+        at_ms: u64,
+        done: Done,
+    },
+    /// Makes sure a channel's head is on disk (a client learned its epoch before any event).
+    Head {
+        app: Arc<str>,
+        channel: Arc<str>,
+        epoch: Arc<str>,
+    },
+    Read {
+        app: Arc<str>,
+        channel: Arc<str>,
+        after: u64,
+        upto: u64,
+        reply: tokio::sync::oneshot::Sender<ReadResult>,
+    },
+    Clear {
+        reply: tokio::sync::oneshot::Sender<Result<(), HistoryError>>,
+    },
+}
+
+type ReadResult = Result<Vec<Stored>, HistoryError>;
+
+#[derive(Default)]
+struct Queue {
+    jobs: Vec<Job>,
+    heads: HashMap<(Arc<str>, Arc<str>), Head>,
+    closed: bool,
+}
+
+struct Inner {
+    queue: Mutex<Queue>,
+    wake: Condvar,
+    apps: HashMap<Arc<str>, HistoryConfig>,
+    path: std::path::PathBuf,
+    notice: Option<String>,
+    counters: Counters,
+}
+
+#[derive(Default)]
+struct Counters {
+    events: AtomicU64,
+    evicted: AtomicU64,
+    write_errors: AtomicU64,
+    written: AtomicU64,
+    commits: AtomicU64,
+}
+
+/// Closes the history when the hub lets go of it: the writer commits what is queued, then ends.
+struct Guard(Arc<Inner>);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        lock(&self.0.queue).closed = true;
+        self.0.wake.notify_all();
+    }
+}
+
+/// The history: a cheap `Clone` handle.
+#[derive(Clone)]
+pub struct History(Arc<Guard>);
+
+impl std::fmt::Debug for History {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("History").field("path", &self.0.0.path).finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Milliseconds since the Unix epoch.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// A new epoch: 16 random hexadecimal digits.
+fn new_epoch() -> Arc<str> {
+    use rand::Rng;
+    let n: u64 = rand::rng().random();
+    Arc::from(format!("{n:016x}"))
+}
+
+/// How often expired events are looked for when nothing is written.
+const AGE_PASS_EVERY: Duration = Duration::from_secs(5);
+
+impl History {
+    /// Opens (or creates) the store in `settings.dir` for `apps`. A damaged store file is moved aside and a
+    /// new one started: [`History::notice`] then says so. Errors are what stops the store from being used
+    /// at all (the folder cannot be made or written, or another running hub uses the store).
+    pub fn open(settings: &HistoryStore, apps: &[AppConfig]) -> Result<Option<History>, String> {
+        let Some(dir) = &settings.dir else { return Ok(None) };
+        let apps: HashMap<Arc<str>, HistoryConfig> =
+            apps.iter().filter(|a| a.history.enabled).map(|a| (Arc::from(a.id.as_str()), a.history.clone())).collect();
+        if apps.is_empty() {
+            return Ok(None);
+        }
+        let (mut store, notice) = Store::open(dir, settings.sync).map_err(|e| e.to_string())?;
+        if let Some(notice) = &notice {
+            tracing::warn!("{notice}");
+        }
+        let loaded = store.load().map_err(|e| e.to_string())?;
+        let mut queue = Queue::default();
+        for (app, channel, epoch, last) in loaded.heads {
+            queue.heads.insert((app, channel), Head { epoch, last });
+        }
+        let inner = Arc::new(Inner {
+            queue: Mutex::new(queue),
+            wake: Condvar::new(),
+            apps,
+            path: store.path().to_path_buf(),
+            notice,
+            counters: Counters::default(),
+        });
+        inner.counters.events.store(loaded.events, Relaxed);
+        let writer = Writer { inner: inner.clone(), store, app_bytes: loaded.app_bytes, last_age_pass: None };
+        std::thread::Builder::new()
+            .name("poussr-history".into())
+            .spawn(move || writer.run())
+            .map_err(|e| format!("the history writer thread: {e}"))?;
+        Ok(Some(History(Arc::new(Guard(inner)))))
+    }
+
+    fn inner(&self) -> &Inner {
+        &self.0.0
+    }
+
+    /// Whether the app keeps history; with `client`, whether it keeps client events.
+    pub fn keeps(&self, app: &str, client: bool) -> bool {
+        self.inner().apps.get(app).is_some_and(|c| !client || c.client_events)
+    }
+
+    /// The store's file.
+    pub fn path(&self) -> &Path {
+        &self.inner().path
+    }
+
+    /// What happened to a damaged store at start, if anything.
+    pub fn notice(&self) -> Option<&str> {
+        self.inner().notice.as_deref()
+    }
+
+    /// Gives `entry` the next position of its channel and queues it; `done` runs on the writer thread
+    /// once it is durable (or failed), after the completions of everything appended before.
+    pub fn append(&self, entry: Entry, done: Done) {
+        let inner = self.inner();
+        let mut q = lock(&inner.queue);
+        if q.closed {
+            drop(q);
+            done(Err(HistoryError::Closed));
+            return;
+        }
+        let head = q
+            .heads
+            .entry((entry.app.clone(), entry.channel.clone()))
+            .or_insert_with(|| Head { epoch: new_epoch(), last: 0 });
+        head.last += 1;
+        let (serial, epoch) = (head.last, head.epoch.clone());
+        q.jobs.push(Job::Append { entry, serial, epoch, at_ms: now_ms(), done });
+        drop(q);
+        inner.wake.notify_one();
+    }
+
+    /// The channel's head: its epoch and its last serial given out. A channel without one gets one (an
+    /// epoch with no event yet, kept on disk), so that a client can learn the epoch before any event.
+    pub fn head(&self, app: &Arc<str>, channel: &Arc<str>) -> Position {
+        let inner = self.inner();
+        let mut q = lock(&inner.queue);
+        if let Some(h) = q.heads.get(&(app.clone(), channel.clone())) {
+            return Position { epoch: h.epoch.clone(), serial: h.last };
+        }
+        let epoch = new_epoch();
+        q.heads.insert((app.clone(), channel.clone()), Head { epoch: epoch.clone(), last: 0 });
+        if !q.closed {
+            q.jobs.push(Job::Head { app: app.clone(), channel: channel.clone(), epoch: epoch.clone() });
+            drop(q);
+            inner.wake.notify_one();
+        }
+        Position { epoch, serial: 0 }
+    }
+
+    /// The channel's head, if it has one (without making one).
+    pub fn peek_head(&self, app: &str, channel: &str) -> Option<Position> {
+        let q = lock(&self.inner().queue);
+        q.heads
+            .iter()
+            .find(|((a, c), _)| &**a == app && &**c == channel)
+            .map(|(_, h)| Position { epoch: h.epoch.clone(), serial: h.last })
+    }
+
+    /// The events of `channel` after `from` and up to serial `upto` (both in `from`'s epoch), oldest
+    /// first, at most `max` of them; or why they cannot all be given. Every event up to `upto` must have
+    /// been committed (the caller read `upto` from what was delivered).
+    pub async fn after(
+        &self,
+        app: &Arc<str>,
+        channel: &Arc<str>,
+        from: &Position,
+        upto: u64,
+        max: u64,
+    ) -> Result<Result<Vec<Stored>, Gap>, HistoryError> {
+        let epoch = self.peek_head(app, channel).map(|h| h.epoch);
+        if epoch.as_deref() != Some(&*from.epoch) {
+            return Ok(Err(Gap::EpochChanged { epoch }));
+        }
+        if from.serial > upto {
+            return Ok(Err(Gap::Unknown));
+        }
+        if from.serial == upto {
+            return Ok(Ok(Vec::new()));
+        }
+        let missed = upto - from.serial;
+        if missed > max {
+            return Ok(Err(Gap::TooMany { missed }));
+        }
+        let events = self.read(app, channel, from.serial, upto).await?;
+        // Eviction only ever removes a channel's oldest events, so what is kept after `from` is one run
+        // ending at `upto`: whole, or missing its start.
+        if events.len() as u64 == missed && events.first().is_some_and(|e| e.serial == from.serial + 1) {
+            Ok(Ok(events))
+        } else {
+            Ok(Err(Gap::Evicted { oldest: events.first().map(|e| e.serial) }))
+        }
+    }
+
+    /// The kept events of `channel` with serials in `after+1 ..= upto`, oldest first.
+    pub async fn read(&self, app: &Arc<str>, channel: &Arc<str>, after: u64, upto: u64) -> ReadResult {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.push(Job::Read { app: app.clone(), channel: channel.clone(), after, upto, reply })?;
+        answer.await.map_err(|_| HistoryError::Closed)?
+    }
+
+    /// Deletes every kept event and gives the disk space back. Positions go on from where they were, so a
+    /// client that had events from before is told they were evicted.
+    pub async fn clear(&self) -> Result<(), HistoryError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.push(Job::Clear { reply })?;
+        answer.await.map_err(|_| HistoryError::Closed)?
+    }
+
+    fn push(&self, job: Job) -> Result<(), HistoryError> {
+        let inner = self.inner();
+        let mut q = lock(&inner.queue);
+        if q.closed {
+            return Err(HistoryError::Closed);
+        }
+        q.jobs.push(job);
+        drop(q);
+        inner.wake.notify_one();
+        Ok(())
+    }
+
+    /// The figures of `/health`, `/metrics` and the window.
+    pub fn stats(&self) -> HistoryStats {
+        let inner = self.inner();
+        let c = &inner.counters;
+        let channels = lock(&inner.queue).heads.len() as u64;
+        HistoryStats {
+            bytes_on_disk: store::size_on_disk(&inner.path),
+            events: c.events.load(Relaxed),
+            channels,
+            evicted: c.evicted.load(Relaxed),
+            write_errors: c.write_errors.load(Relaxed),
+            written: c.written.load(Relaxed),
+            commits: c.commits.load(Relaxed),
+        }
+    }
+}
+
+/// The writer thread's own state.
+struct Writer {
+    inner: Arc<Inner>,
+    store: Store,
+    /// Bytes kept per app, for the `max_bytes` bound.
+    app_bytes: HashMap<Arc<str>, u64>,
+    last_age_pass: Option<Instant>,
+}
+
+/// A committed append, waiting for its completion to run.
+struct Committed {
+    serial: u64,
+    epoch: Arc<str>,
+    done: Done,
+}
+
+impl Writer {
+    fn run(mut self) {
+        loop {
+            let jobs = {
+                let mut q = lock(&self.inner.queue);
+                loop {
+                    if !q.jobs.is_empty() || q.closed {
+                        break;
+                    }
+                    let (guard, timeout) =
+                        self.inner.wake.wait_timeout(q, AGE_PASS_EVERY).unwrap_or_else(|e| e.into_inner());
+                    q = guard;
+                    if timeout.timed_out() {
+                        break;
+                    }
+                }
+                if q.jobs.is_empty() && q.closed {
+                    break;
+                }
+                std::mem::take(&mut q.jobs)
+            };
+            self.handle(jobs);
+        }
+    }
+
+    /// Handles jobs in order: each run of appends (and heads) is one transaction.
+    fn handle(&mut self, jobs: Vec<Job>) {
+        let mut run: Vec<Job> = Vec::new();
+        for job in jobs {
+            match job {
+                Job::Append { .. } | Job::Head { .. } => run.push(job),
+                other => {
+                    self.commit(std::mem::take(&mut run));
+                    self.answer(other);
+                }
+            }
+        }
+        self.commit(run);
+    }
+
+    fn answer(&mut self, job: Job) {
+        match job {
+            Job::Read { app, channel, after, upto, reply } => {
+                let _ = reply.send(self.store.read(&app, &channel, after, upto).map_err(store_error));
+            }
+            Job::Clear { reply } => {
+                let result = self.store.clear().map_err(store_error);
+                if result.is_ok() {
+                    let c = &self.inner.counters;
+                    c.evicted.fetch_add(c.events.swap(0, Relaxed), Relaxed);
+                    self.app_bytes.clear();
+                }
+                let _ = reply.send(result);
+            }
+            Job::Append { .. } | Job::Head { .. } => self.commit(vec![job]),
+        }
+    }
+
+    /// Commits a run of appends in one transaction, with the eviction they cause, then runs their
+    /// completions in order. On failure, every append still queued fails with them and the heads go back,
+    /// so that no serial is left out of a channel's order.
+    fn commit(&mut self, run: Vec<Job>) {
+        let age_due = self.last_age_pass.is_none_or(|t| t.elapsed() >= AGE_PASS_EVERY);
+        if run.is_empty() && !age_due {
+            return;
+        }
+        let mut committed = Vec::with_capacity(run.len());
+        let mut rows = Vec::with_capacity(run.len());
+        let mut heads = Vec::new();
+        for job in run {
+            match job {
+                Job::Append { entry, serial, epoch, at_ms, done } => {
+                    rows.push(store::Row { entry, serial, epoch: epoch.clone(), at_ms });
+                    committed.push(Committed { serial, epoch, done });
+                }
+                Job::Head { app, channel, epoch } => heads.push((app, channel, epoch)),
+                _ => {}
+            }
+        }
+        let now = now_ms();
+        let ages: Vec<(Arc<str>, u64)> = if age_due {
+            self.inner.apps.iter().map(|(app, c)| (app.clone(), now.saturating_sub(c.max_age_secs * 1000))).collect()
+        } else {
+            Vec::new()
+        };
+        let outcome = self.store.commit(&rows, &heads, &self.inner.apps, &mut self.app_bytes, &ages);
+        let c = &self.inner.counters;
+        match outcome {
+            Ok(evicted) => {
+                if age_due {
+                    self.last_age_pass = Some(Instant::now());
+                }
+                c.commits.fetch_add(1, Relaxed);
+                c.written.fetch_add(rows.len() as u64, Relaxed);
+                c.events.fetch_add(rows.len() as u64, Relaxed);
+                c.events.fetch_sub(evicted.min(c.events.load(Relaxed)), Relaxed);
+                c.evicted.fetch_add(evicted, Relaxed);
+                for Committed { serial, epoch, done } in committed {
+                    done(Ok(Position { epoch, serial }));
+                }
+            }
+            Err(e) => {
+                let error = store_error(e);
+                tracing::error!("{error}; the events of this commit were refused");
+                if rows.is_empty() {
+                    return;
+                }
+                c.write_errors.fetch_add(1, Relaxed);
+                // Everything queued behind fails too, and each channel's head goes back to before its first
+                // failed serial: no later event can have been delivered, since delivery follows the commit.
+                let queued: Vec<Job> = {
+                    let mut q = lock(&self.inner.queue);
+                    let queued = std::mem::take(&mut q.jobs);
+                    let mut first: HashMap<(Arc<str>, Arc<str>), u64> = HashMap::new();
+                    let failed =
+                        rows.iter().map(|r| (&r.entry, r.serial)).chain(queued.iter().filter_map(|j| match j {
+                            Job::Append { entry, serial, .. } => Some((entry, *serial)),
+                            _ => None,
+                        }));
+                    for (entry, serial) in failed {
+                        let f = first.entry((entry.app.clone(), entry.channel.clone())).or_insert(serial);
+                        *f = (*f).min(serial);
+                    }
+                    for (key, serial) in first {
+                        if let Some(h) = q.heads.get_mut(&key) {
+                            h.last = serial - 1;
+                        }
+                    }
+                    queued
+                };
+                for Committed { done, .. } in committed {
+                    done(Err(error.clone()));
+                }
+                for job in queued {
+                    match job {
+                        Job::Append { done, .. } => done(Err(error.clone())),
+                        other => self.answer(other),
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn store_error(e: StoreError) -> HistoryError {
+    HistoryError::Store(e.to_string())
+}
+
+#[cfg(test)]
+mod tests;

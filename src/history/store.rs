@@ -1,0 +1,467 @@
+//! The embedded store: one SQLite file, `history.sqlite`, through rusqlite (SQLite compiled in).
+//!
+//! Why SQLite: its commits are atomic and durable across a killed process and a power cut (write-ahead
+//! log, `synchronous = FULL`), which is the promise this store makes; it detects a damaged file and says so;
+//! one file holds everything, with a schema version; a range of a channel's events is one index scan; and
+//! it is among the most tested libraries there are. It is compiled into the binary, so nothing is needed on
+//! the machine.
+//!
+//! The hub's writer thread owns the only connection, in exclusive locking mode: a second hub started on
+//! the same data folder waits a few seconds for the first to let go, then gets a clear error.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
+
+use super::{Entry, Stored};
+use crate::config::{HistoryConfig, SyncPolicy};
+
+/// The store's file name in its folder.
+pub const FILE: &str = "history.sqlite";
+
+/// The schema this version writes.
+const SCHEMA_VERSION: i64 = 1;
+
+/// How long opening waits for another hub to let go of the store.
+const BUSY_WAIT: Duration = Duration::from_secs(3);
+
+/// Events deleted per step when an app is over its byte bound.
+const BYTES_STEP: i64 = 256;
+
+/// What went wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite's own error.
+    #[error("{path}: {source}")]
+    Sqlite {
+        /// The store's file.
+        path: PathBuf,
+        /// What SQLite said.
+        source: rusqlite::Error,
+    },
+    /// The folder or a file could not be made, read or renamed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
+    /// Another running hub holds the store.
+    #[error("{0}: another running Poussr uses this history store (a second hub on the same data folder?)")]
+    InUse(PathBuf),
+    /// The file was written by a newer Poussr.
+    #[error(
+        "{0}: this history store was written by a newer version of Poussr (schema {1}; this one reads {SCHEMA_VERSION})"
+    )]
+    Newer(PathBuf, i64),
+    /// The file is damaged.
+    #[error("{0}: the file is damaged ({1})")]
+    Damaged(PathBuf, String),
+}
+
+/// An event to write, with its position and time.
+#[derive(Debug)]
+pub(super) struct Row {
+    pub(super) entry: Entry,
+    pub(super) serial: u64,
+    pub(super) epoch: Arc<str>,
+    pub(super) at_ms: u64,
+}
+
+/// A channel's head as stored: its app, name, epoch and last serial.
+pub(super) type StoredHead = (Arc<str>, Arc<str>, Arc<str>, u64);
+
+/// What is on disk when the store opens.
+#[derive(Debug, Default)]
+pub(super) struct Loaded {
+    /// Each channel's app, name, epoch and last serial.
+    pub(super) heads: Vec<StoredHead>,
+    /// Events kept.
+    pub(super) events: u64,
+    /// Bytes kept per app.
+    pub(super) app_bytes: HashMap<Arc<str>, u64>,
+}
+
+/// The open store.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+    /// Channel row ids, by app and name.
+    ids: HashMap<(Arc<str>, Arc<str>), i64>,
+}
+
+/// The bytes an event counts for against `max_bytes`.
+fn size_of(e: &Entry) -> u64 {
+    (e.event.len()
+        + e.data.len()
+        + e.user_id.as_ref().map_or(0, |u| u.len())
+        + e.except.as_ref().map_or(0, |x| x.len())) as u64
+}
+
+/// The store's file and its write-ahead log, in bytes.
+pub fn size_on_disk(path: &Path) -> u64 {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    [path.to_path_buf(), PathBuf::from(wal)].iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum()
+}
+
+fn is_damage(e: &rusqlite::Error) -> bool {
+    matches!(e.sqlite_error_code(), Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase))
+}
+
+impl Store {
+    /// Opens the store in `dir`, making the folder and the file if needed. A damaged file is renamed
+    /// `history.sqlite.damaged-<time>` and a new one made; the second value then says so.
+    pub fn open(dir: &Path, sync: SyncPolicy) -> Result<(Store, Option<String>), StoreError> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Io { path: dir.into(), source })?;
+        let path = dir.join(FILE);
+        match Store::open_file(&path, sync) {
+            Err(StoreError::Damaged(_, why)) => {
+                let stamp = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
+                let aside = dir.join(format!("{FILE}.damaged-{stamp}"));
+                std::fs::rename(&path, &aside).map_err(|source| StoreError::Io { path: path.clone(), source })?;
+                for suffix in ["-wal", "-shm"] {
+                    let mut from = path.as_os_str().to_owned();
+                    from.push(suffix);
+                    let mut to = aside.as_os_str().to_owned();
+                    to.push(suffix);
+                    let _ = std::fs::rename(&from, &to);
+                }
+                let store = Store::open_file(&path, sync)?;
+                let notice = format!(
+                    "the history store {} was damaged ({why}); it was moved aside to {} and a new, empty store \
+                     was started: events published before cannot be recovered",
+                    path.display(),
+                    aside.display()
+                );
+                Ok((store, Some(notice)))
+            }
+            other => other.map(|s| (s, None)),
+        }
+    }
+
+    fn open_file(path: &Path, sync: SyncPolicy) -> Result<Store, StoreError> {
+        let sql = |source: rusqlite::Error| {
+            if is_damage(&source) {
+                StoreError::Damaged(path.into(), source.to_string())
+            } else if source.sqlite_error_code() == Some(ErrorCode::DatabaseBusy) {
+                StoreError::InUse(path.into())
+            } else {
+                StoreError::Sqlite { path: path.into(), source }
+            }
+        };
+        let conn = Connection::open(path).map_err(sql)?;
+        conn.busy_timeout(BUSY_WAIT).map_err(sql)?;
+        conn.pragma_update(None, "locking_mode", "EXCLUSIVE").map_err(sql)?;
+        let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0)).map_err(sql)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Damaged(path.into(), format!("the journal mode stays {mode:?}")));
+        }
+        let synchronous = match sync {
+            SyncPolicy::Full => "FULL",
+            SyncPolicy::Normal => "NORMAL",
+        };
+        conn.pragma_update(None, "synchronous", synchronous).map_err(sql)?;
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(sql)?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::Newer(path.into(), version));
+        }
+        let check: String = conn.pragma_query_value(None, "quick_check", |r| r.get(0)).map_err(sql)?;
+        if check != "ok" {
+            return Err(StoreError::Damaged(path.into(), check));
+        }
+        conn.execute_batch(
+            "BEGIN;
+             CREATE TABLE IF NOT EXISTS channels (
+                 id INTEGER PRIMARY KEY,
+                 app TEXT NOT NULL,
+                 name TEXT NOT NULL,
+                 epoch TEXT NOT NULL,
+                 last_serial INTEGER NOT NULL,
+                 last_at_ms INTEGER NOT NULL,
+                 UNIQUE (app, name)
+             );
+             CREATE TABLE IF NOT EXISTS events (
+                 channel INTEGER NOT NULL,
+                 serial INTEGER NOT NULL,
+                 at_ms INTEGER NOT NULL,
+                 size INTEGER NOT NULL,
+                 event TEXT NOT NULL,
+                 data TEXT NOT NULL,
+                 user_id TEXT,
+                 except_socket TEXT,
+                 PRIMARY KEY (channel, serial)
+             ) WITHOUT ROWID;
+             CREATE INDEX IF NOT EXISTS events_by_age ON events (at_ms);
+             PRAGMA user_version = 1;
+             COMMIT;",
+        )
+        .map_err(sql)?;
+        Ok(Store { conn, path: path.into(), ids: HashMap::new() })
+    }
+
+    fn error(&self, source: rusqlite::Error) -> StoreError {
+        if is_damage(&source) {
+            StoreError::Damaged(self.path.clone(), source.to_string())
+        } else {
+            StoreError::Sqlite { path: self.path.clone(), source }
+        }
+    }
+
+    /// The store's file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Reads the heads and the totals.
+    pub(super) fn load(&mut self) -> Result<Loaded, StoreError> {
+        let mut loaded = Loaded::default();
+        let mut apps: HashMap<String, Arc<str>> = HashMap::new();
+        {
+            let mut heads = self
+                .conn
+                .prepare("SELECT id, app, name, epoch, last_serial FROM channels")
+                .map_err(|e| self.error(e))?;
+            let rows = heads
+                .query_map([], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, i64>(4)?,
+                    ))
+                })
+                .map_err(|e| self.error(e))?;
+            for row in rows {
+                let (id, app, name, epoch, last) = row.map_err(|e| self.error(e))?;
+                let app = apps.entry(app.clone()).or_insert_with(|| Arc::from(app.as_str())).clone();
+                let name: Arc<str> = Arc::from(name.as_str());
+                self.ids.insert((app.clone(), name.clone()), id);
+                loaded.heads.push((app, name, Arc::from(epoch.as_str()), last.max(0) as u64));
+            }
+        }
+        let mut totals = self
+            .conn
+            .prepare(
+                "SELECT c.app, COUNT(*), SUM(e.size) FROM events e JOIN channels c ON c.id = e.channel GROUP BY c.app",
+            )
+            .map_err(|e| self.error(e))?;
+        let rows = totals
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)))
+            .map_err(|e| self.error(e))?;
+        for row in rows {
+            let (app, count, bytes) = row.map_err(|e| self.error(e))?;
+            loaded.events += count.max(0) as u64;
+            loaded.app_bytes.insert(Arc::from(app.as_str()), bytes.max(0) as u64);
+        }
+        Ok(loaded)
+    }
+
+    /// Writes `rows` and `heads` and evicts what the bounds say, in one transaction; returns the number
+    /// of events evicted. `app_bytes` is updated only if the transaction commits. `ages` names the apps
+    /// whose expired events to delete now, each with its cut-off time.
+    pub(super) fn commit(
+        &mut self,
+        rows: &[Row],
+        heads: &[(Arc<str>, Arc<str>, Arc<str>)],
+        apps: &HashMap<Arc<str>, HistoryConfig>,
+        app_bytes: &mut HashMap<Arc<str>, u64>,
+        ages: &[(Arc<str>, u64)],
+    ) -> Result<u64, StoreError> {
+        let mut bytes = app_bytes.clone();
+        let result = self.transaction(rows, heads, apps, &mut bytes, ages);
+        match result {
+            Ok(evicted) => {
+                *app_bytes = bytes;
+                Ok(evicted)
+            }
+            Err(e) => {
+                // Row ids made in the failed transaction do not exist.
+                self.ids.clear();
+                Err(self.error(e))
+            }
+        }
+    }
+
+    fn transaction(
+        &mut self,
+        rows: &[Row],
+        heads: &[(Arc<str>, Arc<str>, Arc<str>)],
+        apps: &HashMap<Arc<str>, HistoryConfig>,
+        bytes: &mut HashMap<Arc<str>, u64>,
+        ages: &[(Arc<str>, u64)],
+    ) -> Result<u64, rusqlite::Error> {
+        let tx = self.conn.transaction()?;
+        let mut evicted = 0u64;
+        // A head with no event yet counts as used now, so that it lasts as long as an event would.
+        let now = super::now_ms();
+        for (app, channel, epoch) in heads {
+            channel_id(&tx, &mut self.ids, app, channel, epoch, now)?;
+        }
+        // Per channel: its app, last serial and time.
+        let mut touched: HashMap<i64, (Arc<str>, u64, u64)> = HashMap::new();
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO events (channel, serial, at_ms, size, event, data, user_id, except_socket)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?;
+            for row in rows {
+                let e = &row.entry;
+                let id = channel_id(&tx, &mut self.ids, &e.app, &e.channel, &row.epoch, row.at_ms)?;
+                let size = size_of(e);
+                insert.execute(params![
+                    id,
+                    row.serial as i64,
+                    row.at_ms as i64,
+                    size as i64,
+                    &*e.event,
+                    &*e.data,
+                    e.user_id.as_deref(),
+                    e.except.as_deref()
+                ])?;
+                *bytes.entry(e.app.clone()).or_default() += size;
+                touched.insert(id, (e.app.clone(), row.serial, row.at_ms));
+            }
+        }
+        let mut freed: HashMap<Arc<str>, u64> = HashMap::new();
+        for (&id, (app, last, at_ms)) in &touched {
+            tx.prepare_cached("UPDATE channels SET last_serial = ?1, last_at_ms = ?2 WHERE id = ?3")?
+                .execute(params![*last as i64, *at_ms as i64, id])?;
+            let Some(config) = apps.get(app) else { continue };
+            if *last > config.max_events_per_channel {
+                let below = (*last - config.max_events_per_channel) as i64;
+                let mut delete =
+                    tx.prepare_cached("DELETE FROM events WHERE channel = ?1 AND serial <= ?2 RETURNING size")?;
+                let sizes = delete.query_map(params![id, below], |r| r.get::<_, i64>(0))?;
+                for size in sizes {
+                    *freed.entry(app.clone()).or_default() += size?.max(0) as u64;
+                    evicted += 1;
+                }
+            }
+        }
+        for (app, cutoff) in ages {
+            let mut delete = tx.prepare_cached(
+                "DELETE FROM events WHERE at_ms < ?1 AND channel IN (SELECT id FROM channels WHERE app = ?2)
+                 RETURNING size",
+            )?;
+            let sizes = delete.query_map(params![*cutoff as i64, &**app], |r| r.get::<_, i64>(0))?;
+            for size in sizes {
+                *freed.entry(app.clone()).or_default() += size?.max(0) as u64;
+                evicted += 1;
+            }
+            // A channel whose every event expired is forgotten on disk (its next event, in this run of the
+            // hub, goes on with the same epoch and serials).
+            let mut forget = tx.prepare_cached(
+                "DELETE FROM channels WHERE app = ?1 AND last_at_ms < ?2
+                 AND NOT EXISTS (SELECT 1 FROM events WHERE channel = channels.id) RETURNING name",
+            )?;
+            let names = forget.query_map(params![&**app, *cutoff as i64], |r| r.get::<_, String>(0))?;
+            for name in names {
+                let name = name?;
+                self.ids.retain(|(a, c), _| !(a == app && **c == *name));
+            }
+        }
+        for (app, size) in freed {
+            let b = bytes.entry(app).or_default();
+            *b = b.saturating_sub(size);
+        }
+        // Over its byte bound, an app loses its oldest events, whatever their channel.
+        for (app, config) in apps {
+            while bytes.get(app).copied().unwrap_or(0) > config.max_bytes {
+                let oldest: Vec<(i64, i64, i64)> = {
+                    let mut select = tx.prepare_cached(
+                        "SELECT e.channel, e.serial, e.size FROM events e JOIN channels c ON c.id = e.channel
+                         WHERE c.app = ?1 ORDER BY e.at_ms, e.serial LIMIT ?2",
+                    )?;
+                    select
+                        .query_map(params![&**app, BYTES_STEP], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                        .collect::<Result<_, _>>()?
+                };
+                if oldest.is_empty() {
+                    bytes.insert(app.clone(), 0);
+                    break;
+                }
+                let mut delete = tx.prepare_cached("DELETE FROM events WHERE channel = ?1 AND serial = ?2")?;
+                for (channel, serial, size) in oldest {
+                    delete.execute(params![channel, serial])?;
+                    evicted += 1;
+                    let b = bytes.entry(app.clone()).or_default();
+                    *b = b.saturating_sub(size.max(0) as u64);
+                    if *b <= config.max_bytes {
+                        break;
+                    }
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(evicted)
+    }
+
+    /// The kept events of a channel with serials in `after+1 ..= upto`, oldest first.
+    pub(super) fn read(&mut self, app: &str, channel: &str, after: u64, upto: u64) -> Result<Vec<Stored>, StoreError> {
+        let id: Option<i64> = self
+            .conn
+            .prepare_cached("SELECT id FROM channels WHERE app = ?1 AND name = ?2")
+            .and_then(|mut s| s.query_row(params![app, channel], |r| r.get(0)).optional())
+            .map_err(|e| self.error(e))?;
+        let Some(id) = id else { return Ok(Vec::new()) };
+        let read = || -> Result<Vec<Stored>, rusqlite::Error> {
+            let mut select = self.conn.prepare_cached(
+                "SELECT serial, at_ms, event, data, user_id, except_socket FROM events
+                 WHERE channel = ?1 AND serial > ?2 AND serial <= ?3 ORDER BY serial",
+            )?;
+            select
+                .query_map(params![id, after.min(i64::MAX as u64) as i64, upto.min(i64::MAX as u64) as i64], |r| {
+                    Ok(Stored {
+                        serial: r.get::<_, i64>(0)?.max(0) as u64,
+                        at_ms: r.get::<_, i64>(1)?.max(0) as u64,
+                        event: r.get(2)?,
+                        data: r.get(3)?,
+                        user_id: r.get(4)?,
+                        except: r.get(5)?,
+                    })
+                })?
+                .collect()
+        };
+        read().map_err(|e| self.error(e))
+    }
+
+    /// Deletes every event (the channels' heads stay) and gives the space back to the disk.
+    pub(super) fn clear(&mut self) -> Result<(), StoreError> {
+        self.conn
+            .execute_batch("DELETE FROM events; VACUUM; PRAGMA wal_checkpoint(TRUNCATE);")
+            .map_err(|e| self.error(e))
+    }
+}
+
+/// The row id of a channel, making its row (with `epoch`) if it has none.
+fn channel_id(
+    tx: &rusqlite::Transaction<'_>,
+    ids: &mut HashMap<(Arc<str>, Arc<str>), i64>,
+    app: &Arc<str>,
+    channel: &Arc<str>,
+    epoch: &str,
+    at_ms: u64,
+) -> Result<i64, rusqlite::Error> {
+    if let Some(&id) = ids.get(&(app.clone(), channel.clone())) {
+        return Ok(id);
+    }
+    tx.prepare_cached(
+        "INSERT INTO channels (app, name, epoch, last_serial, last_at_ms) VALUES (?1, ?2, ?3, 0, ?4)
+         ON CONFLICT (app, name) DO NOTHING",
+    )?
+    .execute(params![&**app, &**channel, epoch, at_ms as i64])?;
+    let id: i64 = tx
+        .prepare_cached("SELECT id FROM channels WHERE app = ?1 AND name = ?2")?
+        .query_row(params![&**app, &**channel], |r| r.get(0))?;
+    ids.insert((app.clone(), channel.clone()), id);
+    Ok(id)
+}

@@ -1,0 +1,184 @@
+use std::path::PathBuf;
+use std::sync::mpsc;
+
+use super::*;
+use crate::config::SyncPolicy;
+
+/// A folder of its own under the system's temporary folder, removed at the end.
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(tag: &str) -> Dir {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        let dir = std::env::temp_dir().join(format!("poussr-history-{tag}-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Dir(dir)
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn app(id: &str, history: HistoryConfig) -> AppConfig {
+    AppConfig { history, ..AppConfig::new(id, format!("key-{id}"), "secret") }
+}
+
+fn open(dir: &Dir, history: HistoryConfig) -> History {
+    let settings = HistoryStore { dir: Some(dir.0.clone()), sync: SyncPolicy::Full };
+    History::open(&settings, &[app("1", history)]).unwrap().unwrap()
+}
+
+fn entry(channel: &str, data: &str) -> Entry {
+    Entry {
+        app: Arc::from("1"),
+        channel: Arc::from(channel),
+        event: Arc::from("e"),
+        data: Arc::from(data),
+        user_id: None,
+        except: None,
+    }
+}
+
+/// Appends and waits for each append's completion; returns the positions in the order they completed.
+fn append_all(h: &History, entries: Vec<Entry>) -> Vec<Result<Position, HistoryError>> {
+    let (tx, rx) = mpsc::channel();
+    let n = entries.len();
+    for e in entries {
+        let tx = tx.clone();
+        h.append(e, Box::new(move |r| tx.send(r).unwrap()));
+    }
+    (0..n).map(|_| rx.recv_timeout(Duration::from_secs(10)).unwrap()).collect()
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
+
+#[test]
+fn serials_grow_by_one_per_channel_and_survive_a_reopen() {
+    let dir = Dir::new("serials");
+    let h = open(&dir, HistoryConfig::default());
+    let done = append_all(&h, vec![entry("a", "1"), entry("b", "1"), entry("a", "2"), entry("a", "3")]);
+    let serials: Vec<u64> = done.iter().map(|r| r.as_ref().unwrap().serial).collect();
+    assert_eq!(serials, [1, 1, 2, 3], "completions run in the order of the appends");
+    let epoch_a = done[0].as_ref().unwrap().epoch.clone();
+    assert_ne!(epoch_a, done[1].as_ref().unwrap().epoch, "each channel has its own epoch");
+    drop(h);
+    // Reopening waits for the first writer to let go of the store.
+    let h = open(&dir, HistoryConfig::default());
+    let a = h.peek_head("1", "a").unwrap();
+    assert_eq!(a, Position { epoch: epoch_a.clone(), serial: 3 });
+    let next = append_all(&h, vec![entry("a", "4")]);
+    assert_eq!(next[0].as_ref().unwrap(), &Position { epoch: epoch_a.clone(), serial: 4 });
+    let (app, ch) = (Arc::from("1"), Arc::from("a"));
+    let got = rt().block_on(h.after(&app, &ch, &Position { epoch: epoch_a, serial: 1 }, 4, 100)).unwrap().unwrap();
+    assert_eq!(got.iter().map(|e| (e.serial, e.data.as_str())).collect::<Vec<_>>(), [(2, "2"), (3, "3"), (4, "4")]);
+}
+
+#[test]
+fn a_position_outside_what_is_kept_is_a_gap_with_its_reason() {
+    let dir = Dir::new("gaps");
+    let h = open(&dir, HistoryConfig { max_events_per_channel: 3, ..HistoryConfig::default() });
+    let done = append_all(&h, (1..=5).map(|i| entry("c", &i.to_string())).collect());
+    let epoch = done[0].as_ref().unwrap().epoch.clone();
+    let (app, ch) = (Arc::from("1"), Arc::from("c"));
+    let after = |serial: u64, epoch: &Arc<str>, max: u64| {
+        rt().block_on(h.after(&app, &ch, &Position { epoch: epoch.clone(), serial }, 5, max)).unwrap()
+    };
+    // Only 3..=5 are kept.
+    assert_eq!(after(1, &epoch, 100), Err(Gap::Evicted { oldest: Some(3) }));
+    assert_eq!(after(2, &epoch, 100).unwrap().len(), 3);
+    assert_eq!(after(5, &epoch, 100), Ok(Vec::new()));
+    assert_eq!(after(6, &epoch, 100), Err(Gap::Unknown));
+    assert_eq!(after(2, &epoch, 2), Err(Gap::TooMany { missed: 3 }));
+    let other: Arc<str> = Arc::from("0000000000000000");
+    assert_eq!(after(2, &other, 100), Err(Gap::EpochChanged { epoch: Some(epoch.clone()) }));
+    assert_eq!(h.stats().events, 3);
+    assert_eq!(h.stats().evicted, 2);
+}
+
+#[test]
+fn an_app_over_its_byte_bound_loses_its_oldest_events_first() {
+    let dir = Dir::new("bytes");
+    // Each event counts 1 + 100 bytes: 5 fit in 505.
+    let h = open(&dir, HistoryConfig { max_bytes: 505, ..HistoryConfig::default() });
+    let data = "x".repeat(100);
+    append_all(&h, (0..8).map(|i| entry(if i % 2 == 0 { "a" } else { "b" }, &data)).collect());
+    assert_eq!(h.stats().events, 5);
+    let (app, a) = (Arc::from("1"), Arc::from("a"));
+    // "a" had serials 1..=4 (events 0, 2, 4, 6) and keeps those of events 4 and 6; "b" keeps 2..=4.
+    let kept = rt().block_on(h.read(&app, &a, 0, 10)).unwrap();
+    assert_eq!(kept.iter().map(|e| e.serial).collect::<Vec<_>>(), [3, 4]);
+}
+
+#[test]
+fn clearing_keeps_the_positions_going_and_reports_the_gap() {
+    let dir = Dir::new("clear");
+    let h = open(&dir, HistoryConfig::default());
+    let done = append_all(&h, vec![entry("c", "1"), entry("c", "2")]);
+    let epoch = done[0].as_ref().unwrap().epoch.clone();
+    rt().block_on(h.clear()).unwrap();
+    assert_eq!(h.stats().events, 0);
+    let next = append_all(&h, vec![entry("c", "3")]);
+    assert_eq!(next[0].as_ref().unwrap().serial, 3);
+    let (app, ch) = (Arc::from("1"), Arc::from("c"));
+    let gap = rt().block_on(h.after(&app, &ch, &Position { epoch, serial: 1 }, 3, 100)).unwrap();
+    assert_eq!(gap, Err(Gap::Evicted { oldest: Some(3) }));
+}
+
+#[test]
+fn a_head_asked_for_before_any_event_keeps_its_epoch_for_the_first_event_and_on_disk() {
+    let dir = Dir::new("head");
+    let h = open(&dir, HistoryConfig::default());
+    let (app, ch) = (Arc::from("1"), Arc::from("quiet"));
+    let head = h.head(&app, &ch);
+    assert_eq!(head.serial, 0);
+    // Reading goes through the writer after the head's job, so the head is on disk once this returns.
+    assert_eq!(rt().block_on(h.read(&app, &ch, 0, 10)).unwrap(), []);
+    drop(h);
+    let h = open(&dir, HistoryConfig::default());
+    assert_eq!(h.peek_head("1", "quiet"), Some(head.clone()));
+    let first = append_all(&h, vec![entry("quiet", "1")]);
+    assert_eq!(first[0].as_ref().unwrap(), &Position { epoch: head.epoch, serial: 1 });
+}
+
+#[test]
+fn a_damaged_store_is_moved_aside_and_a_new_one_started() {
+    let dir = Dir::new("damaged");
+    std::fs::write(dir.0.join(store::FILE), b"this is not a database, it is a text file ".repeat(200)).unwrap();
+    let h = open(&dir, HistoryConfig::default());
+    let notice = h.notice().unwrap().to_owned();
+    assert!(notice.contains("damaged") && notice.contains("moved aside"), "{notice}");
+    let aside: Vec<_> = std::fs::read_dir(&dir.0)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("history.sqlite.damaged-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "the damaged file is kept beside, for the operator");
+    assert_eq!(append_all(&h, vec![entry("c", "1")])[0].as_ref().unwrap().serial, 1);
+}
+
+#[test]
+fn a_second_hub_on_the_same_store_gets_a_clear_error() {
+    let dir = Dir::new("inuse");
+    let _first = open(&dir, HistoryConfig::default());
+    let settings = HistoryStore { dir: Some(dir.0.clone()), sync: SyncPolicy::Full };
+    let err = History::open(&settings, &[app("1", HistoryConfig::default())]).unwrap_err();
+    assert!(err.contains("another running Poussr"), "{err}");
+}
+
+#[test]
+fn apps_that_keep_nothing_have_no_history() {
+    let dir = Dir::new("off");
+    let settings = HistoryStore { dir: Some(dir.0.clone()), sync: SyncPolicy::Full };
+    let off = HistoryConfig { enabled: false, ..HistoryConfig::default() };
+    assert!(History::open(&settings, &[app("1", off)]).unwrap().is_none());
+    assert!(History::open(&HistoryStore::default(), &[app("1", HistoryConfig::default())]).unwrap().is_none());
+    let on = open(&dir, HistoryConfig::default());
+    assert!(on.keeps("1", false));
+    assert!(!on.keeps("1", true), "client events are not kept by default");
+    assert!(!on.keeps("2", false));
+}
