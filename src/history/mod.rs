@@ -336,6 +336,17 @@ impl History {
         Position { epoch, serial: 0 }
     }
 
+    /// Every channel head of `app`: its epoch and last serial given out. Once the store is open and
+    /// before anything is appended, that is the last event kept.
+    pub fn heads(&self, app: &str) -> Vec<(Arc<str>, Position)> {
+        let q = lock(&self.inner().queue);
+        q.heads
+            .iter()
+            .filter(|((a, _), _)| &**a == app)
+            .map(|((_, c), h)| (c.clone(), Position { epoch: h.epoch.clone(), serial: h.last }))
+            .collect()
+    }
+
     /// The channel's head, if it has one (without making one).
     pub fn peek_head(&self, app: &str, channel: &str) -> Option<Position> {
         let q = lock(&self.inner().queue);

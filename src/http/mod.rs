@@ -88,6 +88,7 @@ pub fn router(hub: Hub, frontend: Frontend, sessions: mpsc::Sender<()>) -> Route
         .route("/health", get(health))
         .route("/metrics", get(metrics::metrics))
         .route("/poussr.js", get(poussr_js))
+        .route("/poussr-recovery.js", get(recovery_js))
         .route("/dashboard", get(|| async { axum::response::Redirect::permanent("/dashboard/") }))
         .route("/dashboard/", get(|| dashboard_file(axum::extract::Path("index.html".to_owned()))))
         .route("/dashboard/{file}", get(dashboard_file))
@@ -239,12 +240,25 @@ async fn dashboard_file(axum::extract::Path(file): axum::extract::Path<String>) 
 const POUSSR_JS: &str = include_str!("poussr.js");
 
 async fn poussr_js() -> Response {
+    script(POUSSR_JS)
+}
+
+/// The recovery add-on for pusher-js and laravel-echo (docs/protocol.md §6).
+const RECOVERY_JS: &str = include_str!("poussr-recovery.js");
+
+async fn recovery_js() -> Response {
+    script(RECOVERY_JS)
+}
+
+fn script(body: &'static str) -> Response {
     (
         [
             (header::CONTENT_TYPE, HeaderValue::from_static("text/javascript; charset=utf-8")),
             (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+            // Pages of other origins load it with <script>; integrity checks need CORS.
+            (header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*")),
         ],
-        POUSSR_JS,
+        body,
     )
         .into_response()
 }

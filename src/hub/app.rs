@@ -12,6 +12,7 @@ use super::channel::Channel;
 use super::user::Users;
 use super::{Hub, lock};
 use crate::config::{AppConfig, Limits, WebhookKind};
+use crate::history::Position;
 use crate::protocol::ChannelName;
 use crate::webhook::{WebhookEvent, Webhooks};
 
@@ -27,6 +28,9 @@ pub struct App {
     pub(super) channels: Mutex<HashMap<ChannelName, Arc<Channel>>>,
     /// Numbers every frame appended to any of its channels' rings, in the order they were appended.
     pub(super) seq: AtomicU64,
+    /// The position of the last kept event delivered on each channel (whether or not it is occupied),
+    /// written under the channel map's lock, where joins read it.
+    pub(super) delivered: Mutex<HashMap<ChannelName, Position>>,
     /// The last event of each cache channel, kept whether or not the channel is occupied.
     pub(super) cache: Mutex<Cache>,
     /// Signed-in users and their connections, for `#server-to-user-` channels and `terminate_connections`.
@@ -45,6 +49,7 @@ impl App {
             id: Arc::from(config.id.as_str()),
             channels: Mutex::default(),
             seq: AtomicU64::new(0),
+            delivered: Mutex::default(),
             cache: Mutex::default(),
             users: Mutex::default(),
             webhooks: Webhooks::new(config, limits),
@@ -66,6 +71,20 @@ impl App {
 }
 
 impl Hub {
+    /// The position a connection joining `channel` now starts counting from: the last kept event
+    /// delivered there, or, if none was, the channel's epoch before its first event. `None` if the app
+    /// keeps no history. The caller holds the channel map's lock, under which deliveries record their
+    /// positions.
+    pub(super) fn delivered_position(&self, app: &App, channel: &ChannelName) -> Option<Position> {
+        let history = self.history().filter(|h| h.keeps(&app.id, false))?;
+        if let Some(p) = lock(&app.delivered).get(channel) {
+            return Some(p.clone());
+        }
+        // No kept event was delivered here since the hub started, and none was kept before (the store's
+        // heads were loaded into `delivered`): what is appended now is the epoch's first serial on.
+        Some(Position { epoch: history.head(&app.id, &Arc::from(channel.as_str())).epoch, serial: 0 })
+    }
+
     /// Takes `events` from `app`'s publishing allowance (`max_publish_per_second`); when it is spent, says
     /// how long until it allows that many again.
     pub fn take_publish_budget(&self, app: &App, events: usize) -> Result<(), Duration> {

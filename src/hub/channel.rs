@@ -13,6 +13,7 @@ use super::cache::Cached;
 use super::ring::{Appended, Ring};
 use super::{App, Connection, Frame, Hub, lock};
 use crate::config::WebhookKind;
+use crate::history::Position;
 use crate::monitor::{MonitorEvent, now_ms};
 use crate::protocol::{ChannelKind, ChannelName, CloseCode, pusher};
 
@@ -56,12 +57,25 @@ impl Channel {
     /// and leaves fall wholly before or after it) and wakes the sessions of the answer once it holds no
     /// lock. Subscribers a whole ring behind are closed with 4100 (a slow consumer).
     pub(super) fn append(&self, app: &App, state: &ChannelState, frame: Frame, except: Option<u64>) -> Appended {
+        self.append_kept(app, state, frame, except, None)
+    }
+
+    /// [`Channel::append`] for a kept event: `skip` is what `except` gets in its place if it counts the
+    /// channel's positions.
+    pub(super) fn append_kept(
+        &self,
+        app: &App,
+        state: &ChannelState,
+        frame: Frame,
+        except: Option<u64>,
+        skip: Option<Frame>,
+    ) -> Appended {
         let done = {
             let mut ring = lock(&self.ring);
             // Numbered inside the ring's lock, so that a session reading several channels finds every frame
             // numbered below what it last read of the counter (see `Connection::take_queued`).
             let seq = app.seq.fetch_add(1, AcqRel);
-            ring.append(seq, frame, except, self.capacity)
+            ring.append_kept(seq, frame, except, skip, self.capacity)
         };
         for number in &done.dropped {
             if let Some(sub) = state.subscribers.get(number) {
@@ -135,6 +149,10 @@ pub struct Joined {
     pub presence: Option<String>,
     /// For a newly joined cache channel: the last event or a miss.
     pub cached: Option<Cached>,
+    /// For a connection that asked to count positions, on an app that keeps history: the position of the
+    /// last event before it joined. Every kept event it receives on the channel from now on is the next
+    /// serial (an event not for it comes as a `pusher_internal:poussr_position` instead).
+    pub position: Option<Position>,
 }
 
 /// Why a subscription was refused.
@@ -193,6 +211,18 @@ impl Hub {
         channel: &ChannelName,
         member: Option<Member>,
     ) -> Result<Joined, SubscribeError> {
+        self.subscribe_counting(conn, channel, member, false)
+    }
+
+    /// [`Hub::subscribe`], and with `positions`, the connection counts the channel's positions from the
+    /// one [`Joined::position`] gives (when the app keeps history).
+    pub fn subscribe_counting(
+        &self,
+        conn: &Arc<Connection>,
+        channel: &ChannelName,
+        member: Option<Member>,
+        positions: bool,
+    ) -> Result<Joined, SubscribeError> {
         let s = &self.shared;
         if self.is_shutting_down() {
             return Err(SubscribeError::ShuttingDown);
@@ -222,7 +252,7 @@ impl Hub {
         let mut state = lock(&ch.state);
         if again {
             let presence = presence.then(|| presence_data(&state, &remote));
-            return Ok(Joined { newly: false, presence, cached: None });
+            return Ok(Joined { newly: false, presence, cached: None, position: None });
         }
         let mut added = None;
         let mut first_here = None;
@@ -257,8 +287,16 @@ impl Hub {
         }
         let user_id = member.filter(|_| presence).map(|m| m.user_id);
         state.subscribers.insert(conn.number, Subscriber { conn: conn.clone(), user_id });
-        // It reads what is appended from now on: a cache channel's event before this is the cached one.
-        lock(&ch.ring).join(conn.number);
+        // It reads what is appended from now on: a cache channel's event before this is the cached one,
+        // and a kept event before this is at most the position it is given.
+        let position = positions.then(|| self.delivered_position(app, channel)).flatten();
+        {
+            let mut ring = lock(&ch.ring);
+            ring.join(conn.number);
+            if position.is_some() {
+                ring.count_positions(conn.number);
+            }
+        }
         let presence = presence.then(|| presence_data(&state, &remote));
         let cached = channel.is_cache().then(|| self.cached(app, channel));
         lock(&conn.channels).insert(channel.clone(), ch.clone());
@@ -291,7 +329,7 @@ impl Hub {
         if cached == Some(Cached::Miss) {
             app.webhook(WebhookKind::CacheMiss, channel, None);
         }
-        Ok(Joined { newly: true, presence, cached })
+        Ok(Joined { newly: true, presence, cached, position })
     }
 
     /// The cached event of `channel`, if it has one that has not expired.

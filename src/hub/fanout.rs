@@ -11,7 +11,7 @@ use super::channel::Channel;
 use super::ring::Appended;
 use super::{App, Connection, Frame, Hub, lock};
 use crate::config::WebhookKind;
-use crate::history::{Entry, HistoryError};
+use crate::history::{Entry, HistoryError, Position};
 use crate::monitor::{EventSource, MonitorEvent, now_ms};
 use crate::protocol::{ChannelKind, ChannelName, pusher};
 use crate::webhook::WebhookEvent;
@@ -61,6 +61,17 @@ pub enum ClientEventError {
     /// The connection has not joined the channel.
     #[error("client events can be sent only on channels this connection has joined; it has not joined {0:?}")]
     NotJoined(String),
+}
+
+/// A frame to append to a channel's ring, and how.
+struct Appending {
+    frame: Frame,
+    /// The connection it is not for.
+    except: Option<u64>,
+    /// Whether it is the cache channel's new last event.
+    caching: bool,
+    /// Its position, if it is kept.
+    position: Option<Position>,
 }
 
 /// What publishing did, or will have done once the event is durable.
@@ -151,7 +162,7 @@ impl Hub {
         let client = event.source == EventSource::Client;
         let history = self.shared.history.as_ref().filter(|h| h.keeps(&app.id, client));
         let (Some(history), Some(owned)) = (history, self.app_by_id(&app.id)) else {
-            let delivered = event.channels.iter().map(|name| self.deliver_channel(app, event, name)).sum();
+            let delivered = event.channels.iter().map(|name| self.deliver_channel(app, event, name, None)).sum();
             if let Some(then) = then {
                 then();
             }
@@ -183,7 +194,7 @@ impl Hub {
             history.append(
                 entry,
                 Box::new(move |stored| {
-                    let result = stored.map(|_| hub.deliver_channel(&app, &event, &name));
+                    let result = stored.map(|position| hub.deliver_channel(&app, &event, &name, Some(position)));
                     lock(&waiting).channel_done(result);
                 }),
             );
@@ -197,14 +208,14 @@ impl Hub {
     /// that one step only, so joins and leaves fall wholly before or after it and the channel keeps one
     /// order. Nothing walks the subscribers: the sessions that were waiting are woken, once no lock is
     /// held, and each session takes from the ring what it has not yet written.
-    fn deliver_channel(&self, app: &App, event: &Publish, name: &ChannelName) -> usize {
+    fn deliver_channel(&self, app: &App, event: &Publish, name: &ChannelName, position: Option<Position>) -> usize {
         let s = &self.shared;
         // The excluded connection, as a number (an id another hub gave out excludes nobody here).
         let except = event.except.as_deref().and_then(|id| self.local_number(id));
         let frame = Frame::from(pusher::event(&event.event, name.as_str(), &event.data, event.user_id.as_deref()));
         // Events from the backend are what a cache channel keeps; client events are not.
         let caching = name.is_cache() && event.source != EventSource::Client;
-        let delivered = match self.append(app, name, frame, except, caching) {
+        let delivered = match self.append(app, name, Appending { frame, except, caching, position }) {
             Some((ch, appended)) => {
                 let delivered = appended.delivered;
                 appended.wake();
@@ -234,15 +245,22 @@ impl Hub {
     /// also stored as the channel's last event, under the locks `subscribe` reads it under: a connection
     /// joining meanwhile either finds it in the cache and does not read it from the ring, or reads it from
     /// the ring and found the previous one in the cache; never both, never neither.
-    fn append(
-        &self,
-        app: &App,
-        name: &ChannelName,
-        frame: Frame,
-        except: Option<u64>,
-        caching: bool,
-    ) -> Option<(Arc<Channel>, Appended)> {
+    fn append(&self, app: &App, name: &ChannelName, a: Appending) -> Option<(Arc<Channel>, Appended)> {
+        let Appending { frame, except, caching, position } = a;
         let map = lock(&app.channels);
+        // A kept event: joins from now on count from its position. The connection it is not for gets its
+        // position instead, if it counts them.
+        let skip = position.map(|p| {
+            let skip = except.map(|_| Frame::from(pusher::poussr_position(name.as_str(), &p.epoch, p.serial, None)));
+            let mut delivered = lock(&app.delivered);
+            match delivered.get_mut(name) {
+                Some(last) => *last = p,
+                None => {
+                    delivered.insert(name.clone(), p);
+                }
+            }
+            skip
+        });
         let Some(ch) = map.get(name).cloned() else {
             if caching {
                 self.store_cached(app, name, &frame);
@@ -254,7 +272,7 @@ impl Hub {
             self.store_cached(app, name, &frame);
         }
         drop(map);
-        let appended = ch.append(app, &state, frame, except);
+        let appended = ch.append_kept(app, &state, frame, except, skip.flatten());
         drop(state);
         Some((ch, appended))
     }

@@ -132,6 +132,17 @@ impl Hub {
             }
         };
         let apps: Vec<Arc<App>> = config.apps.iter().map(|a| Arc::new(App::new(a, &config.limits))).collect();
+        if let Some(history) = &history {
+            // What the store holds was delivered before: joins count from there.
+            for app in &apps {
+                let mut delivered = lock(&app.delivered);
+                for (channel, position) in history.heads(&app.id) {
+                    if let Ok(name) = crate::protocol::ChannelName::parse(&channel) {
+                        delivered.insert(name, position);
+                    }
+                }
+            }
+        }
         Ok(Hub {
             shared: Arc::new(Shared {
                 apps_by_id: apps.iter().map(|a| (a.config.id.clone(), a.clone())).collect(),

@@ -11,7 +11,7 @@
 //! wait for it, and the memory a channel holds stays bounded.
 
 use std::collections::hash_map::Entry;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::task::Waker;
 
 use super::Frame;
@@ -29,6 +29,9 @@ struct Slot {
     frame: Frame,
     /// The connection it is not for (the sender of a client event, the API's `socket_id`).
     except: Option<u64>,
+    /// What that connection gets in its place if it counts the channel's positions (a kept event): a
+    /// `pusher_internal:poussr_position` naming the event's position, so that its count stays right.
+    skip: Option<Frame>,
     /// The subscribers that have yet to take it.
     remaining: usize,
 }
@@ -44,6 +47,9 @@ pub(super) struct Ring {
     readers: HashMap<u64, u64>,
     /// The subscribers that have taken everything and wait for the next frame.
     waiters: HashMap<u64, Waker>,
+    /// The subscribers that count the channel's positions (they asked to resume): an event not for one
+    /// of them is replaced by its `skip` frame instead of left out.
+    positioned: HashSet<u64>,
 }
 
 /// What an append did.
@@ -84,10 +90,18 @@ impl Ring {
         self.readers.insert(number, head);
     }
 
+    /// Marks a subscriber as counting the channel's positions (see `positioned`).
+    pub(super) fn count_positions(&mut self, number: u64) {
+        if self.readers.contains_key(&number) {
+            self.positioned.insert(number);
+        }
+    }
+
     /// Removes a subscriber, giving up its claim on the frames it had not taken. Harmless if it is not
     /// one (it was dropped for being too far behind).
     pub(super) fn leave(&mut self, number: u64) {
         self.waiters.remove(&number);
+        self.positioned.remove(&number);
         if let Some(cursor) = self.readers.remove(&number) {
             let left = self.readers.len();
             shrink(&mut self.readers, left);
@@ -103,7 +117,20 @@ impl Ring {
 
     /// Appends `frame`, numbered `seq`, for every subscriber but `except`. When the ring already holds
     /// `capacity` frames, the subscribers that have not taken the oldest are dropped first.
+    #[cfg(test)]
     pub(super) fn append(&mut self, seq: u64, frame: Frame, except: Option<u64>, capacity: usize) -> Appended {
+        self.append_kept(seq, frame, except, None, capacity)
+    }
+
+    /// [`Ring::append`] for a kept event: `skip` is what `except` gets in its place if it counts positions.
+    pub(super) fn append_kept(
+        &mut self,
+        seq: u64,
+        frame: Frame,
+        except: Option<u64>,
+        skip: Option<Frame>,
+        capacity: usize,
+    ) -> Appended {
         let mut done = Appended::default();
         if self.slots.len() >= capacity {
             let first = self.first;
@@ -114,7 +141,7 @@ impl Ring {
         }
         let excluded = except.is_some_and(|n| self.readers.contains_key(&n));
         done.delivered = self.readers.len() - usize::from(excluded);
-        self.slots.push_back(Slot { seq, frame, except, remaining: done.delivered });
+        self.slots.push_back(Slot { seq, frame, except, skip, remaining: done.delivered });
         self.trim();
         if done.delivered > 0 {
             let kept = except.and_then(|n| self.waiters.remove(&n).map(|w| (n, w)));
@@ -141,6 +168,8 @@ impl Ring {
             if slot.except != Some(number) {
                 put(slot.seq, &slot.frame);
                 slot.remaining -= 1;
+            } else if let Some(skip) = slot.skip.as_ref().filter(|_| self.positioned.contains(&number)) {
+                put(slot.seq, skip);
             }
             at += 1;
         }

@@ -53,6 +53,25 @@ pub struct Subscribe {
     /// For presence channels: the JSON string with `user_id` and `user_info`, exactly as signed.
     #[serde(default)]
     pub channel_data: Option<String>,
+    /// A Poussr extension (docs/protocol.md §6): the client counts the channel's positions and, with a
+    /// position, asks for the events it missed since.
+    #[serde(default)]
+    pub poussr_resume: Option<Resume>,
+}
+
+/// `poussr_resume` in `pusher:subscribe`: where the client is in the channel's history, if anywhere.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct Resume {
+    /// The epoch of the client's last position.
+    #[serde(default)]
+    pub epoch: Option<String>,
+    /// The serial of the client's last event (or skip) in that epoch.
+    #[serde(default)]
+    pub serial: Option<u64>,
+    /// The socket ids the client had since that position: events that were not for them are not sent
+    /// again (their positions come as `pusher_internal:poussr_position`).
+    #[serde(default)]
+    pub socket_ids: Vec<String>,
 }
 
 /// Why a client frame was not understood. The message goes back to the client in `pusher:error`.
@@ -361,6 +380,41 @@ pub fn event(event: &str, channel: &str, data: &str, user_id: Option<&str>) -> S
     serde_json::to_string(&Event { event, channel, data, user_id }).expect("event serializes")
 }
 
+/// `pusher_internal:poussr_position` (docs/protocol.md §6): for a connection that counts a channel's
+/// positions, the position it has reached: where counting starts after a subscription, or an event that
+/// was not for it. `client_events` says whether kept positions include client events.
+pub fn poussr_position(channel: &str, epoch: &str, serial: u64, client_events: Option<bool>) -> String {
+    #[derive(Serialize)]
+    struct Position<'a> {
+        epoch: &'a str,
+        serial: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        client_events: Option<bool>,
+    }
+    frame("pusher_internal:poussr_position", Some(channel), encoded(&Position { epoch, serial, client_events }))
+}
+
+/// Why the events missed since a position could not be given (docs/protocol.md §6).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct NotRecovered<'a> {
+    /// `evicted`, `epoch_changed`, `unknown_position`, `too_many`, `history_off` or `unavailable`.
+    pub reason: &'a str,
+    /// A sentence for people.
+    pub message: String,
+    /// The position the client asked to resume from.
+    pub epoch: &'a str,
+    /// Its serial.
+    pub serial: u64,
+    /// The oldest serial still kept after it, when some were evicted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oldest: Option<u64>,
+}
+
+/// `poussr:not_recovered`: an event on the channel, so that the client's own `bind` callbacks see it.
+pub fn not_recovered(channel: &str, why: &NotRecovered<'_>) -> String {
+    frame("poussr:not_recovered", Some(channel), encoded(why))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -482,11 +536,43 @@ mod tests {
     }
 
     #[test]
+    fn a_subscribe_may_ask_to_resume_from_a_position() {
+        let frame = json!({"event":"pusher:subscribe","data":{"channel":"room",
+            "poussr_resume":{"epoch":"e1","serial":17,"socket_ids":["1.2"]}}})
+        .to_string();
+        let ClientMessage::Subscribe(sub) = ClientMessage::parse(&frame).unwrap() else { panic!("not a subscribe") };
+        let resume = sub.poussr_resume.unwrap();
+        assert_eq!(
+            (resume.epoch.as_deref(), resume.serial, resume.socket_ids),
+            (Some("e1"), Some(17), vec!["1.2".into()])
+        );
+        let counting = json!({"event":"pusher:subscribe","data":{"channel":"room","poussr_resume":{}}}).to_string();
+        let ClientMessage::Subscribe(sub) = ClientMessage::parse(&counting).unwrap() else { panic!("not a subscribe") };
+        assert_eq!(sub.poussr_resume, Some(Resume::default()));
+        let bad = json!({"event":"pusher:subscribe","data":{"channel":"room","poussr_resume":{"serial":"x"}}});
+        assert!(ClientMessage::parse(&bad.to_string()).is_err(), "a malformed position is an error, not ignored");
+    }
+
+    #[test]
+    fn position_and_not_recovered_frames() {
+        assert_eq!(
+            poussr_position("c", "e1", 4, Some(false)),
+            r#"{"event":"pusher_internal:poussr_position","channel":"c","data":"{\"epoch\":\"e1\",\"serial\":4,\"client_events\":false}"}"#
+        );
+        let why = NotRecovered { reason: "evicted", message: "m".into(), epoch: "e1", serial: 2, oldest: Some(9) };
+        assert_eq!(
+            not_recovered("c", &why),
+            r#"{"event":"poussr:not_recovered","channel":"c","data":"{\"reason\":\"evicted\",\"message\":\"m\",\"epoch\":\"e1\",\"serial\":2,\"oldest\":9}"}"#
+        );
+    }
+
+    #[test]
     fn parses_subscribe_with_object_or_string_data() {
         let want = ClientMessage::Subscribe(Subscribe {
             channel: "room".into(),
             auth: Some("k:s".into()),
             channel_data: None,
+            poussr_resume: None,
         });
         let obj = json!({"event":"pusher:subscribe","data":{"channel":"room","auth":"k:s"}}).to_string();
         let string = json!({"event":"pusher:subscribe","data":"{\"channel\":\"room\",\"auth\":\"k:s\"}"}).to_string();
