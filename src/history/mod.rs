@@ -88,11 +88,6 @@ pub enum Gap {
     },
     /// The position is past the channel's last event: it was not given by this history.
     Unknown,
-    /// More events were missed than one read returns.
-    TooMany {
-        /// How many were missed.
-        missed: u64,
-    },
 }
 
 impl Gap {
@@ -102,7 +97,6 @@ impl Gap {
             Gap::EpochChanged { .. } => "epoch_changed",
             Gap::Evicted { .. } => "evicted",
             Gap::Unknown => "unknown_position",
-            Gap::TooMany { .. } => "too_many",
         }
     }
 }
@@ -357,7 +351,7 @@ impl History {
     }
 
     /// The events of `channel` after `from` and up to serial `upto` (both in `from`'s epoch), oldest
-    /// first, at most `max` of them; or why they cannot all be given. Every event up to `upto` must have
+    /// first, if there are at most `max` of them (the most a channel keeps); or why they cannot all be given. Every event up to `upto` must have
     /// been committed (the caller read `upto` from what was delivered).
     pub async fn after(
         &self,
@@ -378,10 +372,10 @@ impl History {
             return Ok(Ok(Vec::new()));
         }
         let missed = upto - from.serial;
-        if missed > max {
-            return Ok(Err(Gap::TooMany { missed }));
-        }
-        let events = self.read(app, channel, from.serial, upto).await?;
+        // A channel never keeps more than `max` events: beyond that, the oldest missed are gone for sure,
+        // and reading the newest `max` says which is the oldest left.
+        let after = from.serial.max(upto.saturating_sub(max));
+        let events = self.read(app, channel, after, upto).await?;
         // Eviction only ever removes a channel's oldest events, so what is kept after `from` is one run
         // ending at `upto`: whole, or missing its start.
         if events.len() as u64 == missed && events.first().is_some_and(|e| e.serial == from.serial + 1) {

@@ -93,7 +93,7 @@ fn a_position_outside_what_is_kept_is_a_gap_with_its_reason() {
     assert_eq!(after(2, &epoch, 100).unwrap().len(), 3);
     assert_eq!(after(5, &epoch, 100), Ok(Vec::new()));
     assert_eq!(after(6, &epoch, 100), Err(Gap::Unknown));
-    assert_eq!(after(2, &epoch, 2), Err(Gap::TooMany { missed: 3 }));
+    assert_eq!(after(1, &epoch, 3), Err(Gap::Evicted { oldest: Some(3) }), "more missed than a channel keeps");
     let other: Arc<str> = Arc::from("0000000000000000");
     assert_eq!(after(2, &other, 100), Err(Gap::EpochChanged { epoch: Some(epoch.clone()) }));
     assert_eq!(h.stats().events, 3);

@@ -11,7 +11,7 @@ use super::channel::Channel;
 use super::ring::Appended;
 use super::{App, Connection, Frame, Hub, lock};
 use crate::config::WebhookKind;
-use crate::history::{Entry, HistoryError, Position};
+use crate::history::{Entry, History, HistoryError, Position};
 use crate::monitor::{EventSource, MonitorEvent, now_ms};
 use crate::protocol::{ChannelKind, ChannelName, pusher};
 use crate::webhook::WebhookEvent;
@@ -61,6 +61,14 @@ pub enum ClientEventError {
     /// The connection has not joined the channel.
     #[error("client events can be sent only on channels this connection has joined; it has not joined {0:?}")]
     NotJoined(String),
+}
+
+/// Whether an event of this name gets a position and is kept (docs/protocol.md §6): not one of the
+/// reserved names (`pusher:`, `pusher_internal:`, `poussr:`), and a `client-` one only if the app keeps
+/// client events. Clients that count positions apply the same rule.
+fn kept(history: &History, app: &str, event: &str) -> bool {
+    let reserved = ["pusher:", "pusher_internal:", "poussr:"].iter().any(|p| event.starts_with(p));
+    !reserved && history.keeps(app, event.starts_with("client-"))
 }
 
 /// A frame to append to a channel's ring, and how.
@@ -159,8 +167,7 @@ impl Hub {
     }
 
     fn deliver(&self, app: &App, event: &Publish, then: Option<Then>) -> Delivery {
-        let client = event.source == EventSource::Client;
-        let history = self.shared.history.as_ref().filter(|h| h.keeps(&app.id, client));
+        let history = self.shared.history.as_ref().filter(|h| kept(h, &app.id, &event.event));
         let (Some(history), Some(owned)) = (history, self.app_by_id(&app.id)) else {
             let delivered = event.channels.iter().map(|name| self.deliver_channel(app, event, name, None)).sum();
             if let Some(then) = then {

@@ -36,6 +36,14 @@ struct Slot {
     remaining: usize,
 }
 
+impl Slot {
+    /// Whether subscriber `number` takes this slot: the frame, or the skip frame in its place if it
+    /// counts positions.
+    fn is_for(&self, number: u64, positioned: bool) -> bool {
+        self.except != Some(number) || (positioned && self.skip.is_some())
+    }
+}
+
 /// The frames of one channel that its subscribers have yet to take.
 #[derive(Debug, Default)]
 pub(super) struct Ring {
@@ -101,13 +109,13 @@ impl Ring {
     /// one (it was dropped for being too far behind).
     pub(super) fn leave(&mut self, number: u64) {
         self.waiters.remove(&number);
-        self.positioned.remove(&number);
+        let positioned = self.positioned.remove(&number);
         if let Some(cursor) = self.readers.remove(&number) {
             let left = self.readers.len();
             shrink(&mut self.readers, left);
             let from = self.index(cursor);
             for slot in self.slots.range_mut(from..) {
-                if slot.except != Some(number) {
+                if slot.is_for(number, positioned) {
                     slot.remaining -= 1;
                 }
             }
@@ -141,10 +149,13 @@ impl Ring {
         }
         let excluded = except.is_some_and(|n| self.readers.contains_key(&n));
         done.delivered = self.readers.len() - usize::from(excluded);
-        self.slots.push_back(Slot { seq, frame, except, skip, remaining: done.delivered });
+        // The excluded subscriber takes the slot too when it gets the skip frame in its place.
+        let skipping = excluded && skip.is_some() && except.is_some_and(|n| self.positioned.contains(&n));
+        let remaining = done.delivered + usize::from(skipping);
+        self.slots.push_back(Slot { seq, frame, except, skip, remaining });
         self.trim();
-        if done.delivered > 0 {
-            let kept = except.and_then(|n| self.waiters.remove(&n).map(|w| (n, w)));
+        if remaining > 0 {
+            let kept = except.filter(|_| !skipping).and_then(|n| self.waiters.remove(&n).map(|w| (n, w)));
             done.wake = self.waiters.drain().map(|(_, waker)| waker).collect();
             // Room for about as many as waited this time: a channel whose crowd has gone does not keep
             // the table it needed then.
@@ -170,6 +181,7 @@ impl Ring {
                 slot.remaining -= 1;
             } else if let Some(skip) = slot.skip.as_ref().filter(|_| self.positioned.contains(&number)) {
                 put(slot.seq, skip);
+                slot.remaining -= 1;
             }
             at += 1;
         }
@@ -248,6 +260,31 @@ mod tests {
         assert_eq!(ring.len(), 1, "f1 stays until reader 2 takes it");
         assert_eq!(take_all(&mut ring, 2).unwrap(), ["f1"]);
         assert_eq!(ring.len(), 0, "taken by everyone it was for: gone");
+    }
+
+    #[test]
+    fn an_excluded_reader_that_counts_positions_takes_the_skip_frame_in_its_place() {
+        let mut ring = Ring::default();
+        ring.join(1);
+        ring.join(2);
+        ring.count_positions(2);
+        let waker = futures_util::task::noop_waker();
+        assert!(!ring.poll(2, &waker));
+        let done = ring.append_kept(0, frame(0), Some(2), Some(Frame::text("skip0")), 8);
+        assert_eq!(done.delivered, 1, "the event itself goes to reader 1 only");
+        assert_eq!(done.wake.len(), 1, "reader 2 is woken for its skip frame");
+        assert_eq!(take_all(&mut ring, 1).unwrap(), ["f0"]);
+        assert_eq!(ring.len(), 1, "kept until reader 2 has taken its skip frame");
+        assert_eq!(take_all(&mut ring, 2).unwrap(), ["skip0"]);
+        assert_eq!(ring.len(), 0);
+        // A reader that does not count positions skips the event as before; leaving settles its claims.
+        ring.join(3);
+        ring.append_kept(1, frame(1), Some(3), Some(Frame::text("skip1")), 8);
+        ring.append_kept(2, frame(2), Some(2), Some(Frame::text("skip2")), 8);
+        assert_eq!(take_all(&mut ring, 3).unwrap(), ["f2"]);
+        ring.leave(2);
+        assert_eq!(take_all(&mut ring, 1).unwrap(), ["f1", "f2"]);
+        assert_eq!(ring.len(), 0, "nothing waits for the reader that left");
     }
 
     #[test]

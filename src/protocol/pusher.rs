@@ -397,7 +397,7 @@ pub fn poussr_position(channel: &str, epoch: &str, serial: u64, client_events: O
 /// Why the events missed since a position could not be given (docs/protocol.md §6).
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct NotRecovered<'a> {
-    /// `evicted`, `epoch_changed`, `unknown_position`, `too_many`, `history_off` or `unavailable`.
+    /// `evicted`, `epoch_changed`, `unknown_position`, `history_off` or `unavailable`.
     pub reason: &'a str,
     /// A sentence for people.
     pub message: String,

@@ -296,8 +296,5 @@ fn gap_message(gap: &Gap, serial: u64, head: u64, kept: &HistoryConfig) -> Strin
                                      store was replaced, or the channel was forgotten after its events expired)"
             .to_owned(),
         Gap::Unknown => format!("serial {serial} is past the channel's last event ({head})"),
-        Gap::TooMany { missed } => {
-            format!("{missed} events were missed, more than one recovery gives ({})", kept.max_events_per_channel)
-        }
     }
 }

@@ -172,6 +172,17 @@ export class Hub {
     this.child = null;
   }
 
+  /** SIGKILL: the hub gets no chance to close anything (a crash, a power switch for the process). */
+  async kill() {
+    const child = this.child;
+    if (!child) return;
+    if (this.exitCode === undefined) {
+      child.kill('SIGKILL');
+      await this.exited;
+    }
+    this.child = null;
+  }
+
   /** Stop, then start again on the same port. */
   async restart() {
     await this.stop();

@@ -3,18 +3,20 @@
 // refuses new ones for a while (a Wi-Fi drop), and across hub restarts and a SIGKILL on the same data folder.
 
 import assert from 'node:assert/strict';
+import { rmSync } from 'node:fs';
 import net from 'node:net';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import Echo from 'laravel-echo';
 import Pusher from 'pusher-js';
 import { startHub } from './hub.mjs';
 import {
   Inbox,
-  RawSocket,
   closeTimersOf,
   eventually,
+  inboxOf,
+  openPusherSocket,
   pusherOptions,
-  pusherUrl,
   serverSdk,
   uniqueName,
   withTimeout,
@@ -84,7 +86,7 @@ class CuttingProxy {
       upstream.destroy();
     }
     this.pairs.clear();
-    setTimeout(() => this.release(), ms);
+    setTimeout(() => this.release(), ms).unref();
   }
 
   close() {
@@ -238,4 +240,149 @@ test('pusher-js and laravel-echo with the add-on get all 2,000 events once and i
   assert.ok(missing >= 5 * 100, `without the add-on, events are lost (${missing} missing)`);
   assert.deepEqual([...lostB.got].sort((x, y) => x - y), lostB.got, 'what it got came in order');
   assert.equal(lostB.gaps.items.length, 0, 'a client that did not opt in gets no Poussr frame');
+});
+
+/** A pusher-js client with the add-on through a new proxy, subscribed to `name`; cleaned up by `t`. */
+async function recoveringClient(t, hub, name) {
+  const recovery = await loadRecovery(hub);
+  const proxy = await new CuttingProxy(hub.port).listen();
+  const client = pusherThrough(hub, proxy, { recovery });
+  t.after(() => {
+    client.disconnect();
+    client.unrefTimers();
+    proxy.close();
+  });
+  const channel = client.subscribe(name);
+  const received = numbersOf(channel);
+  await subscribed(channel);
+  return { client, proxy, channel, ...received };
+}
+
+test('after a SIGKILL mid-stream and a restart on the same data folder, every event answered 2xx is recovered', async (t) => {
+  const hub = await startHub();
+  t.after(() => hub.close());
+  const name = uniqueName('killed');
+  const { client, proxy, got, gaps } = await recoveringClient(t, hub, name);
+  const sdk = serverSdk(hub);
+
+  // One publisher, each trigger awaited; the hub is killed while it runs, from outside it.
+  const acked = [];
+  let n = 0;
+  const publishing = (async () => {
+    for (;;) {
+      n += 1;
+      try {
+        const res = await sdk.trigger(name, 'numbered', { n });
+        if (res.status === 200) acked.push(n);
+      } catch {
+        return; // the hub is gone: the request in flight may or may not have been kept
+      }
+    }
+  })();
+  await eventually(() => acked.length >= 300 && got.length >= 100, { timeout: 20_000, what: '300 events answered' });
+  proxy.hold();
+  await hub.kill();
+  await publishing;
+  const lastTried = n;
+  await hub.start();
+  proxy.targetPort = hub.port;
+  proxy.release();
+  // Published after the restart: the live stream goes on after what is recovered.
+  for (let k = lastTried + 1; k <= lastTried + 5; k++) {
+    assert.equal((await sdk.trigger(name, 'numbered', { n: k })).status, 200);
+  }
+  await eventually(() => got.at(-1) === lastTried + 5, { timeout: 30_000, what: `the event after the restart (at ${got.at(-1)})` });
+  assert.equal(client.connection.state, 'connected');
+  assert.equal(gaps.items.length, 0, `nothing reported lost: ${JSON.stringify(gaps.items)}`);
+  const received = new Set(got);
+  const lost = acked.filter((k) => !received.has(k));
+  assert.deepEqual(lost, [], `every event answered 2xx before the kill arrived (${acked.length} answered)`);
+  for (let i = 1; i < got.length; i++) assert.ok(got[i] > got[i - 1], `in order, once each: ${got[i - 1]} then ${got[i]}`);
+});
+
+test('a gap larger than what is kept gives poussr:not_recovered with the reason, then live events flow', async (t) => {
+  const hub = await startHub({ app: '[apps.history]\nmax_events_per_channel = 10' });
+  t.after(() => hub.close());
+  const name = uniqueName('evicted');
+  const { proxy, channel, got, gaps } = await recoveringClient(t, hub, name);
+  const sdk = serverSdk(hub);
+  assert.equal((await sdk.trigger(name, 'numbered', { n: 1 })).status, 200);
+  await eventually(() => got.length === 1, { what: 'the first event' });
+
+  proxy.cut(60_000); // released below, once the gap is made
+  for (let k = 2; k <= 31; k++) assert.equal((await sdk.trigger(name, 'numbered', { n: k })).status, 200);
+  const live = inboxOf(channel, 'live');
+  proxy.release();
+  const why = await gaps.next(30_000);
+  assert.equal(why.reason, 'evicted', JSON.stringify(why));
+  assert.equal(why.serial, 1);
+  assert.equal(why.oldest, 22, 'the 10 newest of 31 are kept');
+  assert.match(why.message, /10 events per channel/);
+  assert.equal((await sdk.trigger(name, 'live', { ok: true })).status, 200);
+  assert.deepEqual(await live.next(10_000), { ok: true });
+  assert.deepEqual(got, [1], 'nothing of the gap is replayed in part');
+
+  // A store that is gone (here: deleted while the hub was down) is another history: the epoch changed.
+  proxy.hold();
+  await hub.stop();
+  rmSync(join(hub.dataDir, 'history'), { recursive: true, force: true });
+  await hub.start();
+  proxy.targetPort = hub.port;
+  proxy.release();
+  const changed = await gaps.next(30_000);
+  assert.equal(changed.reason, 'epoch_changed', JSON.stringify(changed));
+  assert.equal((await sdk.trigger(name, 'live', { again: true })).status, 200);
+  assert.deepEqual(await live.next(10_000), { again: true });
+});
+
+test('a raw client that does not ask gets exactly the frames it always got; one that asks gets positions', async (t) => {
+  const hub = await startHub();
+  const plain = await openPusherSocket(hub);
+  const asking = await openPusherSocket(hub);
+  t.after(async () => {
+    plain.close();
+    asking.close();
+    await hub.close();
+  });
+  const name = uniqueName('frames');
+  plain.send({ event: 'pusher:subscribe', data: { channel: name } });
+  asking.send({ event: 'pusher:subscribe', data: { channel: name, poussr_resume: {} } });
+  const succeeded = { event: 'pusher_internal:subscription_succeeded', channel: name, data: '{}' };
+  assert.deepEqual(await plain.next(), succeeded);
+  assert.deepEqual(await asking.next(), succeeded);
+  const start = await asking.next();
+  assert.equal(start.event, 'pusher_internal:poussr_position');
+  const { epoch, serial, client_events: clientEvents } = JSON.parse(start.data);
+  assert.deepEqual({ serial, clientEvents }, { serial: 0, clientEvents: false });
+  assert.match(epoch, /^[0-9a-f]{16}$/);
+
+  const sdk = serverSdk(hub);
+  // Not for the asking socket: it gets the event's position instead, the plain one gets the event.
+  await sdk.trigger(name, 'first', { a: 1 }, { socket_id: asking.socketId });
+  await sdk.trigger(name, 'second', { b: 2 });
+  assert.deepEqual(await plain.next(), { event: 'first', channel: name, data: '{"a":1}' });
+  assert.deepEqual(await plain.next(), { event: 'second', channel: name, data: '{"b":2}' });
+  assert.deepEqual(plain.texts.slice(1), [
+    JSON.stringify(succeeded),
+    JSON.stringify({ event: 'first', channel: name, data: '{"a":1}' }),
+    JSON.stringify({ event: 'second', channel: name, data: '{"b":2}' }),
+  ]);
+  assert.deepEqual(await asking.next(), {
+    event: 'pusher_internal:poussr_position',
+    channel: name,
+    data: JSON.stringify({ epoch, serial: 1 }),
+  });
+  assert.deepEqual(await asking.next(), { event: 'second', channel: name, data: '{"b":2}' });
+
+  // Resuming from serial 0 gives both again, the first as a position if the client says it was its socket.
+  const again = await openPusherSocket(hub);
+  t.after(() => again.close());
+  again.send({
+    event: 'pusher:subscribe',
+    data: { channel: name, poussr_resume: { epoch, serial: 0, socket_ids: [asking.socketId] } },
+  });
+  assert.deepEqual(await again.next(), succeeded);
+  assert.deepEqual(JSON.parse((await again.next()).data), { epoch, serial: 0, client_events: false });
+  assert.deepEqual(JSON.parse((await again.next()).data), { epoch, serial: 1 });
+  assert.deepEqual(await again.next(), { event: 'second', channel: name, data: '{"b":2}' });
 });
