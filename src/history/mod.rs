@@ -162,6 +162,7 @@ enum Job {
         channel: Arc<str>,
         after: u64,
         upto: u64,
+        limit: u64,
         reply: tokio::sync::oneshot::Sender<ReadResult>,
     },
     Clear {
@@ -375,7 +376,7 @@ impl History {
         // A channel never keeps more than `max` events: beyond that, the oldest missed are gone for sure,
         // and reading the newest `max` says which is the oldest left.
         let after = from.serial.max(upto.saturating_sub(max));
-        let events = self.read(app, channel, after, upto).await?;
+        let events = self.read(app, channel, after, upto, max).await?;
         // Eviction only ever removes a channel's oldest events, so what is kept after `from` is one run
         // ending at `upto`: whole, or missing its start.
         if events.len() as u64 == missed && events.first().is_some_and(|e| e.serial == from.serial + 1) {
@@ -385,10 +386,10 @@ impl History {
         }
     }
 
-    /// The kept events of `channel` with serials in `after+1 ..= upto`, oldest first.
-    pub async fn read(&self, app: &Arc<str>, channel: &Arc<str>, after: u64, upto: u64) -> ReadResult {
+    /// The kept events of `channel` with serials in `after+1 ..= upto`, oldest first, at most `limit`.
+    pub async fn read(&self, app: &Arc<str>, channel: &Arc<str>, after: u64, upto: u64, limit: u64) -> ReadResult {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        self.push(Job::Read { app: app.clone(), channel: channel.clone(), after, upto, reply })?;
+        self.push(Job::Read { app: app.clone(), channel: channel.clone(), after, upto, limit, reply })?;
         answer.await.map_err(|_| HistoryError::Closed)?
     }
 
@@ -487,8 +488,8 @@ impl Writer {
 
     fn answer(&mut self, job: Job) {
         match job {
-            Job::Read { app, channel, after, upto, reply } => {
-                let _ = reply.send(self.store.read(&app, &channel, after, upto).map_err(store_error));
+            Job::Read { app, channel, after, upto, limit, reply } => {
+                let _ = reply.send(self.store.read(&app, &channel, after, upto, limit).map_err(store_error));
             }
             Job::Clear { reply } => {
                 let result = self.store.clear().map_err(store_error);

@@ -405,8 +405,15 @@ impl Store {
         Ok(evicted)
     }
 
-    /// The kept events of a channel with serials in `after+1 ..= upto`, oldest first.
-    pub(super) fn read(&mut self, app: &str, channel: &str, after: u64, upto: u64) -> Result<Vec<Stored>, StoreError> {
+    /// The kept events of a channel with serials in `after+1 ..= upto`, oldest first, at most `limit`.
+    pub(super) fn read(
+        &mut self,
+        app: &str,
+        channel: &str,
+        after: u64,
+        upto: u64,
+        limit: u64,
+    ) -> Result<Vec<Stored>, StoreError> {
         let id: Option<i64> = self
             .conn
             .prepare_cached("SELECT id FROM channels WHERE app = ?1 AND name = ?2")
@@ -416,10 +423,11 @@ impl Store {
         let read = || -> Result<Vec<Stored>, rusqlite::Error> {
             let mut select = self.conn.prepare_cached(
                 "SELECT serial, at_ms, event, data, user_id, except_socket FROM events
-                 WHERE channel = ?1 AND serial > ?2 AND serial <= ?3 ORDER BY serial",
+                 WHERE channel = ?1 AND serial > ?2 AND serial <= ?3 ORDER BY serial LIMIT ?4",
             )?;
+            let big = |n: u64| n.min(i64::MAX as u64) as i64;
             select
-                .query_map(params![id, after.min(i64::MAX as u64) as i64, upto.min(i64::MAX as u64) as i64], |r| {
+                .query_map(params![id, big(after), big(upto), big(limit)], |r| {
                     Ok(Stored {
                         serial: r.get::<_, i64>(0)?.max(0) as u64,
                         at_ms: r.get::<_, i64>(1)?.max(0) as u64,

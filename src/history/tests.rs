@@ -110,7 +110,7 @@ fn an_app_over_its_byte_bound_loses_its_oldest_events_first() {
     assert_eq!(h.stats().events, 5);
     let (app, a) = (Arc::from("1"), Arc::from("a"));
     // "a" had serials 1..=4 (events 0, 2, 4, 6) and keeps those of events 4 and 6; "b" keeps 2..=4.
-    let kept = rt().block_on(h.read(&app, &a, 0, 10)).unwrap();
+    let kept = rt().block_on(h.read(&app, &a, 0, 10, 100)).unwrap();
     assert_eq!(kept.iter().map(|e| e.serial).collect::<Vec<_>>(), [3, 4]);
 }
 
@@ -137,7 +137,7 @@ fn a_head_asked_for_before_any_event_keeps_its_epoch_for_the_first_event_and_on_
     let head = h.head(&app, &ch);
     assert_eq!(head.serial, 0);
     // Reading goes through the writer after the head's job, so the head is on disk once this returns.
-    assert_eq!(rt().block_on(h.read(&app, &ch, 0, 10)).unwrap(), []);
+    assert_eq!(rt().block_on(h.read(&app, &ch, 0, 10, 100)).unwrap(), []);
     drop(h);
     let h = open(&dir, HistoryConfig::default());
     assert_eq!(h.peek_head("1", "quiet"), Some(head.clone()));

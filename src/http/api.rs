@@ -368,3 +368,77 @@ pub(super) async fn terminate_connections(
     tracing::info!(app = %app.id, user = %user_id, closed, "terminated a user's connections");
     Ok(Json(json!({})))
 }
+
+/// Most events one page of `GET .../events` returns.
+const HISTORY_PAGE_MAX: u64 = 1000;
+
+/// `GET /apps/{app_id}/channels/{channel}/events` (a Poussr extension, docs/protocol.md §6.5): the kept
+/// events of a channel after a serial, oldest first, a page at a time.
+pub(super) async fn channel_events(
+    State(state): State<AppState>,
+    Path((app_id, name)): Path<(String, String)>,
+    method: Method,
+    uri: Uri,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let app = authorize(&state, &app_id, &method, &uri, b"")?;
+    let name = super::channel_name(&name)?;
+    let (mut after, mut limit, mut epoch) = (0u64, 100u64, None);
+    for (k, v) in form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes()) {
+        let number = |what: &str| {
+            v.parse::<u64>().map_err(|_| ApiError::BadRequest(format!("{what} must be a whole number, not {v:?}")))
+        };
+        match &*k {
+            "after" => after = number("after")?,
+            "limit" => limit = number("limit")?,
+            "epoch" => epoch = Some(v.into_owned()),
+            _ => {}
+        }
+    }
+    if limit == 0 || limit > HISTORY_PAGE_MAX {
+        return Err(ApiError::BadRequest(format!("limit must be between 1 and {HISTORY_PAGE_MAX}, not {limit}")));
+    }
+    let Some(history) = state.hub.history().filter(|h| h.keeps(&app.id, false)) else {
+        let why = match state.hub.history_error() {
+            Some(e) => format!("no history is kept: the store could not be used ({e})"),
+            None => format!("app {} keeps no history of events", app.id),
+        };
+        return Err(ApiError::NotFound(why));
+    };
+    let Some(last) = state.hub.kept_position(&app, &name) else {
+        return Ok(Json(json!({
+            "channel": name.as_str(), "epoch": null, "last_serial": 0, "events": [], "next_after": null,
+        })));
+    };
+    if let Some(e) = epoch.filter(|e| **e != *last.epoch) {
+        return Err(ApiError::Conflict(format!(
+            "the channel's history is epoch {:?}, not {e:?}: the events of that epoch are gone",
+            last.epoch
+        )));
+    }
+    let events =
+        history.read(&app.id, &Arc::from(name.as_str()), after, last.serial, limit).await.map_err(|e| {
+            ApiError::Unavailable(format!("the history could not be read: {e}"))
+        })?;
+    let next_after = events.last().map(|e| e.serial).filter(|&s| s < last.serial);
+    let events: Vec<Value> = events
+        .into_iter()
+        .map(|e| {
+            let mut o = json!({"serial": e.serial, "published_at_ms": e.at_ms, "event": e.event, "data": e.data});
+            if let Some(u) = e.user_id {
+                o["user_id"] = u.into();
+            }
+            if let Some(x) = e.except {
+                o["socket_id"] = x.into();
+            }
+            o
+        })
+        .collect();
+    Ok(Json(json!({
+        "channel": name.as_str(),
+        "epoch": &*last.epoch,
+        "last_serial": last.serial,
+        "events": events,
+        "next_after": next_after,
+    })))
+}

@@ -32,6 +32,9 @@ pub enum ApiError {
     /// as `Retry-After`.
     #[error("{0}")]
     TooManyRequests(String, u64),
+    /// 409: the request names a state that is not the current one (a history epoch that is gone).
+    #[error("{0}")]
+    Conflict(String),
     /// 405: the path exists, the method does not.
     #[error("{0}")]
     MethodNotAllowed(String),
@@ -56,6 +59,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::TooManyRequests(..) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,

@@ -77,6 +77,7 @@ pub fn router(hub: Hub, frontend: Frontend, sessions: mpsc::Sender<()>) -> Route
         .route("/apps/{app_id}/channels", get(api::channels))
         .route("/apps/{app_id}/channels/{channel}", get(api::channel))
         .route("/apps/{app_id}/channels/{channel}/users", get(api::channel_users))
+        .route("/apps/{app_id}/channels/{channel}/events", get(api::channel_events))
         .route("/apps/{app_id}/users/{user_id}/terminate_connections", post(api::terminate_connections))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), metrics::time_api));
     Router::new()

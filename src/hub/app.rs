@@ -85,6 +85,11 @@ impl Hub {
         Some(Position { epoch: history.head(&app.id, &Arc::from(channel.as_str())).epoch, serial: 0 })
     }
 
+    /// The position of the last kept event delivered on `channel`, if any was (or is on disk).
+    pub fn kept_position(&self, app: &App, channel: &ChannelName) -> Option<Position> {
+        lock(&app.delivered).get(channel).cloned()
+    }
+
     /// Takes `events` from `app`'s publishing allowance (`max_publish_per_second`); when it is spent, says
     /// how long until it allows that many again.
     pub fn take_publish_budget(&self, app: &App, events: usize) -> Result<(), Duration> {

@@ -3,13 +3,13 @@
 // refuses new ones for a while (a Wi-Fi drop), and across hub restarts and a SIGKILL on the same data folder.
 
 import assert from 'node:assert/strict';
-import { rmSync } from 'node:fs';
+import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import Echo from 'laravel-echo';
 import Pusher from 'pusher-js';
-import { startHub } from './hub.mjs';
+import { Hub, startHub } from './hub.mjs';
 import {
   Inbox,
   closeTimersOf,
@@ -385,4 +385,57 @@ test('a raw client that does not ask gets exactly the frames it always got; one 
   assert.deepEqual(JSON.parse((await again.next()).data), { epoch, serial: 0, client_events: false });
   assert.deepEqual(JSON.parse((await again.next()).data), { epoch, serial: 1 });
   assert.deepEqual(await again.next(), { event: 'second', channel: name, data: '{"b":2}' });
+});
+
+test("the history API lists a channel's kept events after a serial, a page at a time, through the pusher SDK's signed get", async (t) => {
+  const hub = await startHub();
+  t.after(() => hub.close());
+  const sdk = serverSdk(hub);
+  const name = uniqueName('listed');
+  const events = (body) => body.events.map((e) => [e.serial, e.event, JSON.parse(e.data).n]);
+  const get = async (params) => {
+    const res = await sdk.get({ path: `/channels/${name}/events`, params });
+    return res.json();
+  };
+  const empty = await get({});
+  assert.deepEqual(empty, { channel: name, epoch: null, last_serial: 0, events: [], next_after: null });
+
+  for (let n = 1; n <= 5; n++) assert.equal((await sdk.trigger(name, 'numbered', { n }, n === 3 ? { socket_id: '1.1' } : {})).status, 200);
+  const first = await get({ limit: 2 });
+  assert.deepEqual(events(first), [[1, 'numbered', 1], [2, 'numbered', 2]]);
+  assert.equal(first.last_serial, 5);
+  assert.equal(first.next_after, 2);
+  const second = await get({ after: first.next_after, limit: 2, epoch: first.epoch });
+  assert.deepEqual(events(second), [[3, 'numbered', 3], [4, 'numbered', 4]]);
+  assert.equal(second.events[0].socket_id, '1.1', 'the socket the event was not for is listed');
+  assert.ok(second.events[0].published_at_ms > 0);
+  const last = await get({ after: second.next_after });
+  assert.deepEqual(events(last), [[5, 'numbered', 5]]);
+  assert.equal(last.next_after, null, 'the last page says so');
+
+  await assert.rejects(sdk.get({ path: `/channels/${name}/events`, params: { epoch: '0000000000000000' } }), (err) => {
+    assert.equal(err.status, 409);
+    assert.match(err.body, /epoch/);
+    return true;
+  });
+  await assert.rejects(sdk.get({ path: `/channels/${name}/events`, params: { limit: 5000 } }), (err) => err.status === 400);
+  // Unsigned, it is refused like every API call.
+  assert.equal((await fetch(`${hub.httpUrl}/apps/${hub.appId}/channels/${name}/events`)).status, 401);
+});
+
+test('a damaged history store is moved aside at start with a clear message, and the hub keeps serving', async (t) => {
+  const hub = new Hub();
+  t.after(() => hub.close());
+  mkdirSync(join(hub.dataDir, 'history'), { recursive: true });
+  writeFileSync(join(hub.dataDir, 'history', 'history.sqlite'), 'not a database '.repeat(1000));
+  await hub.start();
+  const health = await (await fetch(`${hub.httpUrl}/health`)).json();
+  assert.equal(health.history.state, 'on');
+  assert.match(health.history.notice, /damaged.*moved aside to .*history\.sqlite\.damaged-\d+/);
+  assert.match(hub.stderr, /damaged/, 'the log says it too');
+  assert.ok(readdirSync(join(hub.dataDir, 'history')).some((f) => f.startsWith('history.sqlite.damaged-')));
+  const name = uniqueName('after-damage');
+  assert.equal((await serverSdk(hub).trigger(name, 'numbered', { n: 1 })).status, 200);
+  const page = await (await serverSdk(hub).get({ path: `/channels/${name}/events`, params: {} })).json();
+  assert.deepEqual(page.events.map((e) => e.serial), [1]);
 });
