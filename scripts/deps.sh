@@ -10,7 +10,8 @@ command -v cargo >/dev/null || { echo "deps: cargo is missing; install Rust from
 
 # chromium: the dashboard tests drive Debian's Chromium (test tools must not download their own browser).
 # redis-server: the cluster tests run two hubs on a real Redis.
-packages=(curl nodejs npm pkg-config chromium redis-server)
+# python3-venv: the pysher tests run in a virtual environment of their own.
+packages=(curl nodejs npm pkg-config chromium redis-server python3-venv)
 if [ "$what" = all ]; then
   # Building the Tauri app (WebKitGTK, GTK, the tray) and testing its real window (Xvfb, WebKitWebDriver).
   packages+=(build-essential file libssl-dev libwebkit2gtk-4.1-dev libjavascriptcoregtk-4.1-dev

@@ -74,12 +74,24 @@ test_files() {
 name_pattern=()
 [ -z "${TEST_NAME:-}" ] || name_pattern=(--test-name-pattern="$TEST_NAME")
 
+# A virtual environment with pysher (PyPI), made again when the requirements change.
+python_ready() {
+  local venv=$1/.venv
+  if [ ! -x "$venv/bin/python" ] || [ "$1/python/requirements.txt" -nt "$venv/.installed" ]; then
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$1/python/requirements.txt"
+    touch "$venv/.installed"
+  fi
+}
+
 if [ "$what" = all ] || [ "$what" = clients ]; then
-  echo "== real clients (tests/clients): pusher-js, pusher, ws, curl, poussr.js"
+  echo "== real clients (tests/clients): pusher-js, pusher, pysher, ws, curl, poussr.js"
   npm_ready tests/clients
+  python_ready tests/clients
   mapfile -t files < <(test_files tests/clients "$@")
   echo "hub: $target_dir/debug/poussr$exe"
-  run_logged env POUSSR_BIN="$target_dir/debug/poussr$exe" node --test --test-concurrency=1 --test-timeout=120000 \
+  run_logged env POUSSR_BIN="$target_dir/debug/poussr$exe" POUSSR_TEST_PYTHON="$PWD/tests/clients/.venv/bin/python" node --test --test-concurrency=1 --test-timeout=120000 \
     --test-reporter=spec "${name_pattern[@]}" "${files[@]}"
 fi
 

@@ -416,10 +416,10 @@ pub(super) async fn channel_events(
             last.epoch
         )));
     }
-    let events =
-        history.read(&app.id, &Arc::from(name.as_str()), after, last.serial, limit).await.map_err(|e| {
-            ApiError::Unavailable(format!("the history could not be read: {e}"))
-        })?;
+    let events = history
+        .read(&app.id, &Arc::from(name.as_str()), after, last.serial, limit)
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("the history could not be read: {e}")))?;
     let next_after = events.last().map(|e| e.serial).filter(|&s| s < last.serial);
     let events: Vec<Value> = events
         .into_iter()

@@ -3,9 +3,11 @@
 // refuses new ones for a while (a Wi-Fi drop), and across hub restarts and a SIGKILL on the same data folder.
 
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
 import Echo from 'laravel-echo';
 import Pusher from 'pusher-js';
@@ -438,4 +440,44 @@ test('a damaged history store is moved aside at start with a clear message, and 
   assert.equal((await serverSdk(hub).trigger(name, 'numbered', { n: 1 })).status, 200);
   const page = await (await serverSdk(hub).get({ path: `/channels/${name}/events`, params: {} })).json();
   assert.deepEqual(page.events.map((e) => e.serial), [1]);
+});
+
+test('pysher, which knows nothing of recovery, sees exactly the frames it always saw from a hub that keeps history', async (t) => {
+  const python = process.env.POUSSR_TEST_PYTHON;
+  if (!python) {
+    // scripts/test.sh installs pysher into a virtual environment and names its python here.
+    assert.fail('POUSSR_TEST_PYTHON is not set: run the suite through scripts/test.sh (make test), which installs pysher');
+  }
+  const hub = await startHub();
+  t.after(() => hub.close());
+  const name = uniqueName('pysher');
+  const child = spawn(python, [fileURLToPath(new URL('./python/pysher_listen.py', import.meta.url)), String(hub.port), hub.key, name, 'hello'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let err = '';
+  child.stdout.setEncoding('utf8').on('data', (d) => (out += d));
+  child.stderr.setEncoding('utf8').on('data', (d) => (err += d));
+  const exited = new Promise((resolve) => child.on('exit', resolve));
+  t.after(() => child.kill());
+  await eventually(() => out.includes('ready'), { timeout: 20_000, what: `pysher to subscribe (stderr: ${err})` });
+  const sdk = serverSdk(hub);
+  assert.equal((await sdk.trigger(name, 'before', { n: 1 })).status, 200);
+  assert.equal((await sdk.trigger(name, 'hello', { n: 2 })).status, 200);
+  const code = await withTimeout(exited, 30_000, 'pysher to exit').catch((e) => {
+    throw new Error(`${e.message}; pysher printed: ${out} ${err}`);
+  });
+  assert.equal(code, 0, err);
+  const result = JSON.parse(out.trim().split('\n').at(-1));
+  assert.equal(result.data, '{"n":2}');
+  // pysher pings as soon as it connects; the pong comes whenever the hub answers it.
+  const frames = result.frames.map((f) => JSON.parse(f)).filter((f) => f.event !== 'pusher:pong');
+  assert.deepEqual(
+    frames.map((f) => f.event),
+    ['pusher:connection_established', 'pusher_internal:subscription_succeeded', 'before', 'hello'],
+  );
+  assert.deepEqual(frames.slice(2), [
+    { event: 'before', channel: name, data: '{"n":1}' },
+    { event: 'hello', channel: name, data: '{"n":2}' },
+  ]);
 });
