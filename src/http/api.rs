@@ -372,7 +372,7 @@ pub(super) async fn terminate_connections(
 /// Most events one page of `GET .../events` returns.
 const HISTORY_PAGE_MAX: u64 = 1000;
 
-/// `GET /apps/{app_id}/channels/{channel}/events` (a Poussr extension, docs/protocol.md §6.5): the kept
+/// `GET /apps/{app_id}/channels/{channel}/events` (a Poussr extension, docs/protocol.md §7.6): the kept
 /// events of a channel after a serial, oldest first, a page at a time.
 pub(super) async fn channel_events(
     State(state): State<AppState>,

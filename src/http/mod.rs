@@ -244,7 +244,7 @@ async fn poussr_js() -> Response {
     script(POUSSR_JS)
 }
 
-/// The recovery add-on for pusher-js and laravel-echo (docs/protocol.md §6).
+/// The recovery add-on for pusher-js and laravel-echo (docs/protocol.md §7).
 const RECOVERY_JS: &str = include_str!("poussr-recovery.js");
 
 async fn recovery_js() -> Response {

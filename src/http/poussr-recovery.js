@@ -1,6 +1,6 @@
 /*
  * poussr-recovery.js: recovery of missed events for pusher-js 8 (and laravel-echo 2, which runs on it),
- * served by the hub at /poussr-recovery.js. The wire extension it uses is docs/protocol.md, section 6.
+ * served by the hub at /poussr-recovery.js. The wire extension it uses is docs/protocol.md, section 7.
  *
  * One line of setup, after making the client:
  *

@@ -10,6 +10,9 @@
  *
  * What it adds: connected() is true only while the socket is open; a lost connection comes back by itself
  * (exponential backoff with full jitter) and subscribes its channel again; unsubscribe(event, cb); disconnect().
+ * And recovery: when it subscribes again, it asks the hub for the events published while it was away, which
+ * reach the callbacks in order and once each before any live one. When they cannot all be given, callbacks of
+ * 'poussr:not_recovered' are called with the reason (docs/protocol.md section 7). {recover: false} turns it off.
  *
  * Plain ES5, no modules and no build step: it has to run as-is in whatever browser a lab or a factory floor
  * still has. The wire format is described in docs/protocol.md, section 1.
@@ -29,7 +32,8 @@ var Poussr = (function () {
    * @param {string} host     the hub's address as the browser reaches it
    * @param {number} port     the hub's port (6001 by default)
    * @param {string} channel  the one channel this client listens to (one channel per socket, as in the original)
-   * @param {object} [options] `{WebSocket: Impl}` to use another WebSocket class (the `ws` package in Node)
+   * @param {object} [options] `{WebSocket: Impl}` to use another WebSocket class (the `ws` package in Node);
+   *                           `{recover: false}` not to recover missed events after a reconnect
    */
   function Poussr(host, port, channel, options) {
     // Old pages sometimes call the constructor without `new`; answer them with an instance anyway.
@@ -51,7 +55,17 @@ var Poussr = (function () {
     this._failures = 0;
     // The pending reconnect, so disconnect() can cancel it.
     this._timer = null;
+    // Recovery: where the channel's history stands for this client ({epoch, serial, clientEvents}), once the
+    // hub has said, and whether events are counted now (not between a subscribe and the hub's answer).
+    this._recover = options.recover !== false;
+    this._position = null;
+    this._counting = false;
   }
+
+  /** Where this client is in the channel's history: {epoch, serial}, or null before the hub has said. */
+  Poussr.prototype.position = function () {
+    return this._position ? { epoch: this._position.epoch, serial: this._position.serial } : null;
+  };
 
   Poussr.prototype.host = function () {
     return this._host;
@@ -163,10 +177,16 @@ var Poussr = (function () {
       }
       self._failures = 0;
       // The hub forgets a socket's channel when the socket closes, so every new socket subscribes again.
-      // `data` is a JSON-encoded string, exactly as the original client sent it.
+      // `data` is a JSON-encoded string, exactly as the original client sent it. With recovery, it carries the
+      // position reached so far (or none yet), and counting waits for the hub's answer.
+      var data = { channel: self._channel };
+      if (self._recover) {
+        data.resume = self._position ? { epoch: self._position.epoch, serial: self._position.serial } : {};
+        self._counting = false;
+      }
       socket.send(JSON.stringify({
         event: 'poussr:subscribe',
-        data: JSON.stringify({ channel: self._channel })
+        data: JSON.stringify(data)
       }));
     };
 
@@ -235,13 +255,19 @@ var Poussr = (function () {
       }
       return;
     }
-    // poussr:subscription_succeeded and any later control frame: old pages never saw them, so neither do callbacks.
-    if (frame.event.indexOf('poussr:') === 0) {
-      return;
-    }
     if (frame.channel !== undefined && frame.channel !== this._channel) {
       return;
     }
+    if (frame.event === 'poussr:position' || frame.event === 'pusher_internal:poussr_position') {
+      this._positioned(decode(frame.data));
+      return;
+    }
+    // poussr:subscription_succeeded and any later control frame: old pages never saw them, so neither do callbacks.
+    // poussr:not_recovered goes to the callbacks that asked for it.
+    if (frame.event.indexOf('poussr:') === 0 && frame.event !== 'poussr:not_recovered') {
+      return;
+    }
+    this._count(frame.event);
     callbacks = this._callbacks[frame.event];
     if (!callbacks) {
       return;
@@ -252,6 +278,34 @@ var Poussr = (function () {
     for (i = 0; i < callbacks.length; i++) {
       invoke(this, callbacks[i], data);
     }
+  };
+
+  // Where counting starts (after a subscription, before what it recovered), or an event not for this client.
+  Poussr.prototype._positioned = function (p) {
+    if (!p || typeof p.epoch !== 'string' || typeof p.serial !== 'number') {
+      return;
+    }
+    if (p.client_events !== undefined) {
+      this._position = { epoch: p.epoch, serial: p.serial, clientEvents: !!p.client_events };
+      this._counting = true;
+    } else if (this._counting && this._position && this._position.epoch === p.epoch) {
+      this._position.serial = p.serial;
+    }
+  };
+
+  // Each kept event is the next serial: every event but the reserved names (and client- ones, unless the app
+  // keeps them), counted before the callbacks run so that a throwing one cannot leave the count behind.
+  Poussr.prototype._count = function (name) {
+    if (!this._counting || !this._position) {
+      return;
+    }
+    if (name.indexOf('pusher:') === 0 || name.indexOf('pusher_internal:') === 0 || name.indexOf('poussr:') === 0) {
+      return;
+    }
+    if (name.indexOf('client-') === 0 && !this._position.clientEvents) {
+      return;
+    }
+    this._position.serial += 1;
   };
 
   // The hub always sends `data` as a string (the publisher's body, verbatim). Pages expect an object when that

@@ -63,7 +63,7 @@ pub enum ClientEventError {
     NotJoined(String),
 }
 
-/// Whether an event of this name gets a position and is kept (docs/protocol.md §6): not one of the
+/// Whether an event of this name gets a position and is kept (docs/protocol.md §7.2): not one of the
 /// reserved names (`pusher:`, `pusher_internal:`, `poussr:`), and a `client-` one only if the app keeps
 /// client events. Clients that count positions apply the same rule.
 fn kept(history: &History, app: &str, event: &str) -> bool {

@@ -53,7 +53,7 @@ pub struct Subscribe {
     /// For presence channels: the JSON string with `user_id` and `user_info`, exactly as signed.
     #[serde(default)]
     pub channel_data: Option<String>,
-    /// A Poussr extension (docs/protocol.md §6): the client counts the channel's positions and, with a
+    /// A Poussr extension (docs/protocol.md §7): the client counts the channel's positions and, with a
     /// position, asks for the events it missed since.
     #[serde(default)]
     pub poussr_resume: Option<Resume>,
@@ -380,10 +380,21 @@ pub fn event(event: &str, channel: &str, data: &str, user_id: Option<&str>) -> S
     serde_json::to_string(&Event { event, channel, data, user_id }).expect("event serializes")
 }
 
-/// `pusher_internal:poussr_position` (docs/protocol.md §6): for a connection that counts a channel's
+/// `pusher_internal:poussr_position` (docs/protocol.md §7): for a connection that counts a channel's
 /// positions, the position it has reached: where counting starts after a subscription, or an event that
 /// was not for it. `client_events` says whether kept positions include client events.
 pub fn poussr_position(channel: &str, epoch: &str, serial: u64, client_events: Option<bool>) -> String {
+    position_frame("pusher_internal:poussr_position", channel, epoch, serial, client_events)
+}
+
+/// A position frame named `event` (Poussr v1 names it `poussr:position`).
+pub(crate) fn position_frame(
+    event: &str,
+    channel: &str,
+    epoch: &str,
+    serial: u64,
+    client_events: Option<bool>,
+) -> String {
     #[derive(Serialize)]
     struct Position<'a> {
         epoch: &'a str,
@@ -391,10 +402,10 @@ pub fn poussr_position(channel: &str, epoch: &str, serial: u64, client_events: O
         #[serde(skip_serializing_if = "Option::is_none")]
         client_events: Option<bool>,
     }
-    frame("pusher_internal:poussr_position", Some(channel), encoded(&Position { epoch, serial, client_events }))
+    frame(event, Some(channel), encoded(&Position { epoch, serial, client_events }))
 }
 
-/// Why the events missed since a position could not be given (docs/protocol.md §6).
+/// Why the events missed since a position could not be given (docs/protocol.md §7).
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct NotRecovered<'a> {
     /// `evicted`, `epoch_changed`, `unknown_position`, `history_off` or `unavailable`.

@@ -13,6 +13,9 @@ pub enum ClientMessage {
     Subscribe {
         /// The channel (not yet validated).
         channel: String,
+        /// With `resume` in `data` (docs/protocol.md §7): the client counts the channel's positions and,
+        /// with a position, asks for what it missed since.
+        resume: Option<super::pusher::Resume>,
     },
     /// `poussr:unsubscribe`, or the original misspelled `poussr::unsusbscribe`.
     Unsubscribe {
@@ -51,6 +54,8 @@ struct RawFrame {
 #[derive(Deserialize)]
 struct ChannelData {
     channel: String,
+    #[serde(default)]
+    resume: Option<super::pusher::Resume>,
 }
 
 impl ClientMessage {
@@ -69,11 +74,13 @@ impl ClientMessage {
             Some(Value::String(s)) => serde_json::from_str::<Value>(&s).ok(),
             other => other,
         };
-        let channel = data
-            .and_then(|d| super::from_object::<ChannelData>(d).ok())
-            .map(|d| d.channel)
-            .ok_or(FrameError::NoChannel(event))?;
-        Ok(if unsubscribe { ClientMessage::Unsubscribe { channel } } else { ClientMessage::Subscribe { channel } })
+        let data = data.and_then(|d| super::from_object::<ChannelData>(d).ok()).ok_or(FrameError::NoChannel(event))?;
+        let channel = data.channel;
+        Ok(if unsubscribe {
+            ClientMessage::Unsubscribe { channel }
+        } else {
+            ClientMessage::Subscribe { channel, resume: data.resume }
+        })
     }
 }
 
@@ -85,6 +92,12 @@ pub fn subscription_succeeded(channel: &str) -> String {
         channel: &'a str,
     }
     serde_json::to_string(&Frame { event: "poussr:subscription_succeeded", channel }).expect("frame serializes")
+}
+
+/// `{"event":"poussr:position","channel":"users","data":"{\"epoch\":\"...\",\"serial\":12}"}`: for a socket
+/// that counts the channel's positions (docs/protocol.md §7).
+pub fn position(channel: &str, epoch: &str, serial: u64, client_events: Option<bool>) -> String {
+    super::pusher::position_frame("poussr:position", channel, epoch, serial, client_events)
 }
 
 /// `{"event":"poussr:error","data":{"message":"...","code":4xxx}}`.
@@ -117,7 +130,7 @@ mod tests {
     fn subscribe_data_as_string_like_the_original_client() {
         assert_eq!(
             ClientMessage::parse(r#"{"event":"poussr:subscribe","data":"{\"channel\":\"users\"}"}"#),
-            Ok(ClientMessage::Subscribe { channel: "users".into() })
+            Ok(ClientMessage::Subscribe { channel: "users".into(), resume: None })
         );
     }
 
@@ -125,7 +138,20 @@ mod tests {
     fn subscribe_data_as_object_like_the_original_readme() {
         assert_eq!(
             ClientMessage::parse(r#"{"event":"poussr:subscribe","data":{"channel":"users"}}"#),
-            Ok(ClientMessage::Subscribe { channel: "users".into() })
+            Ok(ClientMessage::Subscribe { channel: "users".into(), resume: None })
+        );
+    }
+
+    #[test]
+    fn subscribe_may_ask_to_resume() {
+        let frame = r#"{"event":"poussr:subscribe","data":{"channel":"users","resume":{"epoch":"e","serial":3}}}"#;
+        let Ok(ClientMessage::Subscribe { resume: Some(r), .. }) = ClientMessage::parse(frame) else {
+            panic!("not a subscribe with a position")
+        };
+        assert_eq!((r.epoch.as_deref(), r.serial), (Some("e"), Some(3)));
+        assert_eq!(
+            position("users", "e", 3, None),
+            r#"{"event":"poussr:position","channel":"users","data":"{\"epoch\":\"e\",\"serial\":3}"}"#
         );
     }
 

@@ -13,6 +13,7 @@
 //! | [`socket`] | the socket under a session: typed read errors, and the end of the closing handshake |
 
 mod pusher;
+mod resume;
 pub mod socket;
 mod v1;
 

@@ -1,21 +1,19 @@
 //! The frames of the Pusher protocol 7 on a session: subscriptions with their auth signatures, presence
 //! `channel_data`, `pusher:signin` and `client-*` events (docs/protocol.md §2).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{Sink, Stream};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 
+use super::resume::{Dialect, Resumed};
 use super::socket::{Linger, RawFrames, ReadError};
 use super::{Ending, Next, Session};
-use crate::config::HistoryConfig;
-use crate::history::{Gap, Position};
 use crate::hub::{Cached, Member, SubscribeError};
 use crate::monitor::{MonitorEvent, now_ms};
 use crate::protocol::channel::SERVER_TO_USER_PREFIX;
-use crate::protocol::pusher::{self, NotRecovered, SubscriptionErrorKind as Kind};
+use crate::protocol::pusher::{self, SubscriptionErrorKind as Kind};
 use crate::protocol::{ChannelKind, ChannelName, CloseCode, signature};
 
 impl<S, E> Session<S>
@@ -132,7 +130,7 @@ where
         };
         self.reply(pusher::subscription_succeeded(channel, joined.presence.as_deref().unwrap_or("{}"))).await?;
         let after = match (resume, joined.newly) {
-            (Some(resume), true) => match self.resume(&name, resume, joined.position).await? {
+            (Some(resume), true) => match self.resume(Dialect::Pusher, &name, resume, joined.position).await? {
                 // A client that recovered what it missed has the cached event already (or just got it).
                 Resumed::Recovered => return Ok(()),
                 Resumed::Counting(position) => position,
@@ -149,58 +147,6 @@ where
             Some(position) => self.reply(position).await,
             None => Ok(()),
         }
-    }
-
-    /// A subscription with `poussr_resume` (docs/protocol.md §6), just joined at `head` (`None`: the app
-    /// keeps no history). With a position, the events missed since are sent now, before any live one,
-    /// each as it was first sent, preceded by the position they continue from; or, when they cannot all
-    /// be given, a `poussr:not_recovered` event says why and counting starts again from `head`.
-    async fn resume(
-        &mut self,
-        name: &ChannelName,
-        resume: pusher::Resume,
-        head: Option<Position>,
-    ) -> Result<Resumed, Ending> {
-        let channel = name.as_str();
-        let asked = resume.epoch.as_deref().zip(resume.serial);
-        let (Some(head), Some(history)) = (head, self.hub.history().cloned()) else {
-            if let Some((epoch, serial)) = asked {
-                let message = "this app keeps no history of events, so nothing missed can be recovered".to_owned();
-                let why = NotRecovered { reason: "history_off", message, epoch, serial, oldest: None };
-                self.reply(pusher::not_recovered(channel, &why)).await?;
-            }
-            return Ok(Resumed::Counting(None));
-        };
-        let app = self.conn.app.clone();
-        let client_events = history.keeps(&app.id, true);
-        let counting = pusher::poussr_position(channel, &head.epoch, head.serial, Some(client_events));
-        let Some((epoch, serial)) = asked else { return Ok(Resumed::Counting(Some(counting))) };
-        let from = Position { epoch: Arc::from(epoch), serial };
-        let max = app.config.history.max_events_per_channel;
-        let message = match history.after(&app.id, &Arc::from(channel), &from, head.serial, max).await {
-            Ok(Ok(events)) => {
-                self.reply(pusher::poussr_position(channel, epoch, serial, Some(client_events))).await?;
-                for e in events {
-                    // Not for the connection the client had then: its position only, as it was live.
-                    let frame = if e.except.as_ref().is_some_and(|x| resume.socket_ids.contains(x)) {
-                        pusher::poussr_position(channel, epoch, e.serial, None)
-                    } else {
-                        pusher::event(&e.event, channel, &e.data, e.user_id.as_deref())
-                    };
-                    self.reply(frame).await?;
-                }
-                return Ok(Resumed::Recovered);
-            }
-            Ok(Err(gap)) => (gap.reason(), gap_message(&gap, serial, head.serial, &app.config.history), gap),
-            Err(e) => ("unavailable", format!("the history store could not be read: {e}"), Gap::Unknown),
-        };
-        let (reason, message, gap) = message;
-        let oldest = match gap {
-            Gap::Evicted { oldest } => oldest,
-            _ => None,
-        };
-        self.reply(pusher::not_recovered(channel, &NotRecovered { reason, message, epoch, serial, oldest })).await?;
-        Ok(Resumed::Counting(Some(counting)))
     }
 
     /// `pusher:signin`: a bad signature closes the connection with 4009, as Pusher does.
@@ -270,31 +216,5 @@ where
             self.reply_error(&format!("{event} was not relayed: {e}")).await?;
         }
         Ok(Next::Continue)
-    }
-}
-
-/// What a subscription with `poussr_resume` did.
-enum Resumed {
-    /// The missed events were sent, after the position they continue from.
-    Recovered,
-    /// Nothing was recovered: the position frame to send once the cached event (if any) is written.
-    Counting(Option<String>),
-}
-
-/// Why a gap could not be filled, for people.
-fn gap_message(gap: &Gap, serial: u64, head: u64, kept: &HistoryConfig) -> String {
-    match gap {
-        Gap::Evicted { oldest } => format!(
-            "the events after serial {serial} are no longer all kept ({}); this app keeps {} events per channel, \
-             for {} s, within {} bytes",
-            oldest.map_or("none of them is".to_owned(), |o| format!("the oldest kept is {o}")),
-            kept.max_events_per_channel,
-            kept.max_age_secs,
-            kept.max_bytes
-        ),
-        Gap::EpochChanged { .. } => "the channel's history is not the one this position came from (the history \
-                                     store was replaced, or the channel was forgotten after its events expired)"
-            .to_owned(),
-        Gap::Unknown => format!("serial {serial} is past the channel's last event ({head})"),
     }
 }

@@ -4,6 +4,7 @@
 use futures_util::{Sink, Stream};
 use tokio_tungstenite::tungstenite::Message;
 
+use super::resume::{Dialect, Resumed};
 use super::socket::{Linger, RawFrames, ReadError};
 use super::{Ending, Next, Session};
 use crate::protocol::{ChannelKind, ChannelName, v1};
@@ -14,9 +15,9 @@ where
     E: ReadError,
 {
     pub(super) async fn on_v1(&mut self, text: &str) -> Result<Next, Ending> {
-        let (channel, subscribe) = match v1::ClientMessage::parse(text) {
-            Ok(v1::ClientMessage::Subscribe { channel }) => (channel, true),
-            Ok(v1::ClientMessage::Unsubscribe { channel }) => (channel, false),
+        let (channel, subscribe, resume) = match v1::ClientMessage::parse(text) {
+            Ok(v1::ClientMessage::Subscribe { channel, resume }) => (channel, true, resume),
+            Ok(v1::ClientMessage::Unsubscribe { channel }) => (channel, false, None),
             Err(e) => {
                 self.reply_error(&e.to_string()).await?;
                 return Ok(Next::Continue);
@@ -41,9 +42,19 @@ where
             .await?;
             return Ok(Next::Continue);
         }
-        match self.hub.subscribe(&self.conn, &name, None) {
-            Ok(_) => self.reply(v1::subscription_succeeded(&channel)).await?,
-            Err(e) => self.reply_error(&e.to_string()).await?,
+        let joined = match self.hub.subscribe_counting(&self.conn, &name, None, resume.is_some()) {
+            Ok(joined) => joined,
+            Err(e) => {
+                self.reply_error(&e.to_string()).await?;
+                return Ok(Next::Continue);
+            }
+        };
+        self.reply(v1::subscription_succeeded(&channel)).await?;
+        if let Some(resume) = resume.filter(|_| joined.newly) {
+            // Poussr v1 joins no cache channel: nothing to write between the events and the position.
+            if let Resumed::Counting(Some(position)) = self.resume(Dialect::V1, &name, resume, joined.position).await? {
+                self.reply(position).await?;
+            }
         }
         Ok(Next::Continue)
     }

@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
 import Echo from 'laravel-echo';
 import Pusher from 'pusher-js';
+import { WebSocket } from 'ws';
 import { Hub, startHub } from './hub.mjs';
 import {
   Inbox,
@@ -18,6 +19,7 @@ import {
   eventually,
   inboxOf,
   openPusherSocket,
+  publishV1,
   pusherOptions,
   serverSdk,
   uniqueName,
@@ -480,4 +482,45 @@ test('pysher, which knows nothing of recovery, sees exactly the frames it always
     { event: 'before', channel: name, data: '{"n":1}' },
     { event: 'hello', channel: name, data: '{"n":2}' },
   ]);
+});
+
+test('poussr.js (Poussr v1) recovers what it missed through a Wi-Fi drop and a hub restart, once each and in order', async (t) => {
+  const hub = await startHub();
+  const proxy = await new CuttingProxy(hub.port).listen();
+  const source = await (await fetch(`${hub.httpUrl}/poussr.js`)).text();
+  const module = { exports: {} };
+  new Function('module', source)(module);
+  const Poussr = module.exports;
+  const name = uniqueName('v1-numbered');
+  const p = new Poussr('127.0.0.1', proxy.port, name, { WebSocket });
+  const got = [];
+  p.subscribe('numbered', (data) => got.push(data.n));
+  t.after(async () => {
+    p.disconnect();
+    proxy.close();
+    await hub.close();
+  });
+  p.connect();
+  // The client tells its page nothing on subscribing; its position, once the hub has said it, shows it did.
+  await eventually(() => p.position() !== null, { what: 'poussr.js to subscribe' });
+  assert.equal(p.position().serial, 0);
+
+  const publish = async (n) => {
+    const res = await publishV1(hub, name, 'numbered', JSON.stringify({ n }));
+    assert.equal(res.status, 201);
+  };
+  for (let n = 1; n <= 400; n++) {
+    if (n === 101) proxy.cut(2000);
+    if (n === 201) {
+      await eventually(() => p.connected() && got.at(-1) === 200, { timeout: 30_000, what: 'poussr.js back from the drop' });
+      proxy.hold();
+      await hub.restart();
+      proxy.targetPort = hub.port;
+      proxy.release();
+    }
+    await publish(n);
+  }
+  await eventually(() => got.at(-1) === 400, { timeout: 30_000, what: `every event (at ${got.at(-1)})` });
+  assert.deepEqual(got, range(1, 400));
+  assert.equal(p.position().serial, 400);
 });
