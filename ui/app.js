@@ -8,7 +8,7 @@ import { channels, initChannels, loadChannels } from './channels.js';
 import { clients, initClients, loadClients } from './clients.js';
 import { $, setState, showNotice } from './dom.js';
 import { feedOpen, openFeed, requestRender } from './feed.js';
-import { initLiveLog } from './livelog.js';
+import { initLiveLog, loadLogHistory } from './livelog.js';
 import { initOverview, renderError, renderOverview } from './overview.js';
 import { initPublish } from './publish.js';
 import { initSettings } from './settings.js';
@@ -38,6 +38,7 @@ async function refresh() {
   try {
     renderOverview(await api('/admin/api/overview'));
     if (!feedOpen()) openFeed();
+    loadLogHistory();
     // The channel list also fills the Publish form's suggestions; the client list is only for its pane,
     // which loads it when it opens.
     if (channels.stale || currentPane() === 'channels') await loadChannels();

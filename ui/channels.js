@@ -59,7 +59,7 @@ export async function loadChannels() {
         members.title = c.members.join(', ');
       }
       tr.append(name, kind, cell(c.subscription_count, 'num subs'), members,
-        cell(c.events, 'num events'), cell(c.deliveries, 'num'), cell(ago(c.last_event_ms)));
+        cell(c.events, 'num events'), cell(c.deliveries, 'num'), cell(c.history_events ?? 0, 'num kept'), cell(ago(c.last_event_ms)));
       return tr;
     }),
   );

@@ -1,7 +1,7 @@
 // The Live log pane: the toolbar (pause, clear, filters, export, how many events to keep), the status line
 // and the event detail, around the virtual list of log.js.
 
-import { invoke, tauri } from './api.js';
+import { api, invoke, tauri } from './api.js';
 import { $, setText, showNotice } from './dom.js';
 import { onBatch, onFrame, requestRender } from './feed.js';
 import { Log, pretty } from './log.js';
@@ -12,7 +12,8 @@ const log = new Log($('log-view'), $('log-spacer'), showDetail, () => requestRen
 function showDetail(e) {
   $('log-detail').hidden = !e;
   if (!e) return;
-  $('detail-title').textContent = e.event + ' on ' + e.channel + ' — ' + new Date(e.at_ms).toLocaleString() + ', delivered to ' + e.delivered;
+  $('detail-title').textContent = e.event + ' on ' + e.channel + ' — ' + new Date(e.at_ms).toLocaleString() +
+    (e.source === 'history' ? ', from the history (position ' + e.serial + ')' : ', delivered to ' + e.delivered);
   $('detail-body').textContent = pretty(e.data);
 }
 
@@ -48,6 +49,35 @@ function render() {
   setText($('log-count'), log.list().length.toLocaleString() + ' shown of ' + log.total.toLocaleString() + ' received');
   setText($('log-skipped'), log.skipped ? '· ' + log.skipped.toLocaleString() + ' skipped (the window fell behind)' : '');
   if ($('log-empty').hidden !== log.total > 0) $('log-empty').hidden = log.total > 0;
+}
+
+let historyLoaded = false;
+
+/** Once per window: the log opens with the most recent kept events, so that after a restart the operator still sees what happened. */
+export async function loadLogHistory() {
+  if (historyLoaded) return;
+  historyLoaded = true;
+  let events;
+  try {
+    events = (await api('/admin/api/history/recent?limit=' + Math.min(log.max, 1000))).events;
+  } catch {
+    historyLoaded = false; // tried again on the next refresh
+    return;
+  }
+  log.prepend(
+    events.reverse().map((e) => ({
+      type: 'event_published',
+      at_ms: e.at_ms,
+      app_id: e.app_id,
+      channel: e.channel,
+      event: e.event,
+      data: e.data,
+      source: 'history',
+      serial: e.serial,
+      delivered: null,
+    })),
+  );
+  requestRender();
 }
 
 export function initLiveLog() {

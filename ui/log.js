@@ -4,7 +4,7 @@
 const ROW = 28; // px, as in style.css (.log-row height)
 const OVERSCAN = 8;
 
-const SOURCES = { api: 'API', v1: 'v1 REST', client: 'client', dashboard: 'dashboard' };
+const SOURCES = { api: 'API', v1: 'v1 REST', client: 'client', dashboard: 'dashboard', history: 'history' };
 
 function time(ms) {
   const d = new Date(ms);
@@ -79,6 +79,21 @@ export class Log {
       this.rows.clear();
     }
     this.dirty = true;
+  }
+
+  /**
+   * Puts kept events (from the history, oldest first) before what the feed brought: what happened before
+   * the window opened. Those not older than the first live event are left out (the feed has them).
+   */
+  prepend(events) {
+    const firstLive = this.all.length ? this.all[0].at_ms : Infinity;
+    const older = events.filter((e) => e.at_ms < firstLive).slice(-Math.max(0, this.max - this.all.length));
+    if (!older.length) return;
+    this.all = older.concat(this.all);
+    this.total += older.length;
+    this.shown = this.all.filter((e) => this.matches(e));
+    if (this.paused) this.frozen = this.shown.slice();
+    this.reset();
   }
 
   setFilter(filter) {

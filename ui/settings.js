@@ -1,7 +1,7 @@
 // The Settings pane (desktop only): the form over the app's saved settings, applied through the desktop,
 // which restarts the hub on what was applied. In a browser the form is shown disabled.
 
-import { conn, invoke, tauri } from './api.js';
+import { api, conn, invoke, tauri } from './api.js';
 import { $, showNotice } from './dom.js';
 import { onShow } from './tabs.js';
 
@@ -9,6 +9,7 @@ let defaults = null; // the settings "Reset to defaults" puts in the form
 let refresh = async () => {}; // reads the hub again once settings are applied
 
 async function loadSettings() {
+  loadHistory();
   if (!tauri) {
     $('settings-result').textContent = 'Settings are changed in the desktop app or in the hub\'s config file.';
     $('settings-form').querySelectorAll('input, button').forEach((el) => (el.disabled = true));
@@ -101,7 +102,66 @@ export function initSettings(options) {
     applySettings(formInput(), $('settings-result'));
   });
   $('reset-settings').addEventListener('click', () => defaults && fillSettings(defaults));
+  $('clear-history').addEventListener('click', clearHistory);
   $('open-folder').addEventListener('click', () =>
     invoke('open_config_folder').catch((e) => showNotice(e.message || String(e))),
   );
+}
+
+function bytes(n) {
+  if (n < 1024) return n + ' B';
+  if (n < 1024 * 1024) return (n / 1024).toFixed(1) + ' KiB';
+  return (n / 1024 / 1024).toFixed(1) + ' MiB';
+}
+
+/** The History card: size on disk, counts, and Clear history (through the admin API, so also in a browser). */
+export async function loadHistory() {
+  let h;
+  try {
+    h = (await api('/admin/api/history')).history;
+  } catch (e) {
+    $('history-summary').textContent = 'The history could not be read: ' + (e.message || e);
+    return;
+  }
+  const on = h.state === 'on';
+  $('history-summary').textContent = on
+    ? bytes(h.bytes_on_disk) + ' on disk · ' + h.events.toLocaleString() + ' events kept in ' + h.channels.toLocaleString() +
+      ' channels · ' + h.evicted.toLocaleString() + ' evicted since start' + (h.write_errors ? ' · ' + h.write_errors + ' failed writes' : '')
+    : h.state === 'unavailable'
+      ? 'No history is kept: the store could not be used.'
+      : 'No history is kept.';
+  const notice = h.error || h.notice || '';
+  $('history-notice').hidden = !notice;
+  $('history-notice').textContent = notice;
+  $('history-path').textContent = h.path || '';
+  $('clear-history').disabled = !on;
+}
+
+let armed = null; // the timer of a first click on Clear history, waiting for the second
+
+async function clearHistory() {
+  const button = $('clear-history');
+  const result = $('history-result');
+  if (!armed) {
+    button.textContent = 'Click again to delete every kept event';
+    armed = setTimeout(() => {
+      armed = null;
+      button.textContent = 'Clear history';
+    }, 5000);
+    return;
+  }
+  clearTimeout(armed);
+  armed = null;
+  button.textContent = 'Clear history';
+  button.disabled = true;
+  result.className = 'result';
+  result.textContent = 'Clearing…';
+  try {
+    await api('/admin/api/history/clear', { method: 'POST' });
+    result.textContent = 'Cleared. Clients that resume from before are told their events are gone.';
+  } catch (e) {
+    result.className = 'result error';
+    result.textContent = 'Not cleared: ' + (e.message || e);
+  }
+  await loadHistory();
 }

@@ -46,10 +46,19 @@ pub struct AppState {
     notice: Mutex<Option<String>>,
     /// The admin API token for this launch.
     admin_token: String,
+    /// The history store's folder.
+    history_dir: std::path::PathBuf,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The hub configuration for `settings`, with this launch's admin token and history folder.
+fn hub_config(settings: &Settings, admin_token: &str, history_dir: &std::path::Path) -> poussr::Config {
+    let mut config = settings.hub_config(admin_token);
+    config.history.dir = Some(history_dir.to_path_buf());
+    config
 }
 
 impl AppState {
@@ -132,11 +141,11 @@ impl AppState {
             app,
         };
         next.limits.validate().map_err(|e| Error::Invalid(e.to_string()))?;
-        self.runner.apply(next.hub_config(&self.admin_token)).await?;
+        self.runner.apply(hub_config(&next, &self.admin_token, &self.history_dir)).await?;
         if let Err(e) = self.store.save(&next) {
             // Not saved: go back to what is saved, so that what runs is what the next launch will run.
             let restore = lock(&self.overrides).apply(&previous);
-            if let Err(back) = self.runner.apply(restore.hub_config(&self.admin_token)).await {
+            if let Err(back) = self.runner.apply(hub_config(&restore, &self.admin_token, &self.history_dir)).await {
                 tracing::error!("cannot go back to the previous settings: {back}");
             }
             return Err(Error::Settings(format!("{e}. The previous settings are still in force.")));
@@ -227,6 +236,14 @@ fn launch<R: Runtime>(app: &AppHandle<R>, options: &LaunchOptions) -> Result<(),
         Some(dir) => Store::new(dir),
         None => Store::os_default().ok_or("no config folder was found for this user; start with --config-dir DIR")?,
     };
+    // The history of events: beside the settings when they were given a folder (tests, portable installs),
+    // else in the OS data folder.
+    let history_dir = match &options.config_dir {
+        Some(dir) => dir.join("history"),
+        None => directories::ProjectDirs::from("io", "Poussr", "Poussr")
+            .map(|d| d.data_dir().join("history"))
+            .ok_or("no data folder was found for this user; start with --config-dir DIR")?,
+    };
     let loaded = store.load(&defaults).map_err(|e| e.to_string())?;
     let (overrides, problems) = Overrides::from_env();
     let notice = match (loaded.notice, problems.is_empty()) {
@@ -235,7 +252,7 @@ fn launch<R: Runtime>(app: &AppHandle<R>, options: &LaunchOptions) -> Result<(),
     };
     let admin_token = poussr::config::random_token();
     let runner = Arc::new(Runner::default());
-    let config = overrides.apply(&loaded.settings).hub_config(&admin_token);
+    let config = hub_config(&overrides.apply(&loaded.settings), &admin_token, &history_dir);
     if let Err(e) = tauri::async_runtime::block_on(runner.start(config)) {
         tracing::warn!("the hub did not start: {e}");
     }
@@ -247,6 +264,7 @@ fn launch<R: Runtime>(app: &AppHandle<R>, options: &LaunchOptions) -> Result<(),
         overrides: Mutex::new(overrides),
         notice: Mutex::new(notice),
         admin_token,
+        history_dir,
     });
     Ok(())
 }

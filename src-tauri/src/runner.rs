@@ -9,6 +9,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use poussr::history::History;
 use poussr::http::Frontend;
 use poussr::{Config, Hub};
 use serde::Serialize;
@@ -166,6 +167,9 @@ pub struct Runner {
     status: watch::Sender<Status>,
     /// The last configuration that was started or tried.
     config: Mutex<Option<Config>>,
+    /// The history store, opened for the first hub and kept for the next ones: a new hub on new settings
+    /// starts while the old one still closes its clients, and both write the same store through it.
+    history: Mutex<Option<Result<Option<History>, String>>>,
 }
 
 impl Default for Runner {
@@ -174,6 +178,7 @@ impl Default for Runner {
             serving: tokio::sync::Mutex::new(None),
             status: watch::Sender::new(Status::stopped()),
             config: Mutex::new(None),
+            history: Mutex::new(None),
         }
     }
 }
@@ -285,7 +290,13 @@ impl Runner {
     }
 
     fn serve(&self, listener: TcpListener, config: &Config) -> Result<Serving, BindError> {
-        let hub = poussr::adapter::hub(config).map_err(BindError::invalid)?;
+        let history = self
+            .history
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert_with(|| History::open(&config.history, &config.apps))
+            .clone();
+        let hub = poussr::adapter::hub_with_history(config, history).map_err(BindError::invalid)?;
         let frontend = Frontend::new(config);
         let listen = listener.local_addr().map_err(BindError::other)?;
         let std_listener = listener.into_std().map_err(BindError::other)?;

@@ -44,3 +44,12 @@ pub fn hub(config: &Config) -> Result<Hub, ConfigError> {
     config.validate()?;
     Hub::new(config, build(config)?)
 }
+
+/// [`hub`] with a history the caller opened and may keep beyond this hub (see `Hub::with_history`).
+pub fn hub_with_history(
+    config: &Config,
+    history: Result<Option<crate::history::History>, String>,
+) -> Result<Hub, ConfigError> {
+    config.validate()?;
+    Hub::with_history(config, build(config)?, history)
+}

@@ -168,6 +168,22 @@ enum Job {
     Clear {
         reply: tokio::sync::oneshot::Sender<Result<(), HistoryError>>,
     },
+    Recent {
+        limit: u64,
+        reply: tokio::sync::oneshot::Sender<Result<Vec<Recent>, HistoryError>>,
+    },
+}
+
+/// A kept event with its app and channel, for the window's log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Recent {
+    /// The app's id.
+    pub app_id: Arc<str>,
+    /// The channel.
+    pub channel: Arc<str>,
+    /// The event.
+    #[serde(flatten)]
+    pub event: Stored,
 }
 
 type ReadResult = Result<Vec<Stored>, HistoryError>;
@@ -186,6 +202,8 @@ struct Inner {
     path: std::path::PathBuf,
     notice: Option<String>,
     counters: Counters,
+    /// Events kept per channel, for the window.
+    counts: Mutex<HashMap<store::ChannelKey, u64>>,
 }
 
 #[derive(Default)]
@@ -263,6 +281,7 @@ impl History {
             path: store.path().to_path_buf(),
             notice,
             counters: Counters::default(),
+            counts: Mutex::new(loaded.counts),
         });
         inner.counters.events.store(loaded.events, Relaxed);
         let writer = Writer { inner: inner.clone(), store, app_bytes: loaded.app_bytes, last_age_pass: None };
@@ -401,6 +420,13 @@ impl History {
         answer.await.map_err(|_| HistoryError::Closed)?
     }
 
+    /// The `limit` most recent kept events over every channel, newest first.
+    pub async fn recent(&self, limit: u64) -> Result<Vec<Recent>, HistoryError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.push(Job::Recent { limit, reply })?;
+        answer.await.map_err(|_| HistoryError::Closed)?
+    }
+
     fn push(&self, job: Job) -> Result<(), HistoryError> {
         let inner = self.inner();
         let mut q = lock(&inner.queue);
@@ -411,6 +437,11 @@ impl History {
         drop(q);
         inner.wake.notify_one();
         Ok(())
+    }
+
+    /// How many events each channel of `app` keeps (channels keeping none are left out).
+    pub fn kept_counts(&self, app: &str) -> HashMap<Arc<str>, u64> {
+        lock(&self.inner().counts).iter().filter(|((a, _), _)| &**a == app).map(|((_, c), &n)| (c.clone(), n)).collect()
     }
 
     /// The figures of `/health`, `/metrics` and the window.
@@ -497,8 +528,15 @@ impl Writer {
                     let c = &self.inner.counters;
                     c.evicted.fetch_add(c.events.swap(0, Relaxed), Relaxed);
                     self.app_bytes.clear();
+                    lock(&self.inner.counts).clear();
                 }
                 let _ = reply.send(result);
+            }
+            Job::Recent { limit, reply } => {
+                let recent = self.store.recent(limit).map_err(store_error).map(|rows| {
+                    rows.into_iter().map(|((app_id, channel), event)| Recent { app_id, channel, event }).collect()
+                });
+                let _ = reply.send(recent);
             }
             Job::Append { .. } | Job::Head { .. } => self.commit(vec![job]),
         }
@@ -534,15 +572,30 @@ impl Writer {
         let outcome = self.store.commit(&rows, &heads, &self.inner.apps, &mut self.app_bytes, &ages);
         let c = &self.inner.counters;
         match outcome {
-            Ok(evicted) => {
+            Ok(evicted_by) => {
                 if age_due {
                     self.last_age_pass = Some(Instant::now());
                 }
+                let evicted: u64 = evicted_by.values().sum();
                 c.commits.fetch_add(1, Relaxed);
                 c.written.fetch_add(rows.len() as u64, Relaxed);
                 c.events.fetch_add(rows.len() as u64, Relaxed);
                 c.events.fetch_sub(evicted.min(c.events.load(Relaxed)), Relaxed);
                 c.evicted.fetch_add(evicted, Relaxed);
+                {
+                    let mut counts = lock(&self.inner.counts);
+                    for r in &rows {
+                        *counts.entry((r.entry.app.clone(), r.entry.channel.clone())).or_default() += 1;
+                    }
+                    for (key, n) in evicted_by {
+                        if let Some(count) = counts.get_mut(&key) {
+                            *count = count.saturating_sub(n);
+                            if *count == 0 {
+                                counts.remove(&key);
+                            }
+                        }
+                    }
+                }
                 for Committed { serial, epoch, done } in committed {
                     done(Ok(Position { epoch, serial }));
                 }

@@ -82,6 +82,8 @@ pub(super) struct Loaded {
     pub(super) heads: Vec<StoredHead>,
     /// Events kept.
     pub(super) events: u64,
+    /// Events kept per channel.
+    pub(super) counts: HashMap<ChannelKey, u64>,
     /// Bytes kept per app.
     pub(super) app_bytes: HashMap<Arc<str>, u64>,
 }
@@ -92,7 +94,12 @@ pub struct Store {
     path: PathBuf,
     /// Channel row ids, by app and name.
     ids: HashMap<(Arc<str>, Arc<str>), i64>,
+    /// The app and name of each channel row id (the other way round).
+    names: HashMap<i64, (Arc<str>, Arc<str>)>,
 }
+
+/// A channel: its app and name.
+pub(super) type ChannelKey = (Arc<str>, Arc<str>);
 
 /// The bytes an event counts for against `max_bytes`.
 fn size_of(e: &Entry) -> u64 {
@@ -204,7 +211,7 @@ impl Store {
              COMMIT;",
         )
         .map_err(sql)?;
-        Ok(Store { conn, path: path.into(), ids: HashMap::new() })
+        Ok(Store { conn, path: path.into(), ids: HashMap::new(), names: HashMap::new() })
     }
 
     fn error(&self, source: rusqlite::Error) -> StoreError {
@@ -245,7 +252,22 @@ impl Store {
                 let app = apps.entry(app.clone()).or_insert_with(|| Arc::from(app.as_str())).clone();
                 let name: Arc<str> = Arc::from(name.as_str());
                 self.ids.insert((app.clone(), name.clone()), id);
+                self.names.insert(id, (app.clone(), name.clone()));
                 loaded.heads.push((app, name, Arc::from(epoch.as_str()), last.max(0) as u64));
+            }
+        }
+        {
+            let mut counts = self
+                .conn
+                .prepare("SELECT channel, COUNT(*) FROM events GROUP BY channel")
+                .map_err(|e| self.error(e))?;
+            let rows =
+                counts.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))).map_err(|e| self.error(e))?;
+            for row in rows {
+                let (id, n) = row.map_err(|e| self.error(e))?;
+                if let Some(key) = self.names.get(&id) {
+                    loaded.counts.insert(key.clone(), n.max(0) as u64);
+                }
             }
         }
         let mut totals = self
@@ -275,7 +297,7 @@ impl Store {
         apps: &HashMap<Arc<str>, HistoryConfig>,
         app_bytes: &mut HashMap<Arc<str>, u64>,
         ages: &[(Arc<str>, u64)],
-    ) -> Result<u64, StoreError> {
+    ) -> Result<HashMap<ChannelKey, u64>, StoreError> {
         let mut bytes = app_bytes.clone();
         let result = self.transaction(rows, heads, apps, &mut bytes, ages);
         match result {
@@ -286,6 +308,7 @@ impl Store {
             Err(e) => {
                 // Row ids made in the failed transaction do not exist.
                 self.ids.clear();
+                self.names.clear();
                 Err(self.error(e))
             }
         }
@@ -298,13 +321,14 @@ impl Store {
         apps: &HashMap<Arc<str>, HistoryConfig>,
         bytes: &mut HashMap<Arc<str>, u64>,
         ages: &[(Arc<str>, u64)],
-    ) -> Result<u64, rusqlite::Error> {
+    ) -> Result<HashMap<ChannelKey, u64>, rusqlite::Error> {
         let tx = self.conn.transaction()?;
-        let mut evicted = 0u64;
+        // Events evicted, per channel row id.
+        let mut evicted: HashMap<i64, u64> = HashMap::new();
         // A head with no event yet counts as used now, so that it lasts as long as an event would.
         let now = super::now_ms();
         for (app, channel, epoch) in heads {
-            channel_id(&tx, &mut self.ids, app, channel, epoch, now)?;
+            channel_id(&tx, &mut self.ids, &mut self.names, app, channel, epoch, now)?;
         }
         // Per channel: its app, last serial and time.
         let mut touched: HashMap<i64, (Arc<str>, u64, u64)> = HashMap::new();
@@ -315,7 +339,7 @@ impl Store {
             )?;
             for row in rows {
                 let e = &row.entry;
-                let id = channel_id(&tx, &mut self.ids, &e.app, &e.channel, &row.epoch, row.at_ms)?;
+                let id = channel_id(&tx, &mut self.ids, &mut self.names, &e.app, &e.channel, &row.epoch, row.at_ms)?;
                 let size = size_of(e);
                 insert.execute(params![
                     id,
@@ -343,30 +367,34 @@ impl Store {
                 let sizes = delete.query_map(params![id, below], |r| r.get::<_, i64>(0))?;
                 for size in sizes {
                     *freed.entry(app.clone()).or_default() += size?.max(0) as u64;
-                    evicted += 1;
+                    *evicted.entry(id).or_default() += 1;
                 }
             }
         }
         for (app, cutoff) in ages {
             let mut delete = tx.prepare_cached(
                 "DELETE FROM events WHERE at_ms < ?1 AND channel IN (SELECT id FROM channels WHERE app = ?2)
-                 RETURNING size",
+                 RETURNING channel, size",
             )?;
-            let sizes = delete.query_map(params![*cutoff as i64, &**app], |r| r.get::<_, i64>(0))?;
-            for size in sizes {
-                *freed.entry(app.clone()).or_default() += size?.max(0) as u64;
-                evicted += 1;
+            let gone = delete
+                .query_map(params![*cutoff as i64, &**app], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?;
+            for row in gone {
+                let (id, size) = row?;
+                *freed.entry(app.clone()).or_default() += size.max(0) as u64;
+                *evicted.entry(id).or_default() += 1;
             }
             // A channel whose every event expired is forgotten on disk (its next event, in this run of the
             // hub, goes on with the same epoch and serials).
             let mut forget = tx.prepare_cached(
                 "DELETE FROM channels WHERE app = ?1 AND last_at_ms < ?2
-                 AND NOT EXISTS (SELECT 1 FROM events WHERE channel = channels.id) RETURNING name",
+                 AND NOT EXISTS (SELECT 1 FROM events WHERE channel = channels.id) RETURNING id",
             )?;
-            let names = forget.query_map(params![&**app, *cutoff as i64], |r| r.get::<_, String>(0))?;
-            for name in names {
-                let name = name?;
-                self.ids.retain(|(a, c), _| !(a == app && **c == *name));
+            let forgotten = forget.query_map(params![&**app, *cutoff as i64], |r| r.get::<_, i64>(0))?;
+            for id in forgotten {
+                // Its name is kept in `names` until the end, for the eviction count.
+                if let Some(key) = self.names.get(&id?) {
+                    self.ids.remove(key);
+                }
             }
         }
         for (app, size) in freed {
@@ -392,7 +420,7 @@ impl Store {
                 let mut delete = tx.prepare_cached("DELETE FROM events WHERE channel = ?1 AND serial = ?2")?;
                 for (channel, serial, size) in oldest {
                     delete.execute(params![channel, serial])?;
-                    evicted += 1;
+                    *evicted.entry(channel).or_default() += 1;
                     let b = bytes.entry(app.clone()).or_default();
                     *b = b.saturating_sub(size.max(0) as u64);
                     if *b <= config.max_bytes {
@@ -402,7 +430,12 @@ impl Store {
             }
         }
         tx.commit()?;
-        Ok(evicted)
+        let by_channel =
+            evicted.into_iter().filter_map(|(id, n)| self.names.get(&id).map(|k| (k.clone(), n))).collect();
+        // Forget the names of the rows that are gone.
+        let ids = &self.ids;
+        self.names.retain(|_, key| ids.contains_key(key));
+        Ok(by_channel)
     }
 
     /// The kept events of a channel with serials in `after+1 ..= upto`, oldest first, at most `limit`.
@@ -442,6 +475,34 @@ impl Store {
         read().map_err(|e| self.error(e))
     }
 
+    /// The `limit` most recent kept events over every channel, newest first, with their app and channel.
+    pub(super) fn recent(&mut self, limit: u64) -> Result<Vec<(ChannelKey, Stored)>, StoreError> {
+        let read = || -> Result<Vec<(ChannelKey, Stored)>, rusqlite::Error> {
+            let mut select = self.conn.prepare_cached(
+                "SELECT c.app, c.name, e.serial, e.at_ms, e.event, e.data, e.user_id, e.except_socket
+                 FROM events e JOIN channels c ON c.id = e.channel ORDER BY e.at_ms DESC, e.serial DESC LIMIT ?1",
+            )?;
+            select
+                .query_map(params![limit.min(i64::MAX as u64) as i64], |r| {
+                    let key: ChannelKey =
+                        (Arc::from(r.get::<_, String>(0)?.as_str()), Arc::from(r.get::<_, String>(1)?.as_str()));
+                    Ok((
+                        key,
+                        Stored {
+                            serial: r.get::<_, i64>(2)?.max(0) as u64,
+                            at_ms: r.get::<_, i64>(3)?.max(0) as u64,
+                            event: r.get(4)?,
+                            data: r.get(5)?,
+                            user_id: r.get(6)?,
+                            except: r.get(7)?,
+                        },
+                    ))
+                })?
+                .collect()
+        };
+        read().map_err(|e| self.error(e))
+    }
+
     /// Deletes every event (the channels' heads stay) and gives the space back to the disk.
     pub(super) fn clear(&mut self) -> Result<(), StoreError> {
         self.conn
@@ -451,9 +512,11 @@ impl Store {
 }
 
 /// The row id of a channel, making its row (with `epoch`) if it has none.
+#[allow(clippy::too_many_arguments)]
 fn channel_id(
     tx: &rusqlite::Transaction<'_>,
     ids: &mut HashMap<(Arc<str>, Arc<str>), i64>,
+    names: &mut HashMap<i64, ChannelKey>,
     app: &Arc<str>,
     channel: &Arc<str>,
     epoch: &str,
@@ -471,5 +534,6 @@ fn channel_id(
         .prepare_cached("SELECT id FROM channels WHERE app = ?1 AND name = ?2")?
         .query_row(params![&**app, &**channel], |r| r.get(0))?;
     ids.insert((app.clone(), channel.clone()), id);
+    names.insert(id, (app.clone(), channel.clone()));
     Ok(id)
 }

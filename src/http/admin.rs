@@ -35,6 +35,9 @@ pub(super) fn routes(state: AppState) -> Router<AppState> {
         .route("/admin/api/clients", get(clients).options(preflight))
         .route("/admin/api/clients/{socket_id}", axum::routing::delete(disconnect).options(preflight))
         .route("/admin/api/publish", axum::routing::post(publish).options(preflight))
+        .route("/admin/api/history", get(history).options(preflight))
+        .route("/admin/api/history/clear", axum::routing::post(clear_history).options(preflight))
+        .route("/admin/api/history/recent", get(recent_history).options(preflight))
         .route("/admin/api/feed", get(feed))
         .layer(axum::middleware::from_fn_with_state(state, guard))
 }
@@ -143,9 +146,11 @@ async fn channels(State(state): State<AppState>) -> Json<Value> {
     let hub = &state.hub;
     let mut out = Vec::new();
     for app in hub.apps() {
+        let kept = hub.history().map(|h| h.kept_counts(&app.config.id)).unwrap_or_default();
         for c in hub.channels(&app) {
             let mut v = serde_json::to_value(&c).unwrap_or(Value::Null);
             v["app_id"] = json!(app.config.id);
+            v["history_events"] = json!(kept.get(c.name.as_str()).copied().unwrap_or(0));
             if c.kind == crate::protocol::ChannelKind::Presence
                 && let Ok(name) = crate::protocol::ChannelName::parse(&c.name)
             {
@@ -155,6 +160,46 @@ async fn channels(State(state): State<AppState>) -> Json<Value> {
         }
     }
     Json(json!({ "channels": out }))
+}
+
+/// `GET /admin/api/history`: whether history is kept, where, its size on disk and counts.
+async fn history(State(state): State<AppState>) -> Json<Value> {
+    Json(json!({ "history": state.hub.history_status() }))
+}
+
+/// `POST /admin/api/history/clear`: deletes every kept event and gives the disk space back. Positions go
+/// on, so clients that resume from before are told their events were evicted.
+async fn clear_history(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let history = state.hub.history().ok_or_else(|| ApiError::NotFound("no history is kept".into()))?;
+    history.clear().await.map_err(|e| ApiError::Unavailable(format!("the history could not be cleared: {e}")))?;
+    tracing::info!("the history of events was cleared from the admin API");
+    Ok(Json(json!({ "history": state.hub.history_status() })))
+}
+
+/// Most events `GET /admin/api/history/recent` gives.
+const RECENT_MAX: u64 = 5000;
+
+/// `GET /admin/api/history/recent?limit=N`: the most recent kept events, newest first (the live log opens
+/// with them, so that after a restart the operator still sees what happened).
+async fn recent_history(
+    State(state): State<AppState>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let mut limit = 200;
+    for (k, v) in form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes()) {
+        if k == "limit" {
+            limit =
+                v.parse::<u64>().ok().filter(|n| (1..=RECENT_MAX).contains(n)).ok_or_else(|| {
+                    ApiError::BadRequest(format!("limit must be between 1 and {RECENT_MAX}, not {v:?}"))
+                })?;
+        }
+    }
+    let Some(history) = state.hub.history() else { return Ok(Json(json!({ "events": [] }))) };
+    let events = history
+        .recent(limit)
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("the history could not be read: {e}")))?;
+    Ok(Json(json!({ "events": events })))
 }
 
 /// `GET /admin/api/clients`: every open connection.

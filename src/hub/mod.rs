@@ -124,7 +124,19 @@ impl Hub {
     /// through `adapter` (see `crate::adapter::build`, which makes the one the configuration names).
     pub fn new(config: &Config, adapter: Box<dyn Adapter>) -> Result<Self, ConfigError> {
         config.validate()?;
-        let (history, history_error) = match History::open(&config.history, &config.apps) {
+        Hub::with_history(config, adapter, History::open(&config.history, &config.apps))
+    }
+
+    /// [`Hub::new`] with a history opened by the caller (`History::open`), which may outlive this hub:
+    /// the desktop app keeps one store open while it replaces the hub on new settings. An error is why the
+    /// store cannot be used; the hub then keeps no history and says so.
+    pub fn with_history(
+        config: &Config,
+        adapter: Box<dyn Adapter>,
+        history: Result<Option<History>, String>,
+    ) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let (history, history_error) = match history {
             Ok(history) => (history, None),
             Err(e) => {
                 tracing::error!("the history store cannot be used, so no history is kept: {e}");

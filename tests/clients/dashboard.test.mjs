@@ -34,7 +34,7 @@ after(async () => {
   await hub?.close();
 });
 
-async function dashboard(t, token = TOKEN) {
+async function dashboard(t, token = TOKEN, on = hub) {
   const context = await browser.newContext({ viewport: { width: 1280, height: 860 }, acceptDownloads: true });
   t.after(() => context.close());
   const page = await context.newPage();
@@ -42,7 +42,7 @@ async function dashboard(t, token = TOKEN) {
   page.on('pageerror', (e) => errors.push(e.message));
   t.after(() => assert.deepEqual(errors, [], 'no script errors in the page'));
   const query = token === null ? '' : `?token=${encodeURIComponent(token)}`;
-  await page.goto(`${hub.httpUrl}/dashboard/${query}`);
+  await page.goto(`${on.httpUrl}/dashboard/${query}`);
   return page;
 }
 
@@ -162,12 +162,15 @@ describe('the dashboard', () => {
   });
 
   test('filter and pause work, and the export is valid JSON Lines', async (t) => {
-    const page = await dashboard(t);
+    // A hub of its own: the log opens with the history of the hub, and this test counts every row.
+    const own = await startHub({ env: { POUSSR_ADMIN_TOKEN: TOKEN } });
+    t.after(() => own.close());
+    const page = await dashboard(t, TOKEN, own);
     await openPane(page, 'Live log');
     await page.locator('#state').filter({ hasText: 'Running' }).waitFor();
     await feedIsOpen(page);
-    for (let i = 0; i < 5; i++) await publishV1(hub, 'dash-alpha', `alpha-${i}`, JSON.stringify({ i }));
-    for (let i = 0; i < 3; i++) await publishV1(hub, 'dash-beta', `beta-${i}`, `raw ${i}`);
+    for (let i = 0; i < 5; i++) await publishV1(own, 'dash-alpha', `alpha-${i}`, JSON.stringify({ i }));
+    for (let i = 0; i < 3; i++) await publishV1(own, 'dash-beta', `beta-${i}`, `raw ${i}`);
     await page.locator('.log-row', { hasText: 'beta-2' }).waitFor();
 
     await page.locator('#pane-log').getByLabel('Channel', { exact: true }).fill('dash-beta');
@@ -187,8 +190,8 @@ describe('the dashboard', () => {
     // An event while paused, then a sentinel on a channel of its own: once the page has received the sentinel,
     // it has received the event before it, and shows neither.
     const before = await received(page);
-    await publishV1(hub, 'dash-alpha', 'while-paused', '{}');
-    await publishV1(hub, 'sentinel-pause', 'sentinel', '{}');
+    await publishV1(own, 'dash-alpha', 'while-paused', '{}');
+    await publishV1(own, 'sentinel-pause', 'sentinel', '{}');
     await eventually(async () => (await received(page)) === before + 2, { what: 'both events received', timeout: 10_000 });
     assert.equal(await page.locator('.log-row', { hasText: 'while-paused' }).count(), 0, 'paused: no new rows');
     assert.equal(await rows(), 8);
@@ -410,6 +413,29 @@ describe('the dashboard', () => {
     const first = seen.counts[0].boxes;
     assert.deepEqual(seen.counts.filter((c) => c.boxes !== first).map((c) => [c.n, c.boxes]), [], `every count keeps the tabs at ${first}`);
     assert.deepEqual(seen.panes.filter((b) => b !== first), [], 'selecting a tab moves none');
+  });
+
+  test('the live log opens with what the hub kept, after a restart too, and Channels show how much each keeps', async (t) => {
+    const own = await startHub({ env: { POUSSR_ADMIN_TOKEN: TOKEN } });
+    t.after(() => own.close());
+    const name = uniqueName('dash-kept');
+    for (let i = 1; i <= 3; i++) await publishV1(own, name, `kept-${i}`, JSON.stringify({ i }));
+    await own.restart();
+    const client = await connectPusher(own);
+    t.after(() => client.disconnect());
+    await subscribe(client, name);
+    const page = await dashboard(t, TOKEN, own);
+    await openPane(page, 'Live log');
+    const rows = page.locator('.log-row', { hasText: name });
+    await eventually(async () => (await rows.count()) === 3, { what: 'the three kept events in the log' });
+    // Every cell but the time: oldest first, marked as from the history.
+    const cells = await rows.evaluateAll((els) => els.map((el) => [...el.children].slice(1).map((c) => c.textContent)));
+    assert.deepEqual(cells, [1, 2, 3].map((i) => ['history', name, `kept-${i}`, '7 B', `{"i":${i}}`]));
+    await rows.first().click();
+    await page.locator('#detail-title').filter({ hasText: 'from the history (position 1)' }).waitFor();
+
+    await openPane(page, 'Channels');
+    await page.locator(`tr[data-channel="${name}"] td.kept`).filter({ hasText: /^3$/ }).waitFor();
   });
 
   test('a request naming a foreign Host is refused', async () => {
