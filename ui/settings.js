@@ -124,9 +124,10 @@ export async function loadHistory() {
     return;
   }
   const on = h.state === 'on';
+  const n = (count, one, many) => count.toLocaleString() + ' ' + (count === 1 ? one : many);
   $('history-summary').textContent = on
-    ? bytes(h.bytes_on_disk) + ' on disk · ' + h.events.toLocaleString() + ' events kept in ' + h.channels.toLocaleString() +
-      ' channels · ' + h.evicted.toLocaleString() + ' evicted since start' + (h.write_errors ? ' · ' + h.write_errors + ' failed writes' : '')
+    ? bytes(h.bytes_on_disk) + ' on disk · ' + n(h.events, 'event', 'events') + ' kept in ' + n(h.channels, 'channel', 'channels') +
+      ' · ' + h.evicted.toLocaleString() + ' evicted since start' + (h.write_errors ? ' · ' + n(h.write_errors, 'failed write', 'failed writes') : '')
     : h.state === 'unavailable'
       ? 'No history is kept: the store could not be used.'
       : 'No history is kept.';

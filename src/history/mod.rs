@@ -123,7 +123,7 @@ pub struct HistoryStats {
     pub bytes_on_disk: u64,
     /// Events kept, over every app.
     pub events: u64,
-    /// Channels with a history.
+    /// Channels that keep at least one event.
     pub channels: u64,
     /// Events evicted since the hub started (count, age or size bounds).
     pub evicted: u64,
@@ -448,7 +448,7 @@ impl History {
     pub fn stats(&self) -> HistoryStats {
         let inner = self.inner();
         let c = &inner.counters;
-        let channels = lock(&inner.queue).heads.len() as u64;
+        let channels = lock(&inner.counts).len() as u64;
         HistoryStats {
             bytes_on_disk: store::size_on_disk(&inner.path),
             events: c.events.load(Relaxed),

@@ -6,7 +6,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { createHmac } from 'node:crypto';
-import { mkdtempSync, writeFileSync, readFileSync, mkdirSync, readdirSync } from 'node:fs';
+import { existsSync, mkdtempSync, writeFileSync, readFileSync, mkdirSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import http from 'node:http';
 import net from 'node:net';
@@ -357,9 +357,10 @@ test('a port taken at launch is shown in the window, and another port can be cho
   }
 });
 
-test('the dashboard panes work in the window: a test event published from the form reaches a client', async () => {
+test('the dashboard panes work in the window: a test event published from the form reaches a client, and is kept', async () => {
   const port = await freePort();
-  const browser = await launch(configDir(port));
+  const dir = configDir(port);
+  const browser = await launch(dir);
   try {
     await waitFor('/health', () => health(port));
     const ws = new WebSocket(`ws://127.0.0.1:${port}/app/${APP.key}?protocol=7`);
@@ -401,6 +402,19 @@ test('the dashboard panes work in the window: a test event published from the fo
     await waitInner(browser, 'count-channels', '1');
     await waitInner(browser, 'count-clients', '1');
     await screenshot(browser, 'channels.png');
+
+    // The history keeps the event, in the app's own folder; Settings show it and clear it (two clicks).
+    assert.ok(existsSync(path.join(dir, 'history', 'history.sqlite')), 'the store is beside the settings');
+    await openPane(browser, 'settings');
+    await waitText(browser, '#history-summary', '1 event kept in 1 channel');
+    assert.match(await textOf(browser, '#history-summary'), /\d+(\.\d)? (B|KiB|MiB) on disk/);
+    const clear = await browser.$('#clear-history');
+    await clear.click();
+    await waitText(browser, '#clear-history', 'Click again');
+    await clear.click();
+    await waitText(browser, '#history-result', 'Cleared');
+    await waitText(browser, '#history-summary', '0 events kept');
+    await screenshot(browser, 'settings-history.png');
     ws.close();
   } finally {
     await browser.deleteSession();
