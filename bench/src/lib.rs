@@ -8,11 +8,13 @@
 //! | [`baseline`] | the smallest tokio-tungstenite broadcast server |
 //! | [`scenarios`] | the scenarios of `make bench`, written as Markdown |
 //! | [`joins`] | presence joins timed on an idle hub and during another channel's fan-out |
+//! | [`history`] | the fan-out and publishing with history on and off, disk bytes per event, recovery time |
 //! | [`soak`] | `make soak`: connection churn for half an hour, the hub's memory and files sampled |
 //! | [`procfs`] | RSS, CPU time and open files of a process |
 //! | [`sign`] | Pusher HTTP API request signing |
 
 pub mod baseline;
+pub mod history;
 pub mod joins;
 pub mod load;
 pub mod procfs;

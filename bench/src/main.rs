@@ -63,6 +63,16 @@ enum Cmd {
         #[arg(long)]
         quick: bool,
     },
+    /// The cost of keeping history (fan-out and publishing, on and off), disk bytes per event and the time to
+    /// recover 1,000 missed events; prints Markdown (also part of `run`).
+    History {
+        /// The hub binary (a release build).
+        #[arg(long, default_value = "target/release/poussr")]
+        hub: PathBuf,
+        /// Small sizes: checks that the scenario runs, in seconds.
+        #[arg(long)]
+        quick: bool,
+    },
     /// One load run against a running hub or baseline; prints a JSON report.
     Load(LoadArgs),
     /// Connection churn against a fresh hub, its memory and open files sampled; prints Markdown and fails
@@ -200,6 +210,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Cmd::Joins { hub, quick } => {
             let scale = if quick { scenarios::Scale::quick() } else { scenarios::Scale::full() };
             print!("{}", scenarios::joins_section(&hub, &scale).await?);
+        }
+        Cmd::History { hub, quick } => {
+            let scale = if quick { scenarios::Scale::quick() } else { scenarios::Scale::full() };
+            print!("{}", poussr_bench::history::section(&hub, &scale).await?);
         }
         Cmd::Load(a) => {
             let target = if a.baseline {

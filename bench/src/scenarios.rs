@@ -128,7 +128,7 @@ impl Server {
     }
 
     /// A hub with the bench's app, its own data folder and the `extra` flags.
-    async fn hub_with(bin: &Path, extra: &[&str]) -> std::io::Result<Server> {
+    pub(crate) async fn hub_with(bin: &Path, extra: &[&str]) -> std::io::Result<Server> {
         let data = std::env::temp_dir().join(format!("poussr-bench-{}-{}", std::process::id(), rand_suffix()));
         std::fs::create_dir_all(&data)?;
         let mut child = Command::new(bin)
@@ -175,6 +175,14 @@ impl Server {
 
     pub(crate) async fn stop(mut self) {
         let _ = self.child.kill().await;
+    }
+
+    /// Stops it as a service manager does (SIGTERM) and waits for it to exit (at most 10 s, then SIGKILL).
+    pub(crate) async fn terminate(&mut self) {
+        let _ = std::process::Command::new("kill").args(["-TERM", &self.pid.to_string()]).status();
+        if tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await.is_err() {
+            let _ = self.child.kill().await;
+        }
     }
 }
 
@@ -290,6 +298,16 @@ pub async fn cluster(hub_bin: &Path, scale: &Scale) -> std::io::Result<String> {
     Ok(md)
 }
 
+/// The bench app's id, key and secret.
+pub(crate) fn credentials() -> (&'static str, &'static str, &'static str) {
+    (APP_ID, APP_KEY, APP_SECRET)
+}
+
+/// Subscribers on one channel, reading.
+pub(crate) fn fleet_config(target: &Target, connections: usize) -> FleetConfig {
+    fleet(target, connections, 0)
+}
+
 fn fleet(target: &Target, connections: usize, stalled: usize) -> FleetConfig {
     FleetConfig {
         target: target.clone(),
@@ -318,11 +336,11 @@ pub(crate) async fn health(target: &Target) -> Option<serde_json::Value> {
     serde_json::from_slice(&res.bytes().await.ok()?).ok()
 }
 
-fn ratio(hub: f64, base: f64) -> String {
+pub(crate) fn ratio(hub: f64, base: f64) -> String {
     if base <= 0.0 { "—".into() } else { format!("{:.2}×", hub / base) }
 }
 
-fn ms(us: u64) -> String {
+pub(crate) fn ms(us: u64) -> String {
     format!("{:.2}", us as f64 / 1000.0)
 }
 
@@ -349,6 +367,7 @@ pub async fn run(hub_bin: &Path, scale: &Scale) -> std::io::Result<String> {
     latency(&mut md, hub_bin, scale).await?;
     slow_consumer(&mut md, hub_bin, scale).await?;
     joins(&mut md, hub_bin, scale).await?;
+    md.push_str(&crate::history::section(hub_bin, scale).await?);
     if scale.max_connections {
         max_connections(&mut md, hub_bin).await?;
     }
