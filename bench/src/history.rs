@@ -145,8 +145,13 @@ async fn publish_rate(md: &mut String, hub_bin: &Path, scale: &Scale) -> std::io
             args.extend(extra);
             let server = Server::hub_with(hub_bin, &args).await?;
             let mut f = Fleet::connect(fleet_config(&server.target, 10)).await;
-            let phase =
-                PhaseConfig { publishers: 16, rate: 100_000.0, via: Via::Api, payload: 100, duration: Duration::from_secs(secs) };
+            let phase = PhaseConfig {
+                publishers: 16,
+                rate: 20_000.0,
+                via: Via::Api,
+                payload: 100,
+                duration: Duration::from_secs(secs),
+            };
             let (_, r) = f.publish(&phase).await;
             let (reports, _) = f.close(vec![r]).await;
             let r = &reports[0];
@@ -160,7 +165,8 @@ async fn publish_rate(md: &mut String, hub_bin: &Path, scale: &Scale) -> std::io
                 r.publish_rate,
                 ms(r.latency.p99),
                 // Over the time the publishers took (published / rate), not the step's nominal length.
-                commits.map_or("—".into(), |c| format!("{:.0}", c as f64 * r.publish_rate / r.published.max(1) as f64)),
+                commits
+                    .map_or("—".into(), |c| format!("{:.0}", c as f64 * r.publish_rate / r.published.max(1) as f64)),
                 commits.zip(written).map_or("—".into(), |(c, w)| format!("{:.1}", w as f64 / c.max(1) as f64)),
             )
             .ok();
@@ -244,11 +250,17 @@ async fn publish_numbered(target: &Target, channel: &str, n: u64, payload: usize
 type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// A Pusher connection, subscribed to `channel` with `poussr_resume` (`resume`: the position to resume from).
-async fn subscribe(addr: std::net::SocketAddr, key: &str, channel: &str, resume: serde_json::Value) -> Result<Ws, String> {
+async fn subscribe(
+    addr: std::net::SocketAddr,
+    key: &str,
+    channel: &str,
+    resume: serde_json::Value,
+) -> Result<Ws, String> {
     let url = format!("ws://{addr}/app/{key}?protocol=7&client=poussr-bench-history");
     let (mut ws, _) = tokio_tungstenite::connect_async(url).await.map_err(|e| e.to_string())?;
     ws.next().await; // connection_established
-    let subscribe = serde_json::json!({"event": "pusher:subscribe", "data": {"channel": channel, "poussr_resume": resume}});
+    let subscribe =
+        serde_json::json!({"event": "pusher:subscribe", "data": {"channel": channel, "poussr_resume": resume}});
     ws.send(Message::text(subscribe.to_string())).await.map_err(|e| e.to_string())?;
     Ok(ws)
 }
@@ -279,7 +291,9 @@ async fn recovery(md: &mut String, hub_bin: &Path, scale: &Scale) -> std::io::Re
     let rounds = if scale.fanout >= 10_000 { 20 } else { 3 };
     let config = ConfigFile::write(5_000)?;
     let server = Server::hub_with(hub_bin, &["--config", config.arg()]).await?;
-    let Target::Hub { addr, key, .. } = server.target.clone() else { return Err(std::io::Error::other("a hub is needed")) };
+    let Target::Hub { addr, key, .. } = server.target.clone() else {
+        return Err(std::io::Error::other("a hub is needed"));
+    };
     let io = std::io::Error::other;
     let channel = "recovered";
     // Where the channel is: the position a first subscription is given.

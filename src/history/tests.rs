@@ -182,3 +182,25 @@ fn apps_that_keep_nothing_have_no_history() {
     assert!(!on.keeps("1", true), "client events are not kept by default");
     assert!(!on.keeps("2", false));
 }
+
+#[test]
+fn counts_per_channel_and_the_most_recent_events_follow_writes_and_evictions() {
+    let dir = Dir::new("counts");
+    let h = open(&dir, HistoryConfig { max_events_per_channel: 2, ..HistoryConfig::default() });
+    append_all(&h, vec![entry("a", "1"), entry("b", "1"), entry("a", "2"), entry("a", "3")]);
+    let counts = h.kept_counts("1");
+    assert_eq!((counts.get("a").copied(), counts.get("b").copied()), (Some(2), Some(1)), "a keeps its 2 newest");
+    assert_eq!(h.stats().channels, 2);
+    let recent = rt().block_on(h.recent(2)).unwrap();
+    assert_eq!(
+        recent.iter().map(|r| (&*r.channel, r.event.serial, r.event.data.as_str())).collect::<Vec<_>>(),
+        [("a", 3, "3"), ("a", 2, "2")],
+        "newest first"
+    );
+    drop(h);
+    // Counted again from the store when it opens.
+    let h = open(&dir, HistoryConfig { max_events_per_channel: 2, ..HistoryConfig::default() });
+    assert_eq!(h.kept_counts("1").get("a").copied(), Some(2));
+    rt().block_on(h.clear()).unwrap();
+    assert!(h.kept_counts("1").is_empty());
+}

@@ -4,6 +4,7 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
+use std::task::Waker;
 
 use tokio::sync::oneshot;
 
@@ -87,9 +88,14 @@ struct Appending {
 pub enum Delivery {
     /// Delivered: to this many connections.
     Done(usize),
-    /// Kept in the history first: the answer comes once the event is durable and delivered.
-    Pending(oneshot::Receiver<Result<usize, HistoryError>>),
+    /// Kept in the history first: the answer comes once the event is durable and in the rings, with the
+    /// sessions to wake (woken by [`Delivery::finish`], on the caller's runtime thread: the history's writer
+    /// appends in order and leaves the waking of thousands of sessions to the publishers).
+    Pending(oneshot::Receiver<KeptDelivery>),
 }
+
+/// What a kept event's delivery answers: to how many connections, and the sessions to wake.
+type KeptDelivery = Result<(usize, Vec<Waker>), HistoryError>;
 
 impl Delivery {
     /// The number of connections, if the delivery is done.
@@ -104,7 +110,13 @@ impl Delivery {
     pub async fn finish(self) -> Result<usize, HistoryError> {
         match self {
             Delivery::Done(n) => Ok(n),
-            Delivery::Pending(answer) => answer.await.unwrap_or(Err(HistoryError::Closed)),
+            Delivery::Pending(answer) => {
+                let (delivered, wake) = answer.await.unwrap_or(Err(HistoryError::Closed))?;
+                for waker in wake {
+                    waker.wake();
+                }
+                Ok(delivered)
+            }
         }
     }
 }
@@ -113,8 +125,10 @@ impl Delivery {
 struct Waiting {
     left: usize,
     delivered: usize,
+    /// The sessions to wake once every channel is appended.
+    wake: Vec<Waker>,
     error: Option<HistoryError>,
-    answer: Option<oneshot::Sender<Result<usize, HistoryError>>>,
+    answer: Option<oneshot::Sender<KeptDelivery>>,
     /// Runs once every channel's frame is delivered (handing the event to the other hubs).
     then: Option<Then>,
 }
@@ -122,26 +136,50 @@ struct Waiting {
 type Then = Box<dyn FnOnce() + Send>;
 
 impl Waiting {
-    fn channel_done(&mut self, result: Result<usize, HistoryError>) {
+    fn channel_done(&mut self, result: KeptDelivery) {
         match result {
-            Ok(n) => self.delivered += n,
+            Ok((n, wake)) => {
+                self.delivered += n;
+                self.wake.extend(wake);
+            }
             Err(e) => self.error = Some(e),
         }
         self.left -= 1;
         if self.left == 0 {
+            let wake = std::mem::take(&mut self.wake);
             let result = match self.error.take() {
-                Some(e) => Err(e),
+                Some(e) => {
+                    // Some channels may have the event: their sessions must hear of it all the same.
+                    wake_all(wake);
+                    Err(e)
+                }
                 None => {
                     if let Some(then) = self.then.take() {
                         then();
                     }
-                    Ok(self.delivered)
+                    Ok((self.delivered, wake))
                 }
             };
-            if let Some(answer) = self.answer.take() {
-                let _ = answer.send(result);
+            match self.answer.take() {
+                // Nobody waits (a remote event, or a publisher gone): the sessions are woken here.
+                Some(answer) => {
+                    if let Err(Ok((_, wake))) = answer.send(result) {
+                        wake_all(wake);
+                    }
+                }
+                None => {
+                    if let Ok((_, wake)) = result {
+                        wake_all(wake);
+                    }
+                }
             }
         }
+    }
+}
+
+fn wake_all(wake: Vec<Waker>) {
+    for waker in wake {
+        waker.wake();
     }
 }
 
@@ -169,7 +207,7 @@ impl Hub {
     fn deliver(&self, app: &App, event: &Publish, then: Option<Then>) -> Delivery {
         let history = self.shared.history.as_ref().filter(|h| kept(h, &app.id, &event.event));
         let (Some(history), Some(owned)) = (history, self.app_by_id(&app.id)) else {
-            let delivered = event.channels.iter().map(|name| self.deliver_channel(app, event, name, None)).sum();
+            let delivered = event.channels.iter().map(|name| self.deliver_channel(app, event, name, None, None)).sum();
             if let Some(then) = then {
                 then();
             }
@@ -182,6 +220,7 @@ impl Hub {
         let waiting = Arc::new(Mutex::new(Waiting {
             left: event.channels.len(),
             delivered: 0,
+            wake: Vec::new(),
             error: None,
             answer: Some(answer),
             then,
@@ -201,7 +240,11 @@ impl Hub {
             history.append(
                 entry,
                 Box::new(move |stored| {
-                    let result = stored.map(|position| hub.deliver_channel(&app, &event, &name, Some(position)));
+                    let result = stored.map(|position| {
+                        let mut wake = Vec::new();
+                        let n = hub.deliver_channel(&app, &event, &name, Some(position), Some(&mut wake));
+                        (n, wake)
+                    });
                     lock(&waiting).channel_done(result);
                 }),
             );
@@ -215,7 +258,15 @@ impl Hub {
     /// that one step only, so joins and leaves fall wholly before or after it and the channel keeps one
     /// order. Nothing walks the subscribers: the sessions that were waiting are woken, once no lock is
     /// held, and each session takes from the ring what it has not yet written.
-    fn deliver_channel(&self, app: &App, event: &Publish, name: &ChannelName, position: Option<Position>) -> usize {
+    /// With `wake`, the sessions to wake are put there instead of woken.
+    fn deliver_channel(
+        &self,
+        app: &App,
+        event: &Publish,
+        name: &ChannelName,
+        position: Option<Position>,
+        wake: Option<&mut Vec<Waker>>,
+    ) -> usize {
         let s = &self.shared;
         // The excluded connection, as a number (an id another hub gave out excludes nobody here).
         let except = event.except.as_deref().and_then(|id| self.local_number(id));
@@ -225,7 +276,10 @@ impl Hub {
         let delivered = match self.append(app, name, Appending { frame, except, caching, position }) {
             Some((ch, appended)) => {
                 let delivered = appended.delivered;
-                appended.wake();
+                match wake {
+                    Some(wake) => wake.extend(appended.wake),
+                    None => appended.wake(),
+                }
                 ch.events.fetch_add(1, Relaxed);
                 ch.deliveries.fetch_add(delivered as u64, Relaxed);
                 ch.last_event_ms.store(now_ms(), Relaxed);
