@@ -459,18 +459,7 @@ impl Store {
                  WHERE channel = ?1 AND serial > ?2 AND serial <= ?3 ORDER BY serial LIMIT ?4",
             )?;
             let big = |n: u64| n.min(i64::MAX as u64) as i64;
-            select
-                .query_map(params![id, big(after), big(upto), big(limit)], |r| {
-                    Ok(Stored {
-                        serial: r.get::<_, i64>(0)?.max(0) as u64,
-                        at_ms: r.get::<_, i64>(1)?.max(0) as u64,
-                        event: r.get(2)?,
-                        data: r.get(3)?,
-                        user_id: r.get(4)?,
-                        except: r.get(5)?,
-                    })
-                })?
-                .collect()
+            select.query_map(params![id, big(after), big(upto), big(limit)], |r| stored(r, 0))?.collect()
         };
         read().map_err(|e| self.error(e))
     }
@@ -486,17 +475,7 @@ impl Store {
                 .query_map(params![limit.min(i64::MAX as u64) as i64], |r| {
                     let key: ChannelKey =
                         (Arc::from(r.get::<_, String>(0)?.as_str()), Arc::from(r.get::<_, String>(1)?.as_str()));
-                    Ok((
-                        key,
-                        Stored {
-                            serial: r.get::<_, i64>(2)?.max(0) as u64,
-                            at_ms: r.get::<_, i64>(3)?.max(0) as u64,
-                            event: r.get(4)?,
-                            data: r.get(5)?,
-                            user_id: r.get(6)?,
-                            except: r.get(7)?,
-                        },
-                    ))
+                    Ok((key, stored(r, 2)?))
                 })?
                 .collect()
         };
@@ -509,6 +488,18 @@ impl Store {
             .execute_batch("DELETE FROM events; VACUUM; PRAGMA wal_checkpoint(TRUNCATE);")
             .map_err(|e| self.error(e))
     }
+}
+
+/// An event from a row whose columns from `at` on are serial, at_ms, event, data, user_id, except_socket.
+fn stored(r: &rusqlite::Row<'_>, at: usize) -> Result<Stored, rusqlite::Error> {
+    Ok(Stored {
+        serial: r.get::<_, i64>(at)?.max(0) as u64,
+        at_ms: r.get::<_, i64>(at + 1)?.max(0) as u64,
+        event: r.get(at + 2)?,
+        data: r.get(at + 3)?,
+        user_id: r.get(at + 4)?,
+        except: r.get(at + 5)?,
+    })
 }
 
 /// The row id of a channel, making its row (with `epoch`) if it has none.

@@ -188,31 +188,47 @@ impl Hub {
     /// other hubs of a cluster. When the app keeps history, the event is first made durable: the delivery
     /// then finishes once it is on disk and queued to every local subscriber.
     pub fn publish(&self, app: &App, event: &Publish) -> Delivery {
-        let hub = self.clone();
-        let (id, forward) = (app.id.clone(), event.clone());
-        let then: Then = Box::new(move || {
-            if let Some(app) = hub.app_by_id(&id) {
-                hub.shared.adapter.publish(&app, &forward);
+        match self.keeping(app, event) {
+            Some(history) => {
+                let hub = self.clone();
+                let (id, forward) = (app.id.clone(), event.clone());
+                let then: Then = Box::new(move || {
+                    if let Some(app) = hub.app_by_id(&id) {
+                        hub.shared.adapter.publish(&app, &forward);
+                    }
+                });
+                self.keep_then_deliver(history, app, event, Some(then))
             }
-        });
-        self.deliver(app, event, Some(then))
+            None => {
+                let delivered = self.deliver_now(app, event);
+                self.shared.adapter.publish(app, event);
+                Delivery::Done(delivered)
+            }
+        }
     }
 
     /// Delivers an event to this hub's subscribers: the path every event ends in, whether it was published
     /// here or arrived from another hub.
     pub fn deliver_local(&self, app: &App, event: &Publish) -> Delivery {
-        self.deliver(app, event, None)
+        match self.keeping(app, event) {
+            Some(history) => self.keep_then_deliver(history, app, event, None),
+            None => Delivery::Done(self.deliver_now(app, event)),
+        }
     }
 
-    fn deliver(&self, app: &App, event: &Publish, then: Option<Then>) -> Delivery {
-        let history = self.shared.history.as_ref().filter(|h| kept(h, &app.id, &event.event));
-        let (Some(history), Some(owned)) = (history, self.app_by_id(&app.id)) else {
-            let delivered = event.channels.iter().map(|name| self.deliver_channel(app, event, name, None, None)).sum();
-            if let Some(then) = then {
-                then();
-            }
-            return Delivery::Done(delivered);
-        };
+    /// The history, if it keeps this event.
+    fn keeping(&self, app: &App, event: &Publish) -> Option<&History> {
+        self.shared.history.as_ref().filter(|h| kept(h, &app.id, &event.event))
+    }
+
+    /// Delivers an event that is not kept, at once; returns to how many connections.
+    fn deliver_now(&self, app: &App, event: &Publish) -> usize {
+        event.channels.iter().map(|name| self.deliver_channel(app, event, name, None, None)).sum()
+    }
+
+    /// Keeps an event, then delivers it once it is durable (and runs `then`).
+    fn keep_then_deliver(&self, history: &History, app: &App, event: &Publish, then: Option<Then>) -> Delivery {
+        let Some(owned) = self.app_by_id(&app.id) else { return Delivery::Done(self.deliver_now(app, event)) };
         if event.channels.is_empty() {
             return Delivery::Done(0);
         }
@@ -312,7 +328,9 @@ impl Hub {
         // A kept event: joins from now on count from its position. The connection it is not for gets its
         // position instead, if it counts them.
         let skip = position.map(|p| {
-            let skip = except.map(|_| Frame::from(pusher::poussr_position(name.as_str(), &p.epoch, p.serial, None)));
+            let skip = except.map(|_| {
+                Frame::from(crate::protocol::resume::poussr_position(name.as_str(), &p.epoch, p.serial, None))
+            });
             let mut delivered = lock(&app.delivered);
             match delivered.get_mut(name) {
                 Some(last) => *last = p,

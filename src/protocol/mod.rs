@@ -5,6 +5,7 @@ pub mod channel;
 pub mod close;
 pub mod frame;
 pub mod pusher;
+pub mod resume;
 pub mod signature;
 pub mod v1;
 

@@ -56,22 +56,7 @@ pub struct Subscribe {
     /// A Poussr extension (docs/protocol.md §7): the client counts the channel's positions and, with a
     /// position, asks for the events it missed since.
     #[serde(default)]
-    pub poussr_resume: Option<Resume>,
-}
-
-/// `poussr_resume` in `pusher:subscribe`: where the client is in the channel's history, if anywhere.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-pub struct Resume {
-    /// The epoch of the client's last position.
-    #[serde(default)]
-    pub epoch: Option<String>,
-    /// The serial of the client's last event (or skip) in that epoch.
-    #[serde(default)]
-    pub serial: Option<u64>,
-    /// The socket ids the client had since that position: events that were not for them are not sent
-    /// again (their positions come as `pusher_internal:poussr_position`).
-    #[serde(default)]
-    pub socket_ids: Vec<String>,
+    pub poussr_resume: Option<super::resume::Resume>,
 }
 
 /// Why a client frame was not understood. The message goes back to the client in `pusher:error`.
@@ -240,12 +225,12 @@ struct Frame<'a, D> {
     data: D,
 }
 
-fn frame<D: Serialize>(event: &str, channel: Option<&str>, data: D) -> String {
+pub(super) fn frame<D: Serialize>(event: &str, channel: Option<&str>, data: D) -> String {
     // Serializing strings, numbers and derived structs into a String cannot fail.
     serde_json::to_string(&Frame { event, channel, data }).expect("frame serializes")
 }
 
-fn encoded<D: Serialize>(data: &D) -> String {
+pub(super) fn encoded<D: Serialize>(data: &D) -> String {
     serde_json::to_string(data).expect("frame data serializes")
 }
 
@@ -378,52 +363,6 @@ pub fn event(event: &str, channel: &str, data: &str, user_id: Option<&str>) -> S
         user_id: Option<&'a str>,
     }
     serde_json::to_string(&Event { event, channel, data, user_id }).expect("event serializes")
-}
-
-/// `pusher_internal:poussr_position` (docs/protocol.md §7): for a connection that counts a channel's
-/// positions, the position it has reached: where counting starts after a subscription, or an event that
-/// was not for it. `client_events` says whether kept positions include client events.
-pub fn poussr_position(channel: &str, epoch: &str, serial: u64, client_events: Option<bool>) -> String {
-    position_frame("pusher_internal:poussr_position", channel, epoch, serial, client_events)
-}
-
-/// A position frame named `event` (Poussr v1 names it `poussr:position`).
-pub(crate) fn position_frame(
-    event: &str,
-    channel: &str,
-    epoch: &str,
-    serial: u64,
-    client_events: Option<bool>,
-) -> String {
-    #[derive(Serialize)]
-    struct Position<'a> {
-        epoch: &'a str,
-        serial: u64,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        client_events: Option<bool>,
-    }
-    frame(event, Some(channel), encoded(&Position { epoch, serial, client_events }))
-}
-
-/// Why the events missed since a position could not be given (docs/protocol.md §7).
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct NotRecovered<'a> {
-    /// `evicted`, `epoch_changed`, `unknown_position`, `history_off` or `unavailable`.
-    pub reason: &'a str,
-    /// A sentence for people.
-    pub message: String,
-    /// The position the client asked to resume from.
-    pub epoch: &'a str,
-    /// Its serial.
-    pub serial: u64,
-    /// The oldest serial still kept after it, when some were evicted.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub oldest: Option<u64>,
-}
-
-/// `poussr:not_recovered`: an event on the channel, so that the client's own `bind` callbacks see it.
-pub fn not_recovered(channel: &str, why: &NotRecovered<'_>) -> String {
-    frame("poussr:not_recovered", Some(channel), encoded(why))
 }
 
 #[cfg(test)]
@@ -559,22 +498,9 @@ mod tests {
         );
         let counting = json!({"event":"pusher:subscribe","data":{"channel":"room","poussr_resume":{}}}).to_string();
         let ClientMessage::Subscribe(sub) = ClientMessage::parse(&counting).unwrap() else { panic!("not a subscribe") };
-        assert_eq!(sub.poussr_resume, Some(Resume::default()));
+        assert_eq!(sub.poussr_resume, Some(super::super::resume::Resume::default()));
         let bad = json!({"event":"pusher:subscribe","data":{"channel":"room","poussr_resume":{"serial":"x"}}});
         assert!(ClientMessage::parse(&bad.to_string()).is_err(), "a malformed position is an error, not ignored");
-    }
-
-    #[test]
-    fn position_and_not_recovered_frames() {
-        assert_eq!(
-            poussr_position("c", "e1", 4, Some(false)),
-            r#"{"event":"pusher_internal:poussr_position","channel":"c","data":"{\"epoch\":\"e1\",\"serial\":4,\"client_events\":false}"}"#
-        );
-        let why = NotRecovered { reason: "evicted", message: "m".into(), epoch: "e1", serial: 2, oldest: Some(9) };
-        assert_eq!(
-            not_recovered("c", &why),
-            r#"{"event":"poussr:not_recovered","channel":"c","data":"{\"reason\":\"evicted\",\"message\":\"m\",\"epoch\":\"e1\",\"serial\":2,\"oldest\":9}"}"#
-        );
     }
 
     #[test]

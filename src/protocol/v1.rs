@@ -15,7 +15,7 @@ pub enum ClientMessage {
         channel: String,
         /// With `resume` in `data` (docs/protocol.md §7): the client counts the channel's positions and,
         /// with a position, asks for what it missed since.
-        resume: Option<super::pusher::Resume>,
+        resume: Option<super::resume::Resume>,
     },
     /// `poussr:unsubscribe`, or the original misspelled `poussr::unsusbscribe`.
     Unsubscribe {
@@ -55,7 +55,7 @@ struct RawFrame {
 struct ChannelData {
     channel: String,
     #[serde(default)]
-    resume: Option<super::pusher::Resume>,
+    resume: Option<super::resume::Resume>,
 }
 
 impl ClientMessage {
@@ -97,7 +97,7 @@ pub fn subscription_succeeded(channel: &str) -> String {
 /// `{"event":"poussr:position","channel":"users","data":"{\"epoch\":\"...\",\"serial\":12}"}`: for a socket
 /// that counts the channel's positions (docs/protocol.md §7).
 pub fn position(channel: &str, epoch: &str, serial: u64, client_events: Option<bool>) -> String {
-    super::pusher::position_frame("poussr:position", channel, epoch, serial, client_events)
+    super::resume::position_frame("poussr:position", channel, epoch, serial, client_events)
 }
 
 /// `{"event":"poussr:error","data":{"message":"...","code":4xxx}}`.

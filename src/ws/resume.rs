@@ -12,7 +12,8 @@ use super::socket::{Linger, RawFrames, ReadError};
 use super::{Ending, Session};
 use crate::config::HistoryConfig;
 use crate::history::{Gap, Position};
-use crate::protocol::pusher::{self, NotRecovered, Resume};
+use crate::protocol::pusher;
+use crate::protocol::resume::{self, NotRecovered, Resume};
 use crate::protocol::{ChannelName, v1};
 
 /// Whose frames to speak.
@@ -27,7 +28,7 @@ pub(super) enum Dialect {
 impl Dialect {
     fn position(self, channel: &str, epoch: &str, serial: u64, client_events: Option<bool>) -> String {
         match self {
-            Dialect::Pusher => pusher::poussr_position(channel, epoch, serial, client_events),
+            Dialect::Pusher => resume::poussr_position(channel, epoch, serial, client_events),
             Dialect::V1 => v1::position(channel, epoch, serial, client_events),
         }
     }
@@ -63,7 +64,7 @@ where
             if let Some((epoch, serial)) = asked {
                 let message = "this app keeps no history of events, so nothing missed can be recovered".to_owned();
                 let why = NotRecovered { reason: "history_off", message, epoch, serial, oldest: None };
-                self.reply(pusher::not_recovered(channel, &why)).await?;
+                self.reply(resume::not_recovered(channel, &why)).await?;
             }
             return Ok(Resumed::Counting(None));
         };
@@ -97,7 +98,7 @@ where
             }
             Err(e) => ("unavailable", format!("the history store could not be read: {e}"), None),
         };
-        self.reply(pusher::not_recovered(channel, &NotRecovered { reason, message, epoch, serial, oldest })).await?;
+        self.reply(resume::not_recovered(channel, &NotRecovered { reason, message, epoch, serial, oldest })).await?;
         Ok(Resumed::Counting(Some(counting)))
     }
 }
