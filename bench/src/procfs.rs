@@ -47,6 +47,13 @@ pub fn cpu_percent(from: &Sample, to: &Sample) -> f64 {
     (to.cpu_ticks.saturating_sub(from.cpu_ticks)) as f64 / TICKS_PER_SEC / secs * 100.0
 }
 
+/// Bytes `pid` (all its threads) caused to be written to storage so far (`write_bytes` of
+/// `/proc/<pid>/io`, counted when a page is dirtied), if readable.
+pub fn storage_written(pid: u32) -> Option<u64> {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
+    io.lines().find_map(|l| l.strip_prefix("write_bytes:")).and_then(|v| v.trim().parse().ok())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,6 +15,7 @@
 //! | `writer.rs` | the writer thread: group commits, evictions, completions in order, reads between commits |
 //! | [`store`] | the embedded store (SQLite through rusqlite): schema, commits, eviction, reads, a damaged file moved aside |
 
+mod evict;
 pub mod store;
 mod writer;
 
@@ -138,11 +139,14 @@ pub struct HistoryStats {
     pub commits: u64,
 }
 
-/// A channel's head: its epoch and the serial its last event got.
+/// A channel's head: its epoch, the serial its last event got, and that event's time. Times never go
+/// backwards within a channel (a clock set back stamps events with the last time until it catches up), so
+/// that a channel's expired events are always its oldest: the age bound removes a run from its start.
 #[derive(Debug, Clone)]
 struct Head {
     epoch: Arc<str>,
     last: u64,
+    last_at: u64,
 }
 
 /// Work for the writer thread, in the order it was queued.
@@ -274,8 +278,8 @@ impl History {
         }
         let loaded = store.load().map_err(|e| e.to_string())?;
         let mut queue = Queue::default();
-        for (app, channel, epoch, last) in loaded.heads {
-            queue.heads.insert((app, channel), Head { epoch, last });
+        for store::StoredHead { app, channel, epoch, last, last_at } in loaded.heads {
+            queue.heads.insert((app, channel), Head { epoch, last, last_at });
         }
         let inner = Arc::new(Inner {
             queue: Mutex::new(queue),
@@ -324,13 +328,15 @@ impl History {
             done(Err(HistoryError::Closed));
             return;
         }
-        let head = q
-            .heads
-            .entry((entry.app.clone(), entry.channel.clone()))
-            .or_insert_with(|| Head { epoch: new_epoch(), last: 0 });
+        let head = q.heads.entry((entry.app.clone(), entry.channel.clone())).or_insert_with(|| Head {
+            epoch: new_epoch(),
+            last: 0,
+            last_at: 0,
+        });
         head.last += 1;
-        let (serial, epoch) = (head.last, head.epoch.clone());
-        q.jobs.push(Job::Append { entry, serial, epoch, at_ms: now_ms(), done });
+        head.last_at = head.last_at.max(now_ms());
+        let (serial, epoch, at_ms) = (head.last, head.epoch.clone(), head.last_at);
+        q.jobs.push(Job::Append { entry, serial, epoch, at_ms, done });
         drop(q);
         inner.wake.notify_one();
     }
@@ -344,7 +350,7 @@ impl History {
             return Position { epoch: h.epoch.clone(), serial: h.last };
         }
         let epoch = new_epoch();
-        q.heads.insert((app.clone(), channel.clone()), Head { epoch: epoch.clone(), last: 0 });
+        q.heads.insert((app.clone(), channel.clone()), Head { epoch: epoch.clone(), last: 0, last_at: 0 });
         if !q.closed {
             q.jobs.push(Job::Head { app: app.clone(), channel: channel.clone(), epoch: epoch.clone() });
             drop(q);

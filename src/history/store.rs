@@ -2,7 +2,8 @@
 //!
 //! Why SQLite: its commits are atomic and durable across a killed process and a power cut (write-ahead
 //! log, `synchronous = FULL`), which is the promise this store makes; it detects a damaged file and says so;
-//! one file holds everything, with a schema version; a range of a channel's events is one index scan; and
+//! one file holds everything, with a schema version; a range of a channel's events is one scan of the
+//! table's own key (channel, serial); and
 //! it is among the most tested libraries there are. It is compiled into the binary, so nothing is needed on
 //! the machine.
 //!
@@ -16,20 +17,25 @@ use std::time::Duration;
 
 use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 
+use super::evict::{expire, shed};
 use super::{Entry, Stored};
 use crate::config::{HistoryConfig, SyncPolicy};
 
 /// The store's file name in its folder.
 pub const FILE: &str = "history.sqlite";
 
-/// The schema this version writes.
-const SCHEMA_VERSION: i64 = 1;
+/// The schema this version writes. 2: no index on the events' time (the age and byte bounds walk each
+/// channel from its oldest event instead), and a channel's row holds its last serial only once its events
+/// are gone (while it has some, the newest one says it): a commit then writes the pages its events touch and
+/// little else. A schema 1 file is read and becomes schema 2.
+const SCHEMA_VERSION: i64 = 2;
 
 /// How long opening waits for another hub to let go of the store.
 const BUSY_WAIT: Duration = Duration::from_secs(3);
 
-/// Events deleted per step when an app is over its byte bound.
-const BYTES_STEP: i64 = 256;
+/// An app over its byte bound loses its oldest events until it is this fraction of the bound below it
+/// (1/32), so that the walk over its channels runs once per that many bytes written, not once per commit.
+const BYTES_SLACK: u64 = 32;
 
 /// What went wrong in the store.
 #[derive(Debug, thiserror::Error)]
@@ -72,13 +78,22 @@ pub(super) struct Row {
     pub(super) at_ms: u64,
 }
 
-/// A channel's head as stored: its app, name, epoch and last serial.
-pub(super) type StoredHead = (Arc<str>, Arc<str>, Arc<str>, u64);
+/// A channel's head as stored.
+#[derive(Debug)]
+pub(super) struct StoredHead {
+    pub(super) app: Arc<str>,
+    pub(super) channel: Arc<str>,
+    pub(super) epoch: Arc<str>,
+    /// The serial of its last event.
+    pub(super) last: u64,
+    /// The time of its last event.
+    pub(super) last_at: u64,
+}
 
 /// What is on disk when the store opens.
 #[derive(Debug, Default)]
 pub(super) struct Loaded {
-    /// Each channel's app, name, epoch and last serial.
+    /// Each channel's head.
     pub(super) heads: Vec<StoredHead>,
     /// Events kept.
     pub(super) events: u64,
@@ -206,8 +221,8 @@ impl Store {
                  except_socket TEXT,
                  PRIMARY KEY (channel, serial)
              ) WITHOUT ROWID;
-             CREATE INDEX IF NOT EXISTS events_by_age ON events (at_ms);
-             PRAGMA user_version = 1;
+             DROP INDEX IF EXISTS events_by_age;
+             PRAGMA user_version = 2;
              COMMIT;",
         )
         .map_err(sql)?;
@@ -234,7 +249,12 @@ impl Store {
         {
             let mut heads = self
                 .conn
-                .prepare("SELECT id, app, name, epoch, last_serial FROM channels")
+                .prepare(
+                    "SELECT c.id, c.app, c.name, c.epoch,
+                         max(c.last_serial, coalesce(e.serial, 0)), max(c.last_at_ms, coalesce(e.at_ms, 0))
+                     FROM channels c LEFT JOIN events e ON e.channel = c.id
+                         AND e.serial = (SELECT max(serial) FROM events WHERE channel = c.id)",
+                )
                 .map_err(|e| self.error(e))?;
             let rows = heads
                 .query_map([], |r| {
@@ -244,16 +264,23 @@ impl Store {
                         r.get::<_, String>(2)?,
                         r.get::<_, String>(3)?,
                         r.get::<_, i64>(4)?,
+                        r.get::<_, i64>(5)?,
                     ))
                 })
                 .map_err(|e| self.error(e))?;
             for row in rows {
-                let (id, app, name, epoch, last) = row.map_err(|e| self.error(e))?;
+                let (id, app, name, epoch, last, last_at) = row.map_err(|e| self.error(e))?;
                 let app = apps.entry(app.clone()).or_insert_with(|| Arc::from(app.as_str())).clone();
                 let name: Arc<str> = Arc::from(name.as_str());
                 self.ids.insert((app.clone(), name.clone()), id);
                 self.names.insert(id, (app.clone(), name.clone()));
-                loaded.heads.push((app, name, Arc::from(epoch.as_str()), last.max(0) as u64));
+                loaded.heads.push(StoredHead {
+                    app,
+                    channel: name,
+                    epoch: Arc::from(epoch.as_str()),
+                    last: last.max(0) as u64,
+                    last_at: last_at.max(0) as u64,
+                });
             }
         }
         {
@@ -330,8 +357,8 @@ impl Store {
         for (app, channel, epoch) in heads {
             channel_id(&tx, &mut self.ids, &mut self.names, app, channel, epoch, now)?;
         }
-        // Per channel: its app, last serial and time.
-        let mut touched: HashMap<i64, (Arc<str>, u64, u64)> = HashMap::new();
+        // Per channel: its app and last serial.
+        let mut touched: HashMap<i64, (Arc<str>, u64)> = HashMap::new();
         {
             let mut insert = tx.prepare_cached(
                 "INSERT INTO events (channel, serial, at_ms, size, event, data, user_id, except_socket)
@@ -352,13 +379,13 @@ impl Store {
                     e.except.as_deref()
                 ])?;
                 *bytes.entry(e.app.clone()).or_default() += size;
-                touched.insert(id, (e.app.clone(), row.serial, row.at_ms));
+                touched.insert(id, (e.app.clone(), row.serial));
             }
         }
         let mut freed: HashMap<Arc<str>, u64> = HashMap::new();
-        for (&id, (app, last, at_ms)) in &touched {
-            tx.prepare_cached("UPDATE channels SET last_serial = ?1, last_at_ms = ?2 WHERE id = ?3")?
-                .execute(params![*last as i64, *at_ms as i64, id])?;
+        // The count bound keeps at least one event, the newest, which holds the channel's last serial: the
+        // channel's row need not be written.
+        for (&id, (app, last)) in &touched {
             let Some(config) = apps.get(app) else { continue };
             if *last > config.max_events_per_channel {
                 let below = (*last - config.max_events_per_channel) as i64;
@@ -372,15 +399,8 @@ impl Store {
             }
         }
         for (app, cutoff) in ages {
-            let mut delete = tx.prepare_cached(
-                "DELETE FROM events WHERE at_ms < ?1 AND channel IN (SELECT id FROM channels WHERE app = ?2)
-                 RETURNING channel, size",
-            )?;
-            let gone = delete
-                .query_map(params![*cutoff as i64, &**app], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?;
-            for row in gone {
-                let (id, size) = row?;
-                *freed.entry(app.clone()).or_default() += size.max(0) as u64;
+            for (id, size) in expire(&tx, app, *cutoff)? {
+                *freed.entry(app.clone()).or_default() += size;
                 *evicted.entry(id).or_default() += 1;
             }
             // A channel whose every event expired is forgotten on disk (its next event, in this run of the
@@ -403,29 +423,11 @@ impl Store {
         }
         // Over its byte bound, an app loses its oldest events, whatever their channel.
         for (app, config) in apps {
-            while bytes.get(app).copied().unwrap_or(0) > config.max_bytes {
-                let oldest: Vec<(i64, i64, i64)> = {
-                    let mut select = tx.prepare_cached(
-                        "SELECT e.channel, e.serial, e.size FROM events e JOIN channels c ON c.id = e.channel
-                         WHERE c.app = ?1 ORDER BY e.at_ms, e.serial LIMIT ?2",
-                    )?;
-                    select
-                        .query_map(params![&**app, BYTES_STEP], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-                        .collect::<Result<_, _>>()?
-                };
-                if oldest.is_empty() {
-                    bytes.insert(app.clone(), 0);
-                    break;
-                }
-                let mut delete = tx.prepare_cached("DELETE FROM events WHERE channel = ?1 AND serial = ?2")?;
-                for (channel, serial, size) in oldest {
-                    delete.execute(params![channel, serial])?;
-                    *evicted.entry(channel).or_default() += 1;
-                    let b = bytes.entry(app.clone()).or_default();
-                    *b = b.saturating_sub(size.max(0) as u64);
-                    if *b <= config.max_bytes {
-                        break;
-                    }
+            let kept = bytes.entry(app.clone()).or_default();
+            if *kept > config.max_bytes {
+                let target = config.max_bytes - config.max_bytes / BYTES_SLACK;
+                for id in shed(&tx, app, kept, target)? {
+                    *evicted.entry(id).or_default() += 1;
                 }
             }
         }
@@ -482,10 +484,22 @@ impl Store {
         read().map_err(|e| self.error(e))
     }
 
-    /// Deletes every event (the channels' heads stay) and gives the space back to the disk.
+    /// Deletes every event (the channels' heads stay: their rows take the last serials) and gives the space
+    /// back to the disk.
     pub(super) fn clear(&mut self) -> Result<(), StoreError> {
         self.conn
-            .execute_batch("DELETE FROM events; VACUUM; PRAGMA wal_checkpoint(TRUNCATE);")
+            .execute_batch(
+                "BEGIN;
+                 UPDATE channels SET
+                     last_serial = max(last_serial, coalesce(
+                         (SELECT serial FROM events WHERE channel = channels.id ORDER BY serial DESC LIMIT 1), 0)),
+                     last_at_ms = max(last_at_ms, coalesce(
+                         (SELECT at_ms FROM events WHERE channel = channels.id ORDER BY serial DESC LIMIT 1), 0));
+                 DELETE FROM events;
+                 COMMIT;
+                 VACUUM;
+                 PRAGMA wal_checkpoint(TRUNCATE);",
+            )
             .map_err(|e| self.error(e))
     }
 }

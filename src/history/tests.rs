@@ -1,6 +1,7 @@
 use std::path::PathBuf;
 use std::sync::mpsc;
 
+use super::store::Store;
 use super::*;
 use crate::config::SyncPolicy;
 
@@ -103,15 +104,84 @@ fn a_position_outside_what_is_kept_is_a_gap_with_its_reason() {
 #[test]
 fn an_app_over_its_byte_bound_loses_its_oldest_events_first() {
     let dir = Dir::new("bytes");
-    // Each event counts 1 + 100 bytes: 5 fit in 505.
+    // Each event counts 1 + 100 bytes. Over 505, the oldest go until 1/32 below the bound (490): 4 are left.
     let h = open(&dir, HistoryConfig { max_bytes: 505, ..HistoryConfig::default() });
     let data = "x".repeat(100);
-    append_all(&h, (0..8).map(|i| entry(if i % 2 == 0 { "a" } else { "b" }, &data)).collect());
-    assert_eq!(h.stats().events, 5);
-    let (app, a) = (Arc::from("1"), Arc::from("a"));
-    // "a" had serials 1..=4 (events 0, 2, 4, 6) and keeps those of events 4 and 6; "b" keeps 2..=4.
-    let kept = rt().block_on(h.read(&app, &a, 0, 10, 100)).unwrap();
-    assert_eq!(kept.iter().map(|e| e.serial).collect::<Vec<_>>(), [3, 4]);
+    append_all(&h, (0..5).map(|i| entry(if i % 2 == 0 { "a" } else { "b" }, &data)).collect());
+    assert_eq!(h.stats().events, 5, "at the bound, nothing goes");
+    append_all(&h, vec![entry("b", &data)]);
+    assert_eq!(h.stats().events, 4);
+    let (app, a, b) = (Arc::from("1"), Arc::from("a"), Arc::from("b"));
+    let kept = |ch: &Arc<str>| -> Vec<u64> {
+        rt().block_on(h.read(&app, ch, 0, 10, 100)).unwrap().iter().map(|e| e.serial).collect()
+    };
+    // a1 and b1 were the oldest.
+    assert_eq!((kept(&a), kept(&b)), (vec![2, 3], vec![2, 3]));
+    append_all(&h, vec![entry("b", &data), entry("b", &data)]);
+    assert_eq!((kept(&a), kept(&b)), (vec![3], vec![3, 4, 5]));
+    // A channel whose every event went keeps its position on disk.
+    append_all(&h, (0..4).map(|_| entry("b", &data)).collect());
+    assert_eq!(kept(&a), Vec::<u64>::new());
+    let epoch_a = h.peek_head("1", "a").unwrap().epoch;
+    drop(h);
+    let h = open(&dir, HistoryConfig { max_bytes: 505, ..HistoryConfig::default() });
+    assert_eq!(h.peek_head("1", "a"), Some(Position { epoch: epoch_a, serial: 3 }));
+}
+
+#[test]
+fn expired_events_go_from_each_channels_oldest_and_a_channel_left_empty_is_forgotten() {
+    let dir = Dir::new("age");
+    let apps: HashMap<Arc<str>, HistoryConfig> = [(Arc::from("1"), HistoryConfig::default())].into();
+    let (mut store, _) = Store::open(&dir.0, SyncPolicy::Full).unwrap();
+    let epoch: Arc<str> = Arc::from("00000000000000aa");
+    let row = |channel: &str, serial: u64, at_ms: u64| store::Row {
+        entry: entry(channel, "d"),
+        serial,
+        epoch: epoch.clone(),
+        at_ms,
+    };
+    let rows = [row("a", 1, 100), row("a", 2, 200), row("a", 3, 300), row("b", 1, 150)];
+    let mut bytes = HashMap::new();
+    store.commit(&rows, &[], &apps, &mut bytes, &[]).unwrap();
+    let evicted = store.commit(&[], &[], &apps, &mut bytes, &[(Arc::from("1"), 250)]).unwrap();
+    let (a, b): (store::ChannelKey, store::ChannelKey) =
+        ((Arc::from("1"), Arc::from("a")), (Arc::from("1"), Arc::from("b")));
+    assert_eq!((evicted.get(&a), evicted.get(&b)), (Some(&2), Some(&1)));
+    assert_eq!(store.read("1", "a", 0, 10, 10).unwrap().iter().map(|e| e.serial).collect::<Vec<_>>(), [3]);
+    assert_eq!(bytes.get("1"), Some(&2), "one event of 2 bytes left");
+    let loaded = store.load().unwrap();
+    let heads: Vec<(&str, u64)> = loaded.heads.iter().map(|h| (&*h.channel, h.last)).collect();
+    assert_eq!(heads, [("a", 3)], "b, with nothing left and nothing newer than the cut-off, is forgotten");
+}
+
+#[test]
+fn a_store_of_schema_1_is_read_and_upgraded() {
+    let dir = Dir::new("schema1");
+    {
+        let c = rusqlite::Connection::open(dir.0.join(store::FILE)).unwrap();
+        c.execute_batch(
+            "CREATE TABLE channels (id INTEGER PRIMARY KEY, app TEXT NOT NULL, name TEXT NOT NULL,
+                 epoch TEXT NOT NULL, last_serial INTEGER NOT NULL, last_at_ms INTEGER NOT NULL, UNIQUE (app, name));
+             CREATE TABLE events (channel INTEGER NOT NULL, serial INTEGER NOT NULL, at_ms INTEGER NOT NULL,
+                 size INTEGER NOT NULL, event TEXT NOT NULL, data TEXT NOT NULL, user_id TEXT, except_socket TEXT,
+                 PRIMARY KEY (channel, serial)) WITHOUT ROWID;
+             CREATE INDEX events_by_age ON events (at_ms);
+             INSERT INTO channels VALUES (1, '1', 'old', '00000000000000bb', 7, 1000);
+             INSERT INTO events VALUES (1, 6, 900, 2, 'e', 'x', NULL, NULL), (1, 7, 1000, 2, 'e', 'y', NULL, NULL);
+             PRAGMA user_version = 1;",
+        )
+        .unwrap();
+    }
+    let h = open(&dir, HistoryConfig::default());
+    assert_eq!(h.peek_head("1", "old"), Some(Position { epoch: Arc::from("00000000000000bb"), serial: 7 }));
+    let next = append_all(&h, vec![entry("old", "z")]);
+    assert_eq!(next[0].as_ref().unwrap().serial, 8);
+    drop(h);
+    let c = rusqlite::Connection::open(dir.0.join(store::FILE)).unwrap();
+    let version: i64 = c.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+    let index: i64 =
+        c.query_row("SELECT count(*) FROM sqlite_master WHERE name = 'events_by_age'", [], |r| r.get(0)).unwrap();
+    assert_eq!((version, index), (2, 0));
 }
 
 #[test]
@@ -125,8 +195,13 @@ fn clearing_keeps_the_positions_going_and_reports_the_gap() {
     let next = append_all(&h, vec![entry("c", "3")]);
     assert_eq!(next[0].as_ref().unwrap().serial, 3);
     let (app, ch) = (Arc::from("1"), Arc::from("c"));
-    let gap = rt().block_on(h.after(&app, &ch, &Position { epoch, serial: 1 }, 3, 100)).unwrap();
+    let gap = rt().block_on(h.after(&app, &ch, &Position { epoch: epoch.clone(), serial: 1 }, 3, 100)).unwrap();
     assert_eq!(gap, Err(Gap::Evicted { oldest: Some(3) }));
+    rt().block_on(h.clear()).unwrap();
+    drop(h);
+    // The position survives a restart with nothing kept.
+    let h = open(&dir, HistoryConfig::default());
+    assert_eq!(h.peek_head("1", "c"), Some(Position { epoch, serial: 3 }));
 }
 
 #[test]
