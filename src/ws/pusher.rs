@@ -212,8 +212,16 @@ where
             self.reply_error(&error).await?;
             return Ok(Next::Continue);
         }
-        if let Err(e) = self.hub.client_event(&self.conn, &name, event, &data) {
-            self.reply_error(&format!("{event} was not relayed: {e}")).await?;
+        match self.hub.client_event(&self.conn, &name, event, &data) {
+            Err(e) => self.reply_error(&format!("{event} was not relayed: {e}")).await?,
+            // A client event the app keeps is relayed once it is on disk: a failed commit is told to its
+            // sender, since nobody got it (the reason, with the store's path, is in the hub's log only).
+            Ok(delivery) => {
+                if delivery.finish().await.is_err() {
+                    let why = "the hub could not keep it in its history (the hub's log says why)";
+                    self.reply_error(&format!("{event} was not relayed: {why}")).await?;
+                }
+            }
         }
         Ok(Next::Continue)
     }

@@ -7,6 +7,9 @@
 //   `pusher_internal:` events, more than 10 per second, an app with `client_events = false`): each gets its
 //   documented answer while a witness pusher-js client keeps receiving a numbered SDK stream, checked complete
 //   and in order at the end of every test;
+// - a client event of an app that keeps them in its history, when the store cannot write (every file of the
+//   hub limited in size, like a full disk): its sender gets `pusher:error`, nobody gets the event, and a
+//   publish through the SDK is answered 503 with the reason;
 // - user sign-in: `pusher.signin()` through the backend's user-auth endpoint, `sendToUser`, bad signatures,
 //   `#server-to-user-` channels of somebody else, and `terminateUserConnections`.
 //
@@ -501,6 +504,72 @@ describe('an app with client_events = false', () => {
     assert.deepEqual(received(bob, 'client-typing'), [], 'the client event was not relayed');
     assert.equal(alice.connection.state, 'connected', 'no close for a refused client event');
     await witness.check();
+  });
+});
+
+// -------------------------------------------------------------------------------------------------------------
+
+describe('a kept client event when the history store cannot write', () => {
+  let hub;
+  let backend;
+
+  before(async () => {
+    // No file of the hub may grow past 192 KiB: the store's write-ahead log soon cannot, like a full disk.
+    hub = await startHub({ app: '[apps.history]\nclient_events = true', fileSizeLimit: 192 * 1024 });
+    backend = await startBackend({ hub });
+  });
+  after(async () => {
+    await backend?.close();
+    await hub?.close();
+  });
+
+  test('its sender gets pusher:error, nobody gets it, and a publish is answered 503 with the reason', async (t) => {
+    const alice = await connectClient(t, hub, backend, 'alice');
+    const bob = await connectClient(t, hub, backend, 'bob');
+    const name = uniqueName('presence-kept');
+    const aliceChannel = await subscribe(alice, name);
+    const bobChannel = await subscribe(bob, name);
+    await eventually(() => bobChannel.members.count === 2, { what: 'bob to see alice in the room' });
+    const atBob = new Inbox('client-note at bob');
+    bobChannel.bind('client-note', (data) => atBob.push(data));
+    aliceChannel.trigger('client-note', { n: 0 });
+    assert.deepEqual(await atBob.next(), { n: 0 }, 'while the store writes, a kept client event is relayed');
+
+    // 10 KB events on another channel until the store cannot take more (bounded: 192 KiB is about 19 of them).
+    const filler = uniqueName('filler');
+    const big = 'x'.repeat(10_000);
+    let refused = null;
+    for (let i = 0; i < 200 && refused === null; i++) {
+      refused = await backend.sdk.trigger(filler, 'filler', { i, big }).then(
+        () => null,
+        (err) => err,
+      );
+    }
+    assert.notEqual(refused, null, 'a publish was refused once the store could not write');
+    assert.equal(refused.status, 503, `status of the refused publish (${refused.message}; body: ${refused.body})`);
+    assert.match(JSON.parse(refused.body).error, /could not be kept/, 'the answer says why');
+    // A commit writes whole pages: a small event may still fit where a big one did not. Small events on the
+    // room itself until one is refused too: a client event there needs the same pages.
+    let small = null;
+    for (let i = 0; i < 200 && small === null; i++) {
+      small = await backend.sdk.trigger(name, 'small', { i }).then(
+        () => null,
+        (err) => err,
+      );
+    }
+    assert.equal(small?.status, 503, `a small event on the room is refused too (${small?.body})`);
+
+    aliceChannel.trigger('client-note', { n: 1 });
+    const error = await nextSoftError(alice, /client-note was not relayed/, 'a client event the store refused');
+    assert.doesNotMatch(error.message, /history\.sqlite|\//, 'no path of the hub\'s machine goes to a client');
+    // Carol joins after alice had her error: bob sees her after the refused event, had it been relayed.
+    const carol = await connectClient(t, hub, backend, 'carol');
+    await subscribe(carol, name);
+    await eventually(() => bobChannel.members.count === 3, { what: 'bob to see carol join' });
+    assert.deepEqual(atBob.all, [{ n: 0 }], 'the refused client event reached nobody');
+    assert.equal(alice.connection.state, 'connected', 'no close for a refused client event');
+    const health = await (await fetch(`${hub.httpUrl}/health`)).json();
+    assert.ok(health.history.write_errors >= 2, `write errors counted: ${JSON.stringify(health.history)}`);
   });
 });
 

@@ -54,6 +54,9 @@ export class Hub {
    *                                  carries the test credentials
    * @param {object} [options.env]    extra environment variables (RUST_LOG defaults to warn)
    * @param {object} [options.credentials] `{appId, key, secret}` instead of random ones
+   * @param {number} [options.fileSizeLimit] bytes any file the hub writes may grow to (RLIMIT_FSIZE, set by a
+   *                                  shell that then becomes the hub, with SIGXFSZ ignored so that a write past
+   *                                  it fails with EFBIG instead of killing the hub): a disk that fills up
    */
   constructor(options = {}) {
     // Hubs of one cluster share their app: give them the same `credentials`.
@@ -71,6 +74,7 @@ export class Hub {
       writeFileSync(this.configPath, text);
     }
     this.env = options.env ?? {};
+    this.fileSizeLimit = options.fileSizeLimit;
     this.child = null;
     this.stdout = '';
     this.stderr = '';
@@ -105,7 +109,12 @@ export class Hub {
     ];
     if (this.configPath) args.push('--config', this.configPath);
 
-    const child = spawn(HUB_BIN, args, {
+    // `exec` makes the shell become the hub: the pid, the signals and the exit are the hub's own.
+    const [command, argv] =
+      this.fileSizeLimit === undefined
+        ? [HUB_BIN, args]
+        : ['sh', ['-c', `trap '' XFSZ; ulimit -f ${Math.ceil(this.fileSizeLimit / 512)}; exec "$0" "$@"`, HUB_BIN, ...args]];
+    const child = spawn(command, argv, {
       env: { ...process.env, RUST_LOG: 'warn', ...this.env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
