@@ -372,11 +372,10 @@ impl History {
 
     /// The channel's head, if it has one (without making one).
     pub fn peek_head(&self, app: &str, channel: &str) -> Option<Position> {
+        // One lookup, not a walk over every channel under the lock that appends take.
+        let key: store::ChannelKey = (Arc::from(app), Arc::from(channel));
         let q = lock(&self.inner().queue);
-        q.heads
-            .iter()
-            .find(|((a, c), _)| &**a == app && &**c == channel)
-            .map(|(_, h)| Position { epoch: h.epoch.clone(), serial: h.last })
+        q.heads.get(&key).map(|h| Position { epoch: h.epoch.clone(), serial: h.last })
     }
 
     /// The events of `channel` after `from` and up to serial `upto` (both in `from`'s epoch), oldest

@@ -315,7 +315,7 @@ impl Store {
     }
 
     /// Writes `rows` and `heads` and evicts what the bounds say, in one transaction; returns the number
-    /// of events evicted. `app_bytes` is updated only if the transaction commits. `ages` names the apps
+    /// of events evicted from each channel. `app_bytes` is updated only if the transaction commits. `ages` names the apps
     /// whose expired events to delete now, each with its cut-off time.
     pub(super) fn commit(
         &mut self,

@@ -191,7 +191,8 @@ impl Hub {
         match self.keeping(app, event) {
             Some(history) => {
                 let hub = self.clone();
-                let (id, forward) = (app.id.clone(), event.clone());
+                let (id, event) = (app.id.clone(), Arc::new(event.clone()));
+                let forward = event.clone();
                 let then: Then = Box::new(move || {
                     if let Some(app) = hub.app_by_id(&id) {
                         hub.shared.adapter.publish(&app, &forward);
@@ -211,7 +212,7 @@ impl Hub {
     /// here or arrived from another hub.
     pub fn deliver_local(&self, app: &App, event: &Publish) -> Delivery {
         match self.keeping(app, event) {
-            Some(history) => self.keep_then_deliver(history, app, event, None),
+            Some(history) => self.keep_then_deliver(history, app, Arc::new(event.clone()), None),
             None => Delivery::Done(self.deliver_now(app, event)),
         }
     }
@@ -226,9 +227,10 @@ impl Hub {
         event.channels.iter().map(|name| self.deliver_channel(app, event, name, None, None)).sum()
     }
 
-    /// Keeps an event, then delivers it once it is durable (and runs `then`).
-    fn keep_then_deliver(&self, history: &History, app: &App, event: &Publish, then: Option<Then>) -> Delivery {
-        let Some(owned) = self.app_by_id(&app.id) else { return Delivery::Done(self.deliver_now(app, event)) };
+    /// Keeps an event, then delivers it once it is durable (and runs `then`). The event is copied once for
+    /// all its channels' completions.
+    fn keep_then_deliver(&self, history: &History, app: &App, event: Arc<Publish>, then: Option<Then>) -> Delivery {
+        let Some(owned) = self.app_by_id(&app.id) else { return Delivery::Done(self.deliver_now(app, &event)) };
         if event.channels.is_empty() {
             return Delivery::Done(0);
         }
