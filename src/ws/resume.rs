@@ -96,7 +96,11 @@ where
                 };
                 (gap.reason(), gap_message(&gap, serial, head.serial, &app.config.history), oldest)
             }
-            Err(e) => ("unavailable", format!("the history store could not be read: {e}"), None),
+            Err(e) => {
+                // The store's error names its file: that stays in the hub's log.
+                tracing::warn!(channel, "a resume could not read the history: {e}");
+                ("unavailable", "the history store could not be read (the hub's log says why)".to_owned(), None)
+            }
         };
         self.reply(resume::not_recovered(channel, &NotRecovered { reason, message, epoch, serial, oldest })).await?;
         Ok(Resumed::Counting(Some(counting)))
