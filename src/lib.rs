@@ -21,6 +21,9 @@
 //! | [`adapter`] | the adapters: this hub alone, or a cluster of hubs through Redis (feature `redis`) |
 //! | [`config`] | settings, limits and credentials |
 //! | [`server`] | `run(listener, hub, shutdown)`: the one entry used by the binary, the desktop and tests |
+//! | [`tls`] | the certificate the hub presents (checked, reloaded when its files change), outgoing trust |
+//! | [`cert`] | `poussr cert create`: a local CA and a server certificate naming this machine |
+//! | [`proxy`] | the client's real address behind the `trusted_proxies` |
 //! | [`net`] | this machine's addresses and names (LAN addresses, the admin API's `Host` check) |
 //! | [`snippets`] | ready-to-paste client code for an address and an app |
 //! | [`webhook`] | signed, batched, retried webhooks, each target behind its own bounded queue |
@@ -28,6 +31,7 @@
 //! The headless binary is `src/main.rs` (`poussr serve`).
 
 pub mod adapter;
+pub mod cert;
 pub mod config;
 pub mod history;
 pub mod http;
@@ -35,8 +39,10 @@ pub mod hub;
 pub mod monitor;
 pub mod net;
 pub mod protocol;
+pub mod proxy;
 pub mod server;
 pub mod snippets;
+pub mod tls;
 pub mod webhook;
 pub mod ws;
 

@@ -21,7 +21,38 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the hub until Ctrl-C or SIGTERM.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
+    /// Certificates for https:// and wss:// on a LAN with no PKI.
+    #[command(subcommand)]
+    Cert(CertCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum CertCommand {
+    /// Make a server certificate for this machine, signed by Poussr's local CA (made too, the first time).
+    Create {
+        /// The folder of the files [default: `tls` in the data folder, which `serve --tls` uses].
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// The names and addresses it is for [default: localhost, the host name, its .local name and every
+        /// address of this machine]. Repeat for several.
+        #[arg(long = "name")]
+        names: Vec<String>,
+        /// Make a new CA even if there is one (every device must then trust the new one).
+        #[arg(long)]
+        new_ca: bool,
+        /// The data folder [default: the OS data folder].
+        #[arg(long, env = "POUSSR_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+    },
+    /// Show a certificate's names, dates and fingerprint [default: the data folder's CA and certificate].
+    Show {
+        /// A PEM certificate file.
+        file: Option<PathBuf>,
+        /// The data folder [default: the OS data folder].
+        #[arg(long, env = "POUSSR_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+    },
 }
 
 /// Flags win over environment variables, which win over the config file, which wins over the defaults.
@@ -78,11 +109,38 @@ struct ServeArgs {
     /// [default: poussr].
     #[arg(long, env = "POUSSR_REDIS_PREFIX")]
     redis_prefix: Option<String>,
+    /// Serve https:// and wss:// with the certificate in the data folder's `tls` folder, made for this
+    /// machine now if there is none (see `poussr cert create`).
+    #[arg(long, env = "POUSSR_TLS", conflicts_with_all = ["tls_cert", "tls_key"])]
+    tls: bool,
+    /// Serve https:// and wss:// with this certificate chain (PEM), with --tls-key.
+    #[arg(long, env = "POUSSR_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, env = "POUSSR_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// A CA (PEM) trusted for webhooks and Redis beside the system's, and offered at /poussr-ca.crt.
+    #[arg(long, env = "POUSSR_TLS_CA")]
+    tls_ca: Option<PathBuf>,
+    /// Refuse plain ws:// and http:// (they are served beside TLS on the same port by default).
+    #[arg(long, env = "POUSSR_TLS_ONLY")]
+    tls_only: bool,
+    /// A reverse proxy (address or network, as 127.0.0.1 or 10.0.0.0/8) whose Forwarded or
+    /// X-Forwarded-For header names the client. Repeat, or separate with commas.
+    #[arg(long = "trusted-proxy", env = "POUSSR_TRUSTED_PROXIES", value_delimiter = ',')]
+    trusted_proxies: Vec<String>,
+    /// The header the trusted proxies write (only that one is read) [default: x-forwarded-for].
+    #[arg(long, env = "POUSSR_TRUSTED_PROXY_HEADER", value_enum)]
+    trusted_proxy_header: Option<poussr::proxy::ForwardedHeader>,
 }
 
 fn data_dir(args: &ServeArgs) -> Result<PathBuf, String> {
-    if let Some(dir) = &args.data_dir {
-        return Ok(dir.clone());
+    data_dir_or_default(args.data_dir.as_deref())
+}
+
+fn data_dir_or_default(given: Option<&std::path::Path>) -> Result<PathBuf, String> {
+    if let Some(dir) = given {
+        return Ok(dir.to_owned());
     }
     directories::ProjectDirs::from("io", "Poussr", "Poussr")
         .map(|d| d.data_dir().to_path_buf())
@@ -126,6 +184,34 @@ fn configure(args: &ServeArgs) -> Result<(Config, String), String> {
     if let Some(sync) = args.history_sync {
         config.history.sync = sync;
     }
+    if args.tls {
+        let dir = data_dir(args)?.join("tls");
+        let files = poussr::cert::CertFiles::in_dir(&dir);
+        if !files.cert.exists() || !files.key.exists() {
+            let made = poussr::cert::create(&dir, &poussr::cert::machine_names(), false)?;
+            tracing::info!("made a certificate for this machine in {}", dir.display());
+            eprint!("{}", poussr::cert::describe(&made));
+        }
+        config.tls.cert = Some(files.cert);
+        config.tls.key = Some(files.key);
+        config.tls.ca.get_or_insert(files.ca);
+    }
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        config.tls.cert = Some(cert.clone());
+        config.tls.key = Some(key.clone());
+    }
+    if let Some(ca) = &args.tls_ca {
+        config.tls.ca = Some(ca.clone());
+    }
+    if args.tls_only {
+        config.tls.plain = false;
+    }
+    if !args.trusted_proxies.is_empty() {
+        config.trusted_proxies = args.trusted_proxies.iter().map(|p| p.trim().to_owned()).collect();
+    }
+    if let Some(header) = args.trusted_proxy_header {
+        config.trusted_proxy_header = header;
+    }
 
     let origin = match (&args.app_id, &args.app_key, &args.app_secret) {
         (Some(id), Some(key), Some(secret)) => {
@@ -162,10 +248,23 @@ fn configure(args: &ServeArgs) -> Result<(Config, String), String> {
 fn banner(local: SocketAddr, config: &Config, origin: &str, admin_token: &str) -> String {
     let app = &config.apps[0];
     let addrs = poussr::net::client_addresses(local.ip());
-    let mut out = format!("Poussr {} listening on http://{}\n\n", env!("CARGO_PKG_VERSION"), url_for(local));
+    let schemes: &[(&str, &str)] = match (config.tls.enabled(), config.tls.plain) {
+        (false, _) => &[("http", "ws")],
+        (true, true) => &[("http", "ws"), ("https", "wss")],
+        (true, false) => &[("https", "wss")],
+    };
+    let listening: Vec<String> = schemes.iter().map(|(http, _)| format!("{http}://{}", url_for(local))).collect();
+    let mut out = format!("Poussr {} listening on {}\n\n", env!("CARGO_PKG_VERSION"), listening.join(" and "));
     out += "Clients connect to:\n";
     for ip in &addrs {
-        out += &format!("  http://{}  (ws://{0}/app/{})\n", url_for(SocketAddr::new(*ip, local.port())), app.key);
+        for (http, ws) in schemes {
+            let at = url_for(SocketAddr::new(*ip, local.port()));
+            out += &format!("  {http}://{at}  ({ws}://{at}/app/{})\n", app.key);
+        }
+    }
+    if let Some(ca) = &config.tls.ca {
+        let at = url_for(SocketAddr::new(addrs[0], local.port()));
+        out += &format!("\nDevices install the CA from http://{at}/poussr-ca.crt (file: {})\n", ca.display());
     }
     out += &format!(
         "\nApp credentials ({origin}):\n  app id:     {}\n  app key:    {}\n  app secret: {}\n",
@@ -247,22 +346,6 @@ fn inherited_listener() -> Result<Option<std::net::TcpListener>, String> {
     }
 }
 
-/// Binds `addr`, or says why not in words an operator can act on.
-async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, String> {
-    tokio::net::TcpListener::bind(addr).await.map_err(|e| match e.kind() {
-        std::io::ErrorKind::AddrInUse => {
-            format!("cannot listen on {addr}: the port is already in use (another Poussr?); choose another with --port")
-        }
-        std::io::ErrorKind::PermissionDenied => {
-            format!("cannot listen on {addr}: permission denied (ports below 1024 need privileges); use --port 6001")
-        }
-        std::io::ErrorKind::AddrNotAvailable => {
-            format!("cannot listen on {addr}: that address is not one of this machine's; check --bind")
-        }
-        _ => format!("cannot listen on {addr}: {e}"),
-    })
-}
-
 async fn serve(args: ServeArgs, inherited: Option<std::net::TcpListener>) -> Result<(), String> {
     let (config, origin) = configure(&args)?;
     if let Some(limit) = server::raise_open_file_limit() {
@@ -274,8 +357,9 @@ async fn serve(args: ServeArgs, inherited: Option<std::net::TcpListener>) -> Res
             );
         }
     }
+    let tls = poussr::tls::Tls::from_config(&config.tls)?;
     let hub = adapter::hub(&config).map_err(|e| e.to_string())?;
-    let frontend = Frontend::new(&config);
+    let frontend = Frontend::new(&config).with_tls(tls);
     let addr = SocketAddr::new(config.bind, config.port);
     let listener = match inherited {
         Some(listener) => {
@@ -286,7 +370,7 @@ async fn serve(args: ServeArgs, inherited: Option<std::net::TcpListener>) -> Res
             listener.set_nonblocking(true).map_err(|e| format!("cannot use the passed socket: {e}"))?;
             tokio::net::TcpListener::from_std(listener).map_err(|e| format!("cannot use the passed socket: {e}"))?
         }
-        None => bind(addr).await?,
+        None => server::bind(addr).await?,
     };
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     let shutdown = shutdown_signal().map_err(|e| format!("cannot listen for Ctrl-C and SIGTERM: {e}"))?;
@@ -299,6 +383,33 @@ async fn serve(args: ServeArgs, inherited: Option<std::net::TcpListener>) -> Res
     if left > 0 {
         tracing::warn!("{left} webhook event(s) not sent: the webhook target did not answer before exit");
     }
+    Ok(())
+}
+
+/// `poussr cert …`.
+fn cert(command: CertCommand) -> Result<(), String> {
+    let folder = |data_dir: Option<PathBuf>| data_dir_or_default(data_dir.as_deref()).map(|d| d.join("tls"));
+    let text = match command {
+        CertCommand::Create { dir, names, new_ca, data_dir } => {
+            let dir = match dir {
+                Some(dir) => dir,
+                None => folder(data_dir)?,
+            };
+            let names = if names.is_empty() { poussr::cert::machine_names() } else { names };
+            poussr::cert::create_and_describe(&dir, &names, new_ca)?
+        }
+        CertCommand::Show { file, data_dir } => {
+            let files = match file {
+                Some(file) => vec![file],
+                None => {
+                    let f = poussr::cert::CertFiles::in_dir(&folder(data_dir)?);
+                    vec![f.ca, f.cert]
+                }
+            };
+            poussr::cert::show(&files)?
+        }
+    };
+    print!("{text}");
     Ok(())
 }
 
@@ -326,8 +437,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    poussr::tls::install_default_provider();
     let result = match cli.command {
-        Command::Serve(args) => runtime.block_on(serve(args, inherited)),
+        Command::Serve(args) => runtime.block_on(serve(*args, inherited)),
+        Command::Cert(command) => cert(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -360,6 +473,13 @@ mod tests {
             adapter: None,
             redis_url: None,
             redis_prefix: None,
+            tls: false,
+            tls_cert: None,
+            tls_key: None,
+            tls_ca: None,
+            tls_only: false,
+            trusted_proxies: Vec::new(),
+            trusted_proxy_header: None,
         }
     }
 
@@ -398,6 +518,25 @@ mod tests {
         let normal =
             ServeArgs { data_dir: Some(dir.clone()), history_sync: Some(poussr::config::SyncPolicy::Normal), ..args() };
         assert_eq!(configure(&normal).unwrap().0.history.sync, poussr::config::SyncPolicy::Normal);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn tls_makes_a_certificate_for_this_machine_once_and_uses_it() {
+        let dir = temp_dir("tls");
+        let a =
+            ServeArgs { data_dir: Some(dir.clone()), tls: true, trusted_proxies: vec![" 10.0.0.0/8".into()], ..args() };
+        let (config, _) = configure(&a).unwrap();
+        let tls = dir.join("tls");
+        assert_eq!(config.tls.cert, Some(tls.join("cert.pem")));
+        assert_eq!(config.tls.key, Some(tls.join("key.pem")));
+        assert_eq!(config.tls.ca, Some(tls.join("ca.pem")));
+        assert!(config.tls.plain);
+        assert_eq!(config.trusted_proxies, ["10.0.0.0/8"]);
+        let first = std::fs::read(tls.join("cert.pem")).unwrap();
+        let (config, _) = configure(&ServeArgs { tls_only: true, ..a }).unwrap();
+        assert!(!config.tls.plain);
+        assert_eq!(std::fs::read(tls.join("cert.pem")).unwrap(), first, "kept, not made again");
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -115,11 +115,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 #[derive(Debug)]
 pub struct Webhooks {
     targets: Vec<Target>,
+    /// The CA trusted beside the system's roots for `https://` targets (`tls.ca`).
+    ca: Option<std::path::PathBuf>,
 }
 
 impl Webhooks {
     /// The targets configured for `app`, each with a queue of `limits.webhook_queue_events`.
-    pub fn new(app: &AppConfig, limits: &Limits) -> Self {
+    pub fn new(app: &AppConfig, limits: &Limits, ca: Option<&std::path::Path>) -> Self {
         let targets = app
             .webhooks
             .iter()
@@ -128,7 +130,7 @@ impl Webhooks {
                 Target { config: config.clone(), tx, rx: Mutex::new(Some(rx)), counters: Arc::default() }
             })
             .collect();
-        Webhooks { targets }
+        Webhooks { targets, ca: ca.map(std::path::Path::to_owned) }
     }
 
     /// Whether any target wants events of `kind` (lets callers skip building events nobody wants).
@@ -175,6 +177,7 @@ impl Webhooks {
             let Some(rx) = lock(&target.rx).take() else { continue };
             let sender = Sender {
                 url: target.config.url.trim().to_owned(),
+                ca: self.ca.clone(),
                 key: app.key.clone(),
                 secret: app.secret.clone(),
                 batch: limits.webhook_batch_events,
@@ -190,6 +193,7 @@ impl Webhooks {
 
 struct Sender {
     url: String,
+    ca: Option<std::path::PathBuf>,
     key: String,
     secret: String,
     batch: usize,
@@ -208,7 +212,19 @@ struct Body<'a> {
 impl Sender {
     /// Sends batches until the hub (the owner of the queue's sending end) is gone.
     async fn run(self, mut rx: mpsc::Receiver<WebhookEvent>) {
-        let client = match reqwest::Client::builder().timeout(self.timeout).build() {
+        // The hub's own rustls settings: the system's roots plus the configured CA.
+        let tls = crate::tls::client_config(self.ca.as_deref()).or_else(|e| {
+            tracing::error!(url = %self.url, "webhooks: {e}; only the system's roots are trusted");
+            crate::tls::client_config(None)
+        });
+        let tls = match tls {
+            Ok(tls) => tls,
+            Err(e) => {
+                tracing::error!(url = %self.url, "cannot set up TLS for webhooks: {e}");
+                return;
+            }
+        };
+        let client = match reqwest::Client::builder().timeout(self.timeout).tls_backend_preconfigured(tls).build() {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(url = %self.url, "cannot make an HTTP client for webhooks: {e}");
@@ -303,7 +319,7 @@ mod tests {
     #[test]
     fn a_full_queue_drops_and_counts_instead_of_waiting() {
         let limits = Limits { webhook_queue_events: 3, ..Limits::default() };
-        let hooks = Webhooks::new(&app_with(&[("http://127.0.0.1:9/", vec![])]), &limits);
+        let hooks = Webhooks::new(&app_with(&[("http://127.0.0.1:9/", vec![])]), &limits, None);
         let channel = ChannelName::parse("a").unwrap();
         for _ in 0..5 {
             hooks.emit(WebhookEvent::new(WebhookKind::ChannelOccupied, &channel));
@@ -320,6 +336,7 @@ mod tests {
                 ("http://127.0.0.1:9/b", vec![]),
             ]),
             &Limits::default(),
+            None,
         );
         let channel = ChannelName::parse("a").unwrap();
         hooks.emit(WebhookEvent::new(WebhookKind::ChannelOccupied, &channel));
@@ -327,7 +344,7 @@ mod tests {
         let queued: Vec<u64> = hooks.targets.iter().map(|t| (t.tx.max_capacity() - t.tx.capacity()) as u64).collect();
         assert_eq!(queued, [1, 2]);
         assert!(hooks.wants(WebhookKind::CacheMiss));
-        let none = Webhooks::new(&app_with(&[]), &Limits::default());
+        let none = Webhooks::new(&app_with(&[]), &Limits::default(), None);
         assert!(!none.wants(WebhookKind::CacheMiss));
     }
 }

@@ -26,6 +26,7 @@ pub fn build(config: &Config) -> Result<Box<dyn Adapter>, ConfigError> {
                 &config.redis_prefix,
                 node,
                 std::time::Duration::from_millis(config.node_timeout_ms),
+                config.tls.ca.as_deref(),
             )
             .map(|c| Box::new(c) as Box<dyn Adapter>)
             .map_err(ConfigError::Invalid)

@@ -39,7 +39,7 @@ fn yes() -> bool {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookConfig {
-    /// The `http://` URL the hub POSTs to.
+    /// The `http://` or `https://` URL the hub POSTs to (https trusts the system's roots and `tls.ca`).
     pub url: String,
     /// The kinds sent there; empty (the default) means all of them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -55,19 +55,14 @@ impl WebhookConfig {
     /// Checks that the URL is one the hub can call.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let url = self.url.trim();
-        if let Some(rest) = url.strip_prefix("http://") {
+        if let Some(rest) = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://")) {
             let host = rest.split(['/', '?', '#']).next().unwrap_or("");
             if host.is_empty() || host.contains(char::is_whitespace) {
                 return Err(ConfigError::Invalid(format!("webhook URL {url:?} has no host")));
             }
             Ok(())
-        } else if url.starts_with("https://") {
-            Err(ConfigError::Invalid(format!(
-                "webhook URL {url:?}: this hub calls webhooks over plain http:// (a LAN backend, or a local \
-                 TLS-terminating proxy); https:// is not supported"
-            )))
         } else {
-            Err(ConfigError::Invalid(format!("webhook URL {url:?} must start with http://")))
+            Err(ConfigError::Invalid(format!("webhook URL {url:?} must start with http:// or https://")))
         }
     }
 }

@@ -8,12 +8,14 @@
 //! | `app.rs` | [`AppConfig`]: an app's credentials, switches and webhook targets |
 //! | `history.rs` | [`HistoryStore`] (where, how durable) and [`HistoryConfig`] (what each app keeps) |
 //! | `limits.rs` | [`Limits`], each with its default |
+//! | `tls.rs` | [`TlsConfig`]: the certificate, the CA trusted for outgoing TLS, plain beside TLS |
 //! | `files.rs` | the credentials file, atomic writes, random tokens |
 
 mod app;
 mod files;
 mod history;
 mod limits;
+mod tls;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -24,6 +26,7 @@ pub use app::{AppConfig, WebhookConfig, WebhookKind};
 pub use files::{load_or_create_credentials, random_token, write_atomically};
 pub use history::{HistoryConfig, HistoryStore, SyncPolicy};
 pub use limits::Limits;
+pub use tls::TlsConfig;
 
 /// Everything the hub needs to run. `bind` and `port` are used by whoever binds the listener (the server
 /// takes an already bound one).
@@ -47,7 +50,8 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
     /// How this hub shares its traffic with others: `local` (alone, the default) or `redis`.
     pub adapter: AdapterKind,
-    /// The Redis server of the cluster (`adapter = "redis"`): `redis://[:password@]host[:port][/db]`.
+    /// The Redis server of the cluster (`adapter = "redis"`): `redis://[:password@]host[:port][/db]`, or
+    /// `rediss://…` for Redis over TLS (trusting the system's roots and `tls.ca`).
     pub redis_url: String,
     /// What every key and channel of this cluster starts with, so that several clusters can share one
     /// Redis.
@@ -61,6 +65,15 @@ pub struct Config {
     pub limits: Limits,
     /// Where the history of events is kept, and how durably (each app says what it keeps).
     pub history: HistoryStore,
+    /// TLS on the hub's port (`wss://`, `https://`) and for its own outgoing connections.
+    pub tls: TlsConfig,
+    /// The reverse proxies (addresses such as `127.0.0.1`, or networks such as `10.0.0.0/8`) whose
+    /// `Forwarded` / `X-Forwarded-For` headers name the real client. Requests from anywhere else have those
+    /// headers ignored, and are never treated as coming from this machine when they carry one.
+    pub trusted_proxies: Vec<String>,
+    /// The forwarding header the trusted proxies write: `x-forwarded-for` (the default) or `forwarded`.
+    /// Only that one is read; the other may come from the client itself.
+    pub trusted_proxy_header: crate::proxy::ForwardedHeader,
 }
 
 impl Default for Config {
@@ -79,6 +92,9 @@ impl Default for Config {
             apps: Vec::new(),
             limits: Limits::default(),
             history: HistoryStore::default(),
+            tls: TlsConfig::default(),
+            trusted_proxies: Vec::new(),
+            trusted_proxy_header: crate::proxy::ForwardedHeader::default(),
         }
     }
 }
@@ -153,14 +169,10 @@ impl Config {
                 ));
             }
             let url = self.redis_url.trim();
-            if url.starts_with("rediss://") {
+            let schemes = ["redis://", "rediss://", "redis+unix://", "unix://"];
+            if !schemes.iter().any(|s| url.starts_with(s)) {
                 return Err(ConfigError::Invalid(format!(
-                    "redis_url {url:?}: TLS to Redis (rediss://) is not supported; use redis:// on a trusted network"
-                )));
-            }
-            if !url.starts_with("redis://") && !url.starts_with("redis+unix://") && !url.starts_with("unix://") {
-                return Err(ConfigError::Invalid(format!(
-                    "redis_url {url:?} must start with redis:// (as in redis://127.0.0.1:6379)"
+                    "redis_url {url:?} must start with redis:// or rediss:// (TLS), as in redis://127.0.0.1:6379"
                 )));
             }
             let prefix_ok = !self.redis_prefix.is_empty()
@@ -181,6 +193,10 @@ impl Config {
         for origin in &self.allowed_origins {
             crate::net::normalize_origin_rule(origin).map_err(ConfigError::Invalid)?;
         }
+        for proxy in &self.trusted_proxies {
+            crate::proxy::Cidr::parse(proxy).map_err(|e| ConfigError::Invalid(format!("trusted_proxies: {e}")))?;
+        }
+        self.tls.validate()?;
         self.limits.validate()
     }
 }
@@ -205,7 +221,7 @@ mod tests {
             c.validate().err().map(|e| e.to_string())
         };
         assert_eq!(with(&|_| {}), None);
-        assert!(with(&|c| c.redis_url = "rediss://r:6380".into()).unwrap().contains("TLS"));
+        assert_eq!(with(&|c| c.redis_url = "rediss://r:6380".into()), None);
         assert!(with(&|c| c.redis_url = "http://r".into()).unwrap().contains("must start with redis://"));
         assert!(with(&|c| c.redis_prefix = "a b".into()).unwrap().contains("redis_prefix"));
         assert!(with(&|c| c.node_timeout_ms = 500).unwrap().contains("at least 2000"));
@@ -258,5 +274,13 @@ mod tests {
         assert!(config.validate().unwrap_err().to_string().contains("send_queue_frames"));
         let bad = AppConfig { id: "a/b".into(), ..AppConfig::generate() };
         assert!(bad.validate().is_err());
+        config.limits = Limits::default();
+        config.trusted_proxies = vec!["10.0.0.0/33".into()];
+        assert!(config.validate().unwrap_err().to_string().contains("trusted_proxies"));
+        config.trusted_proxies = vec!["10.0.0.0/8".into(), "::1".into()];
+        config.tls.cert = Some("cert.pem".into());
+        assert!(config.validate().unwrap_err().to_string().contains("needs its key"));
+        config.tls.key = Some("key.pem".into());
+        assert!(config.validate().is_ok());
     }
 }

@@ -94,7 +94,7 @@ pub(super) fn check_host(request: &Request) -> Result<(), ApiError> {
 
 /// The admin API's checks: where the request comes from, the `Host` it names and its token.
 pub(super) fn check(state: &AppState, peer: &Peer, request: &Request) -> Result<(), ApiError> {
-    if !peer.0.ip().to_canonical().is_loopback() && !state.access.allow_remote_dashboard() {
+    if !peer.local && !state.access.allow_remote_dashboard() {
         return Err(ApiError::Forbidden(
             "the admin API answers this machine only; start the hub with --allow-remote-dashboard to watch it \
              from another machine"

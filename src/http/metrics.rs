@@ -51,7 +51,9 @@ pub(super) async fn time_api(State(state): State<AppState>, request: Request, ne
 
 /// `GET /metrics`.
 pub(super) async fn metrics(State(state): State<AppState>, peer: Peer, request: Request) -> Response {
-    let loopback_only = state.hub.local_addr().is_some_and(|a| a.ip().to_canonical().is_loopback());
+    // A hub that listens on loopback only answers without the token, unless the request came through a
+    // proxy from another machine.
+    let loopback_only = peer.local && state.hub.local_addr().is_some_and(|a| a.ip().to_canonical().is_loopback());
     let allowed =
         if loopback_only { super::admin::check_host(&request) } else { super::admin::check(&state, &peer, &request) };
     if let Err(e) = allowed {

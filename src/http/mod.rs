@@ -36,18 +36,43 @@ pub struct Frontend {
     access: Arc<Access>,
     /// The HTTP API's request durations, for `/metrics`.
     latency: metrics::ApiLatency,
+    /// TLS on the port, when a certificate is configured.
+    tls: Option<crate::tls::Tls>,
+    /// Whose forwarding headers name the client.
+    proxies: Arc<crate::proxy::TrustedProxies>,
 }
 
 impl Frontend {
-    /// The frontend of `config`: its access settings (with a random admin token when it names none) and
-    /// an empty latency histogram.
+    /// The frontend of `config`: its access settings (with a random admin token when it names none), its
+    /// trusted proxies, no TLS (see [`Frontend::with_tls`]) and an empty latency histogram.
     pub fn new(config: &crate::config::Config) -> Self {
-        Frontend { access: Arc::new(Access::new(config)), latency: metrics::ApiLatency::default() }
+        Frontend {
+            access: Arc::new(Access::new(config)),
+            latency: metrics::ApiLatency::default(),
+            tls: None,
+            proxies: Arc::new(crate::proxy::TrustedProxies::new(&config.trusted_proxies, config.trusted_proxy_header)),
+        }
+    }
+
+    /// Serves TLS too, with `tls` (made by [`crate::tls::Tls::from_config`]).
+    pub fn with_tls(mut self, tls: Option<crate::tls::Tls>) -> Self {
+        self.tls = tls;
+        self
     }
 
     /// Who may use what.
     pub fn access(&self) -> &Access {
         &self.access
+    }
+
+    /// The TLS of the port, if it serves TLS.
+    pub fn tls(&self) -> Option<&crate::tls::Tls> {
+        self.tls.as_ref()
+    }
+
+    /// Whose forwarding headers name the client.
+    pub fn proxies(&self) -> &crate::proxy::TrustedProxies {
+        &self.proxies
     }
 }
 
@@ -60,6 +85,8 @@ pub(crate) struct AppState {
     pub(crate) access: Arc<Access>,
     /// The HTTP API's latency histogram, for `/metrics`.
     pub(crate) latency: metrics::ApiLatency,
+    /// TLS on the port, if any (for `/health` and `/poussr-ca.crt`).
+    pub(crate) tls: Option<crate::tls::Tls>,
     /// Held by every WebSocket session: when every clone is gone, every session has ended (the server
     /// waits for that when it shuts down).
     pub(crate) sessions: mpsc::Sender<()>,
@@ -68,7 +95,7 @@ pub(crate) struct AppState {
 /// The hub's router, served with `frontend`. `sessions` is cloned into every WebSocket session so the
 /// caller can wait for them all to end.
 pub fn router(hub: Hub, frontend: Frontend, sessions: mpsc::Sender<()>) -> Router {
-    let state = AppState { hub, access: frontend.access, latency: frontend.latency, sessions };
+    let state = AppState { hub, access: frontend.access, latency: frontend.latency, tls: frontend.tls, sessions };
     // The publishing and query API, timed for `/metrics`.
     let api = Router::new()
         .route("/v1/channels/{channel}/events", post(v1::publish))
@@ -90,6 +117,7 @@ pub fn router(hub: Hub, frontend: Frontend, sessions: mpsc::Sender<()>) -> Route
         .route("/metrics", get(metrics::metrics))
         .route("/poussr.js", get(poussr_js))
         .route("/poussr-recovery.js", get(recovery_js))
+        .route("/poussr-ca.crt", get(ca_certificate))
         .route("/dashboard", get(|| async { axum::response::Redirect::permanent("/dashboard/") }))
         .route("/dashboard/", get(|| dashboard_file(axum::extract::Path("index.html".to_owned()))))
         .route("/dashboard/{file}", get(dashboard_file))
@@ -167,9 +195,34 @@ pub(crate) fn check_publish_rate(hub: &Hub, app: &crate::hub::App, events: usize
     })
 }
 
-/// The peer address, which the server adds to every request; tests that use
-/// `oneshot` add it with `MockConnectInfo`.
-pub(crate) type Peer = axum::extract::ConnectInfo<SocketAddr>;
+/// Where a request comes from: the client's address (named by a trusted proxy, or the connection's peer)
+/// and whether it has this machine's privileges. The server adds a [`crate::proxy::ClientAddr`] to every
+/// request; tests that use `oneshot` add only the peer with `MockConnectInfo`, which is taken as direct.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Peer {
+    /// The client's address.
+    pub(crate) addr: SocketAddr,
+    /// Whether it may use what only this machine may (see [`crate::proxy::ClientAddr::local`]).
+    pub(crate) local: bool,
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Peer {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, ApiError> {
+        if let Some(client) = parts.extensions.get::<crate::proxy::ClientAddr>() {
+            return Ok(Peer { addr: client.addr, local: client.local });
+        }
+        // `ConnectInfo`'s own extractor also finds the `MockConnectInfo` of tests.
+        match axum::extract::ConnectInfo::<SocketAddr>::from_request_parts(parts, state).await {
+            Ok(info) => {
+                let client = crate::proxy::ClientAddr::direct(info.0);
+                Ok(Peer { addr: client.addr, local: client.local })
+            }
+            Err(_) => Err(ApiError::Internal("the request carries no client address".into())),
+        }
+    }
+}
 
 async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
     ApiError::MethodNotAllowed(format!("{method} is not allowed on {}", uri.path()))
@@ -190,6 +243,7 @@ async fn health(State(state): State<AppState>) -> Response {
         "webhooks": stats.webhooks,
         "cluster": hub.cluster_status(),
         "history": hub.history_status(),
+        "tls": state.tls.as_ref().map(crate::tls::Tls::status),
     }))
     .into_response()
 }
@@ -234,6 +288,30 @@ async fn dashboard_file(axum::extract::Path(file): axum::extract::Path<String>) 
         )
             .into_response(),
         None => ApiError::NotFound(format!("no dashboard file {file:?}")).into_response(),
+    }
+}
+
+/// The CA certificate of `tls.ca`, for the LAN's devices to install (it holds no secret). Served over plain
+/// HTTP too, since a device that does not trust the CA yet cannot check an https download of it.
+async fn ca_certificate(State(state): State<AppState>) -> Response {
+    let Some(path) = state.tls.as_ref().and_then(|t| t.ca_path().map(std::path::Path::to_owned)) else {
+        return ApiError::NotFound("this hub has no CA to offer (tls.ca is not set)".into()).into_response();
+    };
+    match tokio::fs::read(&path).await {
+        Ok(pem) if crate::cert::CertInfo::from_pem(&pem).is_ok() => (
+            [
+                (header::CONTENT_TYPE, HeaderValue::from_static("application/x-x509-ca-cert")),
+                (header::CONTENT_DISPOSITION, HeaderValue::from_static("attachment; filename=\"poussr-ca.crt\"")),
+                (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+            ],
+            pem,
+        )
+            .into_response(),
+        Ok(_) => ApiError::Internal("the configured CA file holds no certificate".into()).into_response(),
+        Err(e) => {
+            tracing::warn!("cannot read the CA file {}: {e}", path.display());
+            ApiError::Internal("the configured CA file cannot be read".into()).into_response()
+        }
     }
 }
 

@@ -1,8 +1,6 @@
 //! Poussr v1 publishing: `POST /v1/channels/{channel}/events?name={event}` with the data as the body,
 //! verbatim. Answers 201 with an empty body, as the original server did.
 
-use std::net::IpAddr;
-
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -13,14 +11,10 @@ use super::{ApiError, AppState, Peer};
 use crate::hub::Publish;
 use crate::monitor::EventSource;
 
-fn is_loopback(ip: IpAddr) -> bool {
-    ip.to_canonical().is_loopback()
-}
-
 /// Whether the request may publish: from this machine always; from elsewhere with the default app's
 /// secret as a bearer token, or when the operator allowed anonymous publishing.
-fn authorized(state: &AppState, remote: IpAddr, headers: &HeaderMap) -> Result<(), ApiError> {
-    if is_loopback(remote) || state.hub.allow_anonymous_publish() {
+fn authorized(state: &AppState, peer: Peer, headers: &HeaderMap) -> Result<(), ApiError> {
+    if peer.local || state.hub.allow_anonymous_publish() {
         return Ok(());
     }
     let token = headers
@@ -49,7 +43,7 @@ pub(super) async fn publish(
     headers: HeaderMap,
     body: Body,
 ) -> Result<StatusCode, ApiError> {
-    authorized(&state, peer.0.ip(), &headers)?;
+    authorized(&state, peer, &headers)?;
     let name = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
         .find(|(k, _)| k == "name")
         .map(|(_, v)| v.into_owned())

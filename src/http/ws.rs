@@ -38,7 +38,7 @@ pub(super) fn config(state: &AppState) -> WebSocketConfig {
 
 fn peer_info(peer: &Peer, headers: &HeaderMap) -> PeerInfo {
     PeerInfo {
-        remote: peer.0,
+        remote: peer.addr,
         user_agent: headers
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok())

@@ -43,7 +43,7 @@ pub struct App {
 
 impl App {
     /// An app with no channels yet.
-    pub(super) fn new(config: &AppConfig, limits: &Limits) -> Self {
+    pub(super) fn new(config: &AppConfig, limits: &Limits, ca: Option<&std::path::Path>) -> Self {
         App {
             config: config.clone(),
             id: Arc::from(config.id.as_str()),
@@ -52,7 +52,7 @@ impl App {
             delivered: Mutex::default(),
             cache: Mutex::default(),
             users: Mutex::default(),
-            webhooks: Webhooks::new(config, limits),
+            webhooks: Webhooks::new(config, limits, ca),
             publish_budget: Mutex::new(Budget::full(limits.max_publish_per_second)),
         }
     }

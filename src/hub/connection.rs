@@ -143,7 +143,7 @@ impl Connection {
         ConnectionInfo {
             socket_id: self.socket_id.to_string(),
             app_id: self.app.id.to_string(),
-            remote: self.remote.to_string(),
+            remote: shown(self.remote),
             user_agent: self.user_agent.as_deref().map(str::to_owned),
             protocol: self.protocol,
             connected_at_ms: self
@@ -326,7 +326,7 @@ impl Hub {
             at_ms: now_ms(),
             socket_id: conn.socket_id.clone(),
             app_id: conn.app.id.clone(),
-            remote: remote.to_string(),
+            remote: shown(remote),
             user_agent: conn.user_agent.clone(),
             protocol,
         });
@@ -390,4 +390,10 @@ impl Hub {
     pub fn connection_count(&self) -> usize {
         self.shared.registry.count.load(Relaxed)
     }
+}
+
+/// A client's address as people read it: `ip:port`, or the address alone when no port is known (a client
+/// named by a proxy's `X-Forwarded-For`, which carries none).
+fn shown(addr: SocketAddr) -> String {
+    if addr.port() == 0 { addr.ip().to_string() } else { addr.to_string() }
 }

@@ -143,7 +143,8 @@ impl Hub {
                 (None, Some(e))
             }
         };
-        let apps: Vec<Arc<App>> = config.apps.iter().map(|a| Arc::new(App::new(a, &config.limits))).collect();
+        let apps: Vec<Arc<App>> =
+            config.apps.iter().map(|a| Arc::new(App::new(a, &config.limits, config.tls.ca.as_deref()))).collect();
         if let Some(history) = &history {
             // What the store holds was delivered before: joins count from there.
             for app in &apps {

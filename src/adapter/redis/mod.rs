@@ -92,9 +92,28 @@ pub(crate) struct Cluster {
 }
 
 impl Cluster {
-    /// A cluster member for `url` (checked, not yet connected) under `prefix`, named `node`.
-    pub(crate) fn new(url: &str, prefix: &str, node: String, node_timeout: Duration) -> Result<Self, String> {
-        let client = ::redis::Client::open(url).map_err(|e| format!("redis_url {url:?}: {e}"))?;
+    /// A cluster member for `url` (checked, not yet connected) under `prefix`, named `node`. Over
+    /// `rediss://`, the server's certificate is checked against the system's roots plus `ca`.
+    pub(crate) fn new(
+        url: &str,
+        prefix: &str,
+        node: String,
+        node_timeout: Duration,
+        ca: Option<&std::path::Path>,
+    ) -> Result<Self, String> {
+        let client = if url.starts_with("rediss://") {
+            crate::tls::install_default_provider();
+            let root_cert = match ca {
+                Some(_) => Some(crate::tls::client_roots_pem(ca)?),
+                None => None,
+            };
+            let certificates = ::redis::TlsCertificates { client_tls: None, root_cert };
+            ::redis::Client::build_with_tls(url, certificates)
+        } else {
+            ::redis::Client::open(url)
+        };
+        // The URL may hold a password: it is not repeated in the error.
+        let client = client.map_err(|e| format!("redis_url: {e}"))?;
         let (outbox, rx) = mpsc::channel(OUTBOX_CAPACITY);
         Ok(Cluster {
             node,
