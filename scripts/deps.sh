@@ -11,7 +11,10 @@ command -v cargo >/dev/null || { echo "deps: cargo is missing; install Rust from
 # chromium: the dashboard tests drive Debian's Chromium (test tools must not download their own browser).
 # redis-server: the cluster tests run two hubs on a real Redis.
 # python3-venv: the pysher tests run in a virtual environment of their own.
-packages=(curl nodejs npm pkg-config chromium redis-server python3-venv)
+# nginx: the reverse-proxy tests put Debian's nginx in front of the hub; iproute2: they give their
+# non-loopback client a network namespace of its own. libnss3-tools: certutil, with which the browser tests
+# trust the test CA in Chromium's NSS database.
+packages=(curl nodejs npm pkg-config chromium redis-server python3-venv nginx iproute2 libnss3-tools)
 if [ "$what" = all ]; then
   # Building the Tauri app (WebKitGTK, GTK, the tray) and testing its real window (Xvfb, WebKitWebDriver).
   packages+=(build-essential file libssl-dev libwebkit2gtk-4.1-dev libjavascriptcoregtk-4.1-dev

@@ -91,7 +91,12 @@ if [ "$what" = all ] || [ "$what" = clients ]; then
   python_ready tests/clients
   mapfile -t files < <(test_files tests/clients "$@")
   echo "hub: $target_dir/debug/poussr$exe"
-  run_logged env POUSSR_BIN="$target_dir/debug/poussr$exe" POUSSR_TEST_PYTHON="$PWD/tests/clients/.venv/bin/python" node --test --test-concurrency=1 --test-timeout=120000 \
+  # The TLS tests' CA, made by the hub's own `poussr cert create`: Node trusts it from its start
+  # (NODE_EXTRA_CA_CERTS is read once, when a process starts), as a user's Node program would.
+  "$target_dir/debug/poussr$exe" cert create --dir "$work/tls" --name localhost --name 127.0.0.1 >/dev/null
+  run_logged env POUSSR_BIN="$target_dir/debug/poussr$exe" POUSSR_TEST_PYTHON="$PWD/tests/clients/.venv/bin/python" \
+    POUSSR_TEST_TLS_DIR="$work/tls" NODE_EXTRA_CA_CERTS="$work/tls/ca.pem" \
+    node --test --test-concurrency=1 --test-timeout=120000 \
     --test-reporter=spec "${name_pattern[@]}" "${files[@]}"
 fi
 

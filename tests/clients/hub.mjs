@@ -20,7 +20,7 @@ export function assertHubBinExists() {
   assertBuilt(bin, 'hub binary', 'cargo build --bin poussr');
 }
 
-const READY_LINE = /listening on http:\/\/[^\s]*:(\d+)/;
+const READY_LINE = /listening on https?:\/\/[^\s]*:(\d+)/;
 const START_TIMEOUT_MS = 15_000;
 const STOP_GRACE_MS = 5_000;
 
