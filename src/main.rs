@@ -287,7 +287,7 @@ fn banner(local: SocketAddr, config: &Config, origin: &str, admin_token: &str) -
     };
     out += &format!("\nDashboard (this machine): http://{local_url}/dashboard/?token={admin_token}\n");
     let host = addrs[0].to_string();
-    let s = snippets::snippets(&host, local.port(), app);
+    let s = snippets::snippets(&host, local.port(), app, config.tls.enabled());
     out += &format!(
         "\npusher-js:\n{}\n\nlaravel-echo:\n{}\n\nLaravel .env:\n{}\n",
         s.pusher_js, s.laravel_echo, s.laravel_env

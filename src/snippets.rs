@@ -23,23 +23,25 @@ pub fn url_host(host: &str) -> String {
     if host.contains(':') && !host.starts_with('[') { format!("[{host}]") } else { host.to_owned() }
 }
 
-/// Builds the snippets.
-pub fn snippets(host: &str, port: u16, app: &AppConfig) -> Snippets {
+/// Builds the snippets; with `tls`, for `https://` and `wss://` (the hub serves both on the same port).
+pub fn snippets(host: &str, port: u16, app: &AppConfig, tls: bool) -> Snippets {
     let key = &app.key;
-    let url = format!("http://{}:{port}", url_host(host));
+    let (scheme, ports, force) =
+        if tls { ("https", format!("wssPort: {port}"), "true") } else { ("http", format!("wsPort: {port}"), "false") };
+    let url = format!("{scheme}://{}:{port}", url_host(host));
     Snippets {
         pusher_js: format!(
-            "const pusher = new Pusher('{key}', {{\n  wsHost: '{host}',\n  wsPort: {port},\n  forceTLS: false,\n  \
+            "const pusher = new Pusher('{key}', {{\n  wsHost: '{host}',\n  {ports},\n  forceTLS: {force},\n  \
              enabledTransports: ['ws', 'wss'],\n  disableStats: true,\n  cluster: 'mt1', // required by the typings, not used\n}});\n\
              pusher.subscribe('orders').bind('order-created', (data) => console.log(data));"
         ),
         laravel_echo: format!(
-            "window.Echo = new Echo({{\n  broadcaster: 'pusher',\n  key: '{key}',\n  wsHost: '{host}',\n  wsPort: {port},\n  \
-             forceTLS: false,\n  enabledTransports: ['ws', 'wss'],\n  disableStats: true,\n  cluster: 'mt1',\n}});"
+            "window.Echo = new Echo({{\n  broadcaster: 'pusher',\n  key: '{key}',\n  wsHost: '{host}',\n  {ports},\n  \
+             forceTLS: {force},\n  enabledTransports: ['ws', 'wss'],\n  disableStats: true,\n  cluster: 'mt1',\n}});"
         ),
         laravel_env: format!(
             "BROADCAST_CONNECTION=pusher\nPUSHER_APP_ID={}\nPUSHER_APP_KEY={key}\nPUSHER_APP_SECRET={}\nPUSHER_HOST={host}\n\
-             PUSHER_PORT={port}\nPUSHER_SCHEME=http",
+             PUSHER_PORT={port}\nPUSHER_SCHEME={scheme}",
             app.id, app.secret
         ),
         curl: format!(
@@ -61,12 +63,16 @@ mod tests {
     #[test]
     fn snippets_name_the_host_port_and_key() {
         let app = AppConfig::new("1", "abc", "s3");
-        let s = snippets("192.168.1.20", 6001, &app);
+        let s = snippets("192.168.1.20", 6001, &app, false);
         assert!(s.pusher_js.contains("new Pusher('abc'") && s.pusher_js.contains("wsPort: 6001"));
         assert!(s.laravel_echo.contains("broadcaster: 'pusher'") && s.laravel_echo.contains("wsHost: '192.168.1.20'"));
         assert!(s.laravel_env.contains("PUSHER_APP_SECRET=s3"));
         assert!(s.curl.contains("http://192.168.1.20:6001/v1/channels/users/events?name=newuser"));
         assert!(s.poussr_v1.contains("new Poussr('192.168.1.20', 6001, 'users')"));
+        let s = snippets("192.168.1.20", 6001, &app, true);
+        assert!(s.pusher_js.contains("wssPort: 6001") && s.pusher_js.contains("forceTLS: true"));
+        assert!(s.laravel_env.contains("PUSHER_SCHEME=https"));
+        assert!(s.curl.contains("https://192.168.1.20:6001/v1/"));
     }
 
     #[test]

@@ -74,6 +74,7 @@ function renderOverviewRest(o) {
     setText(hookLine, text);
   }
   renderCluster(o.cluster, o.stats.connections);
+  renderTls(o.tls, o);
   setText($('snippet'), o.snippets[snippet]);
   setText($('clients-snippet'), o.snippets.pusher_js);
   setText($('log-snippet'), o.snippets.curl);
@@ -107,6 +108,59 @@ function renderCluster(c, here) {
   setText($('cluster-note'), rows.length + ' hubs, ' + total.toLocaleString() + ' clients in all. Sent to the others: '
     + c.published.toLocaleString() + ' · received: ' + c.received.toLocaleString()
     + (c.dropped ? ' · dropped while the link was down: ' + c.dropped.toLocaleString() : ''));
+}
+
+/** A date from seconds since 1970, as the operator's locale writes it. */
+function day(unix) {
+  return new Date(unix * 1000).toLocaleDateString(undefined, { year: 'numeric', month: 'short', day: 'numeric' });
+}
+
+/** The TLS card: what the certificate names and until when, the CA to install on devices (hidden without TLS). */
+function renderTls(t, o) {
+  const card = $('tls-card');
+  if (card.hidden !== !t) card.hidden = !t;
+  if (!t) return;
+  setText($('tls-summary'), 'https:// and wss:// on port ' + o.port + (t.plain ? ', beside http:// and ws://.' : ' only.'));
+  const warning = $('tls-warning');
+  if (warning.hidden !== !t.warning) warning.hidden = !t.warning;
+  setText(warning, t.warning || '');
+  const reload = $('tls-reload-error');
+  if (reload.hidden !== !t.reload_error) reload.hidden = !t.reload_error;
+  setText(reload, t.reload_error ? 'The certificate files changed but cannot be used: ' + t.reload_error : '');
+  setText($('tls-names'), t.certificate.names.join(', ') || t.certificate.subject);
+  setText($('tls-expiry'), 'valid until ' + day(t.certificate.not_after) + ' (' + t.days_left + ' days)');
+  const ca = t.ca;
+  $('tls-ca-box').hidden = !ca;
+  setText($('tls-ca-subject'), ca ? ca.subject : 'none configured');
+  setText($('tls-ca-fingerprint'), ca ? 'SHA-256 ' + ca.sha256 : '');
+  setText($('tls-ca-expiry'), ca ? 'valid until ' + day(ca.not_after) : '');
+  const links = $('tls-ca-links');
+  const key = ca ? o.addresses.join(' ') + ':' + o.port : '';
+  if (links.dataset.key === key) return;
+  links.dataset.key = key;
+  links.replaceChildren(
+    ...(ca ? o.addresses : []).map((ip) => {
+      const host = ip.includes(':') ? '[' + ip + ']' : ip;
+      const li = document.createElement('li');
+      const code = document.createElement('code');
+      code.textContent = 'http://' + host + ':' + o.port + '/poussr-ca.crt';
+      li.append(code, copyButton(() => code.textContent, 'Copy the CA link ' + code.textContent));
+      return li;
+    }),
+  );
+}
+
+async function exportCa() {
+  const result = $('export-ca-result');
+  result.className = 'result';
+  try {
+    const path = await invoke('export_ca');
+    result.className = 'result ok';
+    result.textContent = 'Saved as ' + path;
+  } catch (e) {
+    result.className = 'result bad';
+    result.textContent = (e && e.message) || String(e);
+  }
 }
 
 function selectSnippet(tab) {
@@ -155,6 +209,8 @@ export function initOverview() {
     }
   });
   tablist(document.querySelector('.snippet-tabs'), selectSnippet);
+  $('export-ca').hidden = !tauri;
+  $('export-ca').addEventListener('click', exportCa);
   for (const b of document.querySelectorAll('[data-copy-from]')) {
     b.addEventListener('click', () => copy($(b.dataset.copyFrom).textContent, b));
   }

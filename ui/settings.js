@@ -46,6 +46,10 @@ function fillSettings(s) {
   showRedisFields();
   const hook = (app.webhooks || [])[0];
   $('webhook-url').value = hook ? hook.url : '';
+  const tls = s.tls || {};
+  $('tls-cert').value = tls.cert || '';
+  $('tls-key').value = tls.key || '';
+  $('tls-ca').value = tls.ca || '';
   const kinds = hook && hook.events && hook.events.length ? hook.events : null;
   for (const box of document.querySelectorAll('input[name="webhook_event"]')) box.checked = !kinds || kinds.includes(box.value);
 }
@@ -89,7 +93,42 @@ function formInput() {
     redis_prefix: $('redis-prefix').value.trim(),
     webhook_url: $('webhook-url').value.trim(),
     webhook_events: [...document.querySelectorAll('input[name="webhook_event"]:checked')].map((b) => b.value),
+    tls_cert: $('tls-cert').value.trim(),
+    tls_key: $('tls-key').value.trim(),
+    tls_ca: $('tls-ca').value.trim(),
   };
+}
+
+/** *Create a certificate*: the local CA (made once, then kept) signs a certificate for this machine. */
+async function createCertificate() {
+  const result = $('certificate-result');
+  result.className = 'result';
+  result.textContent = 'Creating…';
+  try {
+    const c = await invoke('create_certificate');
+    conn.status = c.status;
+    conn.base = c.status.base_url;
+    await refresh();
+    const view = await invoke('get_settings');
+    fillSettings(view.effective);
+    const t = (await api('/admin/api/overview')).tls;
+    const until = (unix) => new Date(unix * 1000).toLocaleDateString();
+    result.className = 'result ok';
+    result.textContent = 'Poussr now serves https:// and wss://. Certificate for ' + t.certificate.names.join(', ') +
+      ', valid until ' + until(t.certificate.not_after) + '. Install the CA on the devices (Overview); its SHA-256 is ' +
+      t.ca.sha256 + '.';
+  } catch (e) {
+    result.className = 'result bad';
+    result.textContent = (e && e.message) || String(e);
+  }
+}
+
+async function pickFile(button) {
+  const path = await invoke('pick_file', { title: button.dataset.title }).catch((e) => {
+    showNotice(e.message || String(e));
+    return null;
+  });
+  if (path) $(button.dataset.pick).value = path;
 }
 
 /** `options.refresh` reads the hub again; it runs after settings are applied. */
@@ -102,6 +141,8 @@ export function initSettings(options) {
     applySettings(formInput(), $('settings-result'));
   });
   $('reset-settings').addEventListener('click', () => defaults && fillSettings(defaults));
+  $('create-certificate').addEventListener('click', createCertificate);
+  for (const b of document.querySelectorAll('button.pick')) b.addEventListener('click', () => pickFile(b));
   $('clear-history').addEventListener('click', clearHistory);
   $('open-folder').addEventListener('click', () =>
     invoke('open_config_folder').catch((e) => showNotice(e.message || String(e))),

@@ -8,6 +8,7 @@ use poussr::Limits;
 use serde::{Deserialize, Serialize, Serializer};
 use tauri::{AppHandle, Runtime, State};
 use tauri_plugin_clipboard_manager::ClipboardExt;
+use tauri_plugin_dialog::DialogExt;
 use tauri_plugin_opener::OpenerExt;
 
 use crate::AppState;
@@ -157,6 +158,15 @@ pub struct SettingsInput {
     /// The webhook event kinds; empty or absent means all of them.
     #[serde(default)]
     pub webhook_events: Option<Vec<poussr::config::WebhookKind>>,
+    /// The TLS certificate chain's file; empty turns TLS off; unchanged when absent.
+    #[serde(default)]
+    pub tls_cert: Option<String>,
+    /// Its key's file; unchanged when absent.
+    #[serde(default)]
+    pub tls_key: Option<String>,
+    /// The CA file (trusted for webhooks, offered to devices); empty for none; unchanged when absent.
+    #[serde(default)]
+    pub tls_ca: Option<String>,
 }
 
 /// `apply_settings`: moves the hub, then saves. If the hub cannot listen there, or the settings cannot be
@@ -164,6 +174,38 @@ pub struct SettingsInput {
 #[tauri::command]
 pub async fn apply_settings(state: State<'_, AppState>, input: SettingsInput) -> Result<Connection, Error> {
     state.apply(input).await
+}
+
+/// `create_certificate`: makes a certificate for this machine, signed by the local CA (made the first time,
+/// then kept), and serves TLS with it.
+#[tauri::command]
+pub async fn create_certificate(state: State<'_, AppState>) -> Result<Connection, Error> {
+    state.create_certificate().await
+}
+
+/// `pick_file`: the system's file picker, for a PEM file; the chosen path, or nothing when cancelled.
+#[tauri::command]
+pub async fn pick_file<R: Runtime>(app: AppHandle<R>, title: String) -> Option<String> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    app.dialog()
+        .file()
+        .set_title(title)
+        .add_filter("Certificates and keys (PEM)", &["pem", "crt", "cer", "key"])
+        .pick_file(move |picked| {
+            let _ = tx.send(picked);
+        });
+    let picked = rx.await.ok().flatten()?;
+    picked.into_path().ok().map(|p| p.to_string_lossy().into_owned())
+}
+
+/// `export_ca`: copies the CA certificate to the Downloads folder (or the home folder) as
+/// `poussr-ca.crt`, to carry to the LAN's devices; returns the file's path.
+#[tauri::command]
+pub fn export_ca(state: State<'_, AppState>) -> Result<String, Error> {
+    let ca = state.tls_ca().ok_or_else(|| Error::Invalid("no CA is configured: create a certificate first".into()))?;
+    let pem = std::fs::read(&ca).map_err(|e| Error::Open(format!("{}: {e}", ca.display())))?;
+    poussr::cert::CertInfo::from_pem(&pem).map_err(|e| Error::Invalid(format!("{}: {e}", ca.display())))?;
+    save_to_downloads("poussr-ca.crt", &pem)
 }
 
 /// `copy_text`: puts text on the clipboard.
@@ -187,10 +229,15 @@ pub fn save_export(name: String, text: String) -> Result<String, Error> {
     if safe.is_empty() || safe.starts_with('.') {
         return Err(Error::Invalid(format!("{name:?} is not a file name")));
     }
+    save_to_downloads(&safe, text.as_bytes())
+}
+
+/// Writes `bytes` as `name` in the Downloads folder (or the home folder); returns the file's path.
+fn save_to_downloads(name: &str, bytes: &[u8]) -> Result<String, Error> {
     let dirs = directories::UserDirs::new().ok_or_else(|| Error::Open("no home folder".into()))?;
     let dir = dirs.download_dir().unwrap_or(dirs.home_dir()).to_path_buf();
-    let path = dir.join(safe);
-    std::fs::write(&path, text).map_err(|e| Error::Open(format!("{}: {e}", path.display())))?;
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).map_err(|e| Error::Open(format!("{}: {e}", path.display())))?;
     Ok(path.to_string_lossy().into_owned())
 }
 

@@ -9,7 +9,7 @@
 //! | [`runner`] | the hub's lifecycle: start, move to a new address (bind first, then release), stop with 4200 |
 //! | [`tray`] | the tray icon, tooltip and menu; menu actions are plain functions |
 //! | [`window`] | the window, destroyed when closed so that its webview's memory is given back |
-//! | [`commands`] | the few Tauri commands: connection, settings, clipboard, config folder, saving an export |
+//! | [`commands`] | the few Tauri commands: connection, settings, clipboard, config folder, saving an export, certificates (create, pick a file, export the CA) |
 //!
 //! The window shows the bundled `ui/` and reads the hub through its admin API, like a browser would; Tauri
 //! IPC carries only what only the desktop can do.
@@ -48,6 +48,8 @@ pub struct AppState {
     admin_token: String,
     /// The history store's folder.
     history_dir: std::path::PathBuf,
+    /// Where *Create a certificate* keeps the local CA and this machine's certificate.
+    tls_dir: std::path::PathBuf,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -115,6 +117,7 @@ impl AppState {
             }
             None => None,
         };
+        let tls = tls_input(&input, &previous.tls);
         let next = Settings {
             bind,
             port: input.port,
@@ -139,9 +142,47 @@ impl AppState {
                 .unwrap_or_else(|| previous.redis_prefix.clone()),
             limits: input.limits.unwrap_or_else(|| previous.limits.clone()),
             app,
+            tls,
         };
         next.limits.validate().map_err(|e| Error::Invalid(e.to_string()))?;
-        self.runner.apply(hub_config(&next, &self.admin_token, &self.history_dir)).await?;
+        self.commit(previous, next).await
+    }
+
+    /// Makes a certificate for this machine (reusing the local CA) and serves TLS with it. When TLS already
+    /// uses those files, the hub picks the new certificate up by itself, without a restart.
+    pub async fn create_certificate(&self) -> Result<Connection, Error> {
+        let dir = self.tls_dir.clone();
+        let made =
+            tokio::task::spawn_blocking(move || poussr::cert::create(&dir, &poussr::cert::machine_names(), false))
+                .await
+                .map_err(|e| Error::Invalid(e.to_string()))?
+                .map_err(Error::Invalid)?;
+        let tls = poussr::config::TlsConfig {
+            cert: Some(made.files.cert),
+            key: Some(made.files.key),
+            ca: Some(made.files.ca),
+            plain: true,
+        };
+        let previous = lock(&self.saved).clone();
+        if previous.tls == tls {
+            return Ok(self.connection());
+        }
+        let next = Settings { tls, ..previous.clone() };
+        self.commit(previous, next).await
+    }
+
+    /// The CA file of the TLS settings in force, if any.
+    pub fn tls_ca(&self) -> Option<std::path::PathBuf> {
+        lock(&self.saved).tls.ca.clone()
+    }
+
+    /// Moves the hub to `next`, then saves it; on any failure `previous` stays in force.
+    async fn commit(&self, previous: Settings, next: Settings) -> Result<Connection, Error> {
+        let config = hub_config(&next, &self.admin_token, &self.history_dir);
+        // Checked before the hub moves: a certificate that cannot be used must not stop the hub.
+        config.validate().map_err(|e| Error::Invalid(e.to_string()))?;
+        poussr::tls::Tls::from_config(&config.tls).map_err(Error::Invalid)?;
+        self.runner.apply(config).await?;
         if let Err(e) = self.store.save(&next) {
             // Not saved: go back to what is saved, so that what runs is what the next launch will run.
             let restore = lock(&self.overrides).apply(&previous);
@@ -155,6 +196,21 @@ impl AppState {
         *lock(&self.overrides) = Overrides::default();
         *lock(&self.notice) = None;
         Ok(self.connection())
+    }
+}
+
+/// The TLS settings from the Settings pane: each path as typed (empty: none), or as before when absent.
+fn tls_input(input: &SettingsInput, previous: &poussr::config::TlsConfig) -> poussr::config::TlsConfig {
+    let path = |typed: &Option<String>, before: &Option<std::path::PathBuf>| match typed.as_deref().map(str::trim) {
+        Some("") => None,
+        Some(p) => Some(std::path::PathBuf::from(p)),
+        None => before.clone(),
+    };
+    poussr::config::TlsConfig {
+        cert: path(&input.tls_cert, &previous.cert),
+        key: path(&input.tls_key, &previous.key),
+        ca: path(&input.tls_ca, &previous.ca),
+        plain: true,
     }
 }
 
@@ -244,6 +300,8 @@ fn launch<R: Runtime>(app: &AppHandle<R>, options: &LaunchOptions) -> Result<(),
             .map(|d| d.data_dir().join("history"))
             .ok_or("no data folder was found for this user; start with --config-dir DIR")?,
     };
+    // The local CA and this machine's certificate (Settings → Create a certificate): beside the history.
+    let tls_dir = history_dir.parent().map_or_else(|| history_dir.join("tls"), |d| d.join("tls"));
     let loaded = store.load(&defaults).map_err(|e| e.to_string())?;
     let (overrides, problems) = Overrides::from_env();
     let notice = match (loaded.notice, problems.is_empty()) {
@@ -265,6 +323,7 @@ fn launch<R: Runtime>(app: &AppHandle<R>, options: &LaunchOptions) -> Result<(),
         notice: Mutex::new(notice),
         admin_token,
         history_dir,
+        tls_dir,
     });
     Ok(())
 }
@@ -277,6 +336,7 @@ pub fn build_app<R: Runtime>(builder: tauri::Builder<R>, options: LaunchOptions)
             tray::on_item(app, tray::TrayItem::Open);
         }))
         .plugin(tauri_plugin_clipboard_manager::init())
+        .plugin(tauri_plugin_dialog::init())
         .plugin(tauri_plugin_opener::init());
     core(builder, options)
 }
@@ -291,6 +351,9 @@ pub fn core<R: Runtime>(builder: tauri::Builder<R>, options: LaunchOptions) -> t
             commands::copy_text,
             commands::open_config_folder,
             commands::save_export,
+            commands::create_certificate,
+            commands::pick_file,
+            commands::export_ca,
         ])
         .setup(move |app| {
             launch(app.handle(), &options)?;

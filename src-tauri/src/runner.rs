@@ -297,7 +297,8 @@ impl Runner {
             .get_or_insert_with(|| History::open(&config.history, &config.apps))
             .clone();
         let hub = poussr::adapter::hub_with_history(config, history).map_err(BindError::invalid)?;
-        let frontend = Frontend::new(config);
+        let tls = poussr::tls::Tls::from_config(&config.tls).map_err(BindError::invalid)?;
+        let frontend = Frontend::new(config).with_tls(tls);
         let listen = listener.local_addr().map_err(BindError::other)?;
         let std_listener = listener.into_std().map_err(BindError::other)?;
         let socket = std_listener.try_clone().map_err(BindError::other)?;

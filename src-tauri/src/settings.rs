@@ -38,6 +38,10 @@ pub struct Settings {
     pub limits: Limits,
     /// The app's credentials: generated on first launch, then kept.
     pub app: Option<AppConfig>,
+    /// TLS: the certificate and key the hub presents (`wss://`, `https://` beside plain on the same port),
+    /// and the CA it trusts for webhooks and offers to devices. The window itself talks to the hub over
+    /// plain HTTP on loopback, so plain is always served beside TLS here.
+    pub tls: poussr::config::TlsConfig,
 }
 
 impl Default for Settings {
@@ -54,6 +58,7 @@ impl Default for Settings {
             redis_prefix: hub.redis_prefix,
             limits: hub.limits,
             app: None,
+            tls: hub.tls,
         }
     }
 }
@@ -81,6 +86,7 @@ impl Settings {
             redis_prefix: self.redis_prefix.clone(),
             apps: self.app.iter().cloned().collect(),
             limits: self.limits.clone(),
+            tls: poussr::config::TlsConfig { plain: true, ..self.tls.clone() },
             // Not a setting of the window: how long a silent hub stays in the cluster.
             ..Config::default()
         }

@@ -135,9 +135,10 @@ async fn overview(State(state): State<AppState>) -> Json<Value> {
         "addresses": addresses,
         "app": { "id": app.config.id, "key": app.config.key, "secret": app.config.secret },
         "apps": hub.apps().iter().map(|a| json!({"id": a.config.id, "key": a.config.key})).collect::<Vec<_>>(),
-        "snippets": crate::snippets::snippets(&host, port, &app.config),
+        "snippets": crate::snippets::snippets(&host, port, &app.config, state.tls.is_some()),
         "stats": hub.stats(),
         "cluster": hub.cluster_status(),
+        "tls": state.tls.as_ref().map(crate::tls::Tls::status),
     }))
 }
 

@@ -169,7 +169,7 @@ fn apply_settings_saves_client_events_and_the_webhook() {
     let w = Window::open();
     let port = free_port();
     let with = |extra: serde_json::Value| settings_input(port, extra);
-    let err = w.invoke("apply_settings", with(serde_json::json!({"webhook_url": "https://x/hook"}))).unwrap_err();
+    let err = w.invoke("apply_settings", with(serde_json::json!({"webhook_url": "ftp://x/hook"}))).unwrap_err();
     assert!(err["message"].as_str().unwrap().contains("http://"), "{err}");
     let input = with(serde_json::json!({"client_events": false, "webhook_url": " http://127.0.0.1:9/hook ",
         "webhook_events": ["member_added", "member_removed"]}));
@@ -243,4 +243,48 @@ fn launch_options() {
     let o = LaunchOptions::parse(args(&["--config-dir=/tmp/y"]));
     assert_eq!(o.config_dir.as_deref(), Some(std::path::Path::new("/tmp/y")));
     assert!(!o.hidden);
+}
+
+/// `GET path` on 127.0.0.1:`port` over plain HTTP (which the desktop's hub always serves, for its window).
+fn http_get_json(port: u16, path: &str) -> serde_json::Value {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+#[test]
+fn create_certificate_serves_tls_keeps_the_ca_and_a_bad_pair_is_refused() {
+    let w = Window::open();
+    let c = w.invoke("create_certificate", serde_json::json!({})).unwrap();
+    let port: u16 = c["status"]["listen"].as_str().unwrap().rsplit(':').next().unwrap().parse().unwrap();
+    let tls_dir = w.dir.join("tls");
+    let saved = w.saved();
+    assert_eq!(saved["tls"]["cert"], tls_dir.join("cert.pem").to_string_lossy().as_ref());
+    assert_eq!(saved["tls"]["ca"], tls_dir.join("ca.pem").to_string_lossy().as_ref());
+    let served = http_get_json(port, "/health");
+    let cert = poussr::cert::CertInfo::from_pem_file(&tls_dir.join("cert.pem")).unwrap();
+    let ca = poussr::cert::CertInfo::from_pem_file(&tls_dir.join("ca.pem")).unwrap();
+    assert_eq!(served["tls"]["certificate"]["sha256"], cert.sha256.as_str());
+    assert_eq!(served["tls"]["ca"]["sha256"], ca.sha256.as_str());
+
+    // The CA's key with the certificate: refused with the reason, and the hub keeps serving as before.
+    let input = settings_input(
+        port,
+        serde_json::json!({
+        "tls_cert": tls_dir.join("cert.pem"), "tls_key": tls_dir.join("ca-key.pem"), "tls_ca": ""}),
+    );
+    let err = w.invoke("apply_settings", input).unwrap_err();
+    assert!(err["message"].as_str().unwrap().contains("is not the key of the certificate"), "{err}");
+    assert_eq!(w.saved()["tls"], saved["tls"], "nothing saved");
+    assert_eq!(http_get_json(port, "/health")["tls"]["certificate"]["sha256"], cert.sha256.as_str());
+
+    // Empty paths turn TLS off.
+    let input = settings_input(port, serde_json::json!({"tls_cert": "", "tls_key": "", "tls_ca": ""}));
+    w.invoke("apply_settings", input).unwrap();
+    assert!(http_get_json(port, "/health")["tls"].is_null());
+    assert!(w.saved()["tls"]["cert"].is_null());
 }
