@@ -122,71 +122,75 @@ impl TrustedProxies {
 
     /// The client of a request from `peer` with `headers`. From a trusted proxy, the hops its header names
     /// are walked from the nearest: the first one that is not itself a trusted proxy is the client. A hop
-    /// that names no address (`unknown`, an obfuscated name) ends the walk: the client is then the proxy
-    /// that wrote it, without local privileges.
+    /// that names no address (`unknown`, an obfuscated name), or a header that names no hop at all, ends
+    /// the walk: the client is then the proxy that wrote it, without local privileges.
+    ///
+    /// A forwarded request has this machine's privileges only when it never left this machine: the peer
+    /// and every hop up to and including the client are loopback addresses. (`127.0.0.1` named by a proxy
+    /// on another machine is that machine's loopback.)
     pub fn resolve(&self, peer: SocketAddr, headers: &HeaderMap) -> ClientAddr {
         let carries_any = headers.contains_key("x-forwarded-for") || headers.contains_key("forwarded");
         if !carries_any {
             return ClientAddr::direct(peer);
         }
-        let hops = forwarded_hops(headers, self.header);
-        let Some(hops) = hops.filter(|_| self.trusts(peer.ip())) else {
+        // Nothing is parsed for a peer nobody vouches for: any client can send these headers.
+        if !self.trusts(peer.ip()) || !headers.contains_key(self.header.name()) {
             // A forwarding header nobody vouches for (or not the one the proxy writes): the peer is the
             // client, and not a local one, since a proxy on this machine may be passing on a request from
             // anywhere.
             return ClientAddr { addr: peer, proxy: None, local: false };
-        };
+        }
+        let proxy = Some(peer.ip());
+        let hops = nearest_hops(headers, self.header);
+        if hops.is_empty() {
+            return ClientAddr { addr: peer, proxy, local: false };
+        }
         let mut nearest = peer;
-        for hop in hops.iter().rev().take(MAX_HOPS) {
+        let mut on_this_machine = peer.ip().to_canonical().is_loopback();
+        for hop in &hops {
             match hop {
-                Some(addr) if self.trusts(addr.ip()) => nearest = *addr,
-                Some(addr) => return ClientAddr::via(*addr, peer.ip()),
-                None => return ClientAddr { addr: nearest, proxy: Some(peer.ip()), local: false },
+                Some(addr) => {
+                    on_this_machine &= addr.ip().to_canonical().is_loopback();
+                    nearest = SocketAddr::new(addr.ip().to_canonical(), addr.port());
+                    if !self.trusts(addr.ip()) {
+                        return ClientAddr { addr: nearest, proxy, local: on_this_machine };
+                    }
+                }
+                None => return ClientAddr { addr: nearest, proxy, local: false },
             }
         }
-        // Every hop is a trusted proxy: the farthest one is the client.
-        ClientAddr::via(nearest, peer.ip())
+        // Every hop looked at is a trusted proxy: the farthest of them is the client.
+        ClientAddr { addr: nearest, proxy, local: on_this_machine && hops.len() <= MAX_HOPS }
     }
 }
 
-impl ClientAddr {
-    fn via(addr: SocketAddr, proxy: IpAddr) -> Self {
-        let addr = SocketAddr::new(addr.ip().to_canonical(), addr.port());
-        ClientAddr { addr, proxy: Some(proxy), local: addr.ip().is_loopback() }
-    }
-}
-
-/// The hops that `which` header names, farthest first; `None` for a hop without an address. `None` when
-/// the request does not carry that header.
-fn forwarded_hops(headers: &HeaderMap, which: ForwardedHeader) -> Option<Vec<Option<SocketAddr>>> {
-    let values: Vec<_> = headers.get_all(which.name()).iter().collect();
-    if values.is_empty() {
-        return None;
-    }
-    if which == ForwardedHeader::Forwarded {
-        let standard = values;
-        let mut hops = Vec::new();
-        for value in standard {
-            let text = String::from_utf8_lossy(value.as_bytes());
-            for element in text.split(',') {
-                let node = element.split(';').find_map(|pair| {
-                    let (key, value) = pair.split_once('=')?;
-                    key.trim().eq_ignore_ascii_case("for").then(|| value.trim())
-                });
-                // An element without `for=` says nothing about the client: it names no hop.
-                if let Some(node) = node {
-                    hops.push(parse_node(node));
+/// At most `MAX_HOPS + 1` hops that `which` header names, **nearest first** (the end of the last header
+/// line first); `None` for a hop without an address. Only the end of the header is read: a long header
+/// costs no more than a short one.
+fn nearest_hops(headers: &HeaderMap, which: ForwardedHeader) -> Vec<Option<SocketAddr>> {
+    let mut hops = Vec::new();
+    for value in headers.get_all(which.name()).iter().rev() {
+        let text = String::from_utf8_lossy(value.as_bytes());
+        for element in text.rsplit(',') {
+            if hops.len() > MAX_HOPS {
+                return hops;
+            }
+            match which {
+                ForwardedHeader::XForwardedFor => hops.push(parse_node(element)),
+                ForwardedHeader::Forwarded => {
+                    let node = element.split(';').find_map(|pair| {
+                        let (key, value) = pair.split_once('=')?;
+                        key.trim().eq_ignore_ascii_case("for").then(|| value.trim())
+                    });
+                    // An element without `for=` says nothing about the client: it names no hop.
+                    if let Some(node) = node {
+                        hops.push(parse_node(node));
+                    }
                 }
             }
         }
-        return Some(hops);
     }
-    Some(
-        values
-            .iter()
-            .flat_map(|v| String::from_utf8_lossy(v.as_bytes()).split(',').map(parse_node).collect::<Vec<_>>())
-            .collect(),
-    )
+    hops
 }
 
 /// One node: `192.0.2.1`, `192.0.2.1:4711`, `2001:db8::1`, `[2001:db8::1]:4711`, quoted or not.
@@ -262,6 +266,28 @@ mod tests {
         assert_eq!(got.addr.ip(), "192.168.1.7".parse::<IpAddr>().unwrap());
         // A browser on this machine through the proxy keeps its local privileges.
         assert!(trusted.resolve(peer("127.0.0.1"), &headers(&[("x-forwarded-for", "127.0.0.1")])).local);
+        // 127.0.0.1 named by a proxy on another machine is that machine's loopback, not this one's.
+        let got = trusted.resolve(peer("10.9.0.5"), &headers(&[("x-forwarded-for", "127.0.0.1")]));
+        assert_eq!((got.addr.ip(), got.local), ("127.0.0.1".parse().unwrap(), false));
+        let got = trusted.resolve(peer("127.0.0.1"), &headers(&[("x-forwarded-for", "127.0.0.1, 10.9.0.5")]));
+        assert!(!got.local, "a hop through another machine");
+        // An empty header names nobody: the proxy, not local.
+        let got = trusted.resolve(peer("127.0.0.1"), &headers(&[("x-forwarded-for", "")]));
+        assert_eq!((got.addr, got.local), (peer("127.0.0.1"), false));
+    }
+
+    #[test]
+    fn a_huge_header_is_read_from_its_end_only() {
+        let trusted = TrustedProxies::new(&["127.0.0.1".into()], ForwardedHeader::XForwardedFor);
+        let long = format!("{}192.168.7.7", "10.0.0.1, ".repeat(50_000));
+        let mut map = HeaderMap::new();
+        map.insert("x-forwarded-for", long.parse().unwrap());
+        assert_eq!(nearest_hops(&map, ForwardedHeader::XForwardedFor).len(), MAX_HOPS + 1);
+        assert_eq!(trusted.resolve(peer("127.0.0.1"), &map).addr.ip(), "192.168.7.7".parse::<IpAddr>().unwrap());
+        // A chain of more trusted hops than are looked at is not this machine's.
+        let all_local = vec!["127.0.0.1"; MAX_HOPS + 5].join(", ");
+        map.insert("x-forwarded-for", all_local.parse().unwrap());
+        assert!(!trusted.resolve(peer("127.0.0.1"), &map).local);
     }
 
     #[test]
@@ -293,6 +319,10 @@ mod tests {
         }
         let got = trusted.resolve(peer("127.0.0.1"), &headers(&[("forwarded", "for=unknown")]));
         assert_eq!((got.addr, got.local), (peer("127.0.0.1"), false), "an unknown client is not local");
+        for nobody in ["proto=https", "by=10.0.0.1;proto=https", ""] {
+            let got = trusted.resolve(peer("127.0.0.1"), &headers(&[("forwarded", nobody)]));
+            assert_eq!((got.addr, got.local), (peer("127.0.0.1"), false), "{nobody:?} names no client");
+        }
     }
 
     #[test]
