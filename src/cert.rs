@@ -141,10 +141,18 @@ impl CertInfo {
         Ok(())
     }
 
-    /// The warning for a certificate that expires within [`WARN_DAYS`], if it does.
+    /// The warning for a certificate that expires within [`WARN_DAYS`] or has expired, if it does.
     pub fn expiry_warning(&self, now: i64) -> Option<String> {
+        if now >= self.not_after {
+            return Some(format!(
+                "the TLS certificate {:?} EXPIRED on {}: browsers and clients refuse it. Make a new one (poussr cert \
+                 create, or Settings → Create a certificate) and the hub picks it up without a restart",
+                self.subject,
+                date(self.not_after)
+            ));
+        }
         let days = self.days_left(now);
-        (now < self.not_after && days < WARN_DAYS).then(|| {
+        (days < WARN_DAYS).then(|| {
             format!(
                 "the TLS certificate {:?} expires on {} ({} day{} left): make a new one (poussr cert create, or \
                  Settings → Create a certificate) and the hub picks it up without a restart",
@@ -155,6 +163,48 @@ impl CertInfo {
             )
         })
     }
+}
+
+/// One PEM block of `label` around `der`.
+pub fn pem(label: &str, der: &[u8]) -> String {
+    let b64 = base64(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(line));
+        out.push('\n');
+    }
+    out + &format!("-----END {label}-----\n")
+}
+
+/// The certificates of a PEM text, and nothing else (a private key pasted in the same file stays out),
+/// re-encoded; an error when there is none.
+pub fn certificates_pem(text: &[u8]) -> Result<String, String> {
+    use rustls::pki_types::pem::PemObject;
+    let mut out = String::new();
+    for der in rustls::pki_types::CertificateDer::pem_slice_iter(text) {
+        out += &pem("CERTIFICATE", &der.map_err(|e| format!("not valid PEM ({e})"))?);
+    }
+    if out.is_empty() {
+        return Err("no certificate (-----BEGIN CERTIFICATE-----) in it".into());
+    }
+    Ok(out)
+}
+
+/// Whether a PEM text holds a private key of any kind.
+pub fn holds_private_key(text: &[u8]) -> bool {
+    text.windows(b"PRIVATE KEY-----".len()).any(|w| w == b"PRIVATE KEY-----")
+}
+
+fn base64(bytes: &[u8]) -> String {
+    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..4 {
+            out.push(if i <= chunk.len() { TABLE[(n >> (18 - 6 * i) & 63) as usize] as char } else { '=' });
+        }
+    }
+    out
 }
 
 /// Seconds since 1970 now.
@@ -190,6 +240,8 @@ pub fn machine_names() -> Vec<String> {
             names.push(short);
         }
     }
+    // A certificate carries ASCII names only; a host name that is not one is left out (its addresses stay).
+    names.retain(|n| n.is_ascii());
     let mut addrs = crate::net::interface_addresses();
     addrs.push(IpAddr::from([127, 0, 0, 1]));
     addrs.sort();
@@ -225,6 +277,15 @@ pub fn create(dir: &Path, names: &[String], new_ca: bool) -> Result<Created, Str
         return Err("a certificate needs at least one name".into());
     }
     let files = CertFiles::in_dir(dir);
+    if !new_ca && files.ca.exists() != files.ca_key.exists() {
+        let (there, missing) = if files.ca.exists() { (&files.ca, &files.ca_key) } else { (&files.ca_key, &files.ca) };
+        return Err(format!(
+            "{} is there but {} is not: the CA cannot sign without both. Put the missing file back, or pass --new-ca \
+             to make a new CA (every device must then trust the new one)",
+            there.display(),
+            missing.display()
+        ));
+    }
     let reuse = !new_ca && files.ca.exists() && files.ca_key.exists();
     let (ca_pem, ca_key) = if reuse {
         let read = |p: &Path| std::fs::read_to_string(p).map_err(|e| format!("cannot read {}: {e}", p.display()));
@@ -241,6 +302,13 @@ pub fn create(dir: &Path, names: &[String], new_ca: bool) -> Result<Created, Str
         return Err(format!("{} is not a CA certificate; move it away or pass --new-ca", files.ca.display()));
     }
     ca.check_dates(now()).map_err(|e| format!("the CA in {}: {e}; pass --new-ca", files.ca.display()))?;
+    if reuse && !key_matches(&ca_pem, &ca_key) {
+        return Err(format!(
+            "{} is not the key of the CA in {}; put the right key back, or pass --new-ca",
+            files.ca_key.display(),
+            files.ca.display()
+        ));
+    }
     let issuer = Issuer::from_ca_cert_pem(&ca_pem, &ca_key)
         .map_err(|e| format!("{}: cannot sign with this CA ({e})", files.ca.display()))?;
 
@@ -258,7 +326,8 @@ pub fn create(dir: &Path, names: &[String], new_ca: bool) -> Result<Created, Str
     dn.push(DnType::OrganizationName, "Poussr");
     params.distinguished_name = dn;
     params.is_ca = IsCa::ExplicitNoCa;
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    // ECDSA keys sign; they encipher nothing (RFC 5480), so no KeyEncipherment.
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     params.use_authority_key_identifier_extension = true;
     let start = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
@@ -327,6 +396,38 @@ pub fn describe(made: &Created) -> String {
     out
 }
 
+/// Why the certificate Poussr keeps for this machine in `dir` should be made again, if it should: it is
+/// missing or unreadable, expires within [`WARN_DAYS`] (or has), or does not name one of `names` (the
+/// machine got a new address, say).
+pub fn renewal_due(dir: &Path, names: &[String]) -> Option<String> {
+    let files = CertFiles::in_dir(dir);
+    if !files.key.exists() {
+        return Some("there is none yet".into());
+    }
+    let info = match CertInfo::from_pem_file(&files.cert) {
+        Ok(info) => info,
+        Err(e) => return Some(e),
+    };
+    let now = now();
+    if info.days_left(now) < WARN_DAYS || info.check_dates(now).is_err() {
+        return Some(format!("it expires on {}", date(info.not_after)));
+    }
+    let missing: Vec<&String> = names.iter().filter(|n| !info.names.contains(n)).collect();
+    (!missing.is_empty())
+        .then(|| format!("it does not name {}", missing.iter().map(|n| n.as_str()).collect::<Vec<_>>().join(", ")))
+}
+
+/// Makes or renews the certificate Poussr keeps for this machine in `dir` when [`renewal_due`] says so
+/// (reusing the CA, so devices need nothing new); returns what was made and why, or `None` when the
+/// certificate there is fine.
+pub fn ensure_for_machine(dir: &Path) -> Result<Option<(Created, String)>, String> {
+    let names = machine_names();
+    match renewal_due(dir, &names) {
+        None => Ok(None),
+        Some(why) => Ok(Some((create(dir, &names, false)?, why))),
+    }
+}
+
 /// `poussr cert create`: [`create`], then what was made and how to serve with it.
 pub fn create_and_describe(dir: &Path, names: &[String], new_ca: bool) -> Result<String, String> {
     let made = create(dir, names, new_ca)?;
@@ -347,6 +448,18 @@ pub fn show(files: &[PathBuf]) -> Result<String, String> {
         out += &format!("{}:\n{}", file.display(), summary(&CertInfo::from_pem_file(file)?));
     }
     Ok(out)
+}
+
+/// Whether `key` is the key of the (first) certificate in `cert_pem`.
+fn key_matches(cert_pem: &str, key: &KeyPair) -> bool {
+    use rcgen::PublicKeyData;
+    use rustls::pki_types::pem::PemObject;
+    let Some(Ok(der)) = rustls::pki_types::CertificateDer::pem_slice_iter(cert_pem.as_bytes()).next() else {
+        return false;
+    };
+    x509_parser::parse_x509_certificate(&der)
+        .map(|(_, cert)| cert.tbs_certificate.subject_pki.raw == key.subject_public_key_info().as_slice())
+        .unwrap_or(false)
 }
 
 fn ca_params() -> Result<CertificateParams, String> {
@@ -396,6 +509,14 @@ mod tests {
         assert_ne!(second.server.sha256, first.server.sha256);
         let third = create(&dir, &names[..1], true).unwrap();
         assert_ne!(third.ca.sha256, first.ca.sha256);
+        // A CA without its key, or with another key, is not silently replaced or used.
+        let key = std::fs::read(&third.files.ca_key).unwrap();
+        std::fs::remove_file(&third.files.ca_key).unwrap();
+        assert!(create(&dir, &names[..1], false).unwrap_err().contains("--new-ca"));
+        std::fs::write(&third.files.ca_key, KeyPair::generate().unwrap().serialize_pem()).unwrap();
+        assert!(create(&dir, &names[..1], false).unwrap_err().contains("is not the key of the CA"));
+        crate::config::write_atomically(&third.files.ca_key, &key).unwrap();
+        assert_eq!(create(&dir, &names[..1], false).unwrap().ca.sha256, third.ca.sha256);
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -403,6 +524,18 @@ mod tests {
                 assert_eq!(std::fs::metadata(key).unwrap().permissions().mode() & 0o777, 0o600);
             }
         }
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn renewal_is_due_when_missing_expiring_or_not_naming_the_machine() {
+        let dir = temp_dir("renew");
+        let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+        assert!(renewal_due(&dir, &names).unwrap().contains("none yet"));
+        create(&dir, &names, false).unwrap();
+        assert_eq!(renewal_due(&dir, &names), None);
+        let more = vec!["localhost".to_owned(), "10.9.8.7".to_owned()];
+        assert!(renewal_due(&dir, &more).unwrap().contains("does not name 10.9.8.7"));
         std::fs::remove_dir_all(dir).unwrap();
     }
 
@@ -432,7 +565,24 @@ mod tests {
         assert_eq!(info.expiry_warning(1_000), None);
         let warning = info.expiry_warning(1_000 + 10 * 86_400).unwrap();
         assert!(warning.contains("10 days left"), "{warning}");
-        assert!(info.expiry_warning(info.not_after + 1).is_none(), "an expired one is an error, not a warning");
+        assert!(info.expiry_warning(info.not_after + 1).unwrap().contains("EXPIRED on"), "expired is said loudly");
         assert!(CertInfo::from_pem(b"nothing").unwrap_err().contains("no certificate"));
+    }
+
+    #[test]
+    fn pem_blocks_keep_certificates_only() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
+        let dir = temp_dir("pem");
+        let made = create(&dir, &["localhost".to_owned()], false).unwrap();
+        let ca = std::fs::read_to_string(&made.files.ca).unwrap();
+        let key = std::fs::read_to_string(&made.files.ca_key).unwrap();
+        let both = format!("{ca}{key}");
+        assert!(holds_private_key(both.as_bytes()) && !holds_private_key(ca.as_bytes()));
+        assert_eq!(certificates_pem(both.as_bytes()).unwrap(), ca, "the key is left out, the CA kept as it was");
+        assert!(certificates_pem(key.as_bytes()).is_err());
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -185,13 +185,14 @@ fn configure(args: &ServeArgs) -> Result<(Config, String), String> {
         config.history.sync = sync;
     }
     if args.tls {
+        // Poussr's own certificate for this machine: made the first time, and made again (same CA) when it
+        // nears its end or the machine has a new address.
         let dir = data_dir(args)?.join("tls");
-        let files = poussr::cert::CertFiles::in_dir(&dir);
-        if !files.cert.exists() || !files.key.exists() {
-            let made = poussr::cert::create(&dir, &poussr::cert::machine_names(), false)?;
-            tracing::info!("made a certificate for this machine in {}", dir.display());
+        if let Some((made, why)) = poussr::cert::ensure_for_machine(&dir)? {
+            tracing::info!("made a certificate for this machine in {} ({why})", dir.display());
             eprint!("{}", poussr::cert::describe(&made));
         }
+        let files = poussr::cert::CertFiles::in_dir(&dir);
         config.tls.cert = Some(files.cert);
         config.tls.key = Some(files.key);
         config.tls.ca.get_or_insert(files.ca);

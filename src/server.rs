@@ -229,7 +229,7 @@ async fn sniff(stream: TcpStream, tls: &crate::tls::Tls, timeout: Duration) -> S
         if tls.plain_allowed() {
             return Sniffed::Plain(stream);
         }
-        refuse_plain(stream).await;
+        refuse_plain(stream, tls).await;
         Sniffed::Dropped("plain HTTP on a TLS-only port".into())
     };
     match tokio::time::timeout(timeout, work).await {
@@ -238,8 +238,10 @@ async fn sniff(stream: TcpStream, tls: &crate::tls::Tls, timeout: Duration) -> S
     }
 }
 
-/// The answer to plain HTTP on a port that serves TLS only.
-async fn refuse_plain(mut stream: TcpStream) {
+/// The answer to plain HTTP on a port that serves TLS only: a 400 that says to use https, except for
+/// `GET /poussr-ca.crt`, which a device fetches before it trusts the CA (it cannot check an https download
+/// of it yet).
+async fn refuse_plain(mut stream: TcpStream, tls: &crate::tls::Tls) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     // The request's head is read first (within the caller's time limit): a socket closed with unread bytes
     // is reset, and the client would see the reset instead of the answer.
@@ -251,11 +253,29 @@ async fn refuse_plain(mut stream: TcpStream) {
             Ok(n) => head.extend_from_slice(&buf[..n]),
         }
     }
-    let body = "This Poussr hub takes TLS only on this port: use https:// and wss:// (pusher-js: forceTLS: true).\n";
-    let answer = format!(
-        "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
+    let wants_ca = head.starts_with(b"GET /poussr-ca.crt ") || head.starts_with(b"GET /poussr-ca.crt?");
+    let ca = match tls.ca_path() {
+        Some(path) if wants_ca => {
+            tokio::fs::read(path).await.ok().and_then(|pem| crate::cert::certificates_pem(&pem).ok())
+        }
+        _ => None,
+    };
+    let answer = match ca {
+        Some(pem) => format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/x-x509-ca-cert\r\nContent-Disposition: attachment; \
+             filename=\"poussr-ca.crt\"\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{pem}",
+            pem.len()
+        ),
+        None => {
+            let body =
+                "This Poussr hub takes TLS only on this port: use https:// and wss:// (pusher-js: forceTLS: true).\n";
+            format!(
+                "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: \
+                 close\r\n\r\n{body}",
+                body.len()
+            )
+        }
+    };
     let _ = stream.write_all(answer.as_bytes()).await;
     let _ = stream.shutdown().await;
 }

@@ -85,6 +85,8 @@ struct Loaded {
     /// Why the last attempt to reload failed (the previous certificate stays in use).
     reload_error: Option<String>,
     stamps: (Stamp, Stamp),
+    /// What the CA file says, read with the certificate.
+    ca: Option<CertInfo>,
 }
 
 /// The hub's TLS: a cheap `Clone` handle.
@@ -116,9 +118,11 @@ pub struct TlsStatus {
     pub plain: bool,
     /// The certificate in use.
     pub certificate: CertInfo,
-    /// Whole days until it expires.
+    /// Whole days until it expires (negative once it has).
     pub days_left: i64,
-    /// Set when it expires within 14 days.
+    /// Whether it is expired (or not valid yet): clients refuse it.
+    pub expired: bool,
+    /// Set when it expires within 14 days, or has expired.
     pub warning: Option<String>,
     /// When it was loaded (seconds since 1970).
     pub loaded_at: i64,
@@ -133,9 +137,7 @@ impl Tls {
     /// the reason) when the certificate or key cannot be used, or the certificate is expired.
     pub fn from_config(config: &TlsConfig) -> Result<Option<Tls>, String> {
         let (Some(cert), Some(key)) = (&config.cert, &config.key) else { return Ok(None) };
-        if let Some(ca) = &config.ca {
-            CertInfo::from_pem_file(ca).map_err(|e| format!("tls.ca: {e}"))?;
-        }
+        let ca = config.ca.as_deref().map(ca_info).transpose()?;
         let stamps = (stamp(cert), stamp(key));
         let (certified, info) = load_pair(cert, key)?;
         if let Some(warning) = info.expiry_warning(crate::cert::now()) {
@@ -156,7 +158,7 @@ impl Tls {
             plain: config.plain,
             current,
             acceptor: TlsAcceptor::from(Arc::new(server)),
-            loaded: Mutex::new(Loaded { info, loaded_at: crate::cert::now(), reload_error: None, stamps }),
+            loaded: Mutex::new(Loaded { info, loaded_at: crate::cert::now(), reload_error: None, stamps, ca }),
         };
         Ok(Some(Tls { inner: Arc::new(inner) }))
     }
@@ -210,7 +212,8 @@ impl Tls {
                 if let Some(warning) = info.expiry_warning(crate::cert::now()) {
                     tracing::warn!("{warning}");
                 }
-                *self.loaded() = Loaded { info, loaded_at: crate::cert::now(), reload_error: None, stamps };
+                let ca = self.inner.ca.as_deref().and_then(|p| ca_info(p).ok());
+                *self.loaded() = Loaded { info, loaded_at: crate::cert::now(), reload_error: None, stamps, ca };
                 true
             }
             Err(e) => {
@@ -233,10 +236,11 @@ impl Tls {
             plain: self.inner.plain,
             days_left: loaded.info.days_left(now),
             warning: loaded.info.expiry_warning(now),
+            expired: loaded.info.check_dates(now).is_err(),
             certificate: loaded.info,
             loaded_at: loaded.loaded_at,
             reload_error: loaded.reload_error,
-            ca: self.inner.ca.as_deref().and_then(|p| CertInfo::from_pem_file(p).ok()),
+            ca: loaded.ca,
         }
     }
 
@@ -258,12 +262,28 @@ impl Tls {
             let now = crate::cert::now();
             if now - warned_at >= 86_400 {
                 warned_at = now;
-                if let Some(warning) = self.loaded().info.expiry_warning(now) {
-                    tracing::warn!("{warning}");
+                let info = self.loaded().info.clone();
+                match info.expiry_warning(now) {
+                    Some(warning) if info.check_dates(now).is_err() => tracing::error!("{warning}"),
+                    Some(warning) => tracing::warn!("{warning}"),
+                    None => {}
                 }
             }
         }
     }
+}
+
+/// What the CA file `path` says; an error when it cannot be read, holds no certificate or holds a private
+/// key (which `/poussr-ca.crt` must never be near).
+fn ca_info(path: &Path) -> Result<CertInfo, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("tls.ca: cannot read {}: {e}", path.display()))?;
+    if crate::cert::holds_private_key(&pem) {
+        return Err(format!(
+            "tls.ca: {} holds a private key; give the CA's certificate alone (ca.pem, never ca-key.pem)",
+            path.display()
+        ));
+    }
+    CertInfo::from_pem(&pem).map_err(|e| format!("tls.ca: {}: {e}", path.display()))
 }
 
 /// The trust of the hub's own TLS connections (webhooks, Redis): the operating system's roots plus the
@@ -302,58 +322,27 @@ pub fn client_config(ca: Option<&Path>) -> Result<rustls::ClientConfig, String> 
     Ok(config)
 }
 
-/// [`client_roots`] as one PEM text (what the Redis client takes).
+/// [`client_roots`] as one PEM text (what the Redis client takes): the system's roots that can be
+/// trusted (one that cannot is left out rather than failing the whole set), then the CA's certificates.
 pub fn client_roots_pem(ca: Option<&Path>) -> Result<Vec<u8>, String> {
     let native = rustls_native_certs::load_native_certs();
     let mut out = String::new();
-    let mut push = |der: &[u8]| {
-        use std::fmt::Write;
-        let b64 = base64_encode(der);
-        out.push_str("-----BEGIN CERTIFICATE-----\n");
-        for line in b64.as_bytes().chunks(64) {
-            let _ = writeln!(out, "{}", String::from_utf8_lossy(line));
+    for der in native.certs {
+        if rustls::RootCertStore::empty().add(der.clone()).is_ok() {
+            out.push_str(&crate::cert::pem("CERTIFICATE", &der));
         }
-        out.push_str("-----END CERTIFICATE-----\n");
-    };
-    for der in &native.certs {
-        push(der);
     }
-    let mut text = out.into_bytes();
     if let Some(ca) = ca {
         client_roots(Some(ca))?;
-        text.extend(std::fs::read(ca).map_err(|e| format!("cannot read the CA {}: {e}", ca.display()))?);
+        let pem = std::fs::read(ca).map_err(|e| format!("cannot read the CA {}: {e}", ca.display()))?;
+        out.push_str(&crate::cert::certificates_pem(&pem)?);
     }
-    Ok(text)
-}
-
-fn base64_encode(bytes: &[u8]) -> String {
-    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(TABLE[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    Ok(out.into_bytes())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn base64_matches_the_standard() {
-        assert_eq!(base64_encode(b""), "");
-        assert_eq!(base64_encode(b"f"), "Zg==");
-        assert_eq!(base64_encode(b"fo"), "Zm8=");
-        assert_eq!(base64_encode(b"foo"), "Zm9v");
-        assert_eq!(base64_encode(b"foobar"), "Zm9vYmFy");
-    }
 
     #[test]
     fn a_pair_is_checked_and_reloaded_only_when_good() {

@@ -93,6 +93,72 @@ fn files_that_are_not_pem_or_not_there_are_named() {
 }
 
 #[test]
+fn a_certificate_expiring_within_14_days_is_warned_about_in_the_log_and_health() {
+    use std::io::{BufRead, Read, Write};
+    let dir = temp_dir("soon");
+    let (cert, key) = certificate(&dir, "soon", -1, 10);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_poussr"))
+        .args(["serve", "--bind", "127.0.0.1", "--port", "0", "--no-history", "--data-dir"])
+        .arg(&dir)
+        .arg("--tls-cert")
+        .arg(&cert)
+        .arg("--tls-key")
+        .arg(&key)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    // The banner's first line names the port; the hub prints it once it listens.
+    while !line.contains("listening on") {
+        line.clear();
+        assert!(stdout.read_line(&mut line).unwrap() > 0, "the hub ended before listening");
+    }
+    let port: u16 = line.split_whitespace().nth(4).unwrap().rsplit(':').next().unwrap().parse().unwrap();
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(stream, "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let body: serde_json::Value = serde_json::from_str(answer.split_once("\r\n\r\n").unwrap().1).unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let mut log = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut log).unwrap();
+    let warning = body["tls"]["warning"].as_str().unwrap_or_default();
+    assert!(warning.contains("days left") && warning.contains("expires on"), "{body}");
+    assert!((8..=10).contains(&body["tls"]["days_left"].as_i64().unwrap()), "{body}");
+    assert_eq!(body["tls"]["expired"], false);
+    assert!(log.contains("WARN") && log.contains("days left"), "{log}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn a_ca_file_holding_a_private_key_is_refused_and_never_served() {
+    let dir = temp_dir("cakey");
+    let (cert, key) = certificate(&dir, "server", -1, 30);
+    let mixed = dir.join("ca-and-key.pem");
+    let text = format!("{}{}", std::fs::read_to_string(&cert).unwrap(), std::fs::read_to_string(&key).unwrap());
+    std::fs::write(&mixed, text).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_poussr"))
+        .args(["serve", "--bind", "127.0.0.1", "--port", "0", "--no-history", "--data-dir"])
+        .arg(&dir)
+        .arg("--tls-cert")
+        .arg(&cert)
+        .arg("--tls-key")
+        .arg(&key)
+        .arg("--tls-ca")
+        .arg(&mixed)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("ca-and-key.pem holds a private key"), "{stderr}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
 fn cert_create_then_show_describe_the_ca_and_the_certificate() {
     let dir = temp_dir("create");
     let out = Command::new(env!("CARGO_BIN_EXE_poussr"))

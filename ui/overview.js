@@ -128,7 +128,9 @@ function renderTls(t, o) {
   if (reload.hidden !== !t.reload_error) reload.hidden = !t.reload_error;
   setText(reload, t.reload_error ? 'The certificate files changed but cannot be used: ' + t.reload_error : '');
   setText($('tls-names'), t.certificate.names.join(', ') || t.certificate.subject);
-  setText($('tls-expiry'), 'valid until ' + day(t.certificate.not_after) + ' (' + t.days_left + ' days)');
+  setText($('tls-expiry'), t.expired
+    ? 'EXPIRED on ' + day(t.certificate.not_after)
+    : 'valid until ' + day(t.certificate.not_after) + ' (' + t.days_left + ' days)');
   const ca = t.ca;
   $('tls-ca-box').hidden = !ca;
   setText($('tls-ca-subject'), ca ? ca.subject : 'none configured');

@@ -204,8 +204,9 @@ pub async fn pick_file<R: Runtime>(app: AppHandle<R>, title: String) -> Option<S
 pub fn export_ca(state: State<'_, AppState>) -> Result<String, Error> {
     let ca = state.tls_ca().ok_or_else(|| Error::Invalid("no CA is configured: create a certificate first".into()))?;
     let pem = std::fs::read(&ca).map_err(|e| Error::Open(format!("{}: {e}", ca.display())))?;
-    poussr::cert::CertInfo::from_pem(&pem).map_err(|e| Error::Invalid(format!("{}: {e}", ca.display())))?;
-    save_to_downloads("poussr-ca.crt", &pem)
+    // The certificates only, never a key that may sit in the same file.
+    let pem = poussr::cert::certificates_pem(&pem).map_err(|e| Error::Invalid(format!("{}: {e}", ca.display())))?;
+    save_to_downloads("poussr-ca.crt", pem.as_bytes())
 }
 
 /// `copy_text`: puts text on the clipboard.

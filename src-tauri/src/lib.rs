@@ -165,6 +165,8 @@ impl AppState {
         };
         let previous = lock(&self.saved).clone();
         if previous.tls == tls {
+            // The hub already serves these files: it takes the new certificate without a restart.
+            self.runner.reload_tls().await;
             return Ok(self.connection());
         }
         let next = Settings { tls, ..previous.clone() };
@@ -310,7 +312,11 @@ fn launch<R: Runtime>(app: &AppHandle<R>, options: &LaunchOptions) -> Result<(),
     };
     let admin_token = poussr::config::random_token();
     let runner = Arc::new(Runner::default());
-    let config = hub_config(&overrides.apply(&loaded.settings), &admin_token, &history_dir);
+    let mut config = hub_config(&overrides.apply(&loaded.settings), &admin_token, &history_dir);
+    let notice = match tls_at_launch(&mut config, &tls_dir) {
+        Some(problem) => Some([notice.unwrap_or_default(), problem].join(" ").trim().to_owned()),
+        None => notice,
+    };
     if let Err(e) = tauri::async_runtime::block_on(runner.start(config)) {
         tracing::warn!("the hub did not start: {e}");
     }
@@ -326,6 +332,31 @@ fn launch<R: Runtime>(app: &AppHandle<R>, options: &LaunchOptions) -> Result<(),
         tls_dir,
     });
     Ok(())
+}
+
+/// TLS at launch. The certificate Poussr made for this machine (in `tls_dir`) is made again first when it
+/// nears its end or the machine has a new address (same CA: devices need nothing new). Certificate files
+/// that cannot be used leave TLS off for this launch, so that plain clients and the window still work;
+/// the returned message says so.
+fn tls_at_launch(config: &mut poussr::Config, tls_dir: &std::path::Path) -> Option<String> {
+    let ours = config.tls.cert.as_deref() == Some(tls_dir.join("cert.pem").as_path());
+    if ours {
+        match poussr::cert::ensure_for_machine(tls_dir) {
+            Ok(Some((_, why))) => tracing::info!("made a new certificate for this machine ({why})"),
+            Ok(None) => {}
+            Err(e) => tracing::warn!("cannot renew this machine's certificate: {e}"),
+        }
+    }
+    match poussr::tls::Tls::from_config(&config.tls) {
+        Ok(_) => None,
+        Err(e) => {
+            tracing::warn!("TLS is off for this launch: {e}");
+            config.tls = poussr::config::TlsConfig::default();
+            Some(format!(
+                "TLS (https, wss) is off for this launch: {e}. Choose other files or create a certificate in Settings."
+            ))
+        }
+    }
 }
 
 /// The app with its plugins: single instance, clipboard, opener.

@@ -281,6 +281,16 @@ impl Runner {
         Ok(listen)
     }
 
+    /// Has the running hub read its certificate files again now (after *Create a certificate* rewrote
+    /// them), rather than at its next look; returns whether a new certificate is in use.
+    pub async fn reload_tls(&self) -> bool {
+        let tls = self.serving.lock().await.as_ref().and_then(|s| s.frontend.tls().cloned());
+        match tls {
+            Some(tls) => tokio::task::spawn_blocking(move || tls.reload_now()).await.unwrap_or(false),
+            None => false,
+        }
+    }
+
     /// Stops the hub: clients are closed with 4200 and told to reconnect.
     pub async fn stop(&self) {
         if let Some(old) = self.serving.lock().await.take() {

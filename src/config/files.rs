@@ -39,13 +39,22 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ConfigError> {
     }
     let tmp = path.with_extension("tmp");
     let written = (|| {
-        let mut file = std::fs::File::create(&tmp)?;
+        // A temporary file left by a crash is replaced; a new one is created, never an existing one (or the
+        // file a symbolic link in its place points to) reused. It holds a secret: readable by its owner only,
+        // from the moment it exists.
+        match std::fs::remove_file(&tmp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
         #[cfg(unix)]
         {
-            // The file holds a secret: readable by its owner only.
-            use std::os::unix::fs::PermissionsExt;
-            file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
         }
+        let mut file = options.open(&tmp)?;
         file.write_all(bytes)?;
         file.sync_all()
     })();

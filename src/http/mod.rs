@@ -297,8 +297,9 @@ async fn ca_certificate(State(state): State<AppState>) -> Response {
     let Some(path) = state.tls.as_ref().and_then(|t| t.ca_path().map(std::path::Path::to_owned)) else {
         return ApiError::NotFound("this hub has no CA to offer (tls.ca is not set)".into()).into_response();
     };
-    match tokio::fs::read(&path).await {
-        Ok(pem) if crate::cert::CertInfo::from_pem(&pem).is_ok() => (
+    // The certificates only: whatever else the file holds (a key pasted in by mistake) is never served.
+    match tokio::fs::read(&path).await.map(|pem| crate::cert::certificates_pem(&pem)) {
+        Ok(Ok(pem)) => (
             [
                 (header::CONTENT_TYPE, HeaderValue::from_static("application/x-x509-ca-cert")),
                 (header::CONTENT_DISPOSITION, HeaderValue::from_static("attachment; filename=\"poussr-ca.crt\"")),
@@ -307,7 +308,7 @@ async fn ca_certificate(State(state): State<AppState>) -> Response {
             pem,
         )
             .into_response(),
-        Ok(_) => ApiError::Internal("the configured CA file holds no certificate".into()).into_response(),
+        Ok(Err(_)) => ApiError::Internal("the configured CA file holds no certificate".into()).into_response(),
         Err(e) => {
             tracing::warn!("cannot read the CA file {}: {e}", path.display());
             ApiError::Internal("the configured CA file cannot be read".into()).into_response()

@@ -125,7 +125,7 @@ describe('a TLS-only hub', () => {
     }
   });
 
-  test('plain HTTP and ws:// get a 400 that says to use https', async () => {
+  test('plain HTTP and ws:// get a 400 that says to use https, except the CA for devices', async () => {
     const res = await fetch(`http://127.0.0.1:${hub.port}/health`);
     assert.equal(res.status, 400);
     assert.match(await res.text(), /TLS only on this port: use https:\/\/ and wss:\/\//);
@@ -137,6 +137,10 @@ describe('a TLS-only hub', () => {
     );
     assert.equal(refused, 400);
     socket.ws.terminate();
+    // Except the CA, which a device fetches before it can trust an https download.
+    const ca = await fetch(`http://127.0.0.1:${hub.port}/poussr-ca.crt`);
+    assert.equal(ca.status, 200);
+    assert.equal(await ca.text(), readFileSync(join(tlsDir(), 'ca.pem'), 'utf8'));
     // The port still serves TLS.
     assert.equal((await httpsJson(hub, '/health')).status, 'ok');
   });

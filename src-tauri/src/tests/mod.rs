@@ -288,3 +288,17 @@ fn create_certificate_serves_tls_keeps_the_ca_and_a_bad_pair_is_refused() {
     assert!(http_get_json(port, "/health")["tls"].is_null());
     assert!(w.saved()["tls"]["cert"].is_null());
 }
+
+#[test]
+fn certificate_files_that_cannot_be_used_at_launch_leave_tls_off_and_plain_running() {
+    let (app, dir) = mock_app(serde_json::json!({"bind": "127.0.0.1", "port": 0,
+        "tls": {"cert": "/nonexistent/cert.pem", "key": "/nonexistent/key.pem"}}));
+    let webview = tauri::WebviewWindowBuilder::new(&app, "main", Default::default()).build().unwrap();
+    let c = invoke(&webview, "connection", serde_json::json!({})).unwrap();
+    let notice = c["notice"].as_str().unwrap_or_default();
+    assert!(notice.contains("TLS (https, wss) is off for this launch") && notice.contains("cert.pem"), "{c}");
+    let port: u16 = c["status"]["listen"].as_str().unwrap().rsplit(':').next().unwrap().parse().unwrap();
+    assert!(http_get_json(port, "/health")["tls"].is_null(), "plain only");
+    tauri::async_runtime::block_on(app.state::<AppState>().inner().runner.stop());
+    std::fs::remove_dir_all(dir).unwrap();
+}

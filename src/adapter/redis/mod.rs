@@ -103,10 +103,9 @@ impl Cluster {
     ) -> Result<Self, String> {
         let client = if url.starts_with("rediss://") {
             crate::tls::install_default_provider();
-            let root_cert = match ca {
-                Some(_) => Some(crate::tls::client_roots_pem(ca)?),
-                None => None,
-            };
+            // The roots are always given: the Redis client would otherwise load the system's itself and give
+            // up on the first one it cannot read.
+            let root_cert = Some(crate::tls::client_roots_pem(ca)?);
             let certificates = ::redis::TlsCertificates { client_tls: None, root_cert };
             ::redis::Client::build_with_tls(url, certificates)
         } else {
