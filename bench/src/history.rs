@@ -263,6 +263,7 @@ async fn disk_bytes(md: &mut String, hub_bin: &Path, scale: &Scale) -> std::io::
 /// Publishes `n` events `{"n":k,"pad":"..."}` of about `payload` bytes on `channel`, ten per batch request.
 async fn publish_numbered(target: &Target, channel: &str, n: u64, payload: usize) -> Result<(), String> {
     let Target::Hub { addr, app_id, key, secret } = target else { return Err("a hub is needed".into()) };
+    crate::install_crypto_provider();
     let client = reqwest::Client::new();
     let path = format!("/apps/{app_id}/batch_events");
     let mut k = 1;

@@ -9,6 +9,7 @@
 //! | [`scenarios`] | the scenarios of `make bench`, written as Markdown |
 //! | [`joins`] | presence joins timed on an idle hub and during another channel's fan-out |
 //! | [`history`] | the fan-out and publishing with history on and off, disk bytes per event, recovery time |
+//! | [`tls`] | the same hub's subscribers over `wss://` against `ws://`: connect rate, memory, fan-out |
 //! | [`soak`] | `make soak`: connection churn for half an hour, the hub's memory and files sampled |
 //! | [`procfs`] | RSS, CPU time and open files of a process |
 //! | [`sign`] | Pusher HTTP API request signing |
@@ -21,6 +22,7 @@ pub mod procfs;
 pub mod scenarios;
 pub mod sign;
 pub mod soak;
+pub mod tls;
 
 /// Runs the future `make` builds on a thread and single-threaded runtime of their own, named `name`, and
 /// returns its output: work timed or paced there does not wait behind the caller's runtime's tasks (the
@@ -45,6 +47,12 @@ where
         })
         .map_err(|e| format!("the {name} thread: {e}"))?;
     answered.await.map_err(|_| format!("the {name} thread ended without an answer"))?
+}
+
+/// Makes ring the process's rustls provider. The bench's HTTP client (reqwest, built without a provider of
+/// its own, as the hub's is) and its wss:// subscribers need one; harmless when called again.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 /// Raises this process's soft open-file limit to the hard one; returns the new soft limit.

@@ -94,6 +94,8 @@ pub struct FleetConfig {
     pub connect_concurrency: usize,
     /// Put before the channels' names: `""` for public channels, `"cache-"` for cache channels.
     pub channel_prefix: &'static str,
+    /// Subscribe over `wss://` with these TLS settings (the hub's certificate must name 127.0.0.1).
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// One publishing phase.
@@ -318,17 +320,27 @@ async fn open(config: &FleetConfig, i: usize) -> Result<Ws, String> {
     let stream = socket.connect(config.target.addr()).await.map_err(|e| format!("connect: {e}"))?;
     stream.set_nodelay(true).ok();
     let addr = config.target.addr();
+    let scheme = if config.tls.is_some() { "wss" } else { "ws" };
     let url = match (&config.target, config.protocol) {
         (Target::Hub { key, .. }, Protocol::Pusher) => {
-            format!("ws://{addr}/app/{key}?protocol=7&client=poussr-bench&version=0.1.0")
+            format!("{scheme}://{addr}/app/{key}?protocol=7&client=poussr-bench&version=0.1.0")
         }
-        (Target::Hub { .. }, Protocol::V1) => format!("ws://{addr}/"),
-        (Target::Baseline { .. }, _) => format!("ws://{addr}/"),
+        (Target::Hub { .. }, Protocol::V1) => format!("{scheme}://{addr}/"),
+        (Target::Baseline { .. }, _) => format!("{scheme}://{addr}/"),
     };
-    let (mut ws, _) =
-        tokio_tungstenite::client_async_with_config(url, MaybeTlsStream::Plain(stream), Some(client_config()))
+    let (mut ws, _) = match &config.tls {
+        None => tokio_tungstenite::client_async_with_config(url, MaybeTlsStream::Plain(stream), Some(client_config()))
             .await
-            .map_err(|e| format!("handshake: {e}"))?;
+            .map_err(|e| format!("handshake: {e}"))?,
+        Some(tls) => tokio_tungstenite::client_async_tls_with_config(
+            url,
+            stream,
+            Some(client_config()),
+            Some(tokio_tungstenite::Connector::Rustls(tls.clone())),
+        )
+        .await
+        .map_err(|e| format!("TLS or WebSocket handshake: {e}"))?,
+    };
     if let Target::Hub { .. } = config.target {
         let channels = channels_of(config, i);
         if config.protocol == Protocol::Pusher {
@@ -527,6 +539,7 @@ impl Fleet {
             jobs.push((target, p, phase, offset));
         }
         let outcome = crate::on_own_thread("publishers", move || async move {
+            crate::install_crypto_provider();
             let http = reqwest::Client::builder().pool_max_idle_per_host(64).build().expect("HTTP client");
             let handles: Vec<_> = jobs
                 .into_iter()

@@ -73,6 +73,16 @@ enum Cmd {
         #[arg(long)]
         quick: bool,
     },
+    /// The same hub's subscribers over wss:// against ws://: connect rate, memory per connection, fan-out;
+    /// prints Markdown (also part of `run`).
+    Tls {
+        /// The hub binary (a release build).
+        #[arg(long, default_value = "target/release/poussr")]
+        hub: PathBuf,
+        /// Small sizes: checks that the scenario runs, in seconds.
+        #[arg(long)]
+        quick: bool,
+    },
     /// One load run against a running hub or baseline; prints a JSON report.
     Load(LoadArgs),
     /// Connection churn against a fresh hub, its memory and open files sampled; prints Markdown and fails
@@ -173,6 +183,7 @@ struct LoadArgs {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     raise_open_file_limit();
+    poussr_bench::install_crypto_provider();
     match Cli::parse().command {
         Cmd::Baseline { bind, port } => {
             let listener = tokio::net::TcpListener::bind((bind, port)).await?;
@@ -215,6 +226,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let scale = if quick { scenarios::Scale::quick() } else { scenarios::Scale::full() };
             print!("{}", poussr_bench::history::section(&hub, &scale).await?);
         }
+        Cmd::Tls { hub, quick } => {
+            let scale = if quick { scenarios::Scale::quick() } else { scenarios::Scale::full() };
+            print!("{}", poussr_bench::tls::section(&hub, &scale).await?);
+        }
         Cmd::Load(a) => {
             let target = if a.baseline {
                 Target::Baseline { addr: a.addr, acked: a.acked }
@@ -235,6 +250,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 stalled: a.stalled,
                 connect_concurrency: 128,
                 channel_prefix: "",
+                tls: None,
             })
             .await;
             let connect = fleet.connect.clone();

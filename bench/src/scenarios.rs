@@ -102,7 +102,10 @@ async fn listening(child: &mut Child) -> std::io::Result<SocketAddr> {
     let found = tokio::time::timeout(Duration::from_secs(30), async {
         while let Some(line) = lines.next_line().await? {
             if let Some(rest) = line.split("listening on ").nth(1) {
-                let addr = rest.trim().trim_start_matches("http://").trim_start_matches("ws://");
+                // "http://127.0.0.1:6001", or "http://… and https://…" with TLS: the first address.
+                let first = rest.split_whitespace().next().unwrap_or_default();
+                let addr =
+                    first.trim_start_matches("http://").trim_start_matches("https://").trim_start_matches("ws://");
                 if let Ok(a) = addr.parse() {
                     return Ok(a);
                 }
@@ -319,6 +322,7 @@ fn fleet(target: &Target, connections: usize, stalled: usize) -> FleetConfig {
         stalled,
         connect_concurrency: 128,
         channel_prefix: "",
+        tls: None,
     }
 }
 
@@ -332,6 +336,7 @@ const FANOUT_PUBLISHERS: usize = 16;
 
 /// The hub's `/health`.
 pub(crate) async fn health(target: &Target) -> Option<serde_json::Value> {
+    crate::install_crypto_provider();
     let res = reqwest::get(format!("http://{}/health", target.addr())).await.ok()?;
     serde_json::from_slice(&res.bytes().await.ok()?).ok()
 }
@@ -368,6 +373,7 @@ pub async fn run(hub_bin: &Path, scale: &Scale) -> std::io::Result<String> {
     slow_consumer(&mut md, hub_bin, scale).await?;
     joins(&mut md, hub_bin, scale).await?;
     md.push_str(&crate::history::section(hub_bin, scale).await?);
+    md.push_str(&crate::tls::section(hub_bin, scale).await?);
     if scale.max_connections {
         max_connections(&mut md, hub_bin).await?;
     }

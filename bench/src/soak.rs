@@ -182,6 +182,7 @@ async fn join(target: &Target, n: u64, channels: usize, counts: Arc<Counts>) -> 
 /// Publishes `per_sec` events a second to random channels until `stop` resolves.
 async fn publish(target: Target, per_sec: u32, channels: usize, counts: Arc<Counts>, mut stop: oneshot::Receiver<()>) {
     let Target::Hub { addr, app_id, key, secret } = target else { return };
+    crate::install_crypto_provider();
     let http = reqwest::Client::new();
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(per_sec.max(1))));
     let mut i = 0u64;

@@ -7,6 +7,7 @@ use poussr_bench::load::{Fleet, FleetConfig, PhaseConfig, Protocol, Target, Via}
 use tokio::net::TcpListener;
 
 async fn hub() -> (Target, tokio::sync::oneshot::Sender<()>) {
+    poussr_bench::install_crypto_provider();
     let config = poussr::Config {
         apps: vec![poussr::AppConfig::new("77", "benchtestkey", "benchtestsecret")],
         ..Default::default()
@@ -35,6 +36,7 @@ fn fleet(target: Target, protocol: Protocol) -> FleetConfig {
         stalled: 0,
         connect_concurrency: 8,
         channel_prefix: "",
+        tls: None,
     }
 }
 
@@ -58,6 +60,38 @@ async fn the_hub_accepts_the_signed_api_requests_and_v1_publishing_and_nothing_i
         assert_eq!((r.lost, r.duplicated, r.reordered), (0, 0, 0), "{r:?}");
         assert_eq!(r.latency.samples as u64, r.received);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribers_over_wss_get_every_event_from_a_hub_serving_tls() {
+    let dir = std::env::temp_dir().join(format!("poussr-bench-tls-test-{}", std::process::id()));
+    let made = poussr::cert::create(&dir, &["127.0.0.1".to_owned()], false).unwrap();
+    let mut config = poussr::Config {
+        apps: vec![poussr::AppConfig::new("77", "benchtestkey", "benchtestsecret")],
+        ..Default::default()
+    };
+    config.tls.cert = Some(made.files.cert.clone());
+    config.tls.key = Some(made.files.key.clone());
+    let hub = poussr::adapter::hub(&config).unwrap();
+    let tls = poussr::tls::Tls::from_config(&config.tls).unwrap();
+    let frontend = poussr::http::Frontend::new(&config).with_tls(tls);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(poussr::server::run(listener, hub, frontend, async move {
+        let _ = stopped.await;
+    }));
+    let target =
+        Target::Hub { addr, app_id: "77".into(), key: "benchtestkey".into(), secret: "benchtestsecret".into() };
+    let tls = poussr_bench::tls::client_config(&made.files.ca).unwrap();
+    let mut f = Fleet::connect(FleetConfig { tls: Some(tls), ..fleet(target, Protocol::Pusher) }).await;
+    assert_eq!((f.connect.connected, f.connect.errors), (20, 0), "{:?}", f.connect.first_error);
+    let (_, report) = f.publish(&phase(Via::Api)).await;
+    let (reports, _) = f.close(vec![report]).await;
+    let r = &reports[0];
+    assert!(r.expected > 0 && r.received == r.expected, "{r:?}");
+    assert_eq!((r.lost, r.duplicated, r.reordered), (0, 0, 0), "{r:?}");
+    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,0 +1,179 @@
+//! What TLS costs: the same hub (its certificate configured, plain and TLS on one port) with its
+//! subscribers on `wss://` against `ws://`, alternately: the connect + subscribe rate, the hub's memory per
+//! connection, and the fan-out's peak deliveries/s without loss.
+
+use std::fmt::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::load::{Fleet, FleetConfig, PhaseConfig, Via};
+use crate::scenarios::{Scale, Server, fleet_config, ms};
+
+/// Runs of each scheme, alternating; the figures kept are the medians of the runs' ratios.
+const RUNS: usize = 3;
+
+/// Publishers in flight in the fan-out steps (as in the history scenario).
+const FANOUT_PUBLISHERS: usize = 64;
+
+/// TLS settings that trust only the CA in the PEM file `ca` (ring, TLS 1.2 and 1.3).
+pub fn client_config(ca: &Path) -> Result<Arc<rustls::ClientConfig>, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for der in CertificateDer::pem_file_iter(ca).map_err(|e| format!("{}: {e}", ca.display()))? {
+        roots.add(der.map_err(|e| format!("{}: {e}", ca.display()))?).map_err(|e| e.to_string())?;
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// A folder with a CA and a certificate for 127.0.0.1 made by the hub's own `poussr cert create`; removed
+/// when dropped.
+struct Certificates(PathBuf);
+
+impl Certificates {
+    fn make(hub_bin: &Path) -> std::io::Result<Certificates> {
+        let dir = std::env::temp_dir().join(format!("poussr-bench-tls-{}", std::process::id()));
+        let status = std::process::Command::new(hub_bin)
+            .args(["cert", "create", "--name", "127.0.0.1", "--dir"])
+            .arg(&dir)
+            .stdout(std::process::Stdio::null())
+            .status()?;
+        if !status.success() {
+            return Err(std::io::Error::other("poussr cert create failed"));
+        }
+        Ok(Certificates(dir))
+    }
+
+    fn file(&self, name: &str) -> String {
+        self.0.join(name).to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for Certificates {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs.get(xs.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// What one run of one scheme measured.
+struct Run {
+    connect_rate: f64,
+    connect_errors: usize,
+    kib_per_connection: f64,
+    peak: f64,
+    peak_p99_us: u64,
+    hub_cpu_at_peak: f64,
+}
+
+async fn one_run(
+    hub_bin: &Path,
+    certs: &Certificates,
+    scale: &Scale,
+    tls: Option<Arc<rustls::ClientConfig>>,
+) -> std::io::Result<Run> {
+    let (cert, key) = (certs.file("cert.pem"), certs.file("key.pem"));
+    let server = Server::hub_with(hub_bin, &["--tls-cert", &cert, "--tls-key", &key, "--no-history"]).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let idle = server.sample();
+    let mut f = Fleet::connect(FleetConfig { tls, ..fleet_config(&server.target, scale.fanout) }).await;
+    // Memory settles once the handshakes' buffers are given back.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let loaded = server.sample();
+    let connected = f.connect.connected.max(1);
+    let kib_per_connection = loaded.rss_kib.saturating_sub(idle.rss_kib) as f64 / connected as f64;
+    let mut best = (0.0f64, 0u64, 0.0f64);
+    for rate in &scale.fanout_rates {
+        let before = server.sample();
+        let step = PhaseConfig {
+            publishers: FANOUT_PUBLISHERS,
+            rate: *rate,
+            via: Via::Api,
+            payload: 100,
+            duration: Duration::from_secs(scale.step_secs),
+        };
+        let (_, r) = f.publish(&step).await;
+        let cpu = crate::procfs::cpu_percent(&before, &server.sample());
+        if r.lost == 0 && r.deliveries_per_sec > best.0 {
+            best = (r.deliveries_per_sec, r.latency.p99, cpu);
+        }
+    }
+    let run = Run {
+        connect_rate: f.connect.rate,
+        connect_errors: f.connect.errors,
+        kib_per_connection,
+        peak: best.0,
+        peak_p99_us: best.1,
+        hub_cpu_at_peak: best.2,
+    };
+    let _ = f.close(Vec::new()).await;
+    server.stop().await;
+    Ok(run)
+}
+
+/// The section, as Markdown.
+pub async fn section(hub_bin: &Path, scale: &Scale) -> std::io::Result<String> {
+    let certs = Certificates::make(hub_bin)?;
+    let tls = client_config(Path::new(&certs.file("ca.pem"))).map_err(std::io::Error::other)?;
+    let mut md = String::new();
+    writeln!(
+        md,
+        "### TLS: wss:// against ws:// on the same hub\n\nOne hub binary with a certificate configured (ECDSA P-256 \
+         from `poussr cert create`; plain and TLS on one port; `--no-history`), its {} subscribers connecting \
+         over `wss://` or `ws://`, alternately, {RUNS} times. Events are published through the plain HTTP API \
+         ({FANOUT_PUBLISHERS} publishers), the fan-out scenario's rising rates, {} s each. The subscribers' TLS \
+         (rustls, TLS 1.3) runs in the load generator on the same 2 cores.\n\n| run | scheme | connect + \
+         subscribe (conn/s) | connect errors | hub KiB per connection | peak deliveries/s (no loss) | p99 ms at the \
+         peak | hub CPU % at the peak |\n|---|---|---|---|---|---|---|---|",
+        scale.fanout, scale.step_secs
+    )
+    .ok();
+    let (mut fanout, mut connect, mut memory) = (Vec::new(), Vec::new(), Vec::new());
+    for run in 1..=RUNS {
+        let mut pair = Vec::new();
+        for secure in [true, false] {
+            let r = one_run(hub_bin, &certs, scale, secure.then(|| tls.clone())).await?;
+            writeln!(
+                md,
+                "| {run} | {} | {:.0} | {} | {:.1} | {:.0} | {} | {:.0} |",
+                if secure { "wss" } else { "ws" },
+                r.connect_rate,
+                r.connect_errors,
+                r.kib_per_connection,
+                r.peak,
+                ms(r.peak_p99_us),
+                r.hub_cpu_at_peak
+            )
+            .ok();
+            pair.push(r);
+        }
+        let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
+        fanout.push(ratio(pair[0].peak, pair[1].peak));
+        connect.push(ratio(pair[0].connect_rate, pair[1].connect_rate));
+        memory.push(ratio(pair[0].kib_per_connection, pair[1].kib_per_connection));
+    }
+    let each = |xs: &[f64]| xs.iter().map(|r| format!("{r:.2}×")).collect::<Vec<_>>().join(", ");
+    writeln!(
+        md,
+        "\n**wss / ws (medians of {RUNS} pairs): fan-out peak {:.2}× (runs {}); connect + subscribe rate {:.2}× \
+         (runs {}); hub memory per connection {:.2}× (runs {}).**\n",
+        median(fanout.clone()),
+        each(&fanout),
+        median(connect.clone()),
+        each(&connect),
+        median(memory.clone()),
+        each(&memory)
+    )
+    .ok();
+    Ok(md)
+}
