@@ -92,7 +92,7 @@ async fn one_run(
     let loaded = server.sample();
     let connected = f.connect.connected.max(1);
     let kib_per_connection = loaded.rss_kib.saturating_sub(idle.rss_kib) as f64 / connected as f64;
-    let mut best = (0.0f64, 0u64, 0.0f64);
+    let (mut reports, mut cpus) = (Vec::new(), Vec::new());
     for rate in &scale.fanout_rates {
         let before = server.sample();
         let step = PhaseConfig {
@@ -102,23 +102,27 @@ async fn one_run(
             payload: 100,
             duration: Duration::from_secs(scale.step_secs),
         };
-        let (_, r) = f.publish(&step).await;
-        let cpu = crate::procfs::cpu_percent(&before, &server.sample());
+        reports.push(f.publish(&step).await.1);
+        cpus.push(crate::procfs::cpu_percent(&before, &server.sample()));
+    }
+    let (connect_rate, connect_errors) = (f.connect.rate, f.connect.errors);
+    // The latencies are gathered from the subscribers when the fleet closes.
+    let (reports, _) = f.close(reports).await;
+    server.stop().await;
+    let mut best = (0.0f64, 0u64, 0.0f64);
+    for (r, cpu) in reports.iter().zip(cpus) {
         if r.lost == 0 && r.deliveries_per_sec > best.0 {
             best = (r.deliveries_per_sec, r.latency.p99, cpu);
         }
     }
-    let run = Run {
-        connect_rate: f.connect.rate,
-        connect_errors: f.connect.errors,
+    Ok(Run {
+        connect_rate,
+        connect_errors,
         kib_per_connection,
         peak: best.0,
         peak_p99_us: best.1,
         hub_cpu_at_peak: best.2,
-    };
-    let _ = f.close(Vec::new()).await;
-    server.stop().await;
-    Ok(run)
+    })
 }
 
 /// The section, as Markdown.
