@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::load::{Fleet, FleetConfig, PhaseConfig, Via};
-use crate::scenarios::{Scale, Server, fleet_config, ms};
+use crate::scenarios::{Scale, Server, fleet_config, health, ms};
 
 /// Runs of each scheme, alternating; the figures kept are the medians of the runs' ratios.
 const RUNS: usize = 3;
@@ -84,13 +84,19 @@ async fn one_run(
 ) -> std::io::Result<Run> {
     let (cert, key) = (certs.file("cert.pem"), certs.file("key.pem"));
     let server = Server::hub_with(hub_bin, &["--tls-cert", &cert, "--tls-key", &key, "--no-history"]).await?;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The idle figure once the hub has answered a request (its HTTP side is set up).
+    health(&server.target).await;
     let idle = server.sample();
     let mut f = Fleet::connect(FleetConfig { tls, ..fleet_config(&server.target, scale.fanout) }).await;
-    // Memory settles once the handshakes' buffers are given back.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let loaded = server.sample();
+    // The loaded figure once the hub counts every connection the fleet made: every session is set up.
     let connected = f.connect.connected.max(1);
+    for _ in 0..100 {
+        let counted = health(&server.target).await.and_then(|h| h["connections"].as_u64()).unwrap_or(0);
+        if counted >= f.connect.connected as u64 {
+            break;
+        }
+    }
+    let loaded = server.sample();
     let kib_per_connection = loaded.rss_kib.saturating_sub(idle.rss_kib) as f64 / connected as f64;
     let (mut reports, mut cpus) = (Vec::new(), Vec::new());
     for rate in &scale.fanout_rates {

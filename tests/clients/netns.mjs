@@ -151,9 +151,11 @@ export class NsProcess {
   async stop(signal = 'SIGTERM') {
     if (this.running) {
       this.child.kill(signal);
-      const timer = setTimeout(() => this.child.kill('SIGKILL'), STOP_GRACE_MS);
-      await this.exited;
-      clearTimeout(timer);
+      // Its exit is awaited, with a deadline: a process that ignores the signal is killed.
+      await withTimeout(this.exited, STOP_GRACE_MS, `${this.label} to exit`).catch(() => {
+        this.child.kill('SIGKILL');
+        return this.exited;
+      });
     }
   }
 }
