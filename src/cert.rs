@@ -245,13 +245,7 @@ pub fn machine_names() -> Vec<String> {
     let mut addrs = crate::net::interface_addresses();
     addrs.push(IpAddr::from([127, 0, 0, 1]));
     addrs.sort();
-    for ip in addrs {
-        // Link-local IPv6 addresses need a zone that URLs cannot carry; they are of no use in a certificate.
-        if matches!(ip, IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80) {
-            continue;
-        }
-        names.push(ip.to_string());
-    }
+    names.extend(addrs.into_iter().filter(|ip| !crate::net::is_link_local_v6(*ip)).map(|ip| ip.to_string()));
     let mut seen = std::collections::HashSet::new();
     names.retain(|n| seen.insert(n.clone()));
     names

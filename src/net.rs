@@ -19,7 +19,7 @@ pub fn client_addresses(bind: IpAddr) -> Vec<IpAddr> {
         .into_iter()
         .filter(|ip| !ip.is_loopback() && (bind.is_ipv6() || ip.is_ipv4()))
         // Link-local IPv6 addresses need a zone id that browsers do not accept in URLs.
-        .filter(|ip| !matches!(ip, IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80))
+        .filter(|ip| !is_link_local_v6(*ip))
         .collect();
     out.sort();
     out.dedup();
@@ -27,6 +27,12 @@ pub fn client_addresses(bind: IpAddr) -> Vec<IpAddr> {
         out.push(if bind.is_ipv4() { IpAddr::from([127, 0, 0, 1]) } else { IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1]) });
     }
     out
+}
+
+/// Whether `ip` is a link-local IPv6 address (fe80::/10), which needs a zone id that URLs and certificates
+/// cannot carry.
+pub fn is_link_local_v6(ip: IpAddr) -> bool {
+    matches!(ip, IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80)
 }
 
 /// This machine's host name, if the OS tells it.

@@ -127,22 +127,21 @@ async fn serve(
             Some(tls) => {
                 let tls = tls.clone();
                 tokio::spawn(async move {
+                    // A handshake in progress is dropped at shutdown; a served connection ends gracefully.
                     let mut stop_early = stop.clone();
-                    let handshake = async {
-                        match sniff(stream, &tls, handshake_timeout).await {
-                            Sniffed::Tls(stream) => {
-                                tokio::spawn(serve_connection(http, TokioIo::new(*stream), service, remote, stop));
-                            }
-                            Sniffed::Plain(stream) => {
-                                tokio::spawn(serve_connection(http, TokioIo::new(stream), service, remote, stop));
-                            }
-                            Sniffed::Dropped(why) => tracing::debug!(%remote, "connection dropped: {why}"),
-                        }
+                    let sniffed = tokio::select! {
+                        sniffed = sniff(stream, &tls, handshake_timeout) => sniffed,
+                        _ = stop_early.wait_for(|stop| *stop) => return,
                     };
-                    // A handshake in progress is dropped at shutdown.
-                    tokio::select! {
-                        () = handshake => {}
-                        _ = stop_early.wait_for(|stop| *stop) => {}
+                    drop(stop_early);
+                    match sniffed {
+                        Sniffed::Tls(stream) => {
+                            serve_connection(http, TokioIo::new(*stream), service, remote, stop).await
+                        }
+                        Sniffed::Plain(stream) => {
+                            serve_connection(http, TokioIo::new(stream), service, remote, stop).await
+                        }
+                        Sniffed::Dropped(why) => tracing::debug!(%remote, "connection dropped: {why}"),
                     }
                 });
             }

@@ -26,20 +26,18 @@ fn certificate(dir: &Path, name: &str, from: i64, until: i64) -> (PathBuf, PathB
     (cert_path, key_path)
 }
 
+/// `poussr serve` on 127.0.0.1 with no history, its data in `dir`, serving TLS with `cert` and `key`.
+fn serve_command(dir: &Path, cert: &Path, key: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_poussr"));
+    command.args(["serve", "--bind", "127.0.0.1", "--port", "0", "--no-history", "--data-dir"]);
+    command.arg(dir).arg("--tls-cert").arg(cert).arg("--tls-key").arg(key).env("RUST_LOG", "warn");
+    command
+}
+
 /// Runs `poussr serve` with `cert` and `key` until it exits (it must, with these files); returns its
 /// status and stderr.
 fn serve_with(dir: &Path, cert: &Path, key: &Path) -> (bool, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_poussr"))
-        .args(["serve", "--bind", "127.0.0.1", "--port", "0", "--no-history"])
-        .arg("--data-dir")
-        .arg(dir)
-        .arg("--tls-cert")
-        .arg(cert)
-        .arg("--tls-key")
-        .arg(key)
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
+    let output = serve_command(dir, cert, key).output().unwrap();
     (output.status.success(), String::from_utf8_lossy(&output.stderr).into_owned())
 }
 
@@ -97,14 +95,7 @@ fn a_certificate_expiring_within_14_days_is_warned_about_in_the_log_and_health()
     use std::io::{BufRead, Read, Write};
     let dir = temp_dir("soon");
     let (cert, key) = certificate(&dir, "soon", -1, 10);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_poussr"))
-        .args(["serve", "--bind", "127.0.0.1", "--port", "0", "--no-history", "--data-dir"])
-        .arg(&dir)
-        .arg("--tls-cert")
-        .arg(&cert)
-        .arg("--tls-key")
-        .arg(&key)
-        .env("RUST_LOG", "warn")
+    let mut child = serve_command(&dir, &cert, &key)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -141,17 +132,7 @@ fn a_ca_file_holding_a_private_key_is_refused_and_never_served() {
     let mixed = dir.join("ca-and-key.pem");
     let text = format!("{}{}", std::fs::read_to_string(&cert).unwrap(), std::fs::read_to_string(&key).unwrap());
     std::fs::write(&mixed, text).unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_poussr"))
-        .args(["serve", "--bind", "127.0.0.1", "--port", "0", "--no-history", "--data-dir"])
-        .arg(&dir)
-        .arg("--tls-cert")
-        .arg(&cert)
-        .arg("--tls-key")
-        .arg(&key)
-        .arg("--tls-ca")
-        .arg(&mixed)
-        .output()
-        .unwrap();
+    let output = serve_command(&dir, &cert, &key).arg("--tls-ca").arg(&mixed).output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
     assert!(stderr.contains("ca-and-key.pem holds a private key"), "{stderr}");
