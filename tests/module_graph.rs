@@ -13,7 +13,7 @@ fn modules(src: &Path) -> BTreeSet<String> {
         .filter_map(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
             let name = name.strip_suffix(".rs").map(str::to_owned).unwrap_or(name);
-            (name != "lib" && name != "main").then_some(name)
+            (name != "lib" && name != "main" && name != "bin").then_some(name)
         })
         .collect()
 }

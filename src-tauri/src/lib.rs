@@ -226,14 +226,17 @@ fn parse_origins(typed: &str) -> Result<Vec<String>, Error> {
         .collect()
 }
 
-/// Options from the command line: `--config-dir DIR` (tests and portable installs) and `--hidden` (start
-/// in the tray without opening the window).
+/// Options from the command line: `--config-dir DIR` (tests and portable installs), `--hidden` (start
+/// in the tray without opening the window) and `--quit` (ask the running Poussr to quit, as its Quit does:
+/// what the Windows installer and uninstaller do before they replace or remove the program).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct LaunchOptions {
     /// Where settings live, instead of the OS config folder.
     pub config_dir: Option<std::path::PathBuf>,
     /// Start without showing the window.
     pub hidden: bool,
+    /// Quit the running Poussr (if there is none, exit at once).
+    pub quit: bool,
 }
 
 impl LaunchOptions {
@@ -245,6 +248,8 @@ impl LaunchOptions {
         while let Some(arg) = args.next() {
             if arg == "--hidden" {
                 out.hidden = true;
+            } else if arg == "--quit" {
+                out.quit = true;
             } else if arg == "--config-dir" {
                 out.config_dir = args.next().map(Into::into);
             } else if let Some(dir) = arg.strip_prefix("--config-dir=") {
@@ -265,23 +270,37 @@ pub fn quit<R: Runtime>(app: &AppHandle<R>) {
     });
 }
 
-/// A logout or a system shutdown sends SIGTERM: quit as the menu does, so clients get 4200 and reconnect to
-/// the next Poussr, instead of seeing the connection drop.
-fn quit_on_terminate<R: Runtime>(app: &AppHandle<R>) {
-    #[cfg(unix)]
-    {
-        let app = app.clone();
-        tauri::async_runtime::spawn(async move {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut term) => {
-                    if term.recv().await.is_some() {
-                        tracing::info!("SIGTERM: closing clients with 4200 and quitting");
-                        quit(&app);
-                    }
-                }
-                Err(e) => tracing::warn!("cannot listen for SIGTERM: {e}"),
-            }
-        });
+/// When the OS asks the app to end (SIGTERM at a Linux logout or shutdown, Ctrl-C in the terminal it was
+/// started from; a console's close, logoff and shutdown events on Windows when it has one), quit as the menu
+/// does, so clients get 4200 and reconnect to the next Poussr instead of seeing the connection drop.
+fn quit_when_asked<R: Runtime>(app: &AppHandle<R>) {
+    let app = app.clone();
+    tauri::async_runtime::spawn(async move {
+        let ending = poussr_os::Ending::new();
+        if let Err(e) = ending.listen_to_os() {
+            tracing::warn!("cannot listen for the system's requests to quit: {e}");
+            return;
+        }
+        let reason = ending.ended().await;
+        tracing::info!("{}: closing clients with 4200 and quitting", reason.describe());
+        quit(&app);
+    });
+}
+
+/// How long the hub may take to close its clients when the process is about to end. Windows waits about
+/// 5 seconds for a program at logoff or shutdown before it ends it.
+const EXIT_GRACE: std::time::Duration = std::time::Duration::from_secs(4);
+
+/// The process is about to end. On Windows a logoff or shutdown (`WM_ENDSESSION`) comes straight here, with
+/// no Quit first, and the process ends as soon as this returns: the hub is stopped now (clients get 4200,
+/// the history is closed), within [`EXIT_GRACE`]. After Quit the hub has already stopped and this does nothing.
+pub fn on_exit<R: Runtime>(app: &AppHandle<R>) {
+    let Some(state) = app.try_state::<AppState>() else { return };
+    let runner = state.runner.clone();
+    let stopped =
+        tauri::async_runtime::block_on(async move { tokio::time::timeout(EXIT_GRACE, runner.stop()).await.is_ok() });
+    if !stopped {
+        tracing::warn!("the hub did not stop within {} s of the end of the session", EXIT_GRACE.as_secs());
     }
 }
 
@@ -363,8 +382,12 @@ fn tls_at_launch(config: &mut poussr::Config, tls_dir: &std::path::Path) -> Opti
 pub fn build_app<R: Runtime>(builder: tauri::Builder<R>, options: LaunchOptions) -> tauri::Builder<R> {
     let builder = builder
         // First, so that a second launch hands over to this one before doing anything else.
-        .plugin(tauri_plugin_single_instance::init(|app, _args, _cwd| {
-            tray::on_item(app, tray::TrayItem::Open);
+        .plugin(tauri_plugin_single_instance::init(|app, args, _cwd| {
+            if LaunchOptions::parse(args.iter().skip(1).cloned()).quit {
+                quit(app);
+            } else {
+                tray::on_item(app, tray::TrayItem::Open);
+            }
         }))
         .plugin(tauri_plugin_clipboard_manager::init())
         .plugin(tauri_plugin_dialog::init())
@@ -387,8 +410,12 @@ pub fn core<R: Runtime>(builder: tauri::Builder<R>, options: LaunchOptions) -> t
             commands::export_ca,
         ])
         .setup(move |app| {
+            if options.quit {
+                // No Poussr was running (a running one would have taken the request): nothing to quit.
+                std::process::exit(0);
+            }
             launch(app.handle(), &options)?;
-            quit_on_terminate(app.handle());
+            quit_when_asked(app.handle());
             if let Err(e) = tray::build(app.handle()) {
                 // Some desktops have no tray; the window still works.
                 tracing::warn!("no tray icon: {e}");
@@ -428,11 +455,11 @@ pub fn run() {
         eprintln!("poussr-desktop: cannot start: {e}");
         std::process::exit(1);
     });
-    app.run(|_app, event| {
+    app.run(|app, event| match event {
         // Closing the window must not end the app: it lives in the tray until Quit (which exits with a code).
-        if let RunEvent::ExitRequested { api, code: None, .. } = event {
-            api.prevent_exit();
-        }
+        RunEvent::ExitRequested { api, code: None, .. } => api.prevent_exit(),
+        RunEvent::Exit => on_exit(app),
+        _ => {}
     });
 }
 

@@ -1,5 +1,6 @@
 //! The shell's commands and launch driven through Tauri's mock runtime: no display, the real hub.
 
+mod session_end;
 mod small_disk;
 
 use super::*;
@@ -84,7 +85,7 @@ fn settings_input(port: u16, extra: serde_json::Value) -> serde_json::Value {
 fn mock_app_in(dir: &std::path::Path, settings: serde_json::Value) -> tauri::App<tauri::test::MockRuntime> {
     let dir = dir.to_path_buf();
     std::fs::write(dir.join("settings.json"), settings.to_string()).unwrap();
-    let options = LaunchOptions { config_dir: Some(dir.clone()), hidden: true };
+    let options = LaunchOptions { config_dir: Some(dir.clone()), hidden: true, quit: false };
     let app = core(mock_builder(), options.clone()).build(mock_context(noop_assets())).unwrap();
     // The mock runtime has no event loop, so `setup` never runs: launch as it would.
     launch(app.handle(), &options).unwrap();
@@ -243,6 +244,8 @@ fn launch_options() {
     let o = LaunchOptions::parse(args(&["--config-dir=/tmp/y"]));
     assert_eq!(o.config_dir.as_deref(), Some(std::path::Path::new("/tmp/y")));
     assert!(!o.hidden);
+    assert!(!o.quit);
+    assert!(LaunchOptions::parse(args(&["--quit"])).quit);
 }
 
 /// `GET path` on 127.0.0.1:`port` over plain HTTP (which the desktop's hub always serves, for its window).

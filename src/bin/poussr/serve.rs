@@ -1,69 +1,23 @@
-//! `poussr`, the headless hub. `poussr serve` runs it until Ctrl-C or SIGTERM.
+//! `poussr serve`: the flags, the configuration they make, the banner, and the run until the end.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::Args;
 use poussr::config::{AppConfig, Config, load_or_create_credentials};
 use poussr::http::Frontend;
 use poussr::{adapter, server, snippets};
-use tracing_subscriber::EnvFilter;
-
-/// A real-time push hub: Poussr v1 and the Pusher Channels protocol on one port.
-#[derive(Debug, Parser)]
-#[command(name = "poussr", version, about)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Run the hub until Ctrl-C or SIGTERM.
-    Serve(Box<ServeArgs>),
-    /// Certificates for https:// and wss:// on a LAN with no PKI.
-    #[command(subcommand)]
-    Cert(CertCommand),
-}
-
-#[derive(Debug, Subcommand)]
-enum CertCommand {
-    /// Make a server certificate for this machine, signed by Poussr's local CA (made too, the first time).
-    Create {
-        /// The folder of the files [default: `tls` in the data folder, which `serve --tls` uses].
-        #[arg(long)]
-        dir: Option<PathBuf>,
-        /// The names and addresses it is for [default: localhost, the host name, its .local name and every
-        /// address of this machine]. Repeat for several.
-        #[arg(long = "name")]
-        names: Vec<String>,
-        /// Make a new CA even if there is one (every device must then trust the new one).
-        #[arg(long)]
-        new_ca: bool,
-        /// The data folder [default: the OS data folder].
-        #[arg(long, env = "POUSSR_DATA_DIR")]
-        data_dir: Option<PathBuf>,
-    },
-    /// Show a certificate's names, dates and fingerprint [default: the data folder's CA and certificate].
-    Show {
-        /// A PEM certificate file.
-        file: Option<PathBuf>,
-        /// The data folder [default: the OS data folder].
-        #[arg(long, env = "POUSSR_DATA_DIR")]
-        data_dir: Option<PathBuf>,
-    },
-}
+use poussr_os::Ending;
 
 /// Flags win over environment variables, which win over the config file, which wins over the defaults.
 #[derive(Debug, Args)]
-struct ServeArgs {
+pub(crate) struct ServeArgs {
     /// The address to listen on [default: 0.0.0.0, the whole LAN].
     #[arg(long, env = "POUSSR_BIND")]
     bind: Option<IpAddr>,
     /// The port; 0 picks a free one and prints it [default: 6001].
     #[arg(long, env = "POUSSR_PORT")]
-    port: Option<u16>,
+    pub(crate) port: Option<u16>,
     /// The default app's id (with --app-key and --app-secret).
     #[arg(long, env = "POUSSR_APP_ID")]
     app_id: Option<String>,
@@ -134,11 +88,11 @@ struct ServeArgs {
     trusted_proxy_header: Option<poussr::proxy::ForwardedHeader>,
 }
 
-fn data_dir(args: &ServeArgs) -> Result<PathBuf, String> {
+pub(crate) fn data_dir(args: &ServeArgs) -> Result<PathBuf, String> {
     data_dir_or_default(args.data_dir.as_deref())
 }
 
-fn data_dir_or_default(given: Option<&std::path::Path>) -> Result<PathBuf, String> {
+pub(crate) fn data_dir_or_default(given: Option<&std::path::Path>) -> Result<PathBuf, String> {
     if let Some(dir) = given {
         return Ok(dir.to_owned());
     }
@@ -301,36 +255,11 @@ fn url_for(addr: SocketAddr) -> String {
     format!("{}:{}", snippets::url_host(&addr.ip().to_string()), addr.port())
 }
 
-/// Listens for Ctrl-C and SIGTERM. The handlers are installed when this is called, not when the returned
-/// future is first polled, so a signal that comes right after the banner still shuts down gracefully.
-fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()> + Send + 'static> {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut interrupt = signal(SignalKind::interrupt())?;
-        let mut terminate = signal(SignalKind::terminate())?;
-        Ok(async move {
-            tokio::select! {
-                _ = interrupt.recv() => {}
-                _ = terminate.recv() => {}
-            }
-            tracing::info!("shutting down: closing clients with 4200 so that they reconnect");
-        })
-    }
-    #[cfg(not(unix))]
-    {
-        Ok(async {
-            let _ = tokio::signal::ctrl_c().await;
-            tracing::info!("shutting down: closing clients with 4200 so that they reconnect");
-        })
-    }
-}
-
 /// The listening socket a service manager passed (systemd socket activation: `LISTEN_FDS`, the socket as
 /// file descriptor 3). With it the port stays open while the hub restarts: clients that reconnect at once
 /// wait in the socket's queue for the new process instead of being refused. Read before any thread starts,
 /// because it clears those variables from the environment.
-fn inherited_listener() -> Result<Option<std::net::TcpListener>, String> {
+pub(crate) fn inherited_listener() -> Result<Option<std::net::TcpListener>, String> {
     let mut fds = listenfd::ListenFd::from_env();
     if fds.len() == 0 {
         return Ok(None);
@@ -347,7 +276,14 @@ fn inherited_listener() -> Result<Option<std::net::TcpListener>, String> {
     }
 }
 
-async fn serve(args: ServeArgs, inherited: Option<std::net::TcpListener>) -> Result<(), String> {
+/// Runs the hub until `ending` ends: clients are then closed with 4200 so that they reconnect. `ready` is
+/// called once the hub listens (the service reports itself running then).
+pub(crate) async fn serve(
+    args: ServeArgs,
+    inherited: Option<std::net::TcpListener>,
+    ending: Ending,
+    ready: &dyn Fn(),
+) -> Result<(), String> {
     let (config, origin) = configure(&args)?;
     if let Some(limit) = server::raise_open_file_limit() {
         tracing::debug!(limit, "open-file limit");
@@ -374,10 +310,14 @@ async fn serve(args: ServeArgs, inherited: Option<std::net::TcpListener>) -> Res
         None => server::bind(addr).await?,
     };
     let local = listener.local_addr().map_err(|e| e.to_string())?;
-    let shutdown = shutdown_signal().map_err(|e| format!("cannot listen for Ctrl-C and SIGTERM: {e}"))?;
     print!("{}", banner(local, &config, &origin, frontend.access().admin_token()));
     use std::io::Write;
     let _ = std::io::stdout().flush();
+    ready();
+    let shutdown = async move {
+        let reason = ending.ended().await;
+        tracing::info!("shutting down, {}: closing clients with 4200 so that they reconnect", reason.describe());
+    };
     server::run(listener, hub.clone(), frontend, shutdown).await.map_err(|e| format!("the server stopped: {e}"))?;
     // The webhooks of the last moments (channel_vacated as clients were closed, say) still go out, briefly.
     let left = hub.flush_webhooks(WEBHOOK_FLUSH_TIMEOUT).await;
@@ -387,70 +327,8 @@ async fn serve(args: ServeArgs, inherited: Option<std::net::TcpListener>) -> Res
     Ok(())
 }
 
-/// `poussr cert …`.
-fn cert(command: CertCommand) -> Result<(), String> {
-    let folder = |data_dir: Option<PathBuf>| data_dir_or_default(data_dir.as_deref()).map(|d| d.join("tls"));
-    let text = match command {
-        CertCommand::Create { dir, names, new_ca, data_dir } => {
-            let dir = match dir {
-                Some(dir) => dir,
-                None => folder(data_dir)?,
-            };
-            let names = if names.is_empty() { poussr::cert::machine_names() } else { names };
-            poussr::cert::create_and_describe(&dir, &names, new_ca)?
-        }
-        CertCommand::Show { file, data_dir } => {
-            let files = match file {
-                Some(file) => vec![file],
-                None => {
-                    let f = poussr::cert::CertFiles::in_dir(&folder(data_dir)?);
-                    vec![f.ca, f.cert]
-                }
-            };
-            poussr::cert::show(&files)?
-        }
-    };
-    print!("{text}");
-    Ok(())
-}
-
 /// How long `poussr serve` waits at exit for webhooks still queued.
 const WEBHOOK_FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
-
-fn main() -> ExitCode {
-    let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
-        .with_writer(std::io::stderr)
-        .init();
-    // Before the runtime's threads exist: reading LISTEN_FDS clears it from the environment.
-    let inherited = match inherited_listener() {
-        Ok(listener) => listener,
-        Err(e) => {
-            eprintln!("poussr: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("poussr: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    poussr::tls::install_default_provider();
-    let result = match cli.command {
-        Command::Serve(args) => runtime.block_on(serve(*args, inherited)),
-        Command::Cert(command) => cert(command),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("poussr: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
 
 #[cfg(test)]
 mod tests {

@@ -1,0 +1,82 @@
+//! `poussr`, the headless hub. `poussr serve` runs it until Ctrl-C or SIGTERM (on Windows also the console
+//! closed, a logoff or a shutdown); `poussr service` runs it as a Windows service.
+
+mod cert;
+mod serve;
+mod service;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use poussr_os::Ending;
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::MakeWriter;
+
+/// A real-time push hub: Poussr v1 and the Pusher Channels protocol on one port.
+#[derive(Debug, Parser)]
+#[command(name = "poussr", version, about)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the hub until Ctrl-C or SIGTERM (on Windows also the console closed, a logoff or a shutdown).
+    Serve(Box<serve::ServeArgs>),
+    /// Certificates for https:// and wss:// on a LAN with no PKI.
+    #[command(subcommand)]
+    Cert(cert::CertCommand),
+    /// `poussr serve` as a Windows service: install, uninstall, start, stop.
+    #[command(subcommand)]
+    Service(service::ServiceCommand),
+}
+
+/// Log lines go to `writer`, at the level RUST_LOG says (info by default).
+pub(crate) fn init_logging<W>(writer: W)
+where
+    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(writer)
+        .init();
+}
+
+/// `poussr serve`: the hub in this terminal or console, until the OS asks it to end.
+fn serve_here(args: serve::ServeArgs) -> Result<(), String> {
+    // Before the runtime's threads exist: reading LISTEN_FDS clears it from the environment.
+    let inherited = serve::inherited_listener()?;
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the runtime: {e}"))?;
+    poussr::tls::install_default_provider();
+    runtime.block_on(async {
+        // Installed before the banner is printed, so that an end asked for right after it is still graceful.
+        let ending = Ending::new();
+        ending.listen_to_os().map_err(|e| format!("cannot listen for Ctrl-C and SIGTERM: {e}"))?;
+        serve::serve(args, inherited, ending, &|| {}).await
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => {
+            init_logging(std::io::stderr);
+            serve_here(*args)
+        }
+        Command::Cert(command) => {
+            init_logging(std::io::stderr);
+            poussr::tls::install_default_provider();
+            cert::cert(command)
+        }
+        // The service logs to a file in its data folder (it has no console); the others to stderr.
+        Command::Service(command) => service::service(command).map(|text| print!("{text}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("poussr: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
