@@ -3,7 +3,7 @@
 
 ARGS ?=
 
-.PHONY: run serve test test-rust test-clients test-desktop bundle bench fuzz soak lint fmt deps
+.PHONY: run serve test test-rust test-clients test-desktop test-windows bundle windows bench fuzz soak lint fmt deps
 
 ## Build and start the desktop app (with no display: the headless hub). Pass flags with ARGS="...".
 run:
@@ -19,6 +19,10 @@ serve:
 bundle:
 	./scripts/bundle.sh
 
+## Poussr for Windows, cross-built here: poussr.exe, poussr-desktop.exe and the installer (target/windows/).
+windows:
+	./scripts/windows.sh
+
 ## Install what the tests need, then run every test: Rust, then the real-client suite.
 test:
 	./scripts/test.sh
@@ -32,6 +36,9 @@ test-clients:
 test-desktop:
 	./scripts/test.sh desktop
 
+test-windows:
+	./scripts/test.sh windows
+
 ## Benchmarks on release builds; writes bench/RESULTS.md.
 bench:
 	./scripts/bench.sh
@@ -41,6 +48,8 @@ lint:
 	./scripts/deps.sh
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	# The Windows-only code (the service manager, the console events), checked for Windows.
+	cargo clippy -p poussr-os --all-targets --target x86_64-pc-windows-gnu -- -D warnings
 
 fmt:
 	cargo fmt --all

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make bundle`: the installable packages, built offline: a .deb and an .rpm (on Linux). The same
-# src-tauri/tauri.conf.json carries what the .msi/.exe (Windows) and .dmg (macOS) builders need; run this on
+# src-tauri/tauri.conf.json carries what the .dmg (macOS) builder needs; run this on
 # those systems with the matching --bundles. AppImage needs a download from GitHub, so it is not built here.
 set -euo pipefail
 cd "$(dirname "$0")/.."

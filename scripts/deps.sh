@@ -3,6 +3,7 @@
 # only what is missing). Debian packages need root or sudo.
 #   scripts/deps.sh          the hub, the desktop app and every test
 #   scripts/deps.sh hub      only what the headless hub and its tests need
+#   scripts/deps.sh windows  only what `make windows` needs (the cross-compiler, makensis)
 set -euo pipefail
 what=${1:-all}
 
@@ -15,6 +16,14 @@ command -v cargo >/dev/null || { echo "deps: cargo is missing; install Rust from
 # non-loopback client a network namespace of its own. libnss3-tools: certutil, with which the browser tests
 # trust the test CA in Chromium's NSS database.
 packages=(curl nodejs npm pkg-config chromium redis-server python3-venv nginx iproute2 libnss3-tools)
+# The Windows build (`make windows`): mingw-w64 compiles and links for x86_64-pc-windows-gnu, makensis builds
+# the installer. Its tests (`make test`) run it under Wine (64-bit) and read the installer with 7-Zip.
+windows_packages=(gcc-mingw-w64-x86-64 g++-mingw-w64-x86-64 binutils-mingw-w64-x86-64 nsis)
+if [ "$what" = windows ]; then
+  packages=(nodejs npm "${windows_packages[@]}")
+elif [ "$what" = all ]; then
+  packages+=("${windows_packages[@]}" wine wine64 p7zip-full)
+fi
 if [ "$what" = all ]; then
   # Building the Tauri app (WebKitGTK, GTK, the tray) and testing its real window (Xvfb, WebKitWebDriver).
   packages+=(build-essential file libssl-dev libwebkit2gtk-4.1-dev libjavascriptcoregtk-4.1-dev
@@ -40,6 +49,13 @@ node_major=$(node -p 'process.versions.node.split(".")[0]')
 if [ "$node_major" -lt 20 ]; then
   echo "deps: Node.js 20 or newer is needed for the client tests (found $(node --version))" >&2
   exit 1
+fi
+
+# The Rust target of the Windows build (mingw-w64's), for `make windows`, its tests and the lints of the
+# Windows-only code.
+if [ "$what" != hub ] && command -v rustup >/dev/null && ! rustup target list --installed | grep -qx x86_64-pc-windows-gnu; then
+  echo "deps: adding the Rust target x86_64-pc-windows-gnu"
+  rustup target add x86_64-pc-windows-gnu
 fi
 
 if [ "$what" = all ] && ! command -v tauri-driver >/dev/null; then

@@ -4,6 +4,8 @@
 #   scripts/test.sh rust     cargo test only
 #   scripts/test.sh clients [FILE...]  the real-client suite only (tests/clients), or only the given files
 #   scripts/test.sh desktop [FILE...]  the real desktop window over WebDriver only (tests/desktop), or those files
+#   scripts/test.sh windows [FILE...]  the Windows build (`make windows`) under Wine: poussr-os's tests, the
+#                                      client suites of WINDOWS_SUITES and tests/clients/windows, or those files
 # A FILE is a path, or the name of a file in the suite's folder (cluster.test.mjs). TEST_NAME=PATTERN runs only
 # the Node tests whose name matches (node --test-name-pattern).
 set -euo pipefail
@@ -11,8 +13,8 @@ caller=$PWD
 cd "$(dirname "$0")/.."
 what=${1:-all}
 [ $# -eq 0 ] || shift
-if [ $# -gt 0 ] && [ "$what" != clients ] && [ "$what" != desktop ]; then
-  echo "test.sh: only 'clients' and 'desktop' take test files" >&2
+if [ $# -gt 0 ] && [ "$what" != clients ] && [ "$what" != desktop ] && [ "$what" != windows ]; then
+  echo "test.sh: only 'clients', 'desktop' and 'windows' take test files" >&2
   exit 2
 fi
 work=$(mktemp -d)
@@ -20,6 +22,7 @@ log=$work/test.log
 xvfb_pid=""
 cleanup() {
   [ -z "$xvfb_pid" ] || kill "$xvfb_pid" 2>/dev/null || true
+  [ -z "${WINEPREFIX:-}" ] || wineserver -k 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -53,6 +56,12 @@ if [ "$what" != rust ]; then
   exe=""
   case "$(uname -s)" in MINGW* | MSYS* | CYGWIN*) exe=.exe ;; esac
 fi
+
+# The TLS tests' CA, made by the hub's own `poussr cert create`: Node trusts it from its start
+# (NODE_EXTRA_CA_CERTS is read once, when a process starts), as a user's Node program would.
+tls_ready() {
+  [ -f "$work/tls/ca.pem" ] || "$target_dir/debug/poussr$exe" cert create --dir "$work/tls" --name localhost --name 127.0.0.1 >/dev/null
+}
 
 # The test files of suite folder $1: the ones given on the command line, else all of them.
 test_files() {
@@ -91,13 +100,46 @@ if [ "$what" = all ] || [ "$what" = clients ]; then
   python_ready tests/clients
   mapfile -t files < <(test_files tests/clients "$@")
   echo "hub: $target_dir/debug/poussr$exe"
-  # The TLS tests' CA, made by the hub's own `poussr cert create`: Node trusts it from its start
-  # (NODE_EXTRA_CA_CERTS is read once, when a process starts), as a user's Node program would.
-  "$target_dir/debug/poussr$exe" cert create --dir "$work/tls" --name localhost --name 127.0.0.1 >/dev/null
+  tls_ready
   run_logged env POUSSR_BIN="$target_dir/debug/poussr$exe" POUSSR_TEST_PYTHON="$PWD/tests/clients/.venv/bin/python" \
     POUSSR_TEST_TLS_DIR="$work/tls" NODE_EXTRA_CA_CERTS="$work/tls/ca.pem" \
     node --test --test-concurrency=1 --test-timeout=120000 \
     --test-reporter=spec "${name_pattern[@]}" "${files[@]}"
+fi
+
+# The client suites that also run against the Windows build under Wine: the Pusher protocol, the HTTP API,
+# Poussr v1, client events, bad input, restarts and the dashboard (the others drive Linux-only parts: network
+# namespaces, nginx, Redis, file-size limits).
+WINDOWS_SUITES=(pusher channels poussr-v1 client-events bad-input reconnect recovery dashboard)
+
+if [ "$what" = all ] || [ "$what" = windows ]; then
+  echo "== the Windows build (make windows), tested under Wine"
+  # scripts/windows.sh prints the installer's path last; its output goes to the log like the rest.
+  ./scripts/windows.sh 2>&1 | tee "$work/windows.log" | tee -a "$log" || status=1
+  setup=$(tail -n 1 "$work/windows.log")
+  windows_built=$target_dir/x86_64-pc-windows-gnu/release
+  wine_env=$(./scripts/wine.sh "$target_dir/wine-prefix")
+  eval "$wine_env"
+  echo "== cargo test -p poussr-os, built for Windows and run under Wine"
+  run_logged env CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER=wine \
+    cargo test -p poussr-os --target x86_64-pc-windows-gnu --color never
+  echo "== real clients against poussr.exe under Wine (tests/clients: ${WINDOWS_SUITES[*]}; tests/clients/windows)"
+  npm_ready tests/clients
+  python_ready tests/clients
+  tls_ready
+  if [ $# -gt 0 ]; then
+    mapfile -t files < <(test_files tests/clients "$@")
+  else
+    files=()
+    for suite in "${WINDOWS_SUITES[@]}"; do files+=("tests/clients/$suite.test.mjs"); done
+    files+=(tests/clients/windows/*.test.mjs)
+  fi
+  run_logged env POUSSR_BIN="$windows_built/poussr.exe" POUSSR_TEST_PYTHON="$PWD/tests/clients/.venv/bin/python" \
+    POUSSR_TEST_TLS_DIR="$work/tls" NODE_EXTRA_CA_CERTS="$work/tls/ca.pem" \
+    POUSSR_SETUP="$setup" POUSSR_WINDOWS_STAGE="$target_dir/windows/stage" \
+    node --test --test-concurrency=1 --test-timeout=180000 \
+    --test-reporter=spec "${name_pattern[@]}" "${files[@]}"
+  wineserver -k 2>/dev/null || true
 fi
 
 if [ "$what" = all ] || [ "$what" = desktop ]; then

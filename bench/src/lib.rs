@@ -23,6 +23,7 @@ pub mod scenarios;
 pub mod sign;
 pub mod soak;
 pub mod tls;
+pub mod wine;
 
 /// Runs the future `make` builds on a thread and single-threaded runtime of their own, named `name`, and
 /// returns its output: work timed or paced there does not wait behind the caller's runtime's tasks (the

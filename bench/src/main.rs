@@ -83,6 +83,19 @@ enum Cmd {
         #[arg(long)]
         quick: bool,
     },
+    /// The Windows build (`poussr.exe`, run with Wine) against the Linux build: connect rate, memory per
+    /// connection, fan-out; prints Markdown (not part of `run`: it needs `make windows` and Wine).
+    Wine {
+        /// The Linux hub binary (a release build).
+        #[arg(long, default_value = "target/release/poussr")]
+        hub: PathBuf,
+        /// The Windows hub binary (a release build from `make windows`).
+        #[arg(long, default_value = "target/x86_64-pc-windows-gnu/release/poussr.exe")]
+        windows_hub: PathBuf,
+        /// Small sizes: checks that the scenario runs, in seconds.
+        #[arg(long)]
+        quick: bool,
+    },
     /// One load run against a running hub or baseline; prints a JSON report.
     Load(LoadArgs),
     /// Connection churn against a fresh hub, its memory and open files sampled; prints Markdown and fails
@@ -229,6 +242,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Cmd::Tls { hub, quick } => {
             let scale = if quick { scenarios::Scale::quick() } else { scenarios::Scale::full() };
             print!("{}", poussr_bench::tls::section(&hub, &scale).await?);
+        }
+        Cmd::Wine { hub, windows_hub, quick } => {
+            let scale = if quick { scenarios::Scale::quick() } else { scenarios::Scale::full() };
+            print!("{}", poussr_bench::wine::section(&hub, &windows_hub, &scale).await?);
         }
         Cmd::Load(a) => {
             let target = if a.baseline {

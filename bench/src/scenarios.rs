@@ -134,7 +134,7 @@ impl Server {
     pub(crate) async fn hub_with(bin: &Path, extra: &[&str]) -> std::io::Result<Server> {
         let data = std::env::temp_dir().join(format!("poussr-bench-{}-{}", std::process::id(), rand_suffix()));
         std::fs::create_dir_all(&data)?;
-        let mut child = Command::new(bin)
+        let mut child = hub_command(bin)
             .args(["serve", "--bind", "127.0.0.1", "--port", "0", "--app-id", APP_ID, "--app-key", APP_KEY])
             .args(["--app-secret", APP_SECRET])
             .args(extra)
@@ -186,6 +186,18 @@ impl Server {
         if tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await.is_err() {
             let _ = self.child.kill().await;
         }
+    }
+}
+
+/// The command that runs the hub `bin`: the Windows build (`poussr.exe`) runs under Wine elsewhere than on
+/// Windows (its process is the program's own, so its memory and CPU are sampled as the Linux build's are).
+pub(crate) fn hub_command(bin: &Path) -> Command {
+    if !cfg!(windows) && bin.extension().is_some_and(|e| e.eq_ignore_ascii_case("exe")) {
+        let mut wine = Command::new("wine");
+        wine.arg(bin).env("WINEDEBUG", "-all");
+        wine
+    } else {
+        Command::new(bin)
     }
 }
 

@@ -61,19 +61,34 @@ impl Drop for Certificates {
     }
 }
 
-fn median(mut xs: Vec<f64>) -> f64 {
+pub(crate) fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(f64::total_cmp);
     xs.get(xs.len() / 2).copied().unwrap_or(0.0)
 }
 
 /// What one run of one scheme measured.
-struct Run {
-    connect_rate: f64,
-    connect_errors: usize,
-    kib_per_connection: f64,
-    peak: f64,
-    peak_p99_us: u64,
-    hub_cpu_at_peak: f64,
+pub(crate) struct Run {
+    pub(crate) connect_rate: f64,
+    pub(crate) connect_errors: usize,
+    pub(crate) kib_per_connection: f64,
+    pub(crate) peak: f64,
+    pub(crate) peak_p99_us: u64,
+    pub(crate) hub_cpu_at_peak: f64,
+}
+
+impl Run {
+    /// This run as a row of the section's table: `| run | name | figures… |`.
+    pub(crate) fn row(&self, run: usize, name: &str) -> String {
+        format!(
+            "| {run} | {name} | {:.0} | {} | {:.1} | {:.0} | {} | {:.0} |",
+            self.connect_rate,
+            self.connect_errors,
+            self.kib_per_connection,
+            self.peak,
+            ms(self.peak_p99_us),
+            self.hub_cpu_at_peak
+        )
+    }
 }
 
 async fn one_run(
@@ -84,6 +99,16 @@ async fn one_run(
 ) -> std::io::Result<Run> {
     let (cert, key) = (certs.file("cert.pem"), certs.file("key.pem"));
     let server = Server::hub_with(hub_bin, &["--tls-cert", &cert, "--tls-key", &key, "--no-history"]).await?;
+    measure(server, scale, tls).await
+}
+
+/// Connects the fan-out's subscribers to `server` (over TLS with `tls`), samples its memory before and after,
+/// runs the fan-out's rising rates and keeps the best one without loss; stops the server.
+pub(crate) async fn measure(
+    server: Server,
+    scale: &Scale,
+    tls: Option<Arc<rustls::ClientConfig>>,
+) -> std::io::Result<Run> {
     // The idle figure once the hub has answered a request (its HTTP side is set up).
     health(&server.target).await;
     let idle = server.sample();
@@ -153,18 +178,7 @@ pub async fn section(hub_bin: &Path, scale: &Scale) -> std::io::Result<String> {
         let mut pair = Vec::new();
         for secure in [true, false] {
             let r = one_run(hub_bin, &certs, scale, secure.then(|| tls.clone())).await?;
-            writeln!(
-                md,
-                "| {run} | {} | {:.0} | {} | {:.1} | {:.0} | {} | {:.0} |",
-                if secure { "wss" } else { "ws" },
-                r.connect_rate,
-                r.connect_errors,
-                r.kib_per_connection,
-                r.peak,
-                ms(r.peak_p99_us),
-                r.hub_cpu_at_peak
-            )
-            .ok();
+            writeln!(md, "{}", r.row(run, if secure { "wss" } else { "ws" })).ok();
             pair.push(r);
         }
         let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };

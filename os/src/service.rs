@@ -110,8 +110,11 @@ pub fn explain(action: &str, code: Option<i32>, detail: &str) -> String {
 
 /// What `poussr service install` prints.
 pub fn installed_note(plan: &Plan) -> String {
+    // Shown as a command prompt would take it: an argument with a space in quotes.
+    let quoted = |a: String| if a.contains(' ') { format!("\"{a}\"") } else { a };
     let command: Vec<String> = std::iter::once(plan.executable.display().to_string())
         .chain(plan.arguments.iter().map(|a| a.to_string_lossy().into_owned()))
+        .map(quoted)
         .collect();
     format!(
         "The {NAME} service is installed: it starts with Windows, as {ACCOUNT}.\n\

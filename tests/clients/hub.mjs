@@ -15,6 +15,22 @@ const bin = cargoBinary('poussr', 'POUSSR_BIN');
 /** The hub binary: $POUSSR_BIN, else the debug build in cargo's target directory for this checkout. */
 export const HUB_BIN = bin.path;
 
+/**
+ * The Windows build (`POUSSR_BIN=…/poussr.exe`, see scripts/wine.sh) runs under Wine: the command is
+ * `wine poussr.exe …`, and that process becomes the program itself, so its pid, signals and exit are the hub's.
+ * Windows has no SIGTERM. Wine turns SIGINT into the console's Ctrl-C (CTRL_C_EVENT), which `poussr.exe serve`
+ * answers as `poussr serve` answers SIGTERM on Linux: clients are closed with 4200, then it exits 0.
+ */
+export const UNDER_WINE = process.platform !== 'win32' && HUB_BIN.toLowerCase().endsWith('.exe');
+
+/** The signal that asks the hub to stop gracefully: SIGTERM, or SIGINT (a console Ctrl-C) under Wine. */
+export const STOP_SIGNAL = UNDER_WINE ? 'SIGINT' : 'SIGTERM';
+
+/** The command line that runs the hub with `args`: `[command, argv]`. */
+export function hubCommand(args) {
+  return UNDER_WINE ? ['wine', [HUB_BIN, ...args]] : [HUB_BIN, args];
+}
+
 /** Throws at once, naming the path and how to build it, when there is no hub binary at HUB_BIN. */
 export function assertHubBinExists() {
   assertBuilt(bin, 'hub binary', 'cargo build --bin poussr');
@@ -110,10 +126,11 @@ export class Hub {
     if (this.configPath) args.push('--config', this.configPath);
 
     // `exec` makes the shell become the hub: the pid, the signals and the exit are the hub's own.
+    const [hubCmd, hubArgv] = hubCommand(args);
     const [command, argv] =
       this.fileSizeLimit === undefined
-        ? [HUB_BIN, args]
-        : ['sh', ['-c', `trap '' XFSZ; ulimit -f ${Math.ceil(this.fileSizeLimit / 512)}; exec "$0" "$@"`, HUB_BIN, ...args]];
+        ? [hubCmd, hubArgv]
+        : ['sh', ['-c', `trap '' XFSZ; ulimit -f ${Math.ceil(this.fileSizeLimit / 512)}; exec "$0" "$@"`, hubCmd, ...hubArgv]];
     const child = spawn(command, argv, {
       env: { ...process.env, RUST_LOG: 'warn', ...this.env },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -168,12 +185,12 @@ export class Hub {
     return this;
   }
 
-  /** SIGTERM, then SIGKILL if the hub has not exited within 5 s. */
+  /** SIGTERM (SIGINT under Wine), then SIGKILL if the hub has not exited within 5 s. */
   async stop() {
     const child = this.child;
     if (!child) return;
     if (this.exitCode === undefined) {
-      child.kill('SIGTERM');
+      child.kill(STOP_SIGNAL);
       const timer = setTimeout(() => child.kill('SIGKILL'), STOP_GRACE_MS);
       await this.exited;
       clearTimeout(timer);

@@ -141,10 +141,13 @@ fn refusals_say_what_to_do() {
 #[test]
 fn the_install_note_names_the_command_line_and_the_data_folder() {
     let data = root(&["ProgramData", "Poussr"]);
-    let plan =
-        Plan { executable: root(&["p", "poussr.exe"]), arguments: os(&["service", "run"]), data_dir: data.clone() };
+    let mut arguments = os(&["service", "run", "--data-dir"]);
+    arguments.push(data.clone().into_os_string());
+    let plan = Plan { executable: root(&["p q", "poussr.exe"]), arguments, data_dir: data.clone() };
     let note = installed_note(&plan);
-    assert!(note.contains(&format!("{} service run", root(&["p", "poussr.exe"]).display())), "{note}");
+    // A path with a space is quoted, as a command prompt needs it.
+    let exe = root(&["p q", "poussr.exe"]).display().to_string();
+    assert!(note.contains(&format!("\"{exe}\" service run --data-dir {}", data.display())), "{note}");
     assert!(note.contains(&data.display().to_string()) && note.contains("credentials.toml"), "{note}");
     let warning = grant_failed_note(&plan, "stub\n");
     assert!(warning.contains("(stub)") && warning.contains("icacls"), "{warning}");

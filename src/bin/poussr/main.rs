@@ -32,14 +32,15 @@ enum Command {
     Service(service::ServiceCommand),
 }
 
-/// Log lines go to `writer`, at the level RUST_LOG says (info by default).
-pub(crate) fn init_logging<W>(writer: W)
+/// Log lines go to `writer`, at the level RUST_LOG says (info by default); colours only for a terminal.
+pub(crate) fn init_logging<W>(writer: W, terminal: bool)
 where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         .with_writer(writer)
+        .with_ansi(terminal)
         .init();
 }
 
@@ -61,11 +62,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => {
-            init_logging(std::io::stderr);
+            init_logging(std::io::stderr, true);
             serve_here(*args)
         }
         Command::Cert(command) => {
-            init_logging(std::io::stderr);
+            init_logging(std::io::stderr, true);
             poussr::tls::install_default_provider();
             cert::cert(command)
         }

@@ -83,7 +83,7 @@ mod platform {
             .append(true)
             .open(&log)
             .map_err(|e| format!("cannot open the log {}: {e}", log.display()))?;
-        crate::init_logging(Mutex::new(file));
+        crate::init_logging(Mutex::new(file), false);
         scm::run(move |ending, ready| {
             let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the runtime: {e}"))?;
             poussr::tls::install_default_provider();
