@@ -7,6 +7,9 @@ cd "$(dirname "$0")/.."
 # The .deb and .rpm (and with them the release build of the desktop app), and the release hub.
 ./scripts/bundle.sh
 cargo build --release -p poussr -p poussr-bench
+# The Windows build and its installer (make windows), whose hub is then measured under Wine.
+./scripts/windows.sh >/dev/null
+eval "$(./scripts/wine.sh target/wine-prefix)"
 if [ ! -d bench/node_modules ] || [ bench/package-lock.json -nt bench/node_modules/.package-lock.json ]; then
   (cd bench && npm ci --no-audit --no-fund)
 fi
@@ -22,6 +25,18 @@ out=$(mktemp)
   target/release/poussr-bench run --hub target/release/poussr
   echo
   target/release/poussr-bench cluster --hub target/release/poussr
+  echo
+  echo "## Windows"
+  echo
+  echo "Built by \`make windows\` (x86_64-pc-windows-gnu, mingw-w64, release; the installer's programs stripped):"
+  echo
+  echo "| file | bytes |"
+  echo "|---|---|"
+  for f in target/windows/Poussr-*-setup.exe target/windows/stage/poussr.exe target/windows/stage/poussr-desktop.exe; do
+    echo "| \`${f#target/}\` | $(stat -c %s "$f") |"
+  done
+  echo
+  target/release/poussr-bench wine --hub target/release/poussr --windows-hub target/x86_64-pc-windows-gnu/release/poussr.exe
   echo
   python3 bench/desktop.py target/release/poussr-desktop
   echo

@@ -120,6 +120,12 @@ if [ "$what" = all ] || [ "$what" = windows ]; then
   windows_built=$target_dir/x86_64-pc-windows-gnu/release
   wine_env=$(./scripts/wine.sh "$target_dir/wine-prefix")
   eval "$wine_env"
+  # One wineserver for the whole stage, started and booted now with its output going nowhere. Wine starts its
+  # own services with the first program of a wineserver, and they would keep that program's pipes (a test's,
+  # or this script's tee) open for as long as they run.
+  wineserver -k >/dev/null 2>&1 || true
+  wineserver -p >/dev/null 2>&1
+  wine wineboot >/dev/null 2>&1
   echo "== cargo test -p poussr-os, built for Windows and run under Wine"
   run_logged env CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER=wine \
     cargo test -p poussr-os --target x86_64-pc-windows-gnu --color never

@@ -92,6 +92,11 @@ enum Cmd {
         /// The Windows hub binary (a release build from `make windows`).
         #[arg(long, default_value = "target/x86_64-pc-windows-gnu/release/poussr.exe")]
         windows_hub: PathBuf,
+        /// Subscribers of the fan-out. Wine 8.0 carries every socket's asynchronous I/O through its one
+        /// wineserver process: at 10,000 connections (the other scenarios' size) it used a whole core and
+        /// connections were dropped, so this scenario runs smaller, at rates up to 100 events/s.
+        #[arg(long, default_value_t = 1000)]
+        subscribers: usize,
         /// Small sizes: checks that the scenario runs, in seconds.
         #[arg(long)]
         quick: bool,
@@ -243,8 +248,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let scale = if quick { scenarios::Scale::quick() } else { scenarios::Scale::full() };
             print!("{}", poussr_bench::tls::section(&hub, &scale).await?);
         }
-        Cmd::Wine { hub, windows_hub, quick } => {
+        Cmd::Wine { hub, windows_hub, subscribers, quick } => {
             let scale = if quick { scenarios::Scale::quick() } else { scenarios::Scale::full() };
+            let scale = match quick {
+                true => scale,
+                false => scenarios::Scale { fanout: subscribers, fanout_rates: vec![10.0, 25.0, 50.0, 100.0], ..scale },
+            };
             print!("{}", poussr_bench::wine::section(&hub, &windows_hub, &scale).await?);
         }
         Cmd::Load(a) => {

@@ -76,6 +76,39 @@ pub(crate) struct Run {
     pub(crate) hub_cpu_at_peak: f64,
 }
 
+/// The ratios of each run's pair of builds or schemes (the first over the second), and their medians.
+#[derive(Default)]
+pub(crate) struct Ratios {
+    fanout: Vec<f64>,
+    connect: Vec<f64>,
+    memory: Vec<f64>,
+}
+
+impl Ratios {
+    /// Adds one pair: `a` over `b`.
+    pub(crate) fn push(&mut self, a: &Run, b: &Run) {
+        let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
+        self.fanout.push(ratio(a.peak, b.peak));
+        self.connect.push(ratio(a.connect_rate, b.connect_rate));
+        self.memory.push(ratio(a.kib_per_connection, b.kib_per_connection));
+    }
+
+    /// The medians, each with every run's ratio.
+    pub(crate) fn summary(&self) -> String {
+        let each = |xs: &[f64]| xs.iter().map(|r| format!("{r:.2}×")).collect::<Vec<_>>().join(", ");
+        format!(
+            "fan-out peak {:.2}× (runs {}); connect + subscribe rate {:.2}× (runs {}); hub memory per connection \
+             {:.2}× (runs {})",
+            median(self.fanout.clone()),
+            each(&self.fanout),
+            median(self.connect.clone()),
+            each(&self.connect),
+            median(self.memory.clone()),
+            each(&self.memory)
+        )
+    }
+}
+
 impl Run {
     /// This run as a row of the section's table: `| run | name | figures… |`.
     pub(crate) fn row(&self, run: usize, name: &str) -> String {
@@ -173,7 +206,7 @@ pub async fn section(hub_bin: &Path, scale: &Scale) -> std::io::Result<String> {
         scale.fanout, scale.step_secs
     )
     .ok();
-    let (mut fanout, mut connect, mut memory) = (Vec::new(), Vec::new(), Vec::new());
+    let mut ratios = Ratios::default();
     for run in 1..=RUNS {
         let mut pair = Vec::new();
         for secure in [true, false] {
@@ -181,23 +214,8 @@ pub async fn section(hub_bin: &Path, scale: &Scale) -> std::io::Result<String> {
             writeln!(md, "{}", r.row(run, if secure { "wss" } else { "ws" })).ok();
             pair.push(r);
         }
-        let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
-        fanout.push(ratio(pair[0].peak, pair[1].peak));
-        connect.push(ratio(pair[0].connect_rate, pair[1].connect_rate));
-        memory.push(ratio(pair[0].kib_per_connection, pair[1].kib_per_connection));
+        ratios.push(&pair[0], &pair[1]);
     }
-    let each = |xs: &[f64]| xs.iter().map(|r| format!("{r:.2}×")).collect::<Vec<_>>().join(", ");
-    writeln!(
-        md,
-        "\n**wss / ws (medians of {RUNS} pairs): fan-out peak {:.2}× (runs {}); connect + subscribe rate {:.2}× \
-         (runs {}); hub memory per connection {:.2}× (runs {}).**\n",
-        median(fanout.clone()),
-        each(&fanout),
-        median(connect.clone()),
-        each(&connect),
-        median(memory.clone()),
-        each(&memory)
-    )
-    .ok();
+    writeln!(md, "\n**wss / ws (medians of {RUNS} pairs): {}.**\n", ratios.summary()).ok();
     Ok(md)
 }
