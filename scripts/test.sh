@@ -20,9 +20,11 @@ fi
 work=$(mktemp -d)
 log=$work/test.log
 xvfb_pid=""
+wine_started=""
 cleanup() {
   [ -z "$xvfb_pid" ] || kill "$xvfb_pid" 2>/dev/null || true
-  [ -z "${WINEPREFIX:-}" ] || wineserver -k 2>/dev/null || true
+  # Only the wineserver of this run's prefix, and only if this run started it.
+  [ -z "$wine_started" ] || wineserver -k 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -107,6 +109,17 @@ if [ "$what" = all ] || [ "$what" = clients ]; then
     --test-reporter=spec "${name_pattern[@]}" "${files[@]}"
 fi
 
+# A display for what makes windows (the desktop app; Wine's windows): a virtual one on the first free
+# number when there is none (Xvfb writes the number it took).
+display_ready() {
+  if [ -z "${DISPLAY:-}" ]; then
+    Xvfb -displayfd 3 -screen 0 1280x800x24 -nolisten tcp 3>"$work/display" 2>"$work/xvfb.log" &
+    xvfb_pid=$!
+    for _ in $(seq 50); do [ -s "$work/display" ] && break; sleep 0.1; done
+    export DISPLAY=":$(cat "$work/display")"
+  fi
+}
+
 # The client suites that also run against the Windows build under Wine: the Pusher protocol, the HTTP API,
 # Poussr v1, client events, bad input, restarts and the dashboard (the others drive Linux-only parts: network
 # namespaces, nginx, Redis, file-size limits).
@@ -115,49 +128,52 @@ WINDOWS_SUITES=(pusher channels poussr-v1 client-events bad-input reconnect reco
 if [ "$what" = all ] || [ "$what" = windows ]; then
   echo "== the Windows build (make windows), tested under Wine"
   # scripts/windows.sh prints the installer's path last; its output goes to the log like the rest.
-  ./scripts/windows.sh 2>&1 | tee "$work/windows.log" | tee -a "$log" || status=1
-  setup=$(tail -n 1 "$work/windows.log")
-  windows_built=$target_dir/x86_64-pc-windows-gnu/release
-  wine_env=$(./scripts/wine.sh "$target_dir/wine-prefix")
-  eval "$wine_env"
-  # One wineserver for the whole stage, started and booted now with its output going nowhere. Wine starts its
-  # own services with the first program of a wineserver, and they would keep that program's pipes (a test's,
-  # or this script's tee) open for as long as they run.
-  wineserver -k >/dev/null 2>&1 || true
-  wineserver -p >/dev/null 2>&1
-  wine wineboot >/dev/null 2>&1
-  echo "== cargo test -p poussr-os, built for Windows and run under Wine"
-  run_logged env CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER=wine \
-    cargo test -p poussr-os --target x86_64-pc-windows-gnu --color never
-  echo "== real clients against poussr.exe under Wine (tests/clients: ${WINDOWS_SUITES[*]}; tests/clients/windows)"
-  npm_ready tests/clients
-  python_ready tests/clients
-  tls_ready
-  if [ $# -gt 0 ]; then
-    mapfile -t files < <(test_files tests/clients "$@")
+  if ! ./scripts/windows.sh 2>&1 | tee "$work/windows.log" | tee -a "$log"; then
+    # Counted as a failure in the closing line, and nothing is tested against an older build.
+    echo "make test: the Windows build failed; 1 failed" | tee -a "$log"
+    echo "ℹ fail 1" >>"$log"
+    status=1
   else
-    files=()
-    for suite in "${WINDOWS_SUITES[@]}"; do files+=("tests/clients/$suite.test.mjs"); done
-    files+=(tests/clients/windows/*.test.mjs)
+    setup=$(tail -n 1 "$work/windows.log")
+    windows_built=$target_dir/x86_64-pc-windows-gnu/release
+    wine_env=$(./scripts/wine.sh "$target_dir/wine-prefix")
+    eval "$wine_env"
+    wine_started=1
+    # Wine makes its windows (poussr.exe's hidden one, which hears the end of the session) on an X display.
+    display_ready
+    # One wineserver for the whole stage, started and booted now with its output going nowhere. Wine starts its
+    # own services with the first program of a wineserver, and they would keep that program's pipes (a test's,
+    # or this script's tee) open for as long as they run.
+    wineserver -k >/dev/null 2>&1 || true
+    wineserver -p >/dev/null 2>&1
+    wine wineboot >/dev/null 2>&1
+    echo "== cargo test -p poussr-os, built for Windows and run under Wine"
+    run_logged env CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER=wine \
+      cargo test -p poussr-os --target x86_64-pc-windows-gnu --color never
+    echo "== real clients against poussr.exe under Wine (tests/clients: ${WINDOWS_SUITES[*]}; tests/clients/windows)"
+    npm_ready tests/clients
+    python_ready tests/clients
+    tls_ready
+    if [ $# -gt 0 ]; then
+      mapfile -t files < <(test_files tests/clients "$@")
+    else
+      files=()
+      for suite in "${WINDOWS_SUITES[@]}"; do files+=("tests/clients/$suite.test.mjs"); done
+      files+=(tests/clients/windows/*.test.mjs)
+    fi
+    run_logged env POUSSR_BIN="$windows_built/poussr.exe" POUSSR_TEST_PYTHON="$PWD/tests/clients/.venv/bin/python" \
+      POUSSR_TEST_TLS_DIR="$work/tls" NODE_EXTRA_CA_CERTS="$work/tls/ca.pem" \
+      POUSSR_SETUP="$setup" POUSSR_WINDOWS_STAGE="$target_dir/windows/stage" \
+      node --test --test-concurrency=1 --test-timeout=180000 \
+      --test-reporter=spec "${name_pattern[@]}" "${files[@]}"
+    wineserver -k 2>/dev/null || true
   fi
-  run_logged env POUSSR_BIN="$windows_built/poussr.exe" POUSSR_TEST_PYTHON="$PWD/tests/clients/.venv/bin/python" \
-    POUSSR_TEST_TLS_DIR="$work/tls" NODE_EXTRA_CA_CERTS="$work/tls/ca.pem" \
-    POUSSR_SETUP="$setup" POUSSR_WINDOWS_STAGE="$target_dir/windows/stage" \
-    node --test --test-concurrency=1 --test-timeout=180000 \
-    --test-reporter=spec "${name_pattern[@]}" "${files[@]}"
-  wineserver -k 2>/dev/null || true
 fi
 
 if [ "$what" = all ] || [ "$what" = desktop ]; then
   echo "== the desktop window over WebDriver (tests/desktop)"
   npm_ready tests/desktop
-  if [ -z "${DISPLAY:-}" ]; then
-    # A virtual display on the first free number; Xvfb writes the number it took.
-    Xvfb -displayfd 3 -screen 0 1280x800x24 -nolisten tcp 3>"$work/display" 2>"$work/xvfb.log" &
-    xvfb_pid=$!
-    for _ in $(seq 50); do [ -s "$work/display" ] && break; sleep 0.1; done
-    export DISPLAY=":$(cat "$work/display")"
-  fi
+  display_ready
   # A session bus of its own, for the single-instance check of the app.
   mapfile -t files < <(test_files tests/desktop "$@")
   echo "app: $target_dir/debug/poussr-desktop$exe"

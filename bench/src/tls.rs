@@ -61,7 +61,7 @@ impl Drop for Certificates {
     }
 }
 
-pub(crate) fn median(mut xs: Vec<f64>) -> f64 {
+fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(f64::total_cmp);
     xs.get(xs.len() / 2).copied().unwrap_or(0.0)
 }

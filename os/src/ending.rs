@@ -16,7 +16,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 
 /// Why the run ends.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum EndReason {
     /// Ctrl-C in the terminal or console (SIGINT, `CTRL_C_EVENT`), or Ctrl-Break on Windows.
     Interrupt,
@@ -161,7 +161,7 @@ console_event_source!(CtrlC, CtrlBreak, CtrlClose, CtrlLogoff, CtrlShutdown);
 
 /// How this operating system asks a console program to end, each with its reason; the handlers are
 /// installed now. Unix: SIGINT and SIGTERM. Windows: Ctrl-C, Ctrl-Break, the console closed, logoff and
-/// shutdown. (Windows gives a console program about 5 seconds after the last three, and tokio's handler
+/// shutdown (as console events, and as `WM_ENDSESSION` to a hidden window: see [`crate::session`]). (Windows gives a console program about 5 seconds after the last three, and tokio's handler
 /// keeps the process alive for that long, so the hub can close its clients with 4200.)
 pub fn os_sources() -> std::io::Result<Sources> {
     #[cfg(unix)]
@@ -175,13 +175,23 @@ pub fn os_sources() -> std::io::Result<Sources> {
     #[cfg(windows)]
     {
         use tokio::signal::windows::{ctrl_break, ctrl_c, ctrl_close, ctrl_logoff, ctrl_shutdown};
-        Ok(vec![
+        let mut sources: Sources = vec![
             (EndReason::Interrupt, Box::new(ctrl_c()?)),
             (EndReason::Interrupt, Box::new(ctrl_break()?)),
             (EndReason::ConsoleClose, Box::new(ctrl_close()?)),
             (EndReason::Logoff, Box::new(ctrl_logoff()?)),
             (EndReason::Shutdown, Box::new(ctrl_shutdown()?)),
-        ])
+        ];
+        // A program that has loaded user32 (through the shell, as poussr.exe has) gets no logoff or shutdown
+        // console event: it hears them as WM_ENDSESSION, in a hidden window. Without a window station to make
+        // it in, the console events are all there is.
+        match crate::session::end_session_sources() {
+            Ok(more) => sources.extend(more),
+            Err(e) => {
+                tracing::warn!("a logoff or shutdown will not close clients with 4200: no window to hear it ({e})")
+            }
+        }
+        Ok(sources)
     }
 }
 
@@ -254,6 +264,12 @@ mod tests {
     async fn the_os_handlers_install() {
         // The real handlers of this platform (signals here, console events in the Windows build under Wine).
         let sources = os_sources().expect("the OS end handlers install");
-        assert!(sources.len() >= 2);
+        let reasons: std::collections::HashSet<_> = sources.iter().map(|(reason, _)| *reason).collect();
+        let expected: &[EndReason] = if cfg!(windows) {
+            &[EndReason::Interrupt, EndReason::ConsoleClose, EndReason::Logoff, EndReason::Shutdown]
+        } else {
+            &[EndReason::Interrupt, EndReason::Terminate]
+        };
+        assert_eq!(reasons, expected.iter().copied().collect(), "every way this OS asks a program to end");
     }
 }

@@ -39,10 +39,27 @@ fn open(access: ServiceAccess) -> Result<windows_service::service::Service, Stri
         .map_err(|e| explain("open the service", &e))
 }
 
-/// Registers the service of `plan` (automatic start, LocalService), makes its data folder and lets
-/// LocalService write there. Returns what to tell the operator.
+/// `icacls.exe` of this Windows, by its full path (a program found by search could be anyone's).
+fn icacls() -> std::path::PathBuf {
+    let root = std::env::var_os("SystemRoot").unwrap_or_else(|| r"C:\Windows".into());
+    std::path::Path::new(&root).join("System32").join("icacls.exe")
+}
+
+/// Registers the service of `plan` (automatic start, LocalService): copies the program to its folder, makes
+/// the data folder and makes it the service's own. Returns what to tell the operator.
 pub fn install(plan: &Plan) -> Result<String, String> {
     let manager = manager(ServiceManagerAccess::CONNECT | ServiceManagerAccess::CREATE_SERVICE)?;
+    if let Ok(found) = manager.open_service(service::NAME, ServiceAccess::QUERY_STATUS) {
+        drop(found);
+        return Err(service::explain("install", Some(1073), ""));
+    }
+    if let Some(folder) = plan.executable.parent() {
+        std::fs::create_dir_all(folder).map_err(|e| format!("cannot make {}: {e}", folder.display()))?;
+    }
+    if !same_file(&plan.source, &plan.executable) {
+        std::fs::copy(&plan.source, &plan.executable)
+            .map_err(|e| format!("cannot copy the program to {}: {e}", plan.executable.display()))?;
+    }
     let info = ServiceInfo {
         name: service::NAME.into(),
         display_name: service::DISPLAY_NAME.into(),
@@ -62,11 +79,9 @@ pub fn install(plan: &Plan) -> Result<String, String> {
     std::fs::create_dir_all(&plan.data_dir)
         .map_err(|e| format!("cannot make the data folder {}: {e}", plan.data_dir.display()))?;
     let mut note = service::installed_note(plan);
-    // LocalService may not write in %ProgramData% by default: give it its data folder (and what is made in it).
-    let grant = std::process::Command::new("icacls")
-        .arg(&plan.data_dir)
-        .args(["/grant", &format!("{}:(OI)(CI)M", service::ACCOUNT_SID), "/Q"])
-        .output();
+    // LocalService may not write in %ProgramData% by default, and every user may read there: make the data
+    // folder (and what is made in it) the service's and the administrators' only.
+    let grant = std::process::Command::new(icacls()).args(service::data_dir_acl(&plan.data_dir)).output();
     match grant {
         Ok(out) if out.status.success() => {}
         Ok(out) => note += &service::grant_failed_note(plan, &String::from_utf8_lossy(&out.stderr)),
@@ -75,12 +90,41 @@ pub fn install(plan: &Plan) -> Result<String, String> {
     Ok(note)
 }
 
-/// Stops the service if it runs, then removes it. Its data folder stays.
-pub fn uninstall() -> Result<String, String> {
+/// Stops the service if it runs, then removes it and its program's copy. Its data folder stays.
+pub fn uninstall(program: &std::path::Path) -> Result<String, String> {
     let found = open(ServiceAccess::QUERY_STATUS | ServiceAccess::STOP | ServiceAccess::DELETE)?;
     stop_and_wait(&found)?;
     found.delete().map_err(|e| explain("uninstall", &e))?;
-    Ok(format!("The {} service is removed. Its data folder was left as it was.\n", service::NAME))
+    drop(found);
+    // The service's process may take a moment to exit after it reported Stopped; its program is in use until then.
+    let deadline = Instant::now() + WAIT;
+    let removed = loop {
+        match std::fs::remove_file(program) {
+            Ok(()) => break true,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => break true,
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+            Err(e) => {
+                tracing::warn!("cannot remove {}: {e}", program.display());
+                break false;
+            }
+        }
+    };
+    if let Some(folder) = program.parent() {
+        let _ = std::fs::remove_dir(folder);
+    }
+    let mut note = format!("The {} service is removed. Its data folder was left as it was.\n", service::NAME);
+    if !removed {
+        note += &format!("Its program {} is still in use; delete it later.\n", program.display());
+    }
+    Ok(note)
+}
+
+/// Whether `a` and `b` are the same file (the service is installed from its own copy).
+fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
 }
 
 /// Starts the service and waits until it serves.
@@ -205,13 +249,19 @@ fn service_main() {
 #[derive(Clone, Default)]
 struct Scm {
     handle: Arc<OnceLock<ServiceStatusHandle>>,
-    checkpoint: Arc<Mutex<u32>>,
+    /// The pending phases' checkpoint, and whether Stopped was reported (nothing may follow it).
+    state: Arc<Mutex<(u32, bool)>>,
 }
 
 impl Report for Scm {
     fn report(&self, phase: Phase) {
         let Some(handle) = self.handle.get() else { return };
-        let mut checkpoint = self.checkpoint.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let (checkpoint, stopped) = &mut *state;
+        if *stopped {
+            return;
+        }
+        *stopped = matches!(phase, Phase::Stopped { .. });
         let (state, accept, wait, exit) = match phase {
             Phase::Starting => (ServiceState::StartPending, ServiceControlAccept::empty(), 30, 0),
             Phase::Running => (

@@ -4,10 +4,14 @@
 //! - The service is named [`NAME`], starts with Windows (automatic start) and runs as the built-in
 //!   LocalService account: the least a network server needs (no administrator rights, no access to users'
 //!   files).
+//! - Its program is a copy of the `poussr.exe` that installed it, in `%ProgramFiles%\Poussr`, where only
+//!   administrators may change it (the installer's copy is in the user's profile, which LocalService may not
+//!   read and the user may rewrite).
 //! - Its command line is `poussr.exe service run` followed by the `serve` flags given to
 //!   `poussr service install`, with every path made absolute (a service starts in `C:\Windows\System32`).
-//! - Its data folder (generated credentials, history, certificates) is `%ProgramData%\Poussr` unless
-//!   `--data-dir` says otherwise, so that an administrator finds the app secret there.
+//! - Its data folder (generated credentials, history, certificates, its log) is `%ProgramData%\Poussr`
+//!   unless `--data-dir` says otherwise, so that an administrator finds the app secret there; only
+//!   administrators, SYSTEM and LocalService may read it.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -32,7 +36,9 @@ const PATH_FLAGS: &[&str] = &["--config", "--data-dir", "--history-dir", "--tls-
 /// What `poussr service install` registers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
-    /// The program the service runs (this `poussr.exe`).
+    /// The `poussr.exe` that runs `install`, copied to [`Plan::executable`].
+    pub source: PathBuf,
+    /// The program the service runs: the copy in `%ProgramFiles%\Poussr`.
     pub executable: PathBuf,
     /// Its arguments: `service run` and the `serve` flags. Each is one argument, spaces and all; the
     /// service manager's command line quotes them.
@@ -41,11 +47,33 @@ pub struct Plan {
     pub data_dir: PathBuf,
 }
 
-/// The service for `serve_args` (the `serve` flags given to `poussr service install`): relative paths are
-/// taken from `cwd`, and the data folder is `program_data\Poussr` unless `--data-dir` names one.
-pub fn plan(executable: &Path, serve_args: &[OsString], cwd: &Path, program_data: &Path) -> Result<Plan, String> {
-    if !executable.is_absolute() {
-        return Err(format!("the service's program must be given by its full path, not {}", executable.display()));
+/// Where the service's program is kept: `program_files\Poussr\poussr.exe`.
+pub fn program_path(program_files: &Path) -> PathBuf {
+    program_files.join("Poussr").join("poussr.exe")
+}
+
+/// The `icacls` arguments that make `dir` the service's own: inherited permissions removed, full control for
+/// SYSTEM and the Administrators group, modify for LocalService (its credentials file holds the app secret).
+pub fn data_dir_acl(dir: &Path) -> Vec<OsString> {
+    let mut args: Vec<OsString> = vec![dir.as_os_str().to_owned(), "/inheritance:r".into(), "/grant:r".into()];
+    args.extend(["*S-1-5-18:(OI)(CI)F", "*S-1-5-32-544:(OI)(CI)F"].map(OsString::from));
+    args.push(format!("{ACCOUNT_SID}:(OI)(CI)M").into());
+    args.push("/Q".into());
+    args
+}
+
+/// The service for `serve_args` (the `serve` flags given to `poussr service install`), run by a copy of
+/// `source` in `program_files\Poussr`: relative paths are taken from `cwd`, and the data folder is
+/// `program_data\Poussr` unless `--data-dir` names one.
+pub fn plan(
+    source: &Path,
+    serve_args: &[OsString],
+    cwd: &Path,
+    program_data: &Path,
+    program_files: &Path,
+) -> Result<Plan, String> {
+    if !source.is_absolute() {
+        return Err(format!("the service's program must be given by its full path, not {}", source.display()));
     }
     let mut arguments: Vec<OsString> = vec!["service".into(), "run".into()];
     let mut data_dir = None;
@@ -81,7 +109,7 @@ pub fn plan(executable: &Path, serve_args: &[OsString], cwd: &Path, program_data
             dir
         }
     };
-    Ok(Plan { executable: executable.to_owned(), arguments, data_dir })
+    Ok(Plan { source: source.to_owned(), executable: program_path(program_files), arguments, data_dir })
 }
 
 fn absolute(cwd: &Path, path: &Path) -> PathBuf {
@@ -184,7 +212,8 @@ pub enum Reply {
 }
 
 /// Answers a control: Stop, Shutdown and Preshutdown end the run (clients get 4200) and the service is
-/// reported as stopping; Interrogate is answered; anything else is not handled.
+/// reported as stopping; Interrogate is answered; anything else is not handled. The service manager sends
+/// controls one at a time.
 pub fn on_control(control: Control, ending: &Ending, report: &dyn Report) -> Reply {
     let reason = match control {
         Control::Stop => EndReason::ServiceStop,
@@ -192,8 +221,11 @@ pub fn on_control(control: Control, ending: &Ending, report: &dyn Report) -> Rep
         Control::Interrogate => return Reply::Done,
         Control::Other => return Reply::NotImplemented,
     };
-    if ending.end(reason) {
+    if ending.reason().is_none() {
+        // Reported before the end is set: once it is, the run may report Stopped at any moment, and Stopping
+        // must not come after that.
         report.report(Phase::Stopping);
+        ending.end(reason);
     }
     Reply::Done
 }

@@ -72,10 +72,19 @@ VIAddVersionKey "LegalCopyright" "Poussr contributors (MIT licence)"
 
 ; ---------------------------------------------------------------------------------------------------------
 ; A running Poussr holds its files and its port: ask it to quit as its tray menu's Quit does (clients are
-; closed with 4200 and reconnect to the new one), then wait until its program file can be replaced.
+; closed with 4200 and reconnect to the new one), then wait until both programs can be replaced (a
+; `poussr.exe serve` started from this folder holds poussr.exe). $R9 says whether the tray app was running.
 !macro QuitRunningPoussr un
 Function ${un}QuitRunningPoussr
+  StrCpy $R9 0
   IfFileExists "$INSTDIR\${EXE}" 0 done
+  ClearErrors
+  FileOpen $0 "$INSTDIR\${EXE}" a
+  ${If} ${Errors}
+    StrCpy $R9 1
+  ${Else}
+    FileClose $0
+  ${EndIf}
   ExecWait '"$INSTDIR\${EXE}" --quit'
   StrCpy $1 0
   retry:
@@ -83,7 +92,15 @@ Function ${un}QuitRunningPoussr
     FileOpen $0 "$INSTDIR\${EXE}" a
     ${IfNot} ${Errors}
       FileClose $0
-      Goto done
+      ${IfNot} ${FileExists} "$INSTDIR\poussr.exe"
+        Goto done
+      ${EndIf}
+      ClearErrors
+      FileOpen $0 "$INSTDIR\poussr.exe" a
+      ${IfNot} ${Errors}
+        FileClose $0
+        Goto done
+      ${EndIf}
     ${EndIf}
     IntOp $1 $1 + 1
     ${If} $1 < 50
@@ -91,7 +108,8 @@ Function ${un}QuitRunningPoussr
       Goto retry
     ${EndIf}
     MessageBox MB_RETRYCANCEL|MB_ICONEXCLAMATION \
-      "${APP} is still running. Quit it from its icon in the notification area (Quit), then press Retry." \
+      "${APP} is still running. Quit it from its icon in the notification area (Quit), and stop any \
+      poussr.exe started from $INSTDIR, then press Retry." \
       /SD IDCANCEL IDRETRY again
     Abort
   again:
@@ -168,16 +186,36 @@ SectionEnd
 ; Without a rule, Windows asks the first time Poussr listens on the network; a user who is not an
 ; administrator cannot allow it there, and dismissing that prompt blocks the port for LAN clients.
 Section "Let LAN clients in through Windows Firewall (private networks; asks for an administrator)" SecFirewall
-  DetailPrint "Adding the Windows Firewall rule '${FIREWALL_RULE}' for private networks (Windows asks for an administrator)"
-  ExecShellWait "runas" "$SYSDIR\netsh.exe" 'advfirewall firewall add rule name="${FIREWALL_RULE}" dir=in action=allow program="$INSTDIR\${EXE}" profile=private enable=yes' SW_HIDE
   nsExec::ExecToStack '"$SYSDIR\netsh.exe" advfirewall firewall show rule name="${FIREWALL_RULE}"'
   Pop $0
   Pop $1
   ${If} $0 == 0
-    WriteRegDWORD HKCU "${STATE_KEY}" "FirewallRule" 1
-    DetailPrint "Windows Firewall: LAN clients on private networks may connect to ${APP}"
+    DetailPrint "Windows Firewall: the rule '${FIREWALL_RULE}' is already there"
+  ${ElseIf} ${Silent}
+    ; A silent install runs unattended: no administrator prompt. Deployment tools add the rule themselves
+    ; (the netsh command is in docs/windows.md).
+    DetailPrint "Windows Firewall: no rule added (silent install)"
   ${Else}
-    DetailPrint "Windows Firewall: no rule was added; Windows will ask the first time ${APP} listens"
+    DetailPrint "Adding the Windows Firewall rule '${FIREWALL_RULE}' for private networks (Windows asks for an administrator)"
+    ExecShellWait "runas" "$SYSDIR\netsh.exe" 'advfirewall firewall add rule name="${FIREWALL_RULE}" dir=in action=allow program="$INSTDIR\${EXE}" profile=private enable=yes' SW_HIDE
+    nsExec::ExecToStack '"$SYSDIR\netsh.exe" advfirewall firewall show rule name="${FIREWALL_RULE}"'
+    Pop $0
+    Pop $1
+    ${If} $0 == 0
+      WriteRegDWORD HKCU "${STATE_KEY}" "FirewallRule" 1
+      DetailPrint "Windows Firewall: LAN clients on private networks may connect to ${APP}"
+    ${Else}
+      DetailPrint "Windows Firewall: no rule was added; Windows will ask the first time ${APP} listens"
+    ${EndIf}
+  ${EndIf}
+SectionEnd
+
+; A silent upgrade puts back what it found: a tray app that was running is started again (hidden). An
+; interactive install offers "Start Poussr now" on its last page instead.
+Section "-Restart" SecRestart
+  ${If} ${Silent}
+  ${AndIf} $R9 == 1
+    Exec '"$INSTDIR\${EXE}" --hidden'
   ${EndIf}
 SectionEnd
 
@@ -201,7 +239,9 @@ Section "un.${APP}" UnSecMain
   SectionIn RO
   Call un.QuitRunningPoussr
   ReadRegDWORD $0 HKCU "${STATE_KEY}" "FirewallRule"
+  ; A silent uninstall asks for no administrator: the rule (for a program that is gone) stays.
   ${If} $0 == 1
+  ${AndIfNot} ${Silent}
     DetailPrint "Removing the Windows Firewall rule '${FIREWALL_RULE}' (Windows asks for an administrator)"
     ExecShellWait "runas" "$SYSDIR\netsh.exe" 'advfirewall firewall delete rule name="${FIREWALL_RULE}"' SW_HIDE
   ${EndIf}
@@ -219,6 +259,7 @@ Section "un.${APP}" UnSecMain
   SetOutPath "$TEMP"
   StrCpy $1 0
   ${Do}
+    Delete "$INSTDIR\uninstall.exe"
     RMDir "$INSTDIR"
     ${IfNot} ${FileExists} "$INSTDIR\*.*"
       ${Break}

@@ -38,7 +38,8 @@ export function assertHubBinExists() {
 
 const READY_LINE = /listening on https?:\/\/[^\s]*:(\d+)/;
 const START_TIMEOUT_MS = 15_000;
-const STOP_GRACE_MS = 5_000;
+// The hub gives its sessions up to 5 s to close; under Wine everything is slower.
+const STOP_GRACE_MS = UNDER_WINE ? 15_000 : 5_000;
 
 // Hubs still running, killed if this test process dies before its `after` hooks ran, so that no test run
 // leaves a hub holding a port behind it.
@@ -185,7 +186,7 @@ export class Hub {
     return this;
   }
 
-  /** SIGTERM (SIGINT under Wine), then SIGKILL if the hub has not exited within 5 s. */
+  /** SIGTERM (SIGINT under Wine), then SIGKILL if the hub has not exited within 5 s (15 s under Wine). */
   async stop() {
     const child = this.child;
     if (!child) return;

@@ -21,9 +21,12 @@ fn os(args: &[&str]) -> Vec<OsString> {
 
 #[test]
 fn the_service_runs_service_run_with_the_serve_flags_and_a_data_folder_under_program_data() {
-    let exe = root(&["Program Files", "Poussr", "poussr.exe"]);
-    let plan = plan(&exe, &os(&["--port", "7000"]), &root(&["Users", "op"]), &root(&["ProgramData"])).unwrap();
-    assert_eq!(plan.executable, exe);
+    let exe = root(&["Users", "José", "AppData", "Local", "Programs", "Poussr", "poussr.exe"]);
+    let args = os(&["--port", "7000"]);
+    let plan = plan(&exe, &args, &root(&["Users", "op"]), &root(&["ProgramData"]), &root(&["Program Files"])).unwrap();
+    // The service runs an administrators-only copy, not the user's own file.
+    assert_eq!(plan.source, exe);
+    assert_eq!(plan.executable, root(&["Program Files", "Poussr", "poussr.exe"]));
     let data = root(&["ProgramData", "Poussr"]);
     assert_eq!(plan.data_dir, data);
     let mut expected = os(&["service", "run", "--port", "7000", "--data-dir"]);
@@ -36,7 +39,7 @@ fn relative_paths_are_made_absolute_from_where_install_was_run_in_both_flag_form
     // A service starts in C:\Windows\System32: a relative path would point there.
     let cwd = root(&["Users", "José Müller", "hub files"]);
     let args = os(&["--config", "poussr.toml", "--tls-cert=certs/cert 1.pem", "--tls-key", "certs/key.pem"]);
-    let plan = plan(&root(&["poussr.exe"]), &args, &cwd, &root(&["ProgramData"])).unwrap();
+    let plan = plan(&root(&["poussr.exe"]), &args, &cwd, &root(&["ProgramData"]), &root(&["PF"])).unwrap();
     let a = &plan.arguments;
     assert_eq!(a[2], "--config");
     assert_eq!(Path::new(&a[3]), cwd.join("poussr.toml"));
@@ -52,22 +55,23 @@ fn a_given_data_folder_is_used_as_given_with_spaces_and_non_ascii_letters_in_one
     let data = root(&["Données partagées", "東京 hub"]);
     let mut args = os(&["--data-dir"]);
     args.push(data.clone().into_os_string());
-    let plan = plan(&root(&["poussr.exe"]), &args, &root(&["x"]), &root(&["ProgramData"])).unwrap();
+    let plan = plan(&root(&["poussr.exe"]), &args, &root(&["x"]), &root(&["ProgramData"]), &root(&["PF"])).unwrap();
     assert_eq!(plan.data_dir, data);
     assert_eq!(plan.arguments.len(), 4, "no extra --data-dir: {:?}", plan.arguments);
     assert_eq!(plan.arguments[3], data.into_os_string());
     // The --flag=value form names it too.
     let given = format!("--data-dir={}", root(&["d"]).display());
-    let plan = super::plan(&root(&["poussr.exe"]), &os(&[&given]), &root(&["x"]), &root(&["P"])).unwrap();
+    let plan =
+        super::plan(&root(&["poussr.exe"]), &os(&[&given]), &root(&["x"]), &root(&["P"]), &root(&["F"])).unwrap();
     assert_eq!(plan.data_dir, root(&["d"]));
     assert_eq!(plan.arguments.len(), 3);
 }
 
 #[test]
 fn a_path_flag_without_its_value_and_a_relative_program_are_refused() {
-    let err = plan(&root(&["poussr.exe"]), &os(&["--config"]), &root(&[]), &root(&["P"])).unwrap_err();
+    let err = plan(&root(&["poussr.exe"]), &os(&["--config"]), &root(&[]), &root(&["P"]), &root(&["F"])).unwrap_err();
     assert!(err.contains("--config needs a value"), "{err}");
-    let err = plan(Path::new("poussr.exe"), &[], &root(&[]), &root(&["P"])).unwrap_err();
+    let err = plan(Path::new("poussr.exe"), &[], &root(&[]), &root(&["P"]), &root(&["F"])).unwrap_err();
     assert!(err.contains("full path"), "{err}");
 }
 
@@ -126,6 +130,17 @@ fn the_lifecycle_reports_starting_running_then_stopped_and_a_failure_as_failed()
 }
 
 #[test]
+fn the_data_folder_is_kept_from_other_users() {
+    let dir = root(&["ProgramData", "Poussr"]);
+    let args: Vec<String> = data_dir_acl(&dir).iter().map(|a| a.to_string_lossy().into_owned()).collect();
+    assert_eq!(args[0], dir.display().to_string());
+    // Nothing inherited from %ProgramData% (which lets every user read), and the grants replace any others.
+    assert_eq!(&args[1..3], ["/inheritance:r", "/grant:r"]);
+    // SYSTEM and Administrators in full, LocalService may write: by SID, so in every Windows language.
+    assert_eq!(&args[3..6], ["*S-1-5-18:(OI)(CI)F", "*S-1-5-32-544:(OI)(CI)F", "*S-1-5-19:(OI)(CI)M"]);
+}
+
+#[test]
 fn refusals_say_what_to_do() {
     let denied = explain("install", Some(5), "Access is denied. (os error 5)");
     assert!(
@@ -143,7 +158,12 @@ fn the_install_note_names_the_command_line_and_the_data_folder() {
     let data = root(&["ProgramData", "Poussr"]);
     let mut arguments = os(&["service", "run", "--data-dir"]);
     arguments.push(data.clone().into_os_string());
-    let plan = Plan { executable: root(&["p q", "poussr.exe"]), arguments, data_dir: data.clone() };
+    let plan = Plan {
+        source: root(&["src", "poussr.exe"]),
+        executable: root(&["p q", "poussr.exe"]),
+        arguments,
+        data_dir: data.clone(),
+    };
     let note = installed_note(&plan);
     // A path with a space is quoted, as a command prompt needs it.
     let exe = root(&["p q", "poussr.exe"]).display().to_string();

@@ -54,7 +54,12 @@ fn serve_here(args: serve::ServeArgs) -> Result<(), String> {
         // Installed before the banner is printed, so that an end asked for right after it is still graceful.
         let ending = Ending::new();
         ending.listen_to_os().map_err(|e| format!("cannot listen for Ctrl-C and SIGTERM: {e}"))?;
-        serve::serve(args, inherited, ending, &|| {}).await
+        let print = |banner: &str| {
+            use std::io::Write;
+            print!("{banner}");
+            let _ = std::io::stdout().flush();
+        };
+        serve::serve(args, inherited, ending, &print).await
     })
 }
 
@@ -71,7 +76,12 @@ fn main() -> ExitCode {
             cert::cert(command)
         }
         // The service logs to a file in its data folder (it has no console); the others to stderr.
-        Command::Service(command) => service::service(command).map(|text| print!("{text}")),
+        Command::Service(command) => {
+            if !matches!(command, service::ServiceCommand::Run(_)) {
+                init_logging(std::io::stderr, true);
+            }
+            service::service(command).map(|text| print!("{text}"))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

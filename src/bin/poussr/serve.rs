@@ -276,13 +276,14 @@ pub(crate) fn inherited_listener() -> Result<Option<std::net::TcpListener>, Stri
     }
 }
 
-/// Runs the hub until `ending` ends: clients are then closed with 4200 so that they reconnect. `ready` is
-/// called once the hub listens (the service reports itself running then).
+/// Runs the hub until `ending` ends: clients are then closed with 4200 so that they reconnect. `ready` gets
+/// the banner (addresses, credentials, admin token, snippets) once the hub listens: printed in a terminal,
+/// logged by the service, which reports itself running then.
 pub(crate) async fn serve(
     args: ServeArgs,
     inherited: Option<std::net::TcpListener>,
     ending: Ending,
-    ready: &dyn Fn(),
+    ready: &dyn Fn(&str),
 ) -> Result<(), String> {
     let (config, origin) = configure(&args)?;
     if let Some(limit) = server::raise_open_file_limit() {
@@ -310,10 +311,7 @@ pub(crate) async fn serve(
         None => server::bind(addr).await?,
     };
     let local = listener.local_addr().map_err(|e| e.to_string())?;
-    print!("{}", banner(local, &config, &origin, frontend.access().admin_token()));
-    use std::io::Write;
-    let _ = std::io::stdout().flush();
-    ready();
+    ready(&banner(local, &config, &origin, frontend.access().admin_token()));
     let shutdown = async move {
         let reason = ending.ended().await;
         tracing::info!("shutting down, {}: closing clients with 4200 so that they reconnect", reason.describe());

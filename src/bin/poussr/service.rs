@@ -55,25 +55,30 @@ mod platform {
     use super::ServiceCommand;
     use crate::serve::ServeArgs;
 
+    /// A folder Windows names in an environment variable (`ProgramData`, `ProgramFiles`).
+    fn known_folder(var: &str) -> Result<PathBuf, String> {
+        std::env::var_os(var).map(PathBuf::from).ok_or_else(|| format!("%{var}% is not set"))
+    }
+
     pub(super) fn service(command: ServiceCommand) -> Result<String, String> {
         match command {
             ServiceCommand::Install { flags } => {
                 let exe = std::env::current_exe().map_err(|e| format!("cannot tell where poussr.exe is: {e}"))?;
                 let cwd = std::env::current_dir().map_err(|e| format!("cannot read the current folder: {e}"))?;
-                let program_data = std::env::var_os("ProgramData")
-                    .map(PathBuf::from)
-                    .ok_or("%ProgramData% is not set: pass --data-dir with a folder for the service's data")?;
-                scm::install(&service::plan(&exe, &flags, &cwd, &program_data)?)
+                let plan =
+                    service::plan(&exe, &flags, &cwd, &known_folder("ProgramData")?, &known_folder("ProgramFiles")?)?;
+                scm::install(&plan)
             }
-            ServiceCommand::Uninstall => scm::uninstall(),
+            ServiceCommand::Uninstall => scm::uninstall(&service::program_path(&known_folder("ProgramFiles")?)),
             ServiceCommand::Start => scm::start(),
             ServiceCommand::Stop => scm::stop(),
             ServiceCommand::Run(args) => run(*args).map(|()| String::new()),
         }
     }
 
-    /// The service's run: logs go to poussr.log in its data folder, the hub serves until a Stop or Shutdown
-    /// control, and closes its clients with 4200 then.
+    /// The service's run: logs go to poussr.log in its data folder (the banner too, with the admin token that
+    /// the dashboard needs), the hub serves until a Stop or Shutdown control, and closes its clients with
+    /// 4200 then.
     fn run(args: ServeArgs) -> Result<(), String> {
         let data_dir = crate::serve::data_dir(&args)?;
         std::fs::create_dir_all(&data_dir).map_err(|e| format!("cannot make {}: {e}", data_dir.display()))?;
@@ -87,7 +92,11 @@ mod platform {
         scm::run(move |ending, ready| {
             let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the runtime: {e}"))?;
             poussr::tls::install_default_provider();
-            let result = runtime.block_on(crate::serve::serve(args, None, ending, ready));
+            let ready = |banner: &str| {
+                tracing::info!("the service is running\n{banner}");
+                ready();
+            };
+            let result = runtime.block_on(crate::serve::serve(args, None, ending, &ready));
             if let Err(e) = &result {
                 tracing::error!("the service stopped: {e}");
             }

@@ -1,0 +1,11 @@
+import { spawn } from 'node:child_process';
+import WebSocket from 'ws';
+const child = spawn('wine', [process.env.EXE, 'serve', '--bind', '127.0.0.1', '--port', '0', '--app-id', '1', '--app-key', 'k', '--app-secret', 's', '--data-dir', '/tmp/wt/d2'], { stdio: ['ignore', 'pipe', 'pipe'] });
+let out = '';
+child.stderr.on('data', d => process.stderr.write(d));
+child.on('exit', (c, s) => console.log('exit', c, s));
+child.stdout.on('data', d => { out += d; const m = /listening on http:\/\/[^:]+:(\d+)/.exec(out); if (m && !child.started) { child.started = 1;
+  const ws = new WebSocket(`ws://127.0.0.1:${m[1]}/app/k?protocol=7`);
+  ws.on('message', m2 => { console.log('msg', String(m2).slice(0, 70)); if (!ws.done) { ws.done = 1; const e = spawn('wine', ['wineboot', process.argv[2]], {stdio: 'ignore'}); e.on('exit', (c) => console.log('wineboot exit', c)); } });
+  ws.on('close', (code, r) => console.log('close', code, String(r)));
+}});
