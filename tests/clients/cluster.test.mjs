@@ -170,7 +170,12 @@ describe('two hubs sharing one Redis', () => {
     }
     // Every event exactly once on each hub, and those of one publishing hub in the order it published
     // them (events of different hubs may interleave differently: each hub delivers its own first).
-    await eventually(() => gotA.all.length >= 20 && gotB.all.length >= 20, { what: '20 events on each hub' });
+    // A deadline, not a duration: generous, because a machine busy with other work (a build beside the tests)
+    // once took longer than 5 s to carry 40 deliveries through Redis.
+    await eventually(() => gotA.all.length >= 20 && gotB.all.length >= 20, {
+      timeout: 20_000,
+      what: '20 events on each hub',
+    });
     // Each hub has delivered the other's 20, so Redis had them all: an event coming back to the hub that
     // published it, delivered twice, would arrive before an event the other hub publishes now.
     await sentinel(serverSdk(a), [chA, chB]);

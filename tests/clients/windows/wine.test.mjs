@@ -1,8 +1,7 @@
 // Poussr's Windows build where Windows differs: run under Wine (scripts/wine.sh) with the real clients.
 // - paths with spaces and non-ASCII letters: the data folder, the config file, the certificate files;
 // - a console's Ctrl-C, and the end of the Windows session (WM_ENDSESSION, sent by `wineboot --end-session`),
-//   close clients with 4200, as SIGTERM does on Linux, for poussr.exe and for the tray app;
-// - the tray app is one instance per session: a second launch with --quit makes the first one quit;
+//   close poussr.exe's clients with 4200, as SIGTERM does on Linux;
 // - `poussr.exe service install|start|stop|uninstall` through Wine's service control manager;
 // - the installer run silently, then its uninstaller, which keeps %APPDATA%\Poussr unless asked.
 // The protocol suites themselves run against the same build (scripts/test.sh windows).
@@ -17,7 +16,6 @@ import { after, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { HUB_BIN, Hub, UNDER_WINE, randomCredentials } from '../hub.mjs';
 import {
-  RawSocket,
   connectPusher,
   eventually,
   inboxOf,
@@ -25,6 +23,7 @@ import {
   serverSdk,
   subscribe,
   uniqueName,
+  withTimeout,
 } from '../wire.mjs';
 
 const run = promisify(execFile);
@@ -63,8 +62,8 @@ function awkwardFolder(t) {
   return dir;
 }
 
-/** A Poussr v1 WebSocket client (no app key needed), open. */
-const openV1Socket = (hub) => RawSocket.open(`${hub.wsUrl}/v1/ws`);
+/** Runs `promise` with a bound, saying what it waited for. */
+const bounded = (promise, what, ms = 30_000) => withTimeout(promise, ms, what);
 
 /** A port that is free on 127.0.0.1 now. */
 async function freePort() {
@@ -179,49 +178,12 @@ describe('the Windows build under Wine', { skip: !UNDER_WINE && 'POUSSR_BIN is n
     // What Windows does at a logoff or shutdown: every top-level window gets WM_QUERYENDSESSION, then
     // WM_ENDSESSION. poussr.exe hears it in its hidden window (a console program that loaded user32 gets no
     // logoff or shutdown console event).
-    assert.equal(await detached('wine', ['wineboot', '--end-session']), 0);
+    assert.equal(await bounded(detached('wine', ['wineboot', '--end-session']), 'wineboot --end-session'), 0);
     const closed = await raw.waitClosed(15_000);
     assert.equal(closed.code, 4200, JSON.stringify(closed));
     await eventually(() => hub.exitCode !== undefined, { timeout: 15_000, what: 'poussr.exe to exit' });
     assert.equal(hub.exitCode, 0, hub.output());
     assert.match(hub.stderr, /shutting down, the system is shutting down/, hub.output());
-  });
-
-  test('the tray app: one per session, --quit and the end of the session close its clients with 4200', async (t) => {
-    assert.ok(process.env.DISPLAY, 'DISPLAY is set (scripts/test.sh starts Xvfb)');
-    const desktop = HUB_BIN.replace(/poussr\.exe$/i, 'poussr-desktop.exe');
-    const dir = awkwardFolder(t);
-    const port = await freePort();
-    writeFileSync(join(dir, 'settings.json'), JSON.stringify({ bind: '127.0.0.1', port }));
-    const hub = { port, wsUrl: `ws://127.0.0.1:${port}` };
-
-    /** The tray app started hidden, as at sign-in; resolves once its hub answers. */
-    async function launch() {
-      const child = spawn('wine', [desktop, '--hidden', '--config-dir', windowsPath(dir)], { stdio: 'ignore' });
-      const exited = new Promise((resolve) => child.on('exit', (code) => resolve(code)));
-      t.after(() => child.kill('SIGKILL'));
-      await eventually(() => fetch(`http://127.0.0.1:${port}/health`).then((r) => r.ok, () => false), {
-        timeout: 30_000,
-        interval: 200,
-        what: 'the tray app\'s hub to answer',
-      });
-      return exited;
-    }
-
-    let exited = await launch();
-    let raw = await openV1Socket(hub);
-    // A second launch hands over to the first (single instance); with --quit the first one quits, as Quit does.
-    assert.equal(await detached('wine', [desktop, '--quit']), 0, 'the second launch exits');
-    let closed = await raw.waitClosed(15_000);
-    assert.equal(closed.code, 4200, `--quit: ${JSON.stringify(closed)}`);
-    assert.equal(await exited, 0, 'the first one exits');
-
-    exited = await launch();
-    raw = await openV1Socket(hub);
-    assert.equal(await detached('wine', ['wineboot', '--end-session']), 0);
-    closed = await raw.waitClosed(15_000);
-    assert.equal(closed.code, 4200, `end of session: ${JSON.stringify(closed)}`);
-    assert.equal(await exited, 0, 'the tray app exits at the end of the session');
   });
 
   test('poussr.exe service install, start, stop and uninstall, through the service control manager', async (t) => {
