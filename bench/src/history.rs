@@ -10,7 +10,7 @@ use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::load::{Fleet, Latency, PhaseConfig, Target, Via};
-use crate::scenarios::{Scale, Server, fleet_config, health, ms};
+use crate::scenarios::{Scale, Server, fleet_config, health, ms, phase};
 
 /// A config file giving the bench's app larger bounds (and no publishing allowance in the way); removed
 /// when dropped.
@@ -104,13 +104,7 @@ async fn fanout(md: &mut String, hub_bin: &Path, scale: &Scale) -> std::io::Resu
             let mut f = Fleet::connect(fleet_config(&server.target, scale.fanout)).await;
             let mut reports = Vec::new();
             for rate in &scale.fanout_rates {
-                let step = PhaseConfig {
-                    publishers: FANOUT_PUBLISHERS,
-                    rate: *rate,
-                    via: Via::Api,
-                    payload: 100,
-                    duration: Duration::from_secs(scale.step_secs),
-                };
+                let step = PhaseConfig { publishers: FANOUT_PUBLISHERS, ..phase(*rate, 100, scale.step_secs) };
                 reports.push(f.publish(&step).await.1);
             }
             let (reports, _) = f.close(reports).await;

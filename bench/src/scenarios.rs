@@ -338,7 +338,7 @@ fn fleet(target: &Target, connections: usize, stalled: usize) -> FleetConfig {
     }
 }
 
-fn phase(rate: f64, payload: usize, secs: u64) -> PhaseConfig {
+pub(crate) fn phase(rate: f64, payload: usize, secs: u64) -> PhaseConfig {
     PhaseConfig { publishers: 2, rate, via: Via::Api, payload, duration: Duration::from_secs(secs) }
 }
 

@@ -5,10 +5,9 @@
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
-use crate::load::{Fleet, FleetConfig, PhaseConfig, Via};
-use crate::scenarios::{Scale, Server, fleet_config, health, ms};
+use crate::load::{Fleet, FleetConfig, PhaseConfig};
+use crate::scenarios::{Scale, Server, fleet_config, health, ms, phase};
 
 /// Runs of each scheme, alternating; the figures kept are the medians of the runs' ratios.
 const RUNS: usize = 3;
@@ -159,13 +158,7 @@ pub(crate) async fn measure(
     let (mut reports, mut cpus) = (Vec::new(), Vec::new());
     for rate in &scale.fanout_rates {
         let before = server.sample();
-        let step = PhaseConfig {
-            publishers: FANOUT_PUBLISHERS,
-            rate: *rate,
-            via: Via::Api,
-            payload: 100,
-            duration: Duration::from_secs(scale.step_secs),
-        };
+        let step = PhaseConfig { publishers: FANOUT_PUBLISHERS, ..phase(*rate, 100, scale.step_secs) };
         reports.push(f.publish(&step).await.1);
         cpus.push(crate::procfs::cpu_percent(&before, &server.sample()));
     }

@@ -383,6 +383,7 @@ pub fn build_app<R: Runtime>(builder: tauri::Builder<R>, options: LaunchOptions)
     let builder = builder
         // First, so that a second launch hands over to this one before doing anything else.
         .plugin(tauri_plugin_single_instance::init(|app, args, _cwd| {
+            // `args` is the second launch's whole command line; its first item is the program's path.
             if LaunchOptions::parse(args.iter().skip(1).cloned()).quit {
                 quit(app);
             } else {
