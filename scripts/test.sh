@@ -31,6 +31,31 @@ trap cleanup EXIT
 
 ./scripts/deps.sh
 
+# A full run from a fresh clone grows cargo's target directory to about 6.5 GB (the debug builds, the Windows
+# release build and its Wine prefix). Say so before a build dies half-way with "No space left on device".
+# The estimate counts what the target directory holds already as reusable.
+FULL_RUN_MB=8000
+# Cargo's target directory wherever it is (CARGO_TARGET_DIR, build.target-dir in .cargo/config.toml).
+cargo_target_dir() {
+  cargo metadata --format-version 1 --no-deps \
+    | node -e 'let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => process.stdout.write(JSON.parse(s).target_directory))'
+}
+disk_ready() {
+  local dir probe used have
+  dir=$(cargo_target_dir)
+  probe=$dir
+  while [ ! -d "$probe" ]; do probe=$(dirname "$probe"); done
+  used=$( (du -sm "$dir" 2>/dev/null || echo 0) | cut -f1)
+  have=$(df -Pm "$probe" | awk 'NR == 2 { print $4 }')
+  if [ $((FULL_RUN_MB - used)) -gt "$have" ]; then
+    echo "make test: a full run needs about $((FULL_RUN_MB / 1000)) GB in cargo's target directory ($dir)," \
+      "which holds $((used / 1000)) GB now, and the disk has $((have / 1000)) GB free." \
+      "Free some space (\`cargo clean\` frees the target directory, at the cost of a full build) and run again." >&2
+    exit 1
+  fi
+}
+[ "$what" != all ] || disk_ready
+
 status=0
 run_logged() { "$@" 2>&1 | tee -a "$log" || status=1; }
 
@@ -50,11 +75,10 @@ if [ "$what" = all ] || [ "$what" = rust ]; then
 fi
 
 # The Node suites drive the binaries that `cargo test` builds (same features, so nothing is rebuilt), found in
-# cargo's target directory wherever it is (CARGO_TARGET_DIR, build.target-dir in .cargo/config.toml).
+# cargo's target directory.
 if [ "$what" != rust ]; then
   cargo test --workspace --no-run --color never 2>&1 | tail -n 1
-  target_dir=$(cargo metadata --format-version 1 --no-deps \
-    | node -e 'let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => process.stdout.write(JSON.parse(s).target_directory))')
+  target_dir=$(cargo_target_dir)
   exe=""
   case "$(uname -s)" in MINGW* | MSYS* | CYGWIN*) exe=.exe ;; esac
 fi
