@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/deps.sh
+# Benchmark hubs are never announced over mDNS.
+export POUSSR_NO_MDNS=1
 # The .deb and .rpm (and with them the release build of the desktop app), and the release hub.
 ./scripts/bundle.sh
 cargo build --release -p poussr -p poussr-bench

@@ -11,11 +11,12 @@ command -v cargo >/dev/null || { echo "deps: cargo is missing; install Rust from
 
 # chromium: the dashboard tests drive Debian's Chromium (test tools must not download their own browser).
 # redis-server: the cluster tests run two hubs on a real Redis.
-# python3-venv: the pysher tests run in a virtual environment of their own.
+# python3-venv: the pysher and python-zeroconf tests run in a virtual environment of their own.
+# zbar-tools: zbarimg reads the QR code in the desktop window.
 # nginx: the reverse-proxy tests put Debian's nginx in front of the hub; iproute2: they give their
 # non-loopback client a network namespace of its own. libnss3-tools: certutil, with which the browser tests
 # trust the test CA in Chromium's NSS database.
-packages=(curl nodejs npm pkg-config chromium redis-server python3-venv nginx iproute2 libnss3-tools)
+packages=(curl nodejs npm pkg-config chromium redis-server python3-venv nginx iproute2 libnss3-tools zbar-tools)
 # The Windows build (`make windows`): mingw-w64 compiles and links for x86_64-pc-windows-gnu, makensis builds
 # the installer. Its tests (`make test`) run it under Wine (64-bit) and read the installer with 7-Zip.
 windows_packages=(gcc-mingw-w64-x86-64 g++-mingw-w64-x86-64 binutils-mingw-w64-x86-64 nsis)

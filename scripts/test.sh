@@ -31,6 +31,10 @@ trap cleanup EXIT
 
 ./scripts/deps.sh
 
+# No hub of the tests announces itself over mDNS: tests never multicast on this machine's interfaces. The
+# discovery test turns it back on for a hub inside network namespaces of its own.
+export POUSSR_NO_MDNS=1
+
 # A full run from a fresh clone grows cargo's target directory to about 6.5 GB (the debug builds, the Windows
 # release build and its Wine prefix). Say so before a build dies half-way with "No space left on device".
 # The estimate counts what the target directory holds already as reusable.
@@ -121,9 +125,11 @@ python_ready() {
 }
 
 if [ "$what" = all ] || [ "$what" = clients ]; then
-  echo "== real clients (tests/clients): pusher-js, pusher, pysher, ws, curl, poussr.js"
+  echo "== real clients (tests/clients): pusher-js, pusher, pysher, python-zeroconf, ws, curl, poussr.js, Chromium"
   npm_ready tests/clients
   python_ready tests/clients
+  # The pusher-js and laravel-echo the hub serves are the lock file's, byte for byte.
+  run_logged ./scripts/vendor.sh --check
   mapfile -t files < <(test_files tests/clients "$@")
   echo "hub: $target_dir/debug/poussr$exe"
   tls_ready
@@ -197,11 +203,14 @@ fi
 if [ "$what" = all ] || [ "$what" = desktop ]; then
   echo "== the desktop window over WebDriver (tests/desktop)"
   npm_ready tests/desktop
+  # python-xlib closes the window as a window manager would.
+  python_ready tests/clients
   display_ready
   # A session bus of its own, for the single-instance check of the app.
   mapfile -t files < <(test_files tests/desktop "$@")
   echo "app: $target_dir/debug/poussr-desktop$exe"
-  run_logged env POUSSR_DESKTOP_BIN="$target_dir/debug/poussr-desktop$exe" dbus-run-session -- \
+  run_logged env POUSSR_DESKTOP_BIN="$target_dir/debug/poussr-desktop$exe" \
+    POUSSR_TEST_PYTHON="$PWD/tests/clients/.venv/bin/python" dbus-run-session -- \
     node --test --test-concurrency=1 --test-timeout=180000 --test-reporter=spec "${name_pattern[@]}" "${files[@]}"
 fi
 

@@ -195,7 +195,7 @@ pub fn holds_private_key(text: &[u8]) -> bool {
     text.windows(b"PRIVATE KEY-----".len()).any(|w| w == b"PRIVATE KEY-----")
 }
 
-fn base64(bytes: &[u8]) -> String {
+pub(crate) fn base64(bytes: &[u8]) -> String {
     const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {

@@ -33,6 +33,7 @@
 pub mod adapter;
 pub mod cert;
 pub mod config;
+pub mod discovery;
 pub mod history;
 pub mod http;
 pub mod hub;
@@ -43,6 +44,7 @@ pub mod proxy;
 pub mod server;
 pub mod snippets;
 pub mod tls;
+pub mod vendor;
 pub mod webhook;
 pub mod ws;
 

@@ -26,6 +26,8 @@ pub enum EventSource {
     Client,
     /// The dashboard's publish form.
     Dashboard,
+    /// The check page's test event (`/check`).
+    Check,
 }
 
 /// One thing that happened in the hub.

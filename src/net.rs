@@ -45,8 +45,24 @@ pub fn host_name() -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
+/// This machine's name as one DNS label: lower case letters, digits and dashes (`Lab PC` → `lab-pc`).
+pub fn machine_label() -> String {
+    let name = host_name().unwrap_or_default();
+    let first = name.split('.').next().unwrap_or("");
+    let mut label: String =
+        first.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' }).collect();
+    label.truncate(50);
+    let label = label.trim_matches('-').to_owned();
+    if label.is_empty() { "hub".to_owned() } else { label }
+}
+
+/// The name the hub announces for this machine over mDNS (see `discovery`): `poussr-<machine>.local`.
+pub fn mdns_host_name() -> String {
+    format!("poussr-{}.local", machine_label())
+}
+
 /// Whether a `Host` header value names this machine: `localhost`, a loopback address, one of the
-/// interfaces' addresses, or the host name (with or without `.local`).
+/// interfaces' addresses, the host name (with or without `.local`), or the name announced over mDNS.
 pub fn is_own_host(host_header: &str) -> bool {
     let host = host_header.trim().to_ascii_lowercase();
     // Strip the port: "[::1]:6001", "127.0.0.1:6001", "name:6001".
@@ -64,7 +80,7 @@ pub fn is_own_host(host_header: &str) -> bool {
     if let Ok(ip) = name.parse::<IpAddr>() {
         return ip.to_canonical().is_loopback() || interface_addresses().contains(&ip);
     }
-    host_name().is_some_and(|h| name == h || name == format!("{h}.local"))
+    name == mdns_host_name() || host_name().is_some_and(|h| name == h || name == format!("{h}.local"))
 }
 
 #[cfg(test)]

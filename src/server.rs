@@ -93,6 +93,16 @@ async fn serve(
             let _ = stop.wait_for(|stop| *stop).await;
         }));
     }
+    let announcement = match (frontend.mdns(), listener.local_addr()) {
+        (true, Ok(local)) => {
+            let txt = crate::discovery::Txt { key: hub.default_app().config.key.clone(), tls: tls.is_some() };
+            crate::discovery::announce(local, &txt).unwrap_or_else(|e| {
+                tracing::warn!("the hub is not announced on the LAN: {e}");
+                None
+            })
+        }
+        _ => None,
+    };
     tokio::pin!(shutdown);
     loop {
         let (stream, remote) = tokio::select! {
@@ -148,6 +158,9 @@ async fn serve(
         }
     }
     drop(listener);
+    if let Some(announcement) = announcement {
+        crate::discovery::withdraw(announcement).await;
+    }
     hub.begin_shutdown();
     let _ = stop_connections.send(true);
     drop(connections_alive);

@@ -6,9 +6,9 @@ use crate::config::AppConfig;
 /// The snippets for clients connecting to `host:port`.
 #[derive(Debug, Clone, serde::Serialize, PartialEq, Eq)]
 pub struct Snippets {
-    /// pusher-js in a browser or Node.
+    /// pusher-js in a web page, loaded from the hub with its integrity hash.
     pub pusher_js: String,
-    /// laravel-echo with the `pusher` broadcaster.
+    /// laravel-echo with the `pusher` broadcaster in a web page, both libraries loaded from the hub.
     pub laravel_echo: String,
     /// The Laravel `.env` lines for the server side.
     pub laravel_env: String,
@@ -29,15 +29,21 @@ pub fn snippets(host: &str, port: u16, app: &AppConfig, tls: bool) -> Snippets {
     let (scheme, ports, force) =
         if tls { ("https", format!("wssPort: {port}"), "true") } else { ("http", format!("wsPort: {port}"), "false") };
     let url = format!("{scheme}://{}:{port}", url_host(host));
+    let pusher_tag = crate::vendor::pusher_js().script_tag(&url);
+    let echo_tag = crate::vendor::laravel_echo().script_tag(&url);
     Snippets {
         pusher_js: format!(
-            "const pusher = new Pusher('{key}', {{\n  wsHost: '{host}',\n  {ports},\n  forceTLS: {force},\n  \
-             enabledTransports: ['ws', 'wss'],\n  disableStats: true,\n  cluster: 'mt1', // required by the typings, not used\n}});\n\
-             pusher.subscribe('orders').bind('order-created', (data) => console.log(data));"
+            "{pusher_tag}\n<script>\n  const pusher = new Pusher('{key}', {{\n    wsHost: '{host}',\n    {ports},\n    \
+             forceTLS: {force},\n    enabledTransports: ['ws', 'wss'],\n    disableStats: true,\n    \
+             cluster: 'mt1', // required by the typings, not used\n  }});\n  \
+             pusher.subscribe('orders').bind('order-created', (data) => console.log(data));\n</script>"
         ),
         laravel_echo: format!(
-            "window.Echo = new Echo({{\n  broadcaster: 'pusher',\n  key: '{key}',\n  wsHost: '{host}',\n  {ports},\n  \
-             forceTLS: {force},\n  enabledTransports: ['ws', 'wss'],\n  disableStats: true,\n  cluster: 'mt1',\n}});"
+            "{pusher_tag}\n{echo_tag}\n<script>\n  // The browser build's class is Echo.default (with a bundler: import Echo from 'laravel-echo').\n  \
+             window.echo = new Echo.default({{\n    broadcaster: 'pusher',\n    key: '{key}',\n    wsHost: '{host}',\n    \
+             {ports},\n    forceTLS: {force},\n    enabledTransports: ['ws', 'wss'],\n    disableStats: true,\n    \
+             cluster: 'mt1',\n  }});\n  \
+             echo.channel('orders').listen('.order-created', (data) => console.log(data));\n</script>"
         ),
         laravel_env: format!(
             "BROADCAST_CONNECTION=pusher\nPUSHER_APP_ID={}\nPUSHER_APP_KEY={key}\nPUSHER_APP_SECRET={}\nPUSHER_HOST={host}\n\
@@ -66,6 +72,9 @@ mod tests {
         let s = snippets("192.168.1.20", 6001, &app, false);
         assert!(s.pusher_js.contains("new Pusher('abc'") && s.pusher_js.contains("wsPort: 6001"));
         assert!(s.laravel_echo.contains("broadcaster: 'pusher'") && s.laravel_echo.contains("wsHost: '192.168.1.20'"));
+        let tag = "<script src=\"http://192.168.1.20:6001/vendor/pusher-js@8.6.0/pusher.min.js\" integrity=\"sha384-";
+        assert!(s.pusher_js.starts_with(tag) && s.laravel_echo.starts_with(tag));
+        assert!(s.laravel_echo.contains("/vendor/laravel-echo@2.5.0/echo.iife.js\" integrity=\"sha384-"));
         assert!(s.laravel_env.contains("PUSHER_APP_SECRET=s3"));
         assert!(s.curl.contains("http://192.168.1.20:6001/v1/channels/users/events?name=newuser"));
         assert!(s.poussr_v1.contains("new Poussr('192.168.1.20', 6001, 'users')"));

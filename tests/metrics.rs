@@ -59,7 +59,13 @@ async fn metrics_count_connections_events_closes_and_api_latency() {
 
 #[tokio::test]
 async fn a_hub_listening_beyond_loopback_guards_metrics_like_the_admin_api() {
-    let config = Config { apps: vec![test_app()], admin_token: Some("sesame-sesame-open".into()), ..Config::default() };
+    // Not announced over mDNS: tests never multicast on the machine's interfaces.
+    let config = Config {
+        apps: vec![test_app()],
+        admin_token: Some("sesame-sesame-open".into()),
+        mdns: false,
+        ..Config::default()
+    };
     let hub = Hub::alone(&config).unwrap();
     let frontend = Frontend::new(&config);
     let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();

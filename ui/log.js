@@ -4,7 +4,7 @@
 const ROW = 28; // px, as in style.css (.log-row height)
 const OVERSCAN = 8;
 
-const SOURCES = { api: 'API', v1: 'v1 REST', client: 'client', dashboard: 'dashboard', history: 'history' };
+const SOURCES = { api: 'API', v1: 'v1 REST', client: 'client', dashboard: 'dashboard', check: 'check page', history: 'history' };
 
 function time(ms) {
   const d = new Date(ms);

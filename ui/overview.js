@@ -47,10 +47,34 @@ export function renderOverview(o) {
       return li;
     }),
   );
+  renderCheckLinks(o.check_links || []);
   renderOverviewRest(o);
 }
 
+/** One QR code per address, each linking to the hub's check page there. */
+function renderCheckLinks(links) {
+  $('check-links').replaceChildren(
+    ...links.map((link) => {
+      const li = document.createElement('li');
+      const img = document.createElement('img');
+      img.className = 'qr';
+      img.width = 232;
+      img.height = 232;
+      img.alt = 'QR code of ' + link.url;
+      if (link.qr) img.src = link.qr;
+      const a = document.createElement('code');
+      a.className = 'check-url';
+      a.textContent = link.url;
+      li.append(img, a, copyButton(() => link.url, 'Copy ' + link.url));
+      return li;
+    }),
+  );
+}
+
 function renderOverviewRest(o) {
+  const mdns = o.mdns;
+  if ($('mdns-line').hidden !== !mdns) $('mdns-line').hidden = !mdns;
+  if (mdns) setText($('mdns-name'), mdns.host + ':' + mdns.port);
   const localOnly = o.addresses.every((ip) => ip === '127.0.0.1' || ip === '::1');
   setText($('addresses-hint'), localOnly
     ? 'Poussr listens on this machine only. To serve the network, listen on 0.0.0.0 (Settings).'

@@ -17,6 +17,7 @@ async function loadSettings() {
   }
   const view = await invoke('get_settings');
   fillSettings(view.effective);
+  fillStartAtLogin(view.start_at_login);
   $('settings-file').textContent = view.file;
   const options = ['0.0.0.0', '127.0.0.1', ...view.machine_addresses.filter((a) => a !== '127.0.0.1')];
   $('machine-addresses').replaceChildren(
@@ -32,11 +33,22 @@ async function loadSettings() {
   defaults = view.defaults;
 }
 
+/** Start at login is the OS's own entry, read when the pane opens; its place is said under the box. */
+function fillStartAtLogin(login) {
+  $('start-at-login').checked = login.enabled;
+  $('start-at-login').dataset.was = String(login.enabled);
+  $('start-at-login-hint').textContent = login.error
+    ? 'Cannot read the login entry: ' + login.error
+    : (login.enabled ? 'Entry: ' : 'Would be written to: ') + login.location;
+}
+
 function fillSettings(s) {
   $('bind').value = s.bind;
   $('port').value = s.port;
   $('allow-anonymous-publish').checked = s.allow_anonymous_publish;
   $('allow-remote-dashboard').checked = s.allow_remote_dashboard;
+  $('allow-check-publish').checked = s.allow_check_publish;
+  $('mdns').checked = s.mdns !== false;
   const app = s.app || { client_events: true, webhooks: [] };
   $('client-events').checked = app.client_events !== false;
   $('allowed-origins').value = (s.allowed_origins || []).join(' ');
@@ -86,6 +98,8 @@ function formInput() {
     port: Number($('port').value),
     allow_anonymous_publish: $('allow-anonymous-publish').checked,
     allow_remote_dashboard: $('allow-remote-dashboard').checked,
+    allow_check_publish: $('allow-check-publish').checked,
+    mdns: $('mdns').checked,
     client_events: $('client-events').checked,
     allowed_origins: $('allowed-origins').value.trim(),
     adapter: $('adapter').value,
@@ -96,6 +110,9 @@ function formInput() {
     tls_cert: $('tls-cert').value.trim(),
     tls_key: $('tls-key').value.trim(),
     tls_ca: $('tls-ca').value.trim(),
+    // Sent only when changed: the entry belongs to the OS, and may have been changed there meanwhile.
+    start_at_login: $('start-at-login').checked === ($('start-at-login').dataset.was === 'true')
+      ? undefined : $('start-at-login').checked,
   };
 }
 
@@ -136,9 +153,9 @@ export function initSettings(options) {
   refresh = options.refresh;
   onShow('settings', loadSettings);
   $('adapter').addEventListener('change', showRedisFields);
-  $('settings-form').addEventListener('submit', (e) => {
+  $('settings-form').addEventListener('submit', async (e) => {
     e.preventDefault();
-    applySettings(formInput(), $('settings-result'));
+    if (await applySettings(formInput(), $('settings-result'))) fillStartAtLogin((await invoke('get_settings')).start_at_login);
   });
   $('reset-settings').addEventListener('click', () => defaults && fillSettings(defaults));
   $('create-certificate').addEventListener('click', createCertificate);

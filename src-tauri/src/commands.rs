@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use poussr::Limits;
 use serde::{Deserialize, Serialize, Serializer};
-use tauri::{AppHandle, Runtime, State};
+use tauri::{AppHandle, Manager, Runtime, State};
 use tauri_plugin_clipboard_manager::ClipboardExt;
 use tauri_plugin_dialog::DialogExt;
 use tauri_plugin_opener::OpenerExt;
@@ -114,6 +114,8 @@ pub struct SettingsView {
     pub file: String,
     /// This machine's addresses, to choose a bind address from.
     pub machine_addresses: Vec<String>,
+    /// Whether Poussr starts at login (the OS's entry), or why that cannot be read.
+    pub start_at_login: crate::autostart::StartAtLogin,
 }
 
 /// `get_settings`.
@@ -133,6 +135,15 @@ pub struct SettingsInput {
     pub allow_anonymous_publish: bool,
     /// Let other machines watch the dashboard.
     pub allow_remote_dashboard: bool,
+    /// Let the check page publish its test event; unchanged when absent.
+    #[serde(default)]
+    pub allow_check_publish: Option<bool>,
+    /// Announce the hub on the LAN; unchanged when absent.
+    #[serde(default)]
+    pub mdns: Option<bool>,
+    /// Start Poussr at login (the OS's entry); unchanged when absent.
+    #[serde(default)]
+    pub start_at_login: Option<bool>,
     /// The origins allowed to open WebSockets, as typed (separated by spaces, commas or lines); empty
     /// admits every page; unchanged when absent.
     #[serde(default)]
@@ -202,6 +213,10 @@ pub async fn pick_file<R: Runtime>(app: AppHandle<R>, title: String) -> Option<S
 /// `poussr-ca.crt`, to carry to the LAN's devices; returns the file's path.
 #[tauri::command]
 pub fn export_ca(state: State<'_, AppState>) -> Result<String, Error> {
+    export_ca_of(&state)
+}
+
+fn export_ca_of(state: &AppState) -> Result<String, Error> {
     let ca = state.tls_ca().ok_or_else(|| Error::Invalid("no CA is configured: create a certificate first".into()))?;
     let pem = std::fs::read(&ca).map_err(|e| Error::Open(format!("{}: {e}", ca.display())))?;
     // The certificates only, never a key that may sit in the same file.
@@ -218,6 +233,10 @@ pub fn copy_text<R: Runtime>(app: AppHandle<R>, text: String) -> Result<(), Erro
 /// `open_config_folder`: shows the settings folder in the file manager.
 #[tauri::command]
 pub fn open_config_folder<R: Runtime>(app: AppHandle<R>, state: State<'_, AppState>) -> Result<(), Error> {
+    open_folder_of(&app, &state)
+}
+
+fn open_folder_of<R: Runtime>(app: &AppHandle<R>, state: &AppState) -> Result<(), Error> {
     let dir = state.store.dir().to_string_lossy().into_owned();
     app.opener().open_path(dir, None::<&str>).map_err(|e| Error::Open(e.to_string()))
 }
@@ -231,6 +250,38 @@ pub fn save_export(name: String, text: String) -> Result<String, Error> {
         return Err(Error::Invalid(format!("{name:?} is not a file name")));
     }
     save_to_downloads(&safe, text.as_bytes())
+}
+
+/// The commands the window process forwards to the tray (`window.rs`): those that need the tray's state.
+/// The others (the clipboard, the file pickers, saving an export) the window process does itself.
+pub const FORWARDED: [&str; 6] =
+    ["connection", "get_settings", "apply_settings", "create_certificate", "export_ca", "open_config_folder"];
+
+/// Runs a forwarded command with its arguments as the window sent them; the answer is what the command of
+/// the same name answers.
+pub async fn handle<R: Runtime>(
+    app: &AppHandle<R>,
+    cmd: &str,
+    args: serde_json::Value,
+) -> Result<serde_json::Value, Error> {
+    let state = app.try_state::<AppState>().ok_or_else(|| Error::Invalid("Poussr is still starting".into()))?;
+    fn json<T: Serialize>(value: &T) -> Result<serde_json::Value, Error> {
+        serde_json::to_value(value).map_err(|e| Error::Invalid(e.to_string()))
+    }
+    match cmd {
+        "connection" => json(&state.connection()),
+        "get_settings" => json(&state.settings_view()),
+        "apply_settings" => {
+            let input = args.get("input").cloned().unwrap_or_default();
+            let input: SettingsInput = serde_json::from_value(input)
+                .map_err(|e| Error::Invalid(format!("the settings sent are not valid: {e}")))?;
+            json(&state.apply(input).await?)
+        }
+        "create_certificate" => json(&state.create_certificate().await?),
+        "export_ca" => json(&export_ca_of(&state)?),
+        "open_config_folder" => json(&open_folder_of(app, &state)?),
+        other => Err(Error::Invalid(format!("the window asked for {other:?}, which is not a command"))),
+    }
 }
 
 /// Writes `bytes` as `name` in the Downloads folder (or the home folder); returns the file's path.

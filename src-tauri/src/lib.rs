@@ -14,11 +14,13 @@
 //! The window shows the bundled `ui/` and reads the hub through its admin API, like a browser would; Tauri
 //! IPC carries only what only the desktop can do.
 
+pub mod autostart;
 pub mod commands;
 pub mod runner;
 pub mod settings;
 pub mod tray;
 pub mod window;
+pub mod window_process;
 
 use std::sync::{Arc, Mutex};
 
@@ -60,6 +62,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 fn hub_config(settings: &Settings, admin_token: &str, history_dir: &std::path::Path) -> poussr::Config {
     let mut config = settings.hub_config(admin_token);
     config.history.dir = Some(history_dir.to_path_buf());
+    // `POUSSR_NO_MDNS=1` keeps this launch off mDNS whatever the settings say (the tests set it).
+    if std::env::var("POUSSR_NO_MDNS").is_ok_and(|v| !matches!(v.as_str(), "" | "0" | "false")) {
+        config.mdns = false;
+    }
     config
 }
 
@@ -84,6 +90,7 @@ impl AppState {
             overrides,
             file: self.store.path().to_string_lossy().into_owned(),
             machine_addresses: poussr::net::interface_addresses().iter().map(|ip| ip.to_string()).collect(),
+            start_at_login: autostart::status(),
         }
     }
 
@@ -123,6 +130,8 @@ impl AppState {
             port: input.port,
             allow_anonymous_publish: input.allow_anonymous_publish,
             allow_remote_dashboard: input.allow_remote_dashboard,
+            allow_check_publish: input.allow_check_publish.unwrap_or(previous.allow_check_publish),
+            mdns: input.mdns.unwrap_or(previous.mdns),
             allowed_origins: match input.allowed_origins.as_deref() {
                 Some(typed) => parse_origins(typed)?,
                 None => previous.allowed_origins.clone(),
@@ -145,7 +154,25 @@ impl AppState {
             tls,
         };
         next.limits.validate().map_err(|e| Error::Invalid(e.to_string()))?;
-        self.commit(previous, next).await
+        // Start at login is the OS's entry, not the settings file: changed first, and put back if the rest
+        // cannot be applied.
+        let login_before = Some(autostart::status()).filter(|s| s.error.is_none()).map(|s| s.enabled);
+        let login = match input.start_at_login {
+            Some(wanted) if Some(wanted) != login_before => {
+                let program = autostart::program().map_err(Error::Settings)?;
+                autostart::set(wanted, &program).map_err(|e| Error::Settings(format!("Start at login: {e}")))?;
+                Some((!wanted, program))
+            }
+            _ => None,
+        };
+        let applied = self.commit(previous, next).await;
+        if applied.is_err()
+            && let Some((back, program)) = login
+            && let Err(e) = autostart::set(back, &program)
+        {
+            tracing::error!("cannot put the start at login entry back: {e}");
+        }
+        applied
     }
 
     /// Makes a certificate for this machine (reusing the local CA) and serves TLS with it. When TLS already
@@ -227,8 +254,9 @@ fn parse_origins(typed: &str) -> Result<Vec<String>, Error> {
 }
 
 /// Options from the command line: `--config-dir DIR` (tests and portable installs), `--hidden` (start
-/// in the tray without opening the window) and `--quit` (ask the running Poussr to quit, as its Quit does:
-/// what the Windows installer and uninstaller do before they replace or remove the program).
+/// in the tray without opening the window), `--quit` (ask the running Poussr to quit, as its Quit does:
+/// what the Windows installer and uninstaller do before they replace or remove the program) and
+/// `--autostart on|off|status` (set or tell whether Poussr starts at login, then exit).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct LaunchOptions {
     /// Where settings live, instead of the OS config folder.
@@ -237,6 +265,10 @@ pub struct LaunchOptions {
     pub hidden: bool,
     /// Quit the running Poussr (if there is none, exit at once).
     pub quit: bool,
+    /// `--autostart on|off|status`: only that, then exit.
+    pub autostart: Option<String>,
+    /// `--window`: be the window process the tray starts (see `window`).
+    pub window: bool,
 }
 
 impl LaunchOptions {
@@ -254,6 +286,12 @@ impl LaunchOptions {
                 out.config_dir = args.next().map(Into::into);
             } else if let Some(dir) = arg.strip_prefix("--config-dir=") {
                 out.config_dir = Some(dir.into());
+            } else if arg == window::WINDOW_ARG {
+                out.window = true;
+            } else if arg == "--autostart" {
+                out.autostart = Some(args.next().unwrap_or_default());
+            } else if let Some(what) = arg.strip_prefix("--autostart=") {
+                out.autostart = Some(what.to_owned());
             }
         }
         out
@@ -262,6 +300,9 @@ impl LaunchOptions {
 
 /// Stops the hub (clients are closed with 4200, so they reconnect to the next Poussr) and quits.
 pub fn quit<R: Runtime>(app: &AppHandle<R>) {
+    if let Some(windows) = app.try_state::<window::Windows>() {
+        windows.close();
+    }
     let app = app.clone();
     tauri::async_runtime::spawn(async move {
         let runner = app.state::<AppState>().runner.clone();
@@ -295,6 +336,9 @@ const EXIT_GRACE: std::time::Duration = std::time::Duration::from_secs(4);
 /// no Quit first, and the process ends as soon as this returns: the hub is stopped now (clients get 4200,
 /// the history is closed), within [`EXIT_GRACE`]. After Quit the hub has already stopped and this does nothing.
 pub fn on_exit<R: Runtime>(app: &AppHandle<R>) {
+    if let Some(windows) = app.try_state::<window::Windows>() {
+        windows.close();
+    }
     let Some(state) = app.try_state::<AppState>() else { return };
     let runner = state.runner.clone();
     let stopped =
@@ -324,6 +368,14 @@ fn launch<R: Runtime>(app: &AppHandle<R>, options: &LaunchOptions) -> Result<(),
     // The local CA and this machine's certificate (Settings → Create a certificate): beside the history.
     let tls_dir = history_dir.parent().map_or_else(|| history_dir.join("tls"), |d| d.join("tls"));
     let loaded = store.load(&defaults).map_err(|e| e.to_string())?;
+    if loaded.first_run && options.config_dir.is_none() && !cfg!(windows) {
+        // A fresh install starts at login (the Windows installer decides that itself, with its own box).
+        // A folder given with --config-dir (tests, portable installs) never touches the user's login.
+        match autostart::program().and_then(|p| autostart::set(true, &p)) {
+            Ok(s) => tracing::info!("first launch: Poussr will start at login ({})", s.location),
+            Err(e) => tracing::warn!("first launch: cannot make Poussr start at login: {e}"),
+        }
+    }
     let (overrides, problems) = Overrides::from_env();
     let notice = match (loaded.notice, problems.is_empty()) {
         (n, true) => n,
@@ -399,6 +451,7 @@ pub fn build_app<R: Runtime>(builder: tauri::Builder<R>, options: LaunchOptions)
 /// The commands and the launch sequence, on any runtime: the real one in [`run`], the mock one in tests.
 pub fn core<R: Runtime>(builder: tauri::Builder<R>, options: LaunchOptions) -> tauri::Builder<R> {
     builder
+        .manage(window::Windows::default())
         .invoke_handler(tauri::generate_handler![
             commands::connection,
             commands::get_settings,
@@ -421,7 +474,9 @@ pub fn core<R: Runtime>(builder: tauri::Builder<R>, options: LaunchOptions) -> t
                 // Some desktops have no tray; the window still works.
                 tracing::warn!("no tray icon: {e}");
             }
-            if !options.hidden {
+            if options.hidden {
+                tracing::info!("started hidden: in the tray, the hub serving, no window");
+            } else {
                 window::show(app.handle())?;
             }
             Ok(())
@@ -437,8 +492,41 @@ pub fn has_display() -> bool {
     }
 }
 
+/// `--autostart on|off|status`: sets or tells whether Poussr starts at login; the exit code says whether
+/// it worked.
+fn autostart_command(what: &str) -> i32 {
+    let result = match what {
+        "on" | "off" => autostart::program().and_then(|p| autostart::set(what == "on", &p)),
+        "status" => {
+            let s = autostart::status();
+            s.error.clone().map_or(Ok(s), Err)
+        }
+        other => Err(format!("--autostart takes on, off or status, not {other:?}")),
+    };
+    match result {
+        Ok(s) => {
+            println!("start at login: {} ({})", if s.enabled { "on" } else { "off" }, s.location);
+            0
+        }
+        Err(e) => {
+            eprintln!("poussr-desktop: {e}");
+            1
+        }
+    }
+}
+
 /// Runs the desktop app until the operator quits.
 pub fn run() {
+    let mut args = std::env::args();
+    let _program = args.next();
+    let options = LaunchOptions::parse(args);
+    if let Some(what) = &options.autostart {
+        std::process::exit(autostart_command(what));
+    }
+    if options.window && has_display() {
+        window_process::run();
+        return;
+    }
     if !has_display() {
         eprintln!(
             "poussr-desktop: no display (neither DISPLAY nor WAYLAND_DISPLAY is set), so there is no window to \
@@ -449,9 +537,6 @@ pub fn run() {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
-    let mut args = std::env::args();
-    let _program = args.next();
-    let options = LaunchOptions::parse(args);
     let app = build_app(tauri::Builder::default(), options).build(tauri::generate_context!()).unwrap_or_else(|e| {
         eprintln!("poussr-desktop: cannot start: {e}");
         std::process::exit(1);

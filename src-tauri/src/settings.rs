@@ -26,6 +26,10 @@ pub struct Settings {
     pub allow_anonymous_publish: bool,
     /// Let other machines watch the dashboard (with the admin token).
     pub allow_remote_dashboard: bool,
+    /// Let the check page of any device publish its test event.
+    pub allow_check_publish: bool,
+    /// Announce the hub on the LAN (mDNS / DNS-SD).
+    pub mdns: bool,
     /// The web pages whose scripts may connect (empty: any); see `Config::allowed_origins`.
     pub allowed_origins: Vec<String>,
     /// Alone, or in a cluster through Redis.
@@ -52,6 +56,8 @@ impl Default for Settings {
             port: hub.port,
             allow_anonymous_publish: hub.allow_anonymous_publish,
             allow_remote_dashboard: hub.allow_remote_dashboard,
+            allow_check_publish: hub.allow_check_publish,
+            mdns: hub.mdns,
             allowed_origins: hub.allowed_origins,
             adapter: hub.adapter,
             redis_url: hub.redis_url,
@@ -79,6 +85,8 @@ impl Settings {
             port: self.port,
             allow_anonymous_publish: self.allow_anonymous_publish,
             allow_remote_dashboard: self.allow_remote_dashboard,
+            allow_check_publish: self.allow_check_publish,
+            mdns: self.mdns,
             admin_token: Some(admin_token.to_owned()),
             allowed_origins: self.allowed_origins.clone(),
             adapter: self.adapter,
@@ -150,6 +158,8 @@ pub struct Loaded {
     pub settings: Settings,
     /// Something the operator should be told (a damaged file set aside, new credentials).
     pub notice: Option<String>,
+    /// There was no settings file: the first launch with this folder.
+    pub first_run: bool,
 }
 
 /// The settings file in its folder.
@@ -188,6 +198,7 @@ impl Store {
         // itself is whole, old or new, so the leftover is only removed.
         let _ = std::fs::remove_file(path.with_extension("tmp"));
         let mut notice = None;
+        let mut first_run = false;
         let mut settings = match std::fs::read(&path) {
             Ok(bytes) => match serde_json::from_slice::<Settings>(&bytes) {
                 Ok(s) => s,
@@ -201,14 +212,17 @@ impl Store {
                     defaults.clone()
                 }
             },
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => defaults.clone(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                first_run = true;
+                defaults.clone()
+            }
             Err(e) => return Err(SettingsError::Io(format!("cannot read {}: {e}", path.display()))),
         };
         if settings.app.as_ref().is_none_or(|a| a.validate().is_err()) {
             settings.app = Some(AppConfig::generate());
             self.save(&settings)?;
         }
-        Ok(Loaded { settings, notice })
+        Ok(Loaded { settings, notice, first_run })
     }
 
     fn set_aside(&self, path: &Path) -> Result<PathBuf, SettingsError> {

@@ -1,23 +1,165 @@
-//! The window. Closing it destroys it, which frees its webview (WebKit's processes hold about 200 MB even
-//! for a small page); the app stays in the tray and builds a new window when the operator opens it.
+//! The window, in a process of its own: `poussr-desktop --window`, started by the tray when the operator
+//! opens Poussr and gone when the window closes. Everything WebKit holds (its web and network processes, the
+//! heap of the page's UI) goes back to the OS with it, so a Poussr waiting in the tray costs what a hidden
+//! start does; and a crash of the window or of WebKit can never reach the hub, which lives here.
+//!
+//! The two processes talk over the window process's standard input and output, one JSON object a line:
+//! - window → tray: `{"id": n, "cmd": "get_settings", "args": {…}}`, a command only the tray can answer
+//!   (its state: the hub's address and token, the settings, certificates);
+//! - tray → window: `{"id": n, "ok": …}` or `{"id": n, "err": {"kind", "message"}}`, and `{"focus": true}`
+//!   when the operator opens Poussr while the window is open.
+//!
+//! The window process ends when its window closes, when its input closes (the tray quit or died), or when the
+//! tray kills it at Quit.
 
-use tauri::{AppHandle, Manager, Runtime, WebviewUrl, WebviewWindow, WebviewWindowBuilder};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
-/// The window's label.
-pub const MAIN: &str = "main";
+use serde_json::{Value, json};
+use tauri::{AppHandle, Manager, Runtime};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::{mpsc, oneshot};
 
-/// Shows the window, creating it if it was closed, and brings it to the front.
-pub fn show<R: Runtime>(app: &AppHandle<R>) -> tauri::Result<WebviewWindow<R>> {
-    let window = match app.get_webview_window(MAIN) {
-        Some(w) => w,
-        None => WebviewWindowBuilder::new(app, MAIN, WebviewUrl::App("index.html".into()))
-            .title("Poussr")
-            .inner_size(1100.0, 760.0)
-            .min_inner_size(720.0, 480.0)
-            .build()?,
+/// The argument that makes `poussr-desktop` the window process.
+pub const WINDOW_ARG: &str = "--window";
+
+/// The line that asks an open window to come to the front.
+pub const FOCUS: &str = "{\"focus\":true}\n";
+
+/// The window process, if one runs.
+#[derive(Default)]
+pub struct Windows {
+    current: Mutex<Option<Handle>>,
+    started: AtomicU64,
+}
+
+struct Handle {
+    /// Lines for its standard input.
+    lines: mpsc::UnboundedSender<String>,
+    /// Ends it.
+    kill: Option<oneshot::Sender<()>>,
+    /// False once it has exited.
+    alive: Arc<AtomicBool>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Windows {
+    /// How many window processes were started so far.
+    pub fn started(&self) -> u64 {
+        self.started.load(Ordering::Relaxed)
+    }
+
+    /// Whether a window process runs now.
+    pub fn is_open(&self) -> bool {
+        lock(&self.current).as_ref().is_some_and(|h| h.alive.load(Ordering::Acquire))
+    }
+
+    /// Ends the window process, if one runs (Quit).
+    pub fn close(&self) {
+        if let Some(mut handle) = lock(&self.current).take()
+            && let Some(kill) = handle.kill.take()
+        {
+            let _ = kill.send(());
+        }
+    }
+}
+
+/// Opens the window: brings the open one to the front, or starts a window process.
+pub fn show<R: Runtime>(app: &AppHandle<R>) -> Result<(), String> {
+    let windows = app.try_state::<Windows>().ok_or("the app is not started")?;
+    let mut current = lock(&windows.current);
+    if let Some(handle) = current.as_ref()
+        && handle.alive.load(Ordering::Acquire)
+        && handle.lines.send(FOCUS.to_owned()).is_ok()
+    {
+        return Ok(());
+    }
+    let program = std::env::current_exe().map_err(|e| format!("cannot tell where this program is: {e}"))?;
+    let (lines, lines_rx) = mpsc::unbounded_channel();
+    let (kill, kill_rx) = oneshot::channel();
+    let alive = Arc::new(AtomicBool::new(true));
+    *current = Some(Handle { lines: lines.clone(), kill: Some(kill), alive: alive.clone() });
+    let started = windows.started.fetch_add(1, Ordering::Relaxed) + 1;
+    let app = app.clone();
+    tauri::async_runtime::spawn(async move {
+        if let Err(e) = run(&app, &program, lines, lines_rx, kill_rx).await {
+            tracing::error!("cannot open the window: {e}");
+        }
+        alive.store(false, Ordering::Release);
+        tracing::debug!(window = started, "the window process ended");
+    });
+    Ok(())
+}
+
+/// Starts the window process and serves it until it ends.
+async fn run<R: Runtime>(
+    app: &AppHandle<R>,
+    program: &std::path::Path,
+    lines: mpsc::UnboundedSender<String>,
+    mut lines_rx: mpsc::UnboundedReceiver<String>,
+    kill: oneshot::Receiver<()>,
+) -> Result<(), String> {
+    let mut child = tokio::process::Command::new(program)
+        .arg(WINDOW_ARG)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot start {} {WINDOW_ARG}: {e}", program.display()))?;
+    let (Some(mut stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+        return Err("the window process has no pipes".into());
     };
-    window.show()?;
-    window.unminimize()?;
-    window.set_focus()?;
-    Ok(window)
+    tokio::spawn(async move {
+        while let Some(line) = lines_rx.recv().await {
+            if stdin.write_all(line.as_bytes()).await.is_err() {
+                break;
+            }
+        }
+    });
+    let requests = {
+        let app = app.clone();
+        tokio::spawn(async move {
+            let mut reader = BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = reader.next_line().await {
+                let app = app.clone();
+                let lines = lines.clone();
+                tokio::spawn(async move {
+                    let reply = answer(&app, &line).await;
+                    let _ = lines.send(format!("{reply}\n"));
+                });
+            }
+        })
+    };
+    let status = tokio::select! {
+        status = child.wait() => status.map_err(|e| e.to_string())?,
+        _ = kill => {
+            let _ = child.kill().await;
+            child.wait().await.map_err(|e| e.to_string())?
+        }
+    };
+    requests.abort();
+    if status.success() {
+        tracing::info!("the window was closed; Poussr stays in the tray");
+    } else {
+        tracing::warn!("the window process ended with {status}; the hub goes on, and Open Poussr brings a new window");
+    }
+    Ok(())
+}
+
+/// The reply to one request line of the window process.
+async fn answer<R: Runtime>(app: &AppHandle<R>, line: &str) -> Value {
+    let request: Value = match serde_json::from_str(line) {
+        Ok(v) => v,
+        Err(e) => return json!({"id": null, "err": {"kind": "invalid", "message": format!("not a request: {e}")}}),
+    };
+    let id = request.get("id").cloned().unwrap_or(Value::Null);
+    let cmd = request.get("cmd").and_then(Value::as_str).unwrap_or("");
+    let args = request.get("args").cloned().unwrap_or(Value::Null);
+    match crate::commands::handle(app, cmd, args).await {
+        Ok(value) => json!({"id": id, "ok": value}),
+        Err(e) => json!({"id": id, "err": e}),
+    }
 }

@@ -39,6 +39,11 @@ pub struct Config {
     pub port: u16,
     /// Accept Poussr v1 publishing without a token from other machines than this one.
     pub allow_anonymous_publish: bool,
+    /// Let the check page (`/check`) of any device publish its test event (`check`, to a public channel).
+    pub allow_check_publish: bool,
+    /// Announce the hub on the LAN over mDNS / DNS-SD (`_poussr._tcp`, and `poussr-<host>.local`). Never
+    /// done when the hub listens on loopback only.
+    pub mdns: bool,
     /// The token the dashboard and the admin API need. `None`: a random one is made at each start.
     pub admin_token: Option<String>,
     /// Let the admin API and dashboard answer other machines than this one (still with the token).
@@ -82,6 +87,8 @@ impl Default for Config {
             bind: IpAddr::from([0, 0, 0, 0]),
             port: 6001,
             allow_anonymous_publish: false,
+            allow_check_publish: false,
+            mdns: true,
             admin_token: None,
             allow_remote_dashboard: false,
             allowed_origins: Vec::new(),

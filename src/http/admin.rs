@@ -136,6 +136,8 @@ async fn overview(State(state): State<AppState>) -> Json<Value> {
         "app": { "id": app.config.id, "key": app.config.key, "secret": app.config.secret },
         "apps": hub.apps().iter().map(|a| json!({"id": a.config.id, "key": a.config.key})).collect::<Vec<_>>(),
         "snippets": crate::snippets::snippets(&host, port, &app.config, state.tls.is_some()),
+        "check_links": super::check::links(&addresses, port, state.tls.is_some()),
+        "mdns": crate::discovery::published(),
         "stats": hub.stats(),
         "cluster": hub.cluster_status(),
         "tls": state.tls.as_ref().map(crate::tls::Tls::status),

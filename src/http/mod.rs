@@ -1,11 +1,14 @@
 //! The HTTP side of the hub, one axum router on one port: the WebSocket endpoints of both protocols,
-//! Poussr v1 publishing, the signed Pusher HTTP API, `/health` and `/poussr.js`.
+//! Poussr v1 publishing, the signed Pusher HTTP API, `/health`, the check page and the files of
+//! [`assets`].
 //!
 //! [`router`] builds the router without binding anything, so tests drive it with `oneshot`.
 
 mod access;
 mod admin;
 mod api;
+pub mod assets;
+mod check;
 mod error;
 mod metrics;
 mod upgrade;
@@ -40,6 +43,8 @@ pub struct Frontend {
     tls: Option<crate::tls::Tls>,
     /// Whose forwarding headers name the client.
     proxies: Arc<crate::proxy::TrustedProxies>,
+    /// Whether the server announces the hub over mDNS (never on loopback).
+    mdns: bool,
 }
 
 impl Frontend {
@@ -51,6 +56,7 @@ impl Frontend {
             latency: metrics::ApiLatency::default(),
             tls: None,
             proxies: Arc::new(crate::proxy::TrustedProxies::new(&config.trusted_proxies, config.trusted_proxy_header)),
+            mdns: config.mdns,
         }
     }
 
@@ -68,6 +74,11 @@ impl Frontend {
     /// The TLS of the port, if it serves TLS.
     pub fn tls(&self) -> Option<&crate::tls::Tls> {
         self.tls.as_ref()
+    }
+
+    /// Whether the server announces the hub over mDNS (`mdns`; never on loopback).
+    pub fn mdns(&self) -> bool {
+        self.mdns
     }
 
     /// Whose forwarding headers name the client.
@@ -115,12 +126,18 @@ pub fn router(hub: Hub, frontend: Frontend, sessions: mpsc::Sender<()>) -> Route
         .route("/app/{key}", any(ws::pusher))
         .route("/health", get(health))
         .route("/metrics", get(metrics::metrics))
-        .route("/poussr.js", get(poussr_js))
-        .route("/poussr-recovery.js", get(recovery_js))
+        .route("/poussr.js", get(assets::poussr_js))
+        .route("/poussr-recovery.js", get(assets::recovery_js))
         .route("/poussr-ca.crt", get(ca_certificate))
+        .route("/vendor/{package}/{file}", get(assets::vendor_file))
+        .route("/check", get(assets::check_page))
+        .route("/check/", get(|| async { axum::response::Redirect::permanent("/check") }))
+        .route("/check/info", get(check::info))
+        .route("/check/publish", post(check::publish))
+        .route("/check/{file}", get(assets::check_file))
         .route("/dashboard", get(|| async { axum::response::Redirect::permanent("/dashboard/") }))
-        .route("/dashboard/", get(|| dashboard_file(axum::extract::Path("index.html".to_owned()))))
-        .route("/dashboard/{file}", get(dashboard_file))
+        .route("/dashboard/", get(|| assets::dashboard_file(axum::extract::Path("index.html".to_owned()))))
+        .route("/dashboard/{file}", get(assets::dashboard_file))
         .fallback(ws::fallback)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), request_timeout))
@@ -248,49 +265,6 @@ async fn health(State(state): State<AppState>) -> Response {
     .into_response()
 }
 
-/// The dashboard: the same files as the desktop window (`ui/`), compiled into the binary. They hold no
-/// data; everything they show comes from the admin API, which needs the token.
-const DASHBOARD: [(&str, &str, &str); 16] = [
-    ("index.html", "text/html; charset=utf-8", include_str!("../../ui/index.html")),
-    ("app.js", "text/javascript; charset=utf-8", include_str!("../../ui/app.js")),
-    ("api.js", "text/javascript; charset=utf-8", include_str!("../../ui/api.js")),
-    ("dom.js", "text/javascript; charset=utf-8", include_str!("../../ui/dom.js")),
-    ("feed.js", "text/javascript; charset=utf-8", include_str!("../../ui/feed.js")),
-    ("tabs.js", "text/javascript; charset=utf-8", include_str!("../../ui/tabs.js")),
-    ("overview.js", "text/javascript; charset=utf-8", include_str!("../../ui/overview.js")),
-    ("channels.js", "text/javascript; charset=utf-8", include_str!("../../ui/channels.js")),
-    ("clients.js", "text/javascript; charset=utf-8", include_str!("../../ui/clients.js")),
-    ("livelog.js", "text/javascript; charset=utf-8", include_str!("../../ui/livelog.js")),
-    ("publish.js", "text/javascript; charset=utf-8", include_str!("../../ui/publish.js")),
-    ("settings.js", "text/javascript; charset=utf-8", include_str!("../../ui/settings.js")),
-    ("log.js", "text/javascript; charset=utf-8", include_str!("../../ui/log.js")),
-    ("chart.js", "text/javascript; charset=utf-8", include_str!("../../ui/chart.js")),
-    ("style.css", "text/css; charset=utf-8", include_str!("../../ui/style.css")),
-    ("icon.svg", "image/svg+xml", include_str!("../../ui/icon.svg")),
-];
-
-async fn dashboard_file(axum::extract::Path(file): axum::extract::Path<String>) -> Response {
-    match DASHBOARD.iter().find(|(name, _, _)| *name == file) {
-        Some((_, content_type, body)) => (
-            [
-                (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
-                (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
-                (
-                    header::CONTENT_SECURITY_POLICY,
-                    HeaderValue::from_static(
-                        "default-src 'self'; img-src 'self' data:; connect-src 'self' ws: wss:; object-src 'none'; \
-                         base-uri 'none'; frame-ancestors 'none'; form-action 'none'",
-                    ),
-                ),
-                (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
-            ],
-            *body,
-        )
-            .into_response(),
-        None => ApiError::NotFound(format!("no dashboard file {file:?}")).into_response(),
-    }
-}
-
 /// The CA certificate of `tls.ca`, for the LAN's devices to install (it holds no secret). Served over plain
 /// HTTP too, since a device that does not trust the CA yet cannot check an https download of it.
 async fn ca_certificate(State(state): State<AppState>) -> Response {
@@ -314,31 +288,4 @@ async fn ca_certificate(State(state): State<AppState>) -> Response {
             ApiError::Internal("the configured CA file cannot be read".into()).into_response()
         }
     }
-}
-
-/// The Poussr v1 browser client, kept API-compatible with the original poussr-js.
-const POUSSR_JS: &str = include_str!("poussr.js");
-
-async fn poussr_js() -> Response {
-    script(POUSSR_JS)
-}
-
-/// The recovery add-on for pusher-js and laravel-echo (docs/protocol.md §7).
-const RECOVERY_JS: &str = include_str!("poussr-recovery.js");
-
-async fn recovery_js() -> Response {
-    script(RECOVERY_JS)
-}
-
-fn script(body: &'static str) -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, HeaderValue::from_static("text/javascript; charset=utf-8")),
-            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
-            // Pages of other origins load it with <script>; integrity checks need CORS.
-            (header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*")),
-        ],
-        body,
-    )
-        .into_response()
 }

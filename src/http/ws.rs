@@ -76,7 +76,7 @@ fn upgrade(
 fn check_origin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(origin) = headers.get(header::ORIGIN) else { return Ok(()) };
     let origin = String::from_utf8_lossy(origin.as_bytes());
-    if state.access.origin_allowed(&origin) {
+    if state.access.origin_allowed(&origin) || own_page(state, &origin) {
         return Ok(());
     }
     state.hub.monitor().emit(|| MonitorEvent::Error {
@@ -89,6 +89,19 @@ fn check_origin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
         "WebSocket connections from pages of origin {origin:?} are not allowed; the hub's operator can add it \
          to allowed_origins"
     )))
+}
+
+/// Whether `origin` is a page the hub serves itself (the check page, the dashboard): this machine's name or
+/// address with the hub's own port. Those pages connect whatever `allowed_origins` says.
+fn own_page(state: &AppState, origin: &str) -> bool {
+    let Some(host) = origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://")) else { return false };
+    let Some(port) = state.hub.local_addr().map(|a| a.port()) else { return false };
+    let default_port = if origin.starts_with("https") { 443 } else { 80 };
+    let origin_port = match host.rsplit_once(':') {
+        Some((_, p)) if !host.ends_with(']') => p.parse::<u16>().ok(),
+        _ => Some(default_port),
+    };
+    origin_port == Some(port) && crate::net::is_own_host(host)
 }
 
 /// `/app/{key}?protocol=7`: a Pusher client.

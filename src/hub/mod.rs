@@ -81,6 +81,8 @@ struct Shared {
     limits: Limits,
     /// Whether Poussr v1 publishing is open to other machines without a token.
     allow_anonymous_publish: bool,
+    /// Whether the check page may publish its test event.
+    allow_check_publish: bool,
     /// Every open connection and the quotas on them.
     registry: connection::Registry,
     /// Hub-wide counters.
@@ -163,6 +165,7 @@ impl Hub {
                 apps,
                 limits: config.limits.clone(),
                 allow_anonymous_publish: config.allow_anonymous_publish,
+                allow_check_publish: config.allow_check_publish,
                 registry: connection::Registry::default(),
                 counters: stats::Counters::default(),
                 monitor: Monitor::default(),
@@ -229,6 +232,11 @@ impl Hub {
     /// Whether Poussr v1 publishing is open to other machines without a token.
     pub fn allow_anonymous_publish(&self) -> bool {
         self.shared.allow_anonymous_publish
+    }
+
+    /// Whether the check page (`/check`) may publish its test event.
+    pub fn allow_check_publish(&self) -> bool {
+        self.shared.allow_check_publish
     }
 
     /// The app with this key (WebSocket URLs name apps by key).

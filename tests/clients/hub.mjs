@@ -70,6 +70,8 @@ export class Hub {
    *                                  `[[apps.webhooks]]` tables), written under an `[[apps]]` table that
    *                                  carries the test credentials
    * @param {object} [options.env]    extra environment variables (RUST_LOG defaults to warn)
+   * @param {string} [options.bind]   the address to listen on (127.0.0.1 by default)
+   * @param {string[]} [options.prefix] a command the hub runs under, e.g. `['ip', 'netns', 'exec', ns]`
    * @param {object} [options.credentials] `{appId, key, secret}` instead of random ones
    * @param {number} [options.fileSizeLimit] bytes any file the hub writes may grow to (RLIMIT_FSIZE, set by a
    *                                  shell that then becomes the hub, with SIGXFSZ ignored so that a write past
@@ -91,6 +93,9 @@ export class Hub {
       writeFileSync(this.configPath, text);
     }
     this.env = options.env ?? {};
+    // Where it listens, and what it runs under (e.g. `ip netns exec NS`): loopback, directly, by default.
+    this.bind = options.bind ?? '127.0.0.1';
+    this.prefix = options.prefix ?? [];
     this.fileSizeLimit = options.fileSizeLimit;
     this.child = null;
     this.stdout = '';
@@ -117,7 +122,7 @@ export class Hub {
     assertHubBinExists();
     const args = [
       'serve',
-      '--bind', '127.0.0.1',
+      '--bind', this.bind,
       '--port', String(this.port),
       '--app-id', this.appId,
       '--app-key', this.key,
@@ -127,7 +132,8 @@ export class Hub {
     if (this.configPath) args.push('--config', this.configPath);
 
     // `exec` makes the shell become the hub: the pid, the signals and the exit are the hub's own.
-    const [hubCmd, hubArgv] = hubCommand(args);
+    const [bareCmd, bareArgv] = hubCommand(args);
+    const [hubCmd, hubArgv] = this.prefix.length ? [this.prefix[0], [...this.prefix.slice(1), bareCmd, ...bareArgv]] : [bareCmd, bareArgv];
     const [command, argv] =
       this.fileSizeLimit === undefined
         ? [hubCmd, hubArgv]

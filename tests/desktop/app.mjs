@@ -224,3 +224,48 @@ export function useDriver() {
     driver?.kill();
   });
 }
+
+/** The processes of the tree under `root` (itself included): `{pid, comm, args}` from /proc. */
+export function processTree(root) {
+  const parent = new Map();
+  for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      parent.set(Number(pid), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
+    } catch {
+      // The process ended while we looked.
+    }
+  }
+  const out = [];
+  const todo = [root];
+  while (todo.length) {
+    const pid = todo.pop();
+    try {
+      out.push({
+        pid,
+        comm: readFileSync(`/proc/${pid}/comm`, 'utf8').trim(),
+        args: readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean),
+      });
+    } catch {
+      continue;
+    }
+    for (const [child, p] of parent) if (p === pid) todo.push(child);
+  }
+  return out;
+}
+
+/** The window processes (`poussr-desktop --window`) under the app `root`. */
+export function windowProcesses(root) {
+  return processTree(root).filter((p) => p.args.includes('--window'));
+}
+
+/** WebKit's web processes (the pages) under the app `root`. */
+export function webProcesses(root) {
+  return processTree(root).filter((p) => p.comm.startsWith('WebKitWebProces'));
+}
+
+/** Asks every window titled "Poussr" to close, as a window manager's close button does; how many it asked. */
+export function closeWindows() {
+  const python = process.env.POUSSR_TEST_PYTHON || 'python3';
+  return Number(execFileSync(python, [path.join(here, 'close_window.py')], { encoding: 'utf8', timeout: 10000 }).trim());
+}

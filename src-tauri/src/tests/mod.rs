@@ -85,7 +85,7 @@ fn settings_input(port: u16, extra: serde_json::Value) -> serde_json::Value {
 fn mock_app_in(dir: &std::path::Path, settings: serde_json::Value) -> tauri::App<tauri::test::MockRuntime> {
     let dir = dir.to_path_buf();
     std::fs::write(dir.join("settings.json"), settings.to_string()).unwrap();
-    let options = LaunchOptions { config_dir: Some(dir.clone()), hidden: true, quit: false };
+    let options = LaunchOptions { config_dir: Some(dir.clone()), hidden: true, ..Default::default() };
     let app = core(mock_builder(), options.clone()).build(mock_context(noop_assets())).unwrap();
     // The mock runtime has no event loop, so `setup` never runs: launch as it would.
     launch(app.handle(), &options).unwrap();

@@ -52,6 +52,12 @@ pub(crate) struct ServeArgs {
     /// Let the admin API answer other machines (they still need the token).
     #[arg(long, env = "POUSSR_ALLOW_REMOTE_DASHBOARD")]
     allow_remote_dashboard: bool,
+    /// Let the check page (/check) of any device publish its test event to a public channel.
+    #[arg(long, env = "POUSSR_ALLOW_CHECK_PUBLISH")]
+    allow_check_publish: bool,
+    /// Do not announce the hub on the LAN over mDNS / DNS-SD (it never is when listening on loopback).
+    #[arg(long, env = "POUSSR_NO_MDNS", value_parser = clap::builder::BoolishValueParser::new())]
+    no_mdns: bool,
     /// How this hub shares its traffic: alone (local) or with the other hubs on the same Redis (redis)
     /// [default: local].
     #[arg(long, env = "POUSSR_ADAPTER", value_enum)]
@@ -116,6 +122,8 @@ fn configure(args: &ServeArgs) -> Result<(Config, String), String> {
     }
     config.allow_anonymous_publish |= args.allow_anonymous_publish;
     config.allow_remote_dashboard |= args.allow_remote_dashboard;
+    config.allow_check_publish |= args.allow_check_publish;
+    config.mdns &= !args.no_mdns;
     if let Some(token) = &args.admin_token {
         config.admin_token = Some(token.clone());
     }
@@ -241,6 +249,11 @@ fn banner(local: SocketAddr, config: &Config, origin: &str, admin_token: &str) -
         _ => url_for(local),
     };
     out += &format!("\nDashboard (this machine): http://{local_url}/dashboard/?token={admin_token}\n");
+    let (scheme, _) = schemes[0];
+    out += &format!(
+        "Check page (open it on any device): {scheme}://{}/check\n",
+        url_for(SocketAddr::new(addrs[0], local.port()))
+    );
     let host = addrs[0].to_string();
     let s = snippets::snippets(&host, local.port(), app, config.tls.enabled());
     out += &format!(
@@ -347,6 +360,8 @@ mod tests {
             allow_anonymous_publish: false,
             admin_token: None,
             allow_remote_dashboard: false,
+            allow_check_publish: false,
+            no_mdns: false,
             adapter: None,
             redis_url: None,
             redis_prefix: None,

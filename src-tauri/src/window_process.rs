@@ -1,0 +1,206 @@
+//! `poussr-desktop --window`: the process that shows the window (see [`crate::window`] for why it is a
+//! process of its own and how it talks to the tray). It has no hub, no tray and no single-instance lock: the
+//! commands that need the tray's state are forwarded to it; the clipboard, the file pickers and saving an
+//! export are done here.
+//!
+//! If WebKit's web process dies (a crash, the system out of memory), the page is loaded again, at most
+//! [`RELOADS_PER_MINUTE`] times a minute; past that the window process ends, and *Open Poussr* starts a new
+//! one.
+
+use std::collections::HashMap;
+use std::io::{BufRead, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde_json::{Value, json};
+use tauri::{AppHandle, Manager, Runtime, State, WebviewUrl, WebviewWindow, WebviewWindowBuilder};
+use tokio::sync::oneshot;
+
+/// The window's label.
+pub const MAIN: &str = "main";
+
+/// How often the page is loaded again after WebKit's web process died, within a minute, before the window
+/// process gives up and ends.
+pub const RELOADS_PER_MINUTE: usize = 3;
+
+/// The requests sent to the tray that await its answer.
+#[derive(Default)]
+pub struct Bridge {
+    next: AtomicU64,
+    pending: Mutex<HashMap<u64, oneshot::Sender<Result<Value, Value>>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Bridge {
+    /// Sends `cmd` to the tray and waits for its answer (the tray's error as `{"kind", "message"}`).
+    pub async fn call(&self, cmd: &str, args: Value) -> Result<Value, Value> {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        lock(&self.pending).insert(id, tx);
+        let line = format!("{}\n", json!({"id": id, "cmd": cmd, "args": args}));
+        let sent = {
+            let mut out = std::io::stdout().lock();
+            out.write_all(line.as_bytes()).and_then(|()| out.flush())
+        };
+        if let Err(e) = sent {
+            lock(&self.pending).remove(&id);
+            return Err(gone(&e.to_string()));
+        }
+        rx.await.unwrap_or_else(|_| Err(gone("it stopped answering")))
+    }
+
+    /// An answer from the tray.
+    fn answered(&self, reply: &Value) {
+        let Some(id) = reply.get("id").and_then(Value::as_u64) else { return };
+        if let Some(tx) = lock(&self.pending).remove(&id) {
+            let result = match reply.get("err") {
+                Some(err) => Err(err.clone()),
+                None => Ok(reply.get("ok").cloned().unwrap_or(Value::Null)),
+            };
+            let _ = tx.send(result);
+        }
+    }
+}
+
+fn gone(why: &str) -> Value {
+    json!({"kind": "settings", "message": format!("Poussr's tray process cannot be reached ({why}); reopen Poussr")})
+}
+
+macro_rules! forwarded {
+    ($($name:ident),*) => {$(
+        #[tauri::command]
+        async fn $name(bridge: State<'_, Arc<Bridge>>) -> Result<Value, Value> {
+            bridge.call(stringify!($name), Value::Null).await
+        }
+    )*};
+}
+
+// The forwarded commands without arguments; `apply_settings({ input })` has one.
+forwarded!(connection, get_settings, create_certificate, export_ca, open_config_folder);
+
+#[tauri::command]
+async fn apply_settings(bridge: State<'_, Arc<Bridge>>, input: Value) -> Result<Value, Value> {
+    bridge.call("apply_settings", json!({ "input": input })).await
+}
+
+/// Builds the window.
+fn build<R: Runtime>(app: &AppHandle<R>) -> tauri::Result<WebviewWindow<R>> {
+    WebviewWindowBuilder::new(app, MAIN, WebviewUrl::App("index.html".into()))
+        .title("Poussr")
+        .inner_size(1100.0, 760.0)
+        .min_inner_size(720.0, 480.0)
+        .on_page_load(|_, load| {
+            if load.event() == tauri::webview::PageLoadEvent::Finished {
+                tracing::info!("the window's page is loaded");
+            }
+        })
+        .build()
+}
+
+/// Brings the window to the front.
+fn focus<R: Runtime>(app: &AppHandle<R>) {
+    if let Some(w) = app.get_webview_window(MAIN) {
+        let _ = w.show();
+        let _ = w.unminimize();
+        let _ = w.set_focus();
+    }
+}
+
+/// Reads the tray's lines: answers and requests to come to the front. When the tray goes (its end of the
+/// pipe closes), so does the window.
+fn listen_to_tray<R: Runtime>(app: AppHandle<R>, bridge: Arc<Bridge>) {
+    let spawned = std::thread::Builder::new().name("poussr-window-tray".into()).spawn(move || {
+        for line in std::io::stdin().lock().lines() {
+            let Ok(line) = line else { break };
+            match serde_json::from_str::<Value>(&line) {
+                Ok(v) if v.get("focus").is_some() => {
+                    let handle = app.clone();
+                    let _ = app.run_on_main_thread(move || focus(&handle));
+                }
+                Ok(v) => bridge.answered(&v),
+                Err(e) => tracing::warn!("an unreadable line from the tray: {e}"),
+            }
+        }
+        tracing::info!("the tray process is gone: closing the window");
+        app.exit(0);
+    });
+    if let Err(e) = spawned {
+        tracing::error!("cannot listen to the tray: {e}");
+    }
+}
+
+/// Loads the page again when WebKit's web process dies, a few times a minute at most; then gives up and
+/// ends, so that *Open Poussr* starts afresh.
+#[cfg(target_os = "linux")]
+fn recover_from_web_process_crashes<R: Runtime>(window: &WebviewWindow<R>) {
+    let app = window.app_handle().clone();
+    let hooked = window.with_webview(move |webview| {
+        use webkit2gtk::WebViewExt;
+        let deaths = std::cell::RefCell::new(std::collections::VecDeque::<std::time::Instant>::new());
+        webview.inner().connect_web_process_terminated(move |view, reason| {
+            let now = std::time::Instant::now();
+            let mut deaths = deaths.borrow_mut();
+            deaths.retain(|t| now.duration_since(*t) < std::time::Duration::from_secs(60));
+            deaths.push_back(now);
+            if deaths.len() > RELOADS_PER_MINUTE {
+                tracing::error!("WebKit's web process ended again ({reason:?}); closing the window");
+                app.exit(1);
+            } else {
+                tracing::warn!("WebKit's web process ended ({reason:?}); loading the page again");
+                view.reload();
+            }
+        });
+    });
+    if let Err(e) = hooked {
+        tracing::warn!("cannot watch WebKit's web process: {e}");
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn recover_from_web_process_crashes<R: Runtime>(_window: &WebviewWindow<R>) {}
+
+/// The window process's app, on any runtime.
+pub fn builder<R: Runtime>(builder: tauri::Builder<R>) -> tauri::Builder<R> {
+    let bridge = Arc::new(Bridge::default());
+    builder
+        .plugin(tauri_plugin_clipboard_manager::init())
+        .plugin(tauri_plugin_dialog::init())
+        .plugin(tauri_plugin_opener::init())
+        .manage(bridge.clone())
+        .invoke_handler(tauri::generate_handler![
+            connection,
+            get_settings,
+            apply_settings,
+            create_certificate,
+            export_ca,
+            open_config_folder,
+            crate::commands::copy_text,
+            crate::commands::pick_file,
+            crate::commands::save_export,
+        ])
+        .setup(move |app| {
+            listen_to_tray(app.handle().clone(), bridge);
+            let window = build(app.handle())?;
+            recover_from_web_process_crashes(&window);
+            focus(app.handle());
+            Ok(())
+        })
+}
+
+/// Runs the window until it is closed.
+pub fn run() {
+    // Standard output carries the requests to the tray: the log goes to standard error.
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .init();
+    let app = builder(tauri::Builder::default()).build(tauri::generate_context!()).unwrap_or_else(|e| {
+        eprintln!("poussr-desktop {}: cannot start: {e}", crate::window::WINDOW_ARG);
+        std::process::exit(1);
+    });
+    // Closing the window ends this process (the default); the tray stays.
+    app.run(|_, _| {});
+}
