@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Measures the desktop app: launch to /health, memory (PSS of the app and its WebKit children) with the
-window open, after closing it to the tray, and when started hidden; idle CPU; the .deb's size.
+"""Measures the desktop app: launch to /health, memory (PSS of the app, its window process and their WebKit
+children) with the window open, after closing it to the tray, when started hidden, and after opening and
+closing the window 5 times with 100 clients connected; idle CPU; the .deb's size.
 
 Runs the release binary under its own Xvfb and session bus, on 127.0.0.1 ports only, and stops everything
 it starts. Prints a Markdown section for bench/RESULTS.md. Usage: bench/desktop.py [path/to/poussr-desktop]
@@ -19,6 +20,7 @@ import time
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+APP_KEY = "benchkey0123456789ab"
 BIN = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "target/release/poussr-desktop")
 CLK = os.sysconf("SC_CLK_TCK")
 
@@ -93,17 +95,38 @@ def idle_cpu_percent(root, seconds=20):
 class App:
     def __init__(self, env, hidden=False):
         self.port = free_port()
+        self.env = env
         self.dir = tempfile.mkdtemp(prefix="poussr-bench-")
         with open(os.path.join(self.dir, "settings.json"), "w") as f:
-            json.dump({"bind": "127.0.0.1", "port": self.port}, f)
+            json.dump({"bind": "127.0.0.1", "port": self.port,
+                       "app": {"id": "1", "key": APP_KEY, "secret": "benchsecret0123456789abcdef012345"}}, f)
         args = [BIN, "--config-dir", self.dir] + (["--hidden"] if hidden else [])
         self.started = time.monotonic()
-        self.proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # The log (the window process's too) tells when a window has loaded its page.
+        self.log = tempfile.NamedTemporaryFile(prefix="poussr-bench-log-", delete=False)
+        self.proc = subprocess.Popen(args, env={**env, "RUST_LOG": "info"}, stdout=self.log, stderr=self.log)
         while not health(self.port):
             if self.proc.poll() is not None or time.monotonic() - self.started > 30:
                 raise RuntimeError("the app did not answer /health")
             time.sleep(0.005)
         self.launch_ms = (time.monotonic() - self.started) * 1000
+
+    def pages_loaded(self):
+        with open(self.log.name) as f:
+            return f.read().count("the window's page is loaded")
+
+    def windows(self):
+        return [p for p in tree(self.proc.pid) if b"--window" in open(f"/proc/{p}/cmdline", "rb").read().split(b"\0")]
+
+    def open_window(self):
+        """As Open Poussr does (a second launch hands over to this one); returns once the page has loaded."""
+        loaded = self.pages_loaded()
+        subprocess.run([BIN, "--config-dir", self.dir], env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30)
+        deadline = time.monotonic() + 30
+        while self.pages_loaded() == loaded:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the window did not load its page")
+            time.sleep(0.05)
 
     def stop(self):
         self.proc.terminate()
@@ -114,28 +137,30 @@ class App:
 
 
 def close_window(display):
-    """Asks the window to close, as a window manager's close button does (WM_DELETE_WINDOW)."""
-    from Xlib import X, display as xdisplay, protocol
+    """Asks the window to close, as a window manager's close button does (WM_DELETE_WINDOW), with the script
+    the desktop tests use; returns how many windows it asked."""
+    script = os.path.join(ROOT, "tests", "desktop", "close_window.py")
+    out = subprocess.run([sys.executable, script], env={**os.environ, "DISPLAY": display}, capture_output=True, text=True, timeout=10)
+    return int(out.stdout.strip() or 0)
 
-    d = xdisplay.Display(display)
-    root = d.screen().root
-    wm_protocols = d.intern_atom("WM_PROTOCOLS")
-    wm_delete = d.intern_atom("WM_DELETE_WINDOW")
-    closed = 0
-    todo = [root]
-    while todo:
-        w = todo.pop()
-        try:
-            if w.get_wm_name() == "Poussr":
-                ev = protocol.event.ClientMessage(window=w, client_type=wm_protocols, data=(32, [wm_delete, X.CurrentTime, 0, 0, 0]))
-                w.send_event(ev, event_mask=X.NoEventMask)
-                closed += 1
-            todo.extend(w.query_tree().children)
-        except Exception:
-            pass
-    d.flush()
-    d.close()
-    return closed
+
+def pusher_clients(port, n):
+    """n raw Pusher connections (the WebSocket handshake only; the bench ends before any ping is due)."""
+    out = []
+    for _ in range(n):
+        s = socket.create_connection(("127.0.0.1", port))
+        s.sendall(f"GET /app/{APP_KEY}?protocol=7 HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+                  "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+                  .encode())
+        if not s.recv(4096).startswith(b"HTTP/1.1 101"):
+            raise RuntimeError("a client was not upgraded")
+        out.append(s)
+    return out
+
+
+def connections(port):
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+        return json.load(r)["connections"]
 
 
 def main():
@@ -172,6 +197,29 @@ def main():
         time.sleep(6)
         hidden_mb, hidden_procs = pss_mb(app.proc.pid)
         app.stop()
+
+        # 100 clients while the window opens and closes 5 times.
+        app = App(env, hidden=True)
+        clients = pusher_clients(app.port, 100)
+        uptime0 = json.load(urllib.request.urlopen(f"http://127.0.0.1:{app.port}/health", timeout=2))["uptime_secs"]
+        cycles = 0
+        for _ in range(5):
+            app.open_window()
+            cycle_open_mb, _ = pss_mb(app.proc.pid)
+            close_window(display)
+            deadline = time.monotonic() + 30
+            while app.windows():
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the window did not close")
+                time.sleep(0.05)
+            cycles += 1
+        time.sleep(6)
+        cycled_mb, cycled_procs = pss_mb(app.proc.pid)
+        kept = connections(app.port)
+        uptime1 = json.load(urllib.request.urlopen(f"http://127.0.0.1:{app.port}/health", timeout=2))["uptime_secs"]
+        for s in clients:
+            s.close()
+        app.stop()
     finally:
         xvfb.terminate()
         try:
@@ -186,7 +234,8 @@ def main():
 
 Measured {time.strftime('%Y-%m-%d')} by `bench/desktop.py` on {os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()},
 release build, under Xvfb, hub on 127.0.0.1. PSS is summed over the app and its WebKit child processes
-(`/proc/PID/smaps_rollup`). Baseline for comparison (TAURI-NOTES): a minimal Tauri app with its window open
+(`/proc/PID/smaps_rollup`). The window is a process of its own (`poussr-desktop --window`) since the LAN
+onboarding issue; before, closing it left 142 MB (2026-11-29, same machine). Baseline for comparison (TAURI-NOTES): a minimal Tauri app with its window open
 is about 260 MB here and answers HTTP 0.3–0.7 s after launch.
 
 | figure | goal | measured |
@@ -195,6 +244,7 @@ is about 260 MB here and answers HTTP 0.3–0.7 s after launch.
 | memory, window open | — | {open_mb:.0f} MB PSS: {', '.join(open_procs)} |
 | memory, window closed to the tray | ≤ 60 MB | {closed_mb:.0f} MB PSS: {', '.join(closed_procs)} (windows closed: {closed}; hub still serving: {still_serving}) |
 | memory, started hidden in the tray | ≤ 60 MB | {hidden_mb:.0f} MB PSS: {', '.join(hidden_procs)} |
+| memory, 100 clients, after the window opened and closed {cycles} times | ≤ 60 MB | {cycled_mb:.0f} MB PSS: {', '.join(cycled_procs)} (the last window open: {cycle_open_mb:.0f} MB; clients still connected: {kept} of 100; the hub's uptime went on: {uptime0} s → {uptime1} s) |
 | idle CPU, window open (20 s) | — | {open_cpu:.2f} % of one core |
 | idle CPU, in the tray (20 s) | — | {closed_cpu:.2f} % of one core |
 | `.deb` size | ≤ 10 MiB | {deb} |

@@ -8,7 +8,9 @@
 //! | [`settings`] | defaults from `tauri.conf.json`, the operator's `settings.json` (atomic saves), env overrides |
 //! | [`runner`] | the hub's lifecycle: start, move to a new address (bind first, then release), stop with 4200 |
 //! | [`tray`] | the tray icon, tooltip and menu; menu actions are plain functions |
-//! | [`window`] | the window, destroyed when closed so that its webview's memory is given back |
+//! | [`window`] | the tray's side of the window, a process of its own (`--window`) that ends when it closes |
+//! | [`window_process`] | that process: one window, commands forwarded to the tray, recovery from WebKit crashes |
+//! | [`autostart`] | start at login: the OS's own entry (XDG autostart, HKCU Run) |
 //! | [`commands`] | the few Tauri commands: connection, settings, clipboard, config folder, saving an export, certificates (create, pick a file, export the CA) |
 //!
 //! The window shows the bundled `ui/` and reads the hub through its admin API, like a browser would; Tauri

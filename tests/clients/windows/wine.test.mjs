@@ -150,7 +150,23 @@ describe('the Windows build under Wine', { skip: !UNDER_WINE && 'POUSSR_BIN is n
     assert.ok(existsSync(startMenu), 'a Start-menu shortcut');
     assert.ok(existsSync(join(home, 'Desktop', 'Poussr.lnk')), 'a desktop shortcut (on by default)');
     assert.match(await query(uninstallKey), /UninstallString\s+REG_SZ\s+"C:\\users\\.*\\Poussr\\uninstall\.exe"/i, 'listed in Apps');
-    assert.match(await query(runKey), /Poussr\s+REG_SZ\s+".*poussr-desktop\.exe" --hidden/, 'starts hidden at sign-in');
+    const written = (await query(runKey)).match(/Poussr\s+REG_SZ\s+(".*poussr-desktop\.exe" --hidden)\r?\n/);
+    assert.ok(written, 'starts hidden at sign-in');
+
+    // The app's own switch (Settings, or --autostart from a script) agrees with the installer: it reads that
+    // value as on, removes it, and writes it back the same, letter for letter.
+    const desktop = join(program, 'poussr-desktop.exe');
+    assert.match((await wine(desktop, ['--autostart', 'status'])).stdout, /^start at login: on \(HKEY_CURRENT_USER\\Software\\Microsoft\\Windows\\CurrentVersion\\Run\\Poussr\)/);
+    assert.match((await wine(desktop, ['--autostart', 'off'])).stdout, /^start at login: off/);
+    assert.doesNotMatch(await query(runKey), /Poussr/, 'the value is gone');
+    assert.match((await wine(desktop, ['--autostart', 'on'])).stdout, /^start at login: on/);
+    assert.equal((await query(runKey)).match(/Poussr\s+REG_SZ\s+(".*" --hidden)\r?\n/)?.[1], written[1]);
+    // Switched off in Task Manager (its StartupApproved value, first byte odd): off; turning it on clears that.
+    const approved = 'HKCU\\Software\\Microsoft\\Windows\\CurrentVersion\\Explorer\\StartupApproved\\Run';
+    await run('wine', ['reg', 'add', approved, '/v', 'Poussr', '/t', 'REG_BINARY', '/d', '030000000000000000000000', '/f']);
+    assert.match((await wine(desktop, ['--autostart', 'status'])).stdout, /^start at login: off/);
+    assert.match((await wine(desktop, ['--autostart', 'on'])).stdout, /^start at login: on/);
+    assert.doesNotMatch(await query(approved), /Poussr/, 'Task Manager\'s switch is cleared');
     const version = await wine(join(program, 'poussr.exe'), ['--version']);
     assert.match(version.stdout, /^poussr \d+\.\d+\.\d+/, 'the installed poussr.exe runs');
 
