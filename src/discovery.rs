@@ -3,9 +3,11 @@
 //! listener serves, and withdraws (a goodbye with TTL 0) when it stops or moves.
 //!
 //! One responder per process ([`mdns_sd::ServiceDaemon`], its own thread, no tokio), shared by whatever
-//! serves: when the desktop moves the hub to a new port, the new listener's announcement replaces the old
-//! one under the same name, and the old listener's withdrawal is then a no-op ([`Announcement`] carries a
-//! generation). It knows nothing of the hub: the server gives it an address and the TXT values.
+//! serves. Each listener is announced when the server is made for it, under the same name: a newer
+//! announcement replaces an older one, and withdrawing the older one afterwards is a no-op ([`Announcement`]
+//! carries a generation), so whatever order the desktop starts and stops listeners in when it moves the hub,
+//! the last one stays announced. It knows nothing of the hub: the server gives it an address and the TXT
+//! values.
 //!
 //! Nothing is announced when the listener is on loopback: no other machine could use it.
 
@@ -67,6 +69,13 @@ fn lock() -> std::sync::MutexGuard<'static, Option<Responder>> {
 /// The host name announced for this machine, with the trailing dot.
 fn host_name() -> String {
     format!("{}.", crate::net::mdns_host_name())
+}
+
+/// Whether a `Host` header value names this machine ([`crate::net::is_own_host`]) or the name announced now,
+/// which another device may have made the responder change (`poussr-<machine>-2.local`).
+pub fn is_own_host(host_header: &str) -> bool {
+    crate::net::is_own_host(host_header)
+        || published().is_some_and(|p| p.host == crate::net::host_part(host_header).trim_end_matches('.'))
 }
 
 /// What is announced now, if anything.

@@ -61,19 +61,24 @@ pub fn mdns_host_name() -> String {
     format!("poussr-{}.local", machine_label())
 }
 
-/// Whether a `Host` header value names this machine: `localhost`, a loopback address, one of the
-/// interfaces' addresses, the host name (with or without `.local`), or the name announced over mDNS.
-pub fn is_own_host(host_header: &str) -> bool {
+/// The host of a `Host` header value (or of an origin without its scheme), lower case, without the port or
+/// the brackets of an IPv6 address: `[::1]:6001` → `::1`, `Name:6001` → `name`.
+pub fn host_part(host_header: &str) -> String {
     let host = host_header.trim().to_ascii_lowercase();
-    // Strip the port: "[::1]:6001", "127.0.0.1:6001", "name:6001".
-    let name = if let Some(rest) = host.strip_prefix('[') {
-        rest.split(']').next().unwrap_or("").to_owned()
-    } else {
-        match host.rsplit_once(':') {
-            Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) && !h.contains(':') => h.to_owned(),
-            _ => host.clone(),
-        }
-    };
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or("").to_owned();
+    }
+    match host.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) && !h.contains(':') => h.to_owned(),
+        _ => host,
+    }
+}
+
+/// Whether a `Host` header value names this machine: `localhost`, a loopback address, one of the
+/// interfaces' addresses, the host name (with or without `.local`), or the name announced over mDNS by
+/// default (a name taken after a conflict is added by `discovery::is_own_host`).
+pub fn is_own_host(host_header: &str) -> bool {
+    let name = host_part(host_header);
     if name == "localhost" || name.ends_with(".localhost") {
         return true;
     }

@@ -54,23 +54,37 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// [`DRAIN_TIMEOUT`]. It never binds a port or catches a signal itself: the caller decides both.
 ///
 /// The hub learns its address at once (before the returned future is first polled), so that whoever spawns
-/// the future can ask the hub for it straight away.
+/// the future can ask the hub for it straight away; the listener is announced over mDNS at once too (see
+/// [`crate::discovery`]), so a newer listener's announcement always comes after an older one's.
 pub fn run(
     listener: TcpListener,
     hub: Hub,
     frontend: Frontend,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> impl Future<Output = std::io::Result<()>> + Send + 'static {
-    if let Ok(addr) = listener.local_addr() {
+    let local = listener.local_addr();
+    if let Ok(addr) = local {
         hub.set_local_addr(addr);
     }
-    serve(listener, hub, frontend, shutdown)
+    let announcement = match (frontend.mdns(), local) {
+        (true, Ok(local)) => {
+            let txt =
+                crate::discovery::Txt { key: hub.default_app().config.key.clone(), tls: frontend.tls().is_some() };
+            crate::discovery::announce(local, &txt).unwrap_or_else(|e| {
+                tracing::warn!("the hub is not announced on the LAN: {e}");
+                None
+            })
+        }
+        _ => None,
+    };
+    serve(listener, hub, frontend, announcement, shutdown)
 }
 
 async fn serve(
     listener: TcpListener,
     hub: Hub,
     frontend: Frontend,
+    announcement: Option<crate::discovery::Announcement>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     hub.start_background();
@@ -93,16 +107,6 @@ async fn serve(
             let _ = stop.wait_for(|stop| *stop).await;
         }));
     }
-    let announcement = match (frontend.mdns(), listener.local_addr()) {
-        (true, Ok(local)) => {
-            let txt = crate::discovery::Txt { key: hub.default_app().config.key.clone(), tls: tls.is_some() };
-            crate::discovery::announce(local, &txt).unwrap_or_else(|e| {
-                tracing::warn!("the hub is not announced on the LAN: {e}");
-                None
-            })
-        }
-        _ => None,
-    };
     tokio::pin!(shutdown);
     loop {
         let (stream, remote) = tokio::select! {
@@ -158,9 +162,8 @@ async fn serve(
         }
     }
     drop(listener);
-    if let Some(announcement) = announcement {
-        crate::discovery::withdraw(announcement).await;
-    }
+    // The goodbye goes out while the clients are being closed, not before.
+    let goodbye = announcement.map(|a| tokio::spawn(crate::discovery::withdraw(a)));
     hub.begin_shutdown();
     let _ = stop_connections.send(true);
     drop(connections_alive);
@@ -172,6 +175,9 @@ async fn serve(
     });
     if drained.await.is_err() {
         tracing::warn!(open = hub.connection_count(), "some connections did not close in time");
+    }
+    if let Some(goodbye) = goodbye {
+        let _ = goodbye.await;
     }
     Ok(())
 }

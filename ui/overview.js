@@ -34,7 +34,8 @@ export function renderOverview(o) {
   $('start-error').hidden = true;
   $('running').hidden = false;
   const list = $('addresses');
-  const key = o.addresses.join(' ') + ':' + o.port;
+  // The check page's links change with TLS too (http or https).
+  const key = o.addresses.join(' ') + ':' + o.port + ' ' + (o.check_links || []).map((l) => l.url).join(' ');
   if (list.dataset.key !== key) list.dataset.key = key;
   else return renderOverviewRest(o);
   list.replaceChildren(
@@ -48,6 +49,7 @@ export function renderOverview(o) {
     }),
   );
   renderCheckLinks(o.check_links || []);
+  $('check-local').hidden = !o.addresses.every((ip) => ip === '127.0.0.1' || ip === '::1');
   renderOverviewRest(o);
 }
 

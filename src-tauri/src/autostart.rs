@@ -61,9 +61,14 @@ pub fn set(enabled: bool, program: &Path) -> Result<StartAtLogin, String> {
     }
 }
 
-/// One argument of a desktop entry's `Exec` key, quoted as the Desktop Entry Specification says: in double
-/// quotes, with `"`, `` ` ``, `$` and `\` escaped by a backslash, and `%` doubled (a field code otherwise).
+/// One argument of a desktop entry's `Exec` key, written as the Desktop Entry Specification says: quoted
+/// (in double quotes, `"`, `` ` ``, `$` and `\` escaped by a backslash, `%` doubled, as it would be a field
+/// code otherwise), then escaped as every string value is (each backslash doubled).
 pub fn exec_arg(arg: &str) -> String {
+    quoted(arg).replace('\\', "\\\\")
+}
+
+fn quoted(arg: &str) -> String {
     let mut out = String::with_capacity(arg.len() + 2);
     out.push('"');
     for c in arg.chars() {
@@ -78,6 +83,43 @@ pub fn exec_arg(arg: &str) -> String {
     }
     out.push('"');
     out
+}
+
+/// The program an entry's `Exec` line starts (its first argument, read back as [`exec_arg`] writes it).
+pub fn exec_program(entry: &str) -> Option<String> {
+    let line = entry.lines().find_map(|l| l.trim_start().strip_prefix("Exec="))?;
+    // The string escapes first.
+    let mut value = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            value.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('s') => value.push(' '),
+            Some('n') => value.push('\n'),
+            Some('t') => value.push('\t'),
+            Some('r') => value.push('\r'),
+            Some(other) => value.push(other),
+            None => {}
+        }
+    }
+    let program = match value.strip_prefix('"') {
+        Some(rest) => {
+            let mut out = String::new();
+            let mut chars = rest.chars();
+            loop {
+                match chars.next()? {
+                    '\\' => out.push(chars.next()?),
+                    '"' => break out,
+                    c => out.push(c),
+                }
+            }
+        }
+        None => value.split_whitespace().next()?.to_owned(),
+    };
+    Some(program.replace("%%", "%"))
 }
 
 /// The desktop entry that starts `program` hidden.
@@ -116,8 +158,13 @@ mod os {
 
     pub(super) fn is_enabled() -> Result<bool, String> {
         let path = path()?;
+        let me = program()?;
         match std::fs::read_to_string(&path) {
-            Ok(text) => Ok(!entry_switched_off(&text)),
+            // An entry that starts another program (a moved install, an old AppImage) is not this one's: off,
+            // so that turning it on writes it again.
+            Ok(text) => {
+                Ok(!entry_switched_off(&text) && exec_program(&text).is_some_and(|p| Path::new(&p) == me.as_path()))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
             Err(e) => Err(format!("cannot read {}: {e}", path.display())),
         }
@@ -155,8 +202,11 @@ mod os {
 
     pub(super) fn is_enabled() -> Result<bool, String> {
         let Ok(run) = CURRENT_USER.open(RUN) else { return Ok(false) };
-        if run.get_string(NAME).is_err() {
-            return Ok(false);
+        // A value that starts another program (a moved install) is not this one's: off, so that turning it on
+        // writes it again.
+        match run.get_string(NAME) {
+            Ok(value) if value.eq_ignore_ascii_case(&run_value(&program()?)) => {}
+            _ => return Ok(false),
         }
         // Task Manager's switch: the first byte is even (2) when on, odd (3) when off.
         let switched_off = CURRENT_USER
@@ -194,7 +244,13 @@ mod tests {
     fn exec_arguments_are_quoted_as_the_desktop_entry_specification_says() {
         assert_eq!(exec_arg("/usr/bin/poussr-desktop"), "\"/usr/bin/poussr-desktop\"");
         assert_eq!(exec_arg("/opt/My Apps/poussr"), "\"/opt/My Apps/poussr\"");
-        assert_eq!(exec_arg(r#"/a"b`c$d\e%f"#), r#""/a\"b\`c\$d\\e%%f""#);
+        // Quoted (`\"`, `\\`), then each backslash doubled again by the string escapes.
+        assert_eq!(exec_arg(r#"/a"b`c$d\e%f"#), r#""/a\\"b\\`c\\$d\\\\e%%f""#);
+        for path in ["/usr/bin/poussr-desktop", "/opt/My Apps/poussr", r#"/a"b`c$d\e%f"#] {
+            assert_eq!(exec_program(&desktop_entry(Path::new(path))).as_deref(), Some(path));
+        }
+        assert_eq!(exec_program("[Desktop Entry]\nExec=/usr/bin/other --x\n").as_deref(), Some("/usr/bin/other"));
+        assert_eq!(exec_program("[Desktop Entry]\nName=x\n"), None);
     }
 
     #[test]

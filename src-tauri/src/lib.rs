@@ -64,9 +64,14 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 fn hub_config(settings: &Settings, admin_token: &str, history_dir: &std::path::Path) -> poussr::Config {
     let mut config = settings.hub_config(admin_token);
     config.history.dir = Some(history_dir.to_path_buf());
-    // `POUSSR_NO_MDNS=1` keeps this launch off mDNS whatever the settings say (the tests set it).
-    if std::env::var("POUSSR_NO_MDNS").is_ok_and(|v| !matches!(v.as_str(), "" | "0" | "false")) {
-        config.mdns = false;
+    // `POUSSR_NO_MDNS=true` keeps this launch off mDNS whatever the settings say (the tests set it). Read as
+    // `poussr serve` reads it: true/1/yes/on or false/0/no/off.
+    if let Ok(value) = std::env::var("POUSSR_NO_MDNS") {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" | "on" | "y" | "t" => config.mdns = false,
+            "" | "0" | "false" | "no" | "off" | "n" | "f" => {}
+            other => tracing::warn!("POUSSR_NO_MDNS={other:?} is neither true nor false; ignored"),
+        }
     }
     config
 }

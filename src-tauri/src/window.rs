@@ -6,6 +6,8 @@
 //! The two processes talk over the window process's standard input and output, one JSON object a line:
 //! - window → tray: `{"id": n, "cmd": "get_settings", "args": {…}}`, a command only the tray can answer
 //!   (its state: the hub's address and token, the settings, certificates);
+//! - window → tray: `{"closing": true}` once its window is gone (the process may take a moment to exit; an
+//!   *Open Poussr* meanwhile starts a new one instead of asking this one);
 //! - tray → window: `{"id": n, "ok": …}` or `{"id": n, "err": {"kind", "message"}}`, and `{"focus": true}`
 //!   when the operator opens Poussr while the window is open.
 //!
@@ -84,8 +86,9 @@ pub fn show<R: Runtime>(app: &AppHandle<R>) -> Result<(), String> {
     *current = Some(Handle { lines: lines.clone(), kill: Some(kill), alive: alive.clone() });
     let started = windows.started.fetch_add(1, Ordering::Relaxed) + 1;
     let app = app.clone();
+    let closing = alive.clone();
     tauri::async_runtime::spawn(async move {
-        if let Err(e) = run(&app, &program, lines, lines_rx, kill_rx).await {
+        if let Err(e) = run(&app, &program, lines, lines_rx, kill_rx, closing).await {
             tracing::error!("cannot open the window: {e}");
         }
         alive.store(false, Ordering::Release);
@@ -101,6 +104,7 @@ async fn run<R: Runtime>(
     lines: mpsc::UnboundedSender<String>,
     mut lines_rx: mpsc::UnboundedReceiver<String>,
     kill: oneshot::Receiver<()>,
+    alive: Arc<AtomicBool>,
 ) -> Result<(), String> {
     let mut child = tokio::process::Command::new(program)
         .arg(WINDOW_ARG)
@@ -122,8 +126,23 @@ async fn run<R: Runtime>(
     let requests = {
         let app = app.clone();
         tokio::spawn(async move {
-            let mut reader = BufReader::new(stdout).lines();
-            while let Ok(Some(line)) = reader.next_line().await {
+            let mut reader = BufReader::new(stdout);
+            let mut raw = Vec::new();
+            loop {
+                raw.clear();
+                match reader.read_until(b'\n', &mut raw).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+                // A line that is not the protocol's (a library writing to the standard output) is answered
+                // with an error nobody waits for, and the next line is read.
+                let line = String::from_utf8_lossy(&raw).into_owned();
+                if line.contains("\"closing\"")
+                    && serde_json::from_str::<Value>(&line).is_ok_and(|v| v.get("closing").is_some())
+                {
+                    alive.store(false, Ordering::Release);
+                    continue;
+                }
                 let app = app.clone();
                 let lines = lines.clone();
                 tokio::spawn(async move {

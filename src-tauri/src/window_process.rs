@@ -19,6 +19,9 @@ use tokio::sync::oneshot;
 /// The window's label.
 pub const MAIN: &str = "main";
 
+/// How long a command forwarded to the tray may take before the window says the tray does not answer.
+const BRIDGE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// How often the page is loaded again after WebKit's web process died, within a minute, before the window
 /// process gives up and ends.
 pub const RELOADS_PER_MINUTE: usize = 3;
@@ -40,16 +43,18 @@ impl Bridge {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         lock(&self.pending).insert(id, tx);
-        let line = format!("{}\n", json!({"id": id, "cmd": cmd, "args": args}));
-        let sent = {
-            let mut out = std::io::stdout().lock();
-            out.write_all(line.as_bytes()).and_then(|()| out.flush())
-        };
-        if let Err(e) = sent {
+        if let Err(e) = send(&json!({"id": id, "cmd": cmd, "args": args})) {
             lock(&self.pending).remove(&id);
             return Err(gone(&e.to_string()));
         }
-        rx.await.unwrap_or_else(|_| Err(gone("it stopped answering")))
+        match tokio::time::timeout(BRIDGE_TIMEOUT, rx).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(_)) => Err(gone("it stopped answering")),
+            Err(_) => {
+                lock(&self.pending).remove(&id);
+                Err(gone(&format!("no answer within {} s", BRIDGE_TIMEOUT.as_secs())))
+            }
+        }
     }
 
     /// An answer from the tray.
@@ -63,6 +68,13 @@ impl Bridge {
             let _ = tx.send(result);
         }
     }
+}
+
+/// Writes one line to the tray.
+fn send(message: &Value) -> std::io::Result<()> {
+    let line = format!("{message}\n");
+    let mut out = std::io::stdout().lock();
+    out.write_all(line.as_bytes()).and_then(|()| out.flush())
 }
 
 fn gone(why: &str) -> Value {
@@ -88,7 +100,7 @@ async fn apply_settings(bridge: State<'_, Arc<Bridge>>, input: Value) -> Result<
 
 /// Builds the window.
 fn build<R: Runtime>(app: &AppHandle<R>) -> tauri::Result<WebviewWindow<R>> {
-    WebviewWindowBuilder::new(app, MAIN, WebviewUrl::App("index.html".into()))
+    let window = WebviewWindowBuilder::new(app, MAIN, WebviewUrl::App("index.html".into()))
         .title("Poussr")
         .inner_size(1100.0, 760.0)
         .min_inner_size(720.0, 480.0)
@@ -97,7 +109,14 @@ fn build<R: Runtime>(app: &AppHandle<R>) -> tauri::Result<WebviewWindow<R>> {
                 tracing::info!("the window's page is loaded");
             }
         })
-        .build()
+        .build()?;
+    window.on_window_event(|event| {
+        if matches!(event, tauri::WindowEvent::Destroyed) {
+            // The tray starts a new window process on the next Open instead of asking this one.
+            let _ = send(&json!({"closing": true}));
+        }
+    });
+    Ok(window)
 }
 
 /// Brings the window to the front.

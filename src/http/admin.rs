@@ -84,7 +84,7 @@ pub(super) async fn guard(State(state): State<AppState>, peer: Peer, request: Re
 /// Refuses a `Host` header that does not name this machine (DNS rebinding).
 pub(super) fn check_host(request: &Request) -> Result<(), ApiError> {
     let host = request.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
-    if !crate::net::is_own_host(host) {
+    if !crate::discovery::is_own_host(host) {
         return Err(ApiError::Forbidden(format!(
             "the Host header {host:?} does not name this machine (refused to prevent DNS rebinding)"
         )));

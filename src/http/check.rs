@@ -36,11 +36,18 @@ struct CheckBody {
     channel: String,
 }
 
+/// How often one device may publish the test event.
+const CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// `POST /check/publish` with `{"channel": "…"}`: publishes the event `check` to that public channel of
-/// the default app, saying which device asked. Nothing else can be published this way.
+/// the default app, saying which device asked. Nothing else can be published this way, once a second per
+/// device at most, and only by the hub's own page: the request must say it is JSON (so a page of another
+/// origin cannot send it without a CORS preflight, which this route never admits), and an `Origin`, when
+/// sent, must be one of the hub's own.
 pub(super) async fn publish(
     State(state): State<AppState>,
     peer: Peer,
+    headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let hub = &state.hub;
@@ -51,6 +58,21 @@ pub(super) async fn publish(
                 .into(),
         ));
     }
+    if let Some(origin) = headers.get(axum::http::header::ORIGIN) {
+        let origin = String::from_utf8_lossy(origin.as_bytes());
+        if !super::ws::own_page(&state, &origin) {
+            return Err(ApiError::Forbidden(format!(
+                "the check page's test event can be sent only from the hub's own check page, not from {origin:?}"
+            )));
+        }
+    }
+    let json = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json")));
+    if !json {
+        return Err(ApiError::UnsupportedMediaType("send the body as Content-Type: application/json".into()));
+    }
     let body: CheckBody = serde_json::from_slice(&body)
         .map_err(|e| ApiError::BadRequest(format!("the body must be {{\"channel\": \"<name>\"}}: {e}")))?;
     let channel = super::channel_name(&body.channel)?;
@@ -60,11 +82,28 @@ pub(super) async fn publish(
             body.channel
         )));
     }
+    let device = peer.addr.ip().to_canonical();
+    {
+        let mut sent = state.check_sent.lock().unwrap_or_else(|e| e.into_inner());
+        let now = std::time::Instant::now();
+        if let Some(last) = sent.get(&device)
+            && now.duration_since(*last) < CHECK_INTERVAL
+        {
+            let wait = CHECK_INTERVAL - now.duration_since(*last);
+            return Err(ApiError::TooManyRequests(
+                format!("one test event a second per device; retry in {} ms", wait.as_millis().max(1)),
+                1,
+            ));
+        }
+        // Forget devices not heard from for a while, so the table stays small.
+        sent.retain(|_, at| now.duration_since(*at) < CHECK_INTERVAL * 60);
+        sent.insert(device, now);
+    }
     let app = hub.default_app();
     super::check_publish_rate(hub, &app, 1)?;
     let data = json!({
         "message": "A test event from the check page",
-        "from": peer.addr.ip().to_canonical().to_string(),
+        "from": device.to_string(),
         "at_ms": std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64),

@@ -101,12 +101,21 @@ pub(crate) struct AppState {
     /// Held by every WebSocket session: when every clone is gone, every session has ended (the server
     /// waits for that when it shuts down).
     pub(crate) sessions: mpsc::Sender<()>,
+    /// When each device last published the check page's test event.
+    pub(crate) check_sent: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, std::time::Instant>>>,
 }
 
 /// The hub's router, served with `frontend`. `sessions` is cloned into every WebSocket session so the
 /// caller can wait for them all to end.
 pub fn router(hub: Hub, frontend: Frontend, sessions: mpsc::Sender<()>) -> Router {
-    let state = AppState { hub, access: frontend.access, latency: frontend.latency, tls: frontend.tls, sessions };
+    let state = AppState {
+        hub,
+        access: frontend.access,
+        latency: frontend.latency,
+        tls: frontend.tls,
+        sessions,
+        check_sent: Arc::default(),
+    };
     // The publishing and query API, timed for `/metrics`.
     let api = Router::new()
         .route("/v1/channels/{channel}/events", post(v1::publish))

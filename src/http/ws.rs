@@ -93,7 +93,7 @@ fn check_origin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
 
 /// Whether `origin` is a page the hub serves itself (the check page, the dashboard): this machine's name or
 /// address with the hub's own port. Those pages connect whatever `allowed_origins` says.
-fn own_page(state: &AppState, origin: &str) -> bool {
+pub(super) fn own_page(state: &AppState, origin: &str) -> bool {
     let Some(host) = origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://")) else { return false };
     let Some(port) = state.hub.local_addr().map(|a| a.port()) else { return false };
     let default_port = if origin.starts_with("https") { 443 } else { 80 };
@@ -101,7 +101,7 @@ fn own_page(state: &AppState, origin: &str) -> bool {
         Some((_, p)) if !host.ends_with(']') => p.parse::<u16>().ok(),
         _ => Some(default_port),
     };
-    origin_port == Some(port) && crate::net::is_own_host(host)
+    origin_port == Some(port) && crate::discovery::is_own_host(host)
 }
 
 /// `/app/{key}?protocol=7`: a Pusher client.

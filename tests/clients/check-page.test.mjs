@@ -89,13 +89,13 @@ describe('the check page', () => {
     const sdk = serverSdk(hub);
     await sdk.trigger('poussr-check', 'order-created', { id: 41 });
     await eventually(async () => (await listed(page)).some((e) => e.startsWith('order-created') && e.includes('"id": 41')), {
-      what: 'the SDK event listed on the check page',
+      timeout: 15_000, what: 'the SDK event listed on the check page',
     });
 
     // The page's own button.
     await page.getByRole('button', { name: 'Publish a test event' }).click();
     await page.locator('#publish-result', { hasText: 'Published; it reached 1 connection.' }).waitFor();
-    await eventually(async () => (await listed(page))[0]?.startsWith('check'), { what: 'the test event listed' });
+    await eventually(async () => (await listed(page))[0]?.startsWith('check'), { timeout: 15_000, what: 'the test event listed' });
     const first = (await listed(page))[0];
     assert.match(first, /"from": "127\.0\.0\.1"/);
     assert.match(first, /A test event from the check page/);
@@ -110,8 +110,17 @@ describe('the check page', () => {
     assert.equal(new URL(page.url()).searchParams.get('channel'), other);
     await sdk.trigger('poussr-check', 'stale', {});
     await sdk.trigger(other, 'fresh', {});
-    await eventually(async () => (await listed(page))[0]?.startsWith('fresh'), { what: 'the new channel’s event' });
+    await eventually(async () => (await listed(page))[0]?.startsWith('fresh'), { timeout: 15_000, what: 'the new channel’s event' });
     assert.ok(!(await listed(page)).some((e) => e.startsWith('stale')), 'the old channel is no longer listened to');
+
+    // Listen pressed twice in a row (the second while the first subscription is pending): each event once.
+    await page.getByRole('button', { name: 'Listen' }).click();
+    await page.getByRole('button', { name: 'Listen' }).click();
+    await page.locator('#channel-hint', { hasText: `Listening on ${other}.` }).waitFor();
+    await sdk.trigger(other, 'once', {});
+    await sdk.trigger(other, 'sentinel', {});
+    await eventually(async () => (await listed(page))[0]?.startsWith('sentinel'), { timeout: 15_000, what: 'the sentinel' });
+    assert.equal((await listed(page)).filter((e) => e.startsWith('once')).length, 1, 'listed once');
 
     assert.deepEqual(seen.errors, []);
     assert.deepEqual(seen.offLimits, [], 'no request left the hub');
@@ -161,9 +170,23 @@ describe('the check page', () => {
     await assertJsonError(await post(hub, '{"channel":"orders","event":"x"}'), 400, 'more than a channel');
     await assertJsonError(await post(hub, 'orders'), 400, 'not JSON');
     await assertJsonError(await post(hub, '{"channel":"bad name!"}'), 400, 'an invalid channel name');
-    const ok = await post(hub, '{"channel":"nobody-listens"}');
+    // Only the hub's own page may send it: a JSON body (a form post from a page elsewhere is refused), and no
+    // foreign Origin.
+    const form = await fetch(`${hub.httpUrl}/check/publish`, { method: 'POST', body: '{"channel":"orders"}',
+      headers: { 'content-type': 'text/plain' } });
+    await assertJsonError(form, 415, 'a body that does not say it is JSON');
+    const foreign = await fetch(`${hub.httpUrl}/check/publish`, { method: 'POST', body: '{"channel":"orders"}',
+      headers: { 'content-type': 'application/json', origin: 'http://elsewhere.example' } });
+    assert.match((await assertJsonError(foreign, 403, 'a foreign origin')).error, /hub's own check page/);
+    // Once a second per device: the page's button in the first test may have just used this second.
+    const ok = await eventually(async () => {
+      const res = await post(hub, '{"channel":"nobody-listens"}');
+      return res.status === 429 ? (await res.text(), false) : res;
+    }, { timeout: 15_000, interval: 200, what: 'a test event accepted' });
     assert.equal(ok.status, 200);
     assert.deepEqual(await ok.json(), { delivered: 0, event: 'check' });
+    const again = await assertJsonError(await post(hub, '{"channel":"nobody-listens"}'), 429, 'a second one at once');
+    assert.match(again.error, /one test event a second per device/);
     const page = await fetch(`${hub.httpUrl}/check`);
     assert.match(page.headers.get('content-security-policy'), /default-src 'self'/);
     assert.equal((await fetch(`${hub.httpUrl}/check/nope.js`)).status, 404);
@@ -211,7 +234,9 @@ ${snippet.replaceAll("'orders'", `'${channel}'`)}
     await page.goto(origin);
     await page.waitForFunction(() => window.loaded !== undefined);
     assert.equal(await page.evaluate(() => window.loaded), 'undefined', 'the browser refused the file');
-    assert.ok(seen.console.some((m) => /integrity/i.test(m)), seen.console.join('\n'));
+    await eventually(() => seen.console.some((m) => /integrity/i.test(m)), {
+      timeout: 15_000, what: () => `the integrity error in the console (seen: ${seen.console.join(' | ')})`,
+    });
   });
 
   test('each file and licence is served for ever at its versioned path, with CORS', async () => {

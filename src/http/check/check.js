@@ -7,6 +7,7 @@ const MAX_EVENTS = 200;
 let pusher = null;
 let channel = null;
 let info = null;
+let onEvent = null; // the channel's handler, removed before listening again
 
 function showProblem(text) {
   $('problem').hidden = !text;
@@ -56,7 +57,14 @@ function connect() {
 function listen(name) {
   name = name.trim();
   if (!name) return;
-  if (channel) pusher.unsubscribe(channel.name);
+  if (channel) {
+    // pusher-js keeps the same channel object for a subscription still pending: unbind first, so that
+    // listening again never lists an event twice.
+    channel.unbind_global(onEvent);
+    channel.unbind('pusher:subscription_succeeded');
+    channel.unbind('pusher:subscription_error');
+    pusher.unsubscribe(channel.name);
+  }
   channel = pusher.subscribe(name);
   $('channel-hint').textContent = 'Listening on ' + name + '…';
   channel.bind('pusher:subscription_succeeded', () => {
@@ -66,9 +74,10 @@ function listen(name) {
     const why = e && (e.error || e.status) ? ' (' + (e.error || e.status) + ')' : '';
     $('channel-hint').textContent = 'Cannot listen on ' + name + why + '. Private and presence channels need your app\'s sign-in.';
   });
-  channel.bind_global((event, data) => {
+  onEvent = (event, data) => {
     if (!event.startsWith('pusher:')) addEvent(name, event, data);
-  });
+  };
+  channel.bind_global(onEvent);
   history.replaceState(null, '', '?channel=' + encodeURIComponent(name));
 }
 
