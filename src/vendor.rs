@@ -5,7 +5,7 @@
 //! copied to `src/vendor/` by `scripts/vendor.sh`; `make test` checks the copies against the lock file. They
 //! are compiled in, so a LAN with no Internet needs nothing else.
 
-use std::sync::LazyLock;
+use std::sync::OnceLock;
 
 use sha2::{Digest, Sha384};
 
@@ -22,6 +22,8 @@ pub struct Vendored {
     pub(crate) body: &'static str,
     /// Its licence texts: (file name, text).
     pub(crate) licences: &'static [(&'static str, &'static str)],
+    /// Its integrity value, computed once when first asked for.
+    integrity: OnceLock<String>,
 }
 
 impl Vendored {
@@ -31,9 +33,8 @@ impl Vendored {
     }
 
     /// The build's Subresource Integrity value: `sha384-` and the base64 of its SHA-384.
-    pub fn integrity(&self) -> &'static str {
-        let index = VENDORED.iter().position(|v| std::ptr::eq(v, self)).unwrap_or(0);
-        &INTEGRITY[index]
+    pub fn integrity(&self) -> &str {
+        self.integrity.get_or_init(|| integrity(self.body))
     }
 
     /// A `<script>` tag that loads the build from `origin` (`http://host:port`) with its integrity hash.
@@ -58,6 +59,7 @@ pub static VENDORED: [Vendored; 2] = [
             // The minified build's banner points to this file, next to it.
             ("pusher.min.js.LICENSE.txt", include_str!("vendor/pusher.min.js.LICENSE.txt")),
         ],
+        integrity: OnceLock::new(),
     },
     Vendored {
         package: "laravel-echo",
@@ -65,10 +67,9 @@ pub static VENDORED: [Vendored; 2] = [
         file: "echo.iife.js",
         body: include_str!("vendor/echo.iife.js"),
         licences: &[("LICENSE.md", include_str!("vendor/laravel-echo.LICENSE.md"))],
+        integrity: OnceLock::new(),
     },
 ];
-
-static INTEGRITY: LazyLock<Vec<String>> = LazyLock::new(|| VENDORED.iter().map(|v| integrity(v.body)).collect());
 
 /// The Subresource Integrity value of `body` (SHA-384, the strongest hash every browser checks).
 pub fn integrity(body: &str) -> String {

@@ -12,6 +12,7 @@ use std::io::{BufRead, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::lock;
 use serde_json::{Value, json};
 use tauri::{AppHandle, Manager, Runtime, State, WebviewUrl, WebviewWindow, WebviewWindowBuilder};
 use tokio::sync::oneshot;
@@ -31,10 +32,6 @@ pub const RELOADS_PER_MINUTE: usize = 3;
 pub struct Bridge {
     next: AtomicU64,
     pending: Mutex<HashMap<u64, oneshot::Sender<Result<Value, Value>>>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Bridge {
