@@ -116,7 +116,8 @@ class App:
             return f.read().count("the window's page is loaded")
 
     def windows(self):
-        return [p for p in tree(self.proc.pid) if b"--window" in open(f"/proc/{p}/cmdline", "rb").read().split(b"\0")]
+        return [p for p in tree(self.proc.pid)
+                if os.path.basename(open(f"/proc/{p}/cmdline", "rb").read().split(b"\0")[0]) == b"poussr-window"]
 
     def open_window(self):
         """As Open Poussr does (a second launch hands over to this one); returns once the page has loaded."""
@@ -234,8 +235,10 @@ def main():
 
 Measured {time.strftime('%Y-%m-%d')} by `bench/desktop.py` on {os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()},
 release build, under Xvfb, hub on 127.0.0.1. PSS is summed over the app and its WebKit child processes
-(`/proc/PID/smaps_rollup`). The window is a process of its own (`poussr-desktop --window`) since the LAN
-onboarding issue; before, closing it left 142 MB (2026-11-29, same machine). Baseline for comparison (TAURI-NOTES): a minimal Tauri app with its window open
+(`/proc/PID/smaps_rollup`). The window is a program of its own (`poussr-window`, a Tauri app) and the tray
+(`poussr-desktop`) links neither Tauri nor WebKit, since the LAN onboarding issue; before it, closing the
+window left 142 MB, and with the window in a process of its own but a Tauri tray, 69 MB (2026-11-29, same
+machine). Baseline for comparison (TAURI-NOTES): a minimal Tauri app with its window open
 is about 260 MB here and answers HTTP 0.3–0.7 s after launch.
 
 | figure | goal | measured |

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make windows`: Poussr for Windows x86-64, cross-built on Linux with mingw-w64, and its installer.
 #   scripts/windows.sh      installs what it needs, builds poussr.exe (the headless hub: serve, service) and
-#                           poussr-desktop.exe (the tray app) in release, then the installer
+#                           poussr-desktop.exe (the tray app) and poussr-window.exe (its window) in release, then the installer
 #                           <target>/windows/Poussr-<version>-setup.exe with Debian's makensis
 # Prints the installer's path on its last line. See docs/windows.md.
 set -euo pipefail
@@ -10,8 +10,9 @@ triple=x86_64-pc-windows-gnu
 
 ./scripts/deps.sh windows
 
-echo "== cargo build --release --target $triple (poussr.exe, poussr-desktop.exe)"
-cargo build --release --target "$triple" -p poussr -p poussr-desktop --bin poussr --bin poussr-desktop --color never
+echo "== cargo build --release --target $triple (poussr.exe, poussr-desktop.exe, poussr-window.exe)"
+cargo build --release --target "$triple" -p poussr -p poussr-desktop --bin poussr --bin poussr-desktop \
+  --bin poussr-window --color never
 
 target_dir=$(cargo metadata --format-version 1 --no-deps \
   | node -e 'let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => process.stdout.write(JSON.parse(s).target_directory))')
@@ -25,6 +26,7 @@ mkdir -p "$stage"
 # The installer carries the programs without their debugging symbols (about half their size).
 x86_64-w64-mingw32-strip -o "$stage/poussr.exe" "$built/poussr.exe"
 x86_64-w64-mingw32-strip -o "$stage/poussr-desktop.exe" "$built/poussr-desktop.exe"
+x86_64-w64-mingw32-strip -o "$stage/poussr-window.exe" "$built/poussr-window.exe"
 cp "$built/WebView2Loader.dll" "$stage/"
 cp icons/icon.ico "$stage/poussr.ico"
 # Windows' Notepad and the installer's licence page want CRLF line ends.

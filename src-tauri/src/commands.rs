@@ -1,15 +1,12 @@
-//! The Tauri commands: one-line wrappers over plain Rust, for what only the desktop can do — the hub's
-//! address and admin token, settings, restart, the clipboard and the config folder. Everything else the
-//! window asks the hub itself, over its admin API.
+//! What the window asks the tray (see [`crate::window`]): the hub's address and admin token, the settings,
+//! certificates, the config folder. Plain Rust with no Tauri: the window process forwards these commands
+//! over its pipe and [`handle`] answers them. Everything else the window asks the hub itself, over its
+//! admin API.
 
 use std::net::IpAddr;
 
 use poussr::Limits;
 use serde::{Deserialize, Serialize, Serializer};
-use tauri::{AppHandle, Manager, Runtime, State};
-use tauri_plugin_clipboard_manager::ClipboardExt;
-use tauri_plugin_dialog::DialogExt;
-use tauri_plugin_opener::OpenerExt;
 
 use crate::AppState;
 use crate::runner::{BindError, BindErrorKind, Status};
@@ -93,12 +90,6 @@ pub struct Connection {
     pub notice: Option<String>,
 }
 
-/// `connection`: the hub's base URL and admin token, in one call.
-#[tauri::command]
-pub fn connection(state: State<'_, AppState>) -> Connection {
-    state.connection()
-}
-
 /// The settings as the Settings pane shows them.
 #[derive(Debug, Clone, Serialize)]
 pub struct SettingsView {
@@ -116,12 +107,6 @@ pub struct SettingsView {
     pub machine_addresses: Vec<String>,
     /// Whether Poussr starts at login (the OS's entry), or why that cannot be read.
     pub start_at_login: crate::autostart::StartAtLogin,
-}
-
-/// `get_settings`.
-#[tauri::command]
-pub fn get_settings(state: State<'_, AppState>) -> SettingsView {
-    state.settings_view()
 }
 
 /// What the Settings pane sends.
@@ -180,43 +165,9 @@ pub struct SettingsInput {
     pub tls_ca: Option<String>,
 }
 
-/// `apply_settings`: moves the hub, then saves. If the hub cannot listen there, or the settings cannot be
-/// saved, the previous settings stay in force and the error says why.
-#[tauri::command]
-pub async fn apply_settings(state: State<'_, AppState>, input: SettingsInput) -> Result<Connection, Error> {
-    state.apply(input).await
-}
-
-/// `create_certificate`: makes a certificate for this machine, signed by the local CA (made the first time,
-/// then kept), and serves TLS with it.
-#[tauri::command]
-pub async fn create_certificate(state: State<'_, AppState>) -> Result<Connection, Error> {
-    state.create_certificate().await
-}
-
-/// `pick_file`: the system's file picker, for a PEM file; the chosen path, or nothing when cancelled.
-#[tauri::command]
-pub async fn pick_file<R: Runtime>(app: AppHandle<R>, title: String) -> Option<String> {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    app.dialog()
-        .file()
-        .set_title(title)
-        .add_filter("Certificates and keys (PEM)", &["pem", "crt", "cer", "key"])
-        .pick_file(move |picked| {
-            let _ = tx.send(picked);
-        });
-    let picked = rx.await.ok().flatten()?;
-    picked.into_path().ok().map(|p| p.to_string_lossy().into_owned())
-}
-
-/// `export_ca`: copies the CA certificate to the Downloads folder (or the home folder) as
-/// `poussr-ca.crt`, to carry to the LAN's devices; returns the file's path.
-#[tauri::command]
-pub fn export_ca(state: State<'_, AppState>) -> Result<String, Error> {
-    export_ca_of(&state)
-}
-
-fn export_ca_of(state: &AppState) -> Result<String, Error> {
+/// The CA certificate for the LAN's devices: `poussr-ca.crt` in the Downloads folder (or the home folder);
+/// returns the file's path.
+fn export_ca(state: &AppState) -> Result<String, Error> {
     let ca = state.tls_ca().ok_or_else(|| Error::Invalid("no CA is configured: create a certificate first".into()))?;
     let pem = std::fs::read(&ca).map_err(|e| Error::Open(format!("{}: {e}", ca.display())))?;
     // The certificates only, never a key that may sit in the same file.
@@ -224,27 +175,10 @@ fn export_ca_of(state: &AppState) -> Result<String, Error> {
     save_to_downloads("poussr-ca.crt", pem.as_bytes())
 }
 
-/// `copy_text`: puts text on the clipboard.
-#[tauri::command]
-pub fn copy_text<R: Runtime>(app: AppHandle<R>, text: String) -> Result<(), Error> {
-    write_clipboard(&app, &text)
-}
-
-/// `open_config_folder`: shows the settings folder in the file manager.
-#[tauri::command]
-pub fn open_config_folder<R: Runtime>(app: AppHandle<R>, state: State<'_, AppState>) -> Result<(), Error> {
-    open_folder_of(&app, &state)
-}
-
-fn open_folder_of<R: Runtime>(app: &AppHandle<R>, state: &AppState) -> Result<(), Error> {
-    let dir = state.store.dir().to_string_lossy().into_owned();
-    app.opener().open_path(dir, None::<&str>).map_err(|e| Error::Open(e.to_string()))
-}
-
-/// `save_export`: writes the live log's JSON Lines export to the Downloads folder (or the home folder) and
-/// returns the file's path. A webview cannot download a file by itself.
-#[tauri::command]
-pub fn save_export(name: String, text: String) -> Result<String, Error> {
+/// `save_export` (the window process's own command): writes the live log's JSON Lines export to the
+/// Downloads folder (or the home folder) and returns the file's path. A webview cannot download a file by
+/// itself.
+pub fn save_export(name: &str, text: &str) -> Result<String, Error> {
     let safe: String = name.chars().filter(|c| c.is_ascii_alphanumeric() || "-_.".contains(*c)).collect();
     if safe.is_empty() || safe.starts_with('.') {
         return Err(Error::Invalid(format!("{name:?} is not a file name")));
@@ -253,18 +187,14 @@ pub fn save_export(name: String, text: String) -> Result<String, Error> {
 }
 
 /// The commands the window process forwards to the tray (`window.rs`): those that need the tray's state.
-/// The others (the clipboard, the file pickers, saving an export) the window process does itself.
+/// The others (the clipboard, the file pickers, saving an export, opening the config folder with the folder
+/// `config_folder` names) the window process does itself.
 pub const FORWARDED: [&str; 6] =
-    ["connection", "get_settings", "apply_settings", "create_certificate", "export_ca", "open_config_folder"];
+    ["connection", "get_settings", "apply_settings", "create_certificate", "export_ca", "config_folder"];
 
-/// Runs a forwarded command with its arguments as the window sent them; the answer is what the command of
-/// the same name answers.
-pub async fn handle<R: Runtime>(
-    app: &AppHandle<R>,
-    cmd: &str,
-    args: serde_json::Value,
-) -> Result<serde_json::Value, Error> {
-    let state = app.try_state::<AppState>().ok_or_else(|| Error::Invalid("Poussr is still starting".into()))?;
+/// Runs a forwarded command with its arguments as the window sent them (`apply_settings` takes
+/// `{"input": SettingsInput}`, the others nothing).
+pub async fn handle(state: &AppState, cmd: &str, args: serde_json::Value) -> Result<serde_json::Value, Error> {
     fn json<T: Serialize>(value: &T) -> Result<serde_json::Value, Error> {
         serde_json::to_value(value).map_err(|e| Error::Invalid(e.to_string()))
     }
@@ -278,8 +208,8 @@ pub async fn handle<R: Runtime>(
             json(&state.apply(input).await?)
         }
         "create_certificate" => json(&state.create_certificate().await?),
-        "export_ca" => json(&export_ca_of(&state)?),
-        "open_config_folder" => json(&open_folder_of(app, &state)?),
+        "export_ca" => json(&export_ca(state)?),
+        "config_folder" => json(&state.store.dir().to_string_lossy()),
         other => Err(Error::Invalid(format!("the window asked for {other:?}, which is not a command"))),
     }
 }
@@ -291,11 +221,6 @@ fn save_to_downloads(name: &str, bytes: &[u8]) -> Result<String, Error> {
     let path = dir.join(name);
     std::fs::write(&path, bytes).map_err(|e| Error::Open(format!("{}: {e}", path.display())))?;
     Ok(path.to_string_lossy().into_owned())
-}
-
-/// Writes to the clipboard.
-pub fn write_clipboard<R: Runtime>(app: &AppHandle<R>, text: &str) -> Result<(), Error> {
-    app.clipboard().write_text(text).map_err(|e| Error::Clipboard(e.to_string()))
 }
 
 /// Parses the bind address the operator typed.

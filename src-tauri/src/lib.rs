@@ -1,32 +1,34 @@
-//! Poussr's desktop shell: a tray application that hosts the hub from the `poussr` crate.
+//! Poussr's desktop shell: the tray process, which hosts the hub from the `poussr` crate. This library never
+//! names Tauri, so the tray (`poussr-desktop`) never loads WebKit; the window is another program,
+//! `poussr-window` (`src/window/`), a Tauri app the tray starts when the operator opens Poussr.
 //!
 //! # Layout
 //!
 //! | module | role |
 //! |---|---|
-//! | `lib.rs` | `run()` → [`build_app`]: plugins, state, commands; the launch sequence in `setup`; keeping the app alive in the tray |
+//! | `lib.rs` | the shared state ([`AppState`]): settings applied and saved, certificates; the launch sequence; command-line options |
+//! | [`app`] | `run()`: the tray's event loop (tao), the single-instance handover, quitting |
 //! | [`settings`] | defaults from `tauri.conf.json`, the operator's `settings.json` (atomic saves), env overrides |
 //! | [`runner`] | the hub's lifecycle: start, move to a new address (bind first, then release), stop with 4200 |
 //! | [`tray`] | the tray icon, tooltip and menu; menu actions are plain functions |
-//! | [`window`] | the tray's side of the window, a process of its own (`--window`) that ends when it closes |
-//! | [`window_process`] | that process: one window, commands forwarded to the tray, recovery from WebKit crashes |
+//! | [`instance`] | one Poussr per session: a second launch hands its command line to the first and exits |
+//! | [`window`] | the tray's side of the window process, started on Open and gone when the window closes |
 //! | [`autostart`] | start at login: the OS's own entry (XDG autostart, HKCU Run) |
-//! | [`commands`] | the few Tauri commands: connection, settings, clipboard, config folder, saving an export, certificates (create, pick a file, export the CA) |
+//! | [`commands`] | what the window asks the tray: connection, settings, certificates, the config folder |
 //!
-//! The window shows the bundled `ui/` and reads the hub through its admin API, like a browser would; Tauri
-//! IPC carries only what only the desktop can do.
+//! The window shows the bundled `ui/` and reads the hub through its admin API, like a browser would; its
+//! Tauri IPC carries only what only the desktop can do.
 
+pub mod app;
 pub mod autostart;
 pub mod commands;
+pub mod instance;
 pub mod runner;
 pub mod settings;
 pub mod tray;
 pub mod window;
-pub mod window_process;
 
 use std::sync::{Arc, Mutex};
-
-use tauri::{AppHandle, Manager, RunEvent, Runtime};
 
 use poussr::config::{WebhookConfig, WebhookKind};
 
@@ -57,7 +59,7 @@ pub struct AppState {
 }
 
 /// Locks `m`, going on with the data if a thread panicked while holding it.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -275,8 +277,6 @@ pub struct LaunchOptions {
     pub quit: bool,
     /// `--autostart on|off|status`: only that, then exit.
     pub autostart: Option<String>,
-    /// `--window`: be the window process the tray starts (see `window`).
-    pub window: bool,
 }
 
 impl LaunchOptions {
@@ -294,8 +294,6 @@ impl LaunchOptions {
                 out.config_dir = args.next().map(Into::into);
             } else if let Some(dir) = arg.strip_prefix("--config-dir=") {
                 out.config_dir = Some(dir.into());
-            } else if arg == window::WINDOW_ARG {
-                out.window = true;
             } else if arg == "--autostart" {
                 out.autostart = Some(args.next().unwrap_or_default());
             } else if let Some(what) = arg.strip_prefix("--autostart=") {
@@ -306,61 +304,18 @@ impl LaunchOptions {
     }
 }
 
-/// Stops the hub (clients are closed with 4200, so they reconnect to the next Poussr) and quits.
-pub fn quit<R: Runtime>(app: &AppHandle<R>) {
-    if let Some(windows) = app.try_state::<window::Windows>() {
-        windows.close();
-    }
-    let app = app.clone();
-    tauri::async_runtime::spawn(async move {
-        let runner = app.state::<AppState>().runner.clone();
-        runner.stop().await;
-        app.exit(0);
-    });
+/// The defaults compiled in: `plugins.poussr` of `tauri.conf.json`, over the hub's own.
+pub fn compiled_defaults() -> Result<Settings, String> {
+    let conf: serde_json::Value =
+        serde_json::from_str(include_str!("../tauri.conf.json")).map_err(|e| format!("tauri.conf.json: {e}"))?;
+    Settings::from_plugin_config(conf.pointer("/plugins/poussr"))
 }
 
-/// When the OS asks the app to end (SIGTERM at a Linux logout or shutdown, Ctrl-C in the terminal it was
-/// started from; a console's close, logoff and shutdown events on Windows when it has one), quit as the menu
-/// does, so clients get 4200 and reconnect to the next Poussr instead of seeing the connection drop.
-fn quit_when_asked<R: Runtime>(app: &AppHandle<R>) {
-    let app = app.clone();
-    tauri::async_runtime::spawn(async move {
-        let ending = poussr_os::Ending::new();
-        if let Err(e) = ending.listen_to_os() {
-            tracing::warn!("cannot listen for the system's requests to quit: {e}");
-            return;
-        }
-        let reason = ending.ended().await;
-        tracing::info!("{}: closing clients with 4200 and quitting", reason.describe());
-        quit(&app);
-    });
-}
-
-/// How long the hub may take to close its clients when the process is about to end. Windows waits about
-/// 5 seconds for a program at logoff or shutdown before it ends it.
-const EXIT_GRACE: std::time::Duration = std::time::Duration::from_secs(4);
-
-/// The process is about to end. On Windows a logoff or shutdown (`WM_ENDSESSION`) comes straight here, with
-/// no Quit first, and the process ends as soon as this returns: the hub is stopped now (clients get 4200,
-/// the history is closed), within [`EXIT_GRACE`]. After Quit the hub has already stopped and this does nothing.
-pub fn on_exit<R: Runtime>(app: &AppHandle<R>) {
-    if let Some(windows) = app.try_state::<window::Windows>() {
-        windows.close();
-    }
-    let Some(state) = app.try_state::<AppState>() else { return };
-    let runner = state.runner.clone();
-    let stopped =
-        tauri::async_runtime::block_on(async move { tokio::time::timeout(EXIT_GRACE, runner.stop()).await.is_ok() });
-    if !stopped {
-        tracing::warn!("the hub did not stop within {} s of the end of the session", EXIT_GRACE.as_secs());
-    }
-}
-
-/// Loads the settings, starts the hub and registers the state. A failure to listen is not fatal: the
-/// window shows it and lets the operator choose another port.
-fn launch<R: Runtime>(app: &AppHandle<R>, options: &LaunchOptions) -> Result<(), String> {
+/// Loads the settings and starts the hub, on the current tokio runtime. A failure to listen is not fatal:
+/// the window shows it and lets the operator choose another port.
+pub async fn launch(options: &LaunchOptions) -> Result<AppState, String> {
     poussr::server::raise_open_file_limit();
-    let defaults = Settings::from_plugin_config(app.config().plugins.0.get("poussr"))?;
+    let defaults = compiled_defaults()?;
     let store = match &options.config_dir {
         Some(dir) => Store::new(dir),
         None => Store::os_default().ok_or("no config folder was found for this user; start with --config-dir DIR")?,
@@ -396,10 +351,10 @@ fn launch<R: Runtime>(app: &AppHandle<R>, options: &LaunchOptions) -> Result<(),
         Some(problem) => Some([notice.unwrap_or_default(), problem].join(" ").trim().to_owned()),
         None => notice,
     };
-    if let Err(e) = tauri::async_runtime::block_on(runner.start(config)) {
+    if let Err(e) = runner.start(config).await {
         tracing::warn!("the hub did not start: {e}");
     }
-    app.manage(AppState {
+    Ok(AppState {
         runner,
         store,
         defaults,
@@ -409,8 +364,7 @@ fn launch<R: Runtime>(app: &AppHandle<R>, options: &LaunchOptions) -> Result<(),
         admin_token,
         history_dir,
         tls_dir,
-    });
-    Ok(())
+    })
 }
 
 /// TLS at launch. The certificate Poussr made for this machine (in `tls_dir`) is made again first when it
@@ -438,59 +392,6 @@ fn tls_at_launch(config: &mut poussr::Config, tls_dir: &std::path::Path) -> Opti
     }
 }
 
-/// The app with its plugins: single instance, clipboard, opener.
-pub fn build_app<R: Runtime>(builder: tauri::Builder<R>, options: LaunchOptions) -> tauri::Builder<R> {
-    let builder = builder
-        // First, so that a second launch hands over to this one before doing anything else.
-        .plugin(tauri_plugin_single_instance::init(|app, args, _cwd| {
-            // `args` is the second launch's whole command line; its first item is the program's path.
-            if LaunchOptions::parse(args.iter().skip(1).cloned()).quit {
-                quit(app);
-            } else {
-                tray::on_item(app, tray::TrayItem::Open);
-            }
-        }))
-        .plugin(tauri_plugin_clipboard_manager::init())
-        .plugin(tauri_plugin_dialog::init())
-        .plugin(tauri_plugin_opener::init());
-    core(builder, options)
-}
-
-/// The commands and the launch sequence, on any runtime: the real one in [`run`], the mock one in tests.
-pub fn core<R: Runtime>(builder: tauri::Builder<R>, options: LaunchOptions) -> tauri::Builder<R> {
-    builder
-        .manage(window::Windows::default())
-        .invoke_handler(tauri::generate_handler![
-            commands::connection,
-            commands::get_settings,
-            commands::apply_settings,
-            commands::copy_text,
-            commands::open_config_folder,
-            commands::save_export,
-            commands::create_certificate,
-            commands::pick_file,
-            commands::export_ca,
-        ])
-        .setup(move |app| {
-            if options.quit {
-                // No Poussr was running (a running one would have taken the request): nothing to quit.
-                std::process::exit(0);
-            }
-            launch(app.handle(), &options)?;
-            quit_when_asked(app.handle());
-            if let Err(e) = tray::build(app.handle()) {
-                // Some desktops have no tray; the window still works.
-                tracing::warn!("no tray icon: {e}");
-            }
-            if options.hidden {
-                tracing::info!("started hidden: in the tray, the hub serving, no window");
-            } else {
-                window::show(app.handle())?;
-            }
-            Ok(())
-        })
-}
-
 /// Whether a graphical session is there to open a window in (on Linux: X11 or Wayland).
 pub fn has_display() -> bool {
     if cfg!(target_os = "linux") {
@@ -502,7 +403,7 @@ pub fn has_display() -> bool {
 
 /// `--autostart on|off|status`: sets or tells whether Poussr starts at login; the exit code says whether
 /// it worked.
-fn autostart_command(what: &str) -> i32 {
+pub fn autostart_command(what: &str) -> i32 {
     let result = match what {
         "on" | "off" => autostart::program().and_then(|p| autostart::set(what == "on", &p)),
         "status" => {
@@ -521,40 +422,6 @@ fn autostart_command(what: &str) -> i32 {
             1
         }
     }
-}
-
-/// Runs the desktop app until the operator quits.
-pub fn run() {
-    let mut args = std::env::args();
-    let _program = args.next();
-    let options = LaunchOptions::parse(args);
-    if let Some(what) = &options.autostart {
-        std::process::exit(autostart_command(what));
-    }
-    if options.window && has_display() {
-        window_process::run();
-        return;
-    }
-    if !has_display() {
-        eprintln!(
-            "poussr-desktop: no display (neither DISPLAY nor WAYLAND_DISPLAY is set), so there is no window to \
-             show.\nOn a server, run the headless hub instead: poussr serve"
-        );
-        std::process::exit(2);
-    }
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .init();
-    let app = build_app(tauri::Builder::default(), options).build(tauri::generate_context!()).unwrap_or_else(|e| {
-        eprintln!("poussr-desktop: cannot start: {e}");
-        std::process::exit(1);
-    });
-    app.run(|app, event| match event {
-        // Closing the window must not end the app: it lives in the tray until Quit (which exits with a code).
-        RunEvent::ExitRequested { api, code: None, .. } => api.prevent_exit(),
-        RunEvent::Exit => on_exit(app),
-        _ => {}
-    });
 }
 
 #[cfg(test)]

@@ -1,11 +1,9 @@
 //! The tray icon: its state (running or error) in the icon, the address and the client count in the
-//! tooltip, kept current from the runner's status, and a menu. The menu ids are defined once, in
-//! [`TrayItem`]; what each item does lives in plain functions that tests call without a tray.
+//! tooltip, kept current from the runner's status (see [`crate::app`]), and a menu. The menu ids are defined
+//! once, in [`TrayItem`]; what each item does lives in plain functions that tests call without a tray.
 
-use tauri::image::Image;
-use tauri::menu::{Menu, MenuItem, PredefinedMenuItem};
-use tauri::tray::{MouseButton, MouseButtonState, TrayIcon, TrayIconBuilder, TrayIconEvent};
-use tauri::{AppHandle, Manager, Runtime};
+use tray_icon::menu::{Menu, MenuItem, PredefinedMenuItem};
+use tray_icon::{Icon, TrayIcon, TrayIconBuilder};
 
 use crate::runner::{HubState, Status};
 
@@ -69,15 +67,38 @@ pub fn tooltip(status: &Status) -> String {
     }
 }
 
-/// The icon for a status.
-pub fn icon(status: &Status) -> Image<'static> {
-    let bytes: &'static [u8] = if status.state == HubState::Running {
+/// The icon for a status, as a PNG.
+pub fn icon_png(status: &Status) -> &'static [u8] {
+    if status.state == HubState::Running {
         include_bytes!("../../icons/tray.png")
     } else {
         include_bytes!("../../icons/tray-error.png")
+    }
+}
+
+/// Decodes a PNG into `(RGBA pixels, width, height)`.
+pub fn decode_png(bytes: &[u8]) -> Result<(Vec<u8>, u32, u32), String> {
+    let mut decoder = png::Decoder::new(std::io::Cursor::new(bytes));
+    // Palette and 16-bit images come out as 8-bit RGB(A).
+    decoder.set_transformations(png::Transformations::normalize_to_color8());
+    let mut reader = decoder.read_info().map_err(|e| e.to_string())?;
+    let mut buf = vec![0; reader.output_buffer_size().ok_or("the image is too large")?];
+    let frame = reader.next_frame(&mut buf).map_err(|e| e.to_string())?;
+    buf.truncate(frame.buffer_size());
+    let rgba = match frame.color_type {
+        png::ColorType::Rgba => buf,
+        png::ColorType::Rgb => buf.chunks_exact(3).flat_map(|p| [p[0], p[1], p[2], 255]).collect(),
+        png::ColorType::GrayscaleAlpha => buf.chunks_exact(2).flat_map(|p| [p[0], p[0], p[0], p[1]]).collect(),
+        png::ColorType::Grayscale => buf.iter().flat_map(|&g| [g, g, g, 255]).collect(),
+        png::ColorType::Indexed => return Err("an indexed image was not expanded".into()),
     };
-    // The icons are PNGs compiled in and checked by a test, so decoding them cannot fail.
-    Image::from_bytes(bytes).expect("the tray icons are valid PNGs")
+    Ok((rgba, frame.width, frame.height))
+}
+
+/// The icon for a status.
+pub fn icon(status: &Status) -> Result<Icon, String> {
+    let (rgba, width, height) = decode_png(icon_png(status))?;
+    Icon::from_rgba(rgba, width, height).map_err(|e| e.to_string())
 }
 
 /// What to copy for "Copy address": `host:port` of the first LAN address.
@@ -85,63 +106,30 @@ pub fn address_to_copy(status: &Status) -> Option<String> {
     status.address().map(str::to_owned)
 }
 
-/// Builds the tray and keeps it current with the runner's status.
-pub fn build<R: Runtime>(app: &AppHandle<R>) -> tauri::Result<TrayIcon<R>> {
-    let items: Vec<MenuItem<R>> = TrayItem::ALL
-        .iter()
-        .map(|i| MenuItem::with_id(app, i.id(), i.label(), true, None::<&str>))
-        .collect::<tauri::Result<_>>()?;
-    let separator = PredefinedMenuItem::separator(app)?;
-    let menu = Menu::with_items(app, &[&items[0], &items[1], &separator, &items[2]])?;
-    let status = app.state::<crate::AppState>().runner.status();
-    let tray = TrayIconBuilder::with_id(TRAY_ID)
-        .icon(icon(&status))
-        .tooltip(tooltip(&status))
-        .menu(&menu)
-        .show_menu_on_left_click(false)
-        .on_menu_event(|app, event| {
-            if let Some(item) = TrayItem::from_id(event.id().as_ref()) {
-                on_item(app, item);
-            }
-        })
-        .on_tray_icon_event(|tray, event| {
-            if let TrayIconEvent::Click { button: MouseButton::Left, button_state: MouseButtonState::Up, .. } = event {
-                on_item(tray.app_handle(), TrayItem::Open);
-            }
-        })
-        .build(app)?;
-
-    let mut watch = app.state::<crate::AppState>().runner.watch();
-    let handle = tray.clone();
-    tauri::async_runtime::spawn(async move {
-        while watch.changed().await.is_ok() {
-            let status = watch.borrow_and_update().clone();
-            let _ = handle.set_tooltip(Some(tooltip(&status)));
-            let _ = handle.set_icon(Some(icon(&status)));
-            // A burst of connections updates the tooltip a few times a second, not once per client.
-            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-        }
-    });
-    Ok(tray)
+/// Builds the tray icon and its menu, for `status`. Its menu and click events arrive through
+/// `tray_icon`'s handlers, which [`crate::app`] sets.
+pub fn build(status: &Status) -> Result<TrayIcon, String> {
+    let items: Vec<MenuItem> = TrayItem::ALL.iter().map(|i| MenuItem::with_id(i.id(), i.label(), true, None)).collect();
+    let separator = PredefinedMenuItem::separator();
+    let menu = Menu::with_items(&[&items[0], &items[1], &separator, &items[2]]).map_err(|e| e.to_string())?;
+    TrayIconBuilder::new()
+        .with_id(TRAY_ID)
+        .with_icon(icon(status)?)
+        .with_tooltip(tooltip(status))
+        .with_menu(Box::new(menu))
+        .with_menu_on_left_click(false)
+        .build()
+        .map_err(|e| e.to_string())
 }
 
-/// What a menu item does.
-pub fn on_item<R: Runtime>(app: &AppHandle<R>, item: TrayItem) {
-    match item {
-        TrayItem::Open => {
-            if let Err(e) = crate::window::show(app) {
-                tracing::error!("cannot open the window: {e}");
-            }
+/// Shows `status` in the tray.
+pub fn update(tray: &TrayIcon, status: &Status) {
+    let _ = tray.set_tooltip(Some(tooltip(status)));
+    match icon(status) {
+        Ok(icon) => {
+            let _ = tray.set_icon(Some(icon));
         }
-        TrayItem::CopyAddress => {
-            let status = app.state::<crate::AppState>().runner.status();
-            if let Some(address) = address_to_copy(&status)
-                && let Err(e) = crate::commands::write_clipboard(app, &address)
-            {
-                tracing::error!("cannot copy the address: {e}");
-            }
-        }
-        TrayItem::Quit => crate::quit(app),
+        Err(e) => tracing::warn!("cannot draw the tray icon: {e}"),
     }
 }
 
@@ -195,9 +183,12 @@ mod tests {
 
     #[test]
     fn both_tray_icons_decode_and_differ() {
-        let ok = icon(&running(0));
-        let bad = icon(&Status { state: HubState::Error, ..running(0) });
-        assert!(ok.width() >= 16 && ok.height() >= 16);
-        assert_ne!(ok.rgba(), bad.rgba());
+        let (ok, w, h) = decode_png(icon_png(&running(0))).unwrap();
+        let (bad, ..) = decode_png(icon_png(&Status { state: HubState::Error, ..running(0) })).unwrap();
+        assert!(w >= 16 && h >= 16);
+        assert_eq!(ok.len(), (w * h * 4) as usize);
+        assert_ne!(ok, bad);
+        assert!(icon(&running(0)).is_ok());
+        assert!(decode_png(b"not a png").is_err());
     }
 }

@@ -1,7 +1,8 @@
-//! The window, in a process of its own: `poussr-desktop --window`, started by the tray when the operator
-//! opens Poussr and gone when the window closes. Everything WebKit holds (its web and network processes, the
-//! heap of the page's UI) goes back to the OS with it, so a Poussr waiting in the tray costs what a hidden
-//! start does; and a crash of the window or of WebKit can never reach the hub, which lives here.
+//! The window, in a process of its own: `poussr-window`, a program installed beside `poussr-desktop`, started
+//! by the tray when the operator opens Poussr and gone when the window closes. Only that program links Tauri
+//! and WebKit: the tray never loads them, everything WebKit holds (its web and network processes, the heap of
+//! the page's UI) goes back to the OS when the window closes, and a crash of the window or of WebKit can never
+//! reach the hub, which lives here.
 //!
 //! The two processes talk over the window process's standard input and output, one JSON object a line:
 //! - window → tray: `{"id": n, "cmd": "get_settings", "args": {…}}`, a command only the tray can answer
@@ -17,14 +18,21 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::lock;
+use crate::{AppState, lock};
 use serde_json::{Value, json};
-use tauri::{AppHandle, Manager, Runtime};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, oneshot};
 
-/// The argument that makes `poussr-desktop` the window process.
-pub const WINDOW_ARG: &str = "--window";
+/// The window's program, in the tray's folder (with `.exe` on Windows).
+pub const WINDOW_PROGRAM: &str = "poussr-window";
+
+/// The window's program beside this one.
+pub fn window_program() -> Result<std::path::PathBuf, String> {
+    let me = std::env::current_exe().map_err(|e| format!("cannot tell where this program is: {e}"))?;
+    let dir = me.parent().ok_or("this program is in no folder")?;
+    let program = dir.join(format!("{WINDOW_PROGRAM}{}", std::env::consts::EXE_SUFFIX));
+    if program.is_file() { Ok(program) } else { Err(format!("{} is missing: reinstall Poussr", program.display())) }
+}
 
 /// The line that asks an open window to come to the front.
 pub const FOCUS: &str = "{\"focus\":true}\n";
@@ -66,9 +74,9 @@ impl Windows {
     }
 }
 
-/// Opens the window: brings the open one to the front, or starts a window process.
-pub fn show<R: Runtime>(app: &AppHandle<R>) -> Result<(), String> {
-    let windows = app.try_state::<Windows>().ok_or("the app is not started")?;
+/// Opens the window: brings the open one to the front, or starts a window process (on `runtime`) whose
+/// commands `state` answers.
+pub fn show(windows: &Windows, state: &Arc<AppState>, runtime: &tokio::runtime::Handle) -> Result<(), String> {
     let mut current = lock(&windows.current);
     if let Some(handle) = current.as_ref()
         && handle.alive.load(Ordering::Acquire)
@@ -76,16 +84,16 @@ pub fn show<R: Runtime>(app: &AppHandle<R>) -> Result<(), String> {
     {
         return Ok(());
     }
-    let program = std::env::current_exe().map_err(|e| format!("cannot tell where this program is: {e}"))?;
+    let program = window_program()?;
     let (lines, lines_rx) = mpsc::unbounded_channel();
     let (kill, kill_rx) = oneshot::channel();
     let alive = Arc::new(AtomicBool::new(true));
     *current = Some(Handle { lines: lines.clone(), kill: Some(kill), alive: alive.clone() });
     let started = windows.started.fetch_add(1, Ordering::Relaxed) + 1;
-    let app = app.clone();
+    let state = state.clone();
     let closing = alive.clone();
-    tauri::async_runtime::spawn(async move {
-        if let Err(e) = run(&app, &program, lines, lines_rx, kill_rx, closing).await {
+    runtime.spawn(async move {
+        if let Err(e) = run(&state, &program, lines, lines_rx, kill_rx, closing).await {
             tracing::error!("cannot open the window: {e}");
         }
         alive.store(false, Ordering::Release);
@@ -95,8 +103,8 @@ pub fn show<R: Runtime>(app: &AppHandle<R>) -> Result<(), String> {
 }
 
 /// Starts the window process and serves it until it ends.
-async fn run<R: Runtime>(
-    app: &AppHandle<R>,
+async fn run(
+    state: &Arc<AppState>,
     program: &std::path::Path,
     lines: mpsc::UnboundedSender<String>,
     mut lines_rx: mpsc::UnboundedReceiver<String>,
@@ -104,12 +112,11 @@ async fn run<R: Runtime>(
     alive: Arc<AtomicBool>,
 ) -> Result<(), String> {
     let mut child = tokio::process::Command::new(program)
-        .arg(WINDOW_ARG)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .map_err(|e| format!("cannot start {} {WINDOW_ARG}: {e}", program.display()))?;
+        .map_err(|e| format!("cannot start {}: {e}", program.display()))?;
     let (Some(mut stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
         return Err("the window process has no pipes".into());
     };
@@ -121,7 +128,7 @@ async fn run<R: Runtime>(
         }
     });
     let requests = {
-        let app = app.clone();
+        let state = state.clone();
         tokio::spawn(async move {
             let mut reader = BufReader::new(stdout);
             let mut raw = Vec::new();
@@ -140,10 +147,10 @@ async fn run<R: Runtime>(
                     alive.store(false, Ordering::Release);
                     continue;
                 }
-                let app = app.clone();
+                let state = state.clone();
                 let lines = lines.clone();
                 tokio::spawn(async move {
-                    let reply = answer(&app, &line).await;
+                    let reply = answer(&state, &line).await;
                     let _ = lines.send(format!("{reply}\n"));
                 });
             }
@@ -166,7 +173,7 @@ async fn run<R: Runtime>(
 }
 
 /// The reply to one request line of the window process.
-async fn answer<R: Runtime>(app: &AppHandle<R>, line: &str) -> Value {
+pub async fn answer(state: &AppState, line: &str) -> Value {
     let request: Value = match serde_json::from_str(line) {
         Ok(v) => v,
         Err(e) => return json!({"id": null, "err": {"kind": "invalid", "message": format!("not a request: {e}")}}),
@@ -174,7 +181,7 @@ async fn answer<R: Runtime>(app: &AppHandle<R>, line: &str) -> Value {
     let id = request.get("id").cloned().unwrap_or(Value::Null);
     let cmd = request.get("cmd").and_then(Value::as_str).unwrap_or("");
     let args = request.get("args").cloned().unwrap_or(Value::Null);
-    match crate::commands::handle(app, cmd, args).await {
+    match crate::commands::handle(state, cmd, args).await {
         Ok(value) => json!({"id": id, "ok": value}),
         Err(e) => json!({"id": id, "err": e}),
     }

@@ -6,7 +6,8 @@
 ; The operator's settings and data (%APPDATA%\Poussr) stay on uninstall unless asked for.
 ;
 ; makensis -DVERSION=x.y.z -DSTAGE=<folder with the files> -DOUTFILE=<setup.exe> poussr.nsi
-; STAGE holds poussr-desktop.exe, poussr.exe, WebView2Loader.dll, LICENSE.txt and poussr.ico.
+; STAGE holds poussr-desktop.exe (the tray), poussr-window.exe (its window, which the tray starts), poussr.exe,
+; WebView2Loader.dll, LICENSE.txt and poussr.ico.
 
 Unicode true
 Target amd64-unicode
@@ -154,6 +155,7 @@ Section "${APP}" SecMain
   Call QuitRunningPoussr
   SetOutPath "$INSTDIR"
   File "${STAGE}\${EXE}"
+  File "${STAGE}\poussr-window.exe"
   File "${STAGE}\poussr.exe"
   File "${STAGE}\WebView2Loader.dll"
   File "${STAGE}\LICENSE.txt"
@@ -249,6 +251,7 @@ Section "un.${APP}" UnSecMain
   Delete "$SMPROGRAMS\${APP}.lnk"
   Delete "$DESKTOP\${APP}.lnk"
   Delete "$INSTDIR\${EXE}"
+  Delete "$INSTDIR\poussr-window.exe"
   Delete "$INSTDIR\poussr.exe"
   Delete "$INSTDIR\WebView2Loader.dll"
   Delete "$INSTDIR\LICENSE.txt"

@@ -254,9 +254,9 @@ export function processTree(root) {
   return out;
 }
 
-/** The window processes (`poussr-desktop --window`) under the app `root`. */
+/** The window processes (`poussr-window`, which the tray starts) under the app `root`. */
 export function windowProcesses(root) {
-  return processTree(root).filter((p) => p.args.includes('--window'));
+  return processTree(root).filter((p) => p.args.length > 0 && path.basename(p.args[0]) === 'poussr-window');
 }
 
 /** WebKit's web processes (the pages) under the app `root`. */

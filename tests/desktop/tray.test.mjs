@@ -1,4 +1,4 @@
-// The tray and its window: the window is a process of its own (`poussr-desktop --window`) that the tray
+// The tray and its window: the window is a program of its own (`poussr-window`) that the tray
 // starts and that ends when it closes, so the hub never restarts and no client is dropped; a crash of WebKit
 // never reaches the hub; start at login writes the XDG autostart entry, and a start from it comes up hidden
 // and serving. Every folder is the test's own (HOME, XDG_CONFIG_HOME, XDG_DATA_HOME): nothing touches the
@@ -127,11 +127,17 @@ test('a fresh install starts at login; from its entry Poussr comes up hidden and
   assert.equal((await health(port)).status, 'ok');
   assert.deepEqual(windowProcesses(login.pid), [], 'no window');
   assert.deepEqual(webProcesses(login.pid), [], 'no WebKit at all');
+  // The tray is a program without Tauri: WebKit's libraries are not even mapped into it.
+  const webkitMapped = (pid) => /libwebkit2gtk|libjavascriptcoregtk/.test(readFileSync(`/proc/${pid}/maps`, 'utf8'));
+  assert.equal(webkitMapped(login.pid), false, 'the tray never loads WebKit');
 
-  // The check above can fail: asked to open (a second launch, as the menu's Open Poussr), a window comes.
+  // The checks above can fail: asked to open (a second launch, as the menu's Open Poussr), a window comes,
+  // and its program has WebKit.
   start([], env);
   await waitFor('the window after Open Poussr', () => windowProcesses(login.pid).length === 1, 30000);
   const [shown] = windowProcesses(login.pid);
+  await waitFor('WebKit in the window process', () => webkitMapped(shown.pid), 30000);
+  assert.equal(webkitMapped(login.pid), false, 'and still not in the tray');
   start(['--quit'], env);
   assert.deepEqual(await login.exited, { code: 0, signal: null });
   await waitFor('the window process to end with the app', () => !existsSync(`/proc/${shown.pid}`), 15000);

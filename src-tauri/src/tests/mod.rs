@@ -1,57 +1,57 @@
-//! The shell's commands and launch driven through Tauri's mock runtime: no display, the real hub.
+//! The tray's commands and launch, driven as the window process drives them (one JSON line per request,
+//! answered by `window::answer`): no display, the real hub.
 
 mod session_end;
 mod small_disk;
 
 use super::*;
-use tauri::ipc::{CallbackFn, InvokeBody};
-use tauri::test::{INVOKE_KEY, get_ipc_response, mock_builder, mock_context, noop_assets};
-use tauri::webview::InvokeRequest;
 
-fn invoke(
-    webview: &tauri::WebviewWindow<tauri::test::MockRuntime>,
-    cmd: &str,
-    body: serde_json::Value,
-) -> Result<serde_json::Value, serde_json::Value> {
-    let request = InvokeRequest {
-        cmd: cmd.into(),
-        callback: CallbackFn(0),
-        error: CallbackFn(1),
-        url: "tauri://localhost".parse().unwrap(),
-        body: InvokeBody::Json(body),
-        headers: Default::default(),
-        invoke_key: INVOKE_KEY.to_string(),
-    };
-    get_ipc_response(webview, request).map(|r| r.deserialize::<serde_json::Value>().unwrap())
-}
-
-fn mock_app(settings: serde_json::Value) -> (tauri::App<tauri::test::MockRuntime>, std::path::PathBuf) {
-    let dir = std::env::temp_dir().join(format!("poussr-mock-{}", rand::random::<u64>()));
-    std::fs::create_dir_all(&dir).unwrap();
-    (mock_app_in(&dir, settings), dir)
-}
-
-/// A mock app on 127.0.0.1 with an OS-chosen port, its window and its own data folder. Dropping it stops
-/// the hub and removes the folder, also when the test fails.
+/// A tray on 127.0.0.1 with its own runtime and data folder, as `app::run` makes it, without the event loop.
+/// Dropping it stops the hub and removes the folder, also when the test fails.
 struct Window {
-    app: tauri::App<tauri::test::MockRuntime>,
-    webview: tauri::WebviewWindow<tauri::test::MockRuntime>,
+    runtime: tokio::runtime::Runtime,
+    state: AppState,
     dir: std::path::PathBuf,
+    remove_dir: bool,
 }
 
 impl Window {
-    fn open() -> Self {
-        let (app, dir) = mock_app(serde_json::json!({"bind": "127.0.0.1", "port": 0}));
-        let webview = tauri::WebviewWindowBuilder::new(&app, "main", Default::default()).build().unwrap();
-        Window { app, webview, dir }
+    /// A tray with `settings` in a folder of its own.
+    fn launch(settings: serde_json::Value) -> Self {
+        let dir = std::env::temp_dir().join(format!("poussr-tray-test-{}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut w = Self::launch_in(&dir, settings);
+        w.remove_dir = true;
+        w
     }
 
-    fn invoke(&self, cmd: &str, body: serde_json::Value) -> Result<serde_json::Value, serde_json::Value> {
-        invoke(&self.webview, cmd, body)
+    /// A tray with `settings` in `dir`, which exists (and is left in place).
+    fn launch_in(dir: &std::path::Path, settings: serde_json::Value) -> Self {
+        std::fs::write(dir.join("settings.json"), settings.to_string()).unwrap();
+        let options = LaunchOptions { config_dir: Some(dir.to_path_buf()), hidden: true, ..Default::default() };
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let state = runtime.block_on(launch(&options)).unwrap();
+        Window { runtime, state, dir: dir.to_path_buf(), remove_dir: false }
+    }
+
+    /// A tray on 127.0.0.1 with an OS-chosen port.
+    fn open() -> Self {
+        Self::launch(serde_json::json!({"bind": "127.0.0.1", "port": 0}))
+    }
+
+    /// The tray's answer to the window's request `cmd` with `args`, through the window's pipe protocol.
+    fn invoke(&self, cmd: &str, args: serde_json::Value) -> Result<serde_json::Value, serde_json::Value> {
+        let line = serde_json::json!({"id": 7, "cmd": cmd, "args": args}).to_string();
+        let mut reply = self.runtime.block_on(window::answer(&self.state, &line));
+        assert_eq!(reply["id"], 7, "{reply}");
+        match reply.get_mut("err") {
+            Some(err) => Err(err.take()),
+            None => Ok(reply["ok"].take()),
+        }
     }
 
     fn runner(&self) -> &Runner {
-        &self.app.state::<AppState>().inner().runner
+        &self.state.runner
     }
 
     /// The settings file as saved now.
@@ -62,8 +62,10 @@ impl Window {
 
 impl Drop for Window {
     fn drop(&mut self) {
-        tauri::async_runtime::block_on(self.runner().stop());
-        let _ = std::fs::remove_dir_all(&self.dir);
+        self.runtime.block_on(self.state.runner.stop());
+        if self.remove_dir {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 
@@ -81,17 +83,6 @@ fn settings_input(port: u16, extra: serde_json::Value) -> serde_json::Value {
     serde_json::json!({ "input": input })
 }
 
-/// The app with its settings in `dir`, which exists.
-fn mock_app_in(dir: &std::path::Path, settings: serde_json::Value) -> tauri::App<tauri::test::MockRuntime> {
-    let dir = dir.to_path_buf();
-    std::fs::write(dir.join("settings.json"), settings.to_string()).unwrap();
-    let options = LaunchOptions { config_dir: Some(dir.clone()), hidden: true, ..Default::default() };
-    let app = core(mock_builder(), options.clone()).build(mock_context(noop_assets())).unwrap();
-    // The mock runtime has no event loop, so `setup` never runs: launch as it would.
-    launch(app.handle(), &options).unwrap();
-    app
-}
-
 #[test]
 fn a_full_disk_refuses_the_save_clearly_and_keeps_the_previous_settings_running() {
     let disk = match small_disk::place(
@@ -105,9 +96,8 @@ fn a_full_disk_refuses_the_save_clearly_and_keeps_the_previous_settings_running(
         }
     };
     let first = free_port();
-    let app = mock_app_in(&disk.0, serde_json::json!({"bind": "127.0.0.1", "port": first}));
-    let webview = tauri::WebviewWindowBuilder::new(&app, "main", Default::default()).build().unwrap();
-    let state = app.state::<AppState>();
+    let w = Window::launch_in(&disk.0, serde_json::json!({"bind": "127.0.0.1", "port": first}));
+    let state = &w.state;
     let listening = state.runner.status().listen;
     assert_eq!(listening.map(|a| a.port()), Some(first));
     let saved_before = std::fs::read(disk.0.join("settings.json")).unwrap();
@@ -115,7 +105,7 @@ fn a_full_disk_refuses_the_save_clearly_and_keeps_the_previous_settings_running(
 
     let port = free_port();
     let input = settings_input(port, serde_json::json!({"allow_anonymous_publish": true}));
-    let err = invoke(&webview, "apply_settings", input.clone()).unwrap_err();
+    let err = w.invoke("apply_settings", input.clone()).unwrap_err();
     let message = err["message"].as_str().unwrap();
     assert!(message.contains("is full") && message.contains("previous settings are still in force"), "{err}");
     assert_eq!(std::fs::read(disk.0.join("settings.json")).unwrap(), saved_before, "the old file is intact");
@@ -124,9 +114,8 @@ fn a_full_disk_refuses_the_save_clearly_and_keeps_the_previous_settings_running(
 
     // With space again, the same settings apply.
     std::fs::remove_file(disk.0.join("filler")).unwrap();
-    let c = invoke(&webview, "apply_settings", input).unwrap();
+    let c = w.invoke("apply_settings", input).unwrap();
     assert_eq!(c["status"]["listen"], format!("127.0.0.1:{port}"));
-    tauri::async_runtime::block_on(state.runner.stop());
 }
 
 #[test]
@@ -214,7 +203,7 @@ fn apply_settings_joins_a_redis_cluster_and_says_when_redis_is_unreachable() {
         (&saved["adapter"], &saved["redis_url"], &saved["redis_prefix"]),
         (&"redis".into(), &"redis://127.0.0.1:1".into(), &"plant-a".into())
     );
-    let hub = tauri::async_runtime::block_on(w.runner().hub()).expect("the hub runs");
+    let hub = w.runtime.block_on(w.runner().hub()).expect("the hub runs");
     let status = hub.cluster_status().expect("a cluster member");
     assert_eq!((status.adapter, status.prefix.as_str()), (poussr::config::AdapterKind::Redis, "plant-a"));
 }
@@ -230,7 +219,7 @@ fn apply_settings_checks_and_saves_the_allowed_origins() {
     let saved = w.saved();
     assert_eq!(saved["allowed_origins"], serde_json::json!(["http://ok.lan:8080", "https://*.plant.example"]));
     // The running hub uses them: a page of another origin is refused before the upgrade.
-    let frontend = tauri::async_runtime::block_on(w.runner().frontend()).expect("the hub runs");
+    let frontend = w.runtime.block_on(w.runner().frontend()).expect("the hub runs");
     let access = frontend.access();
     assert!(access.origin_allowed("https://line1.plant.example") && !access.origin_allowed("http://evil.example"));
 }
@@ -294,14 +283,33 @@ fn create_certificate_serves_tls_keeps_the_ca_and_a_bad_pair_is_refused() {
 
 #[test]
 fn certificate_files_that_cannot_be_used_at_launch_leave_tls_off_and_plain_running() {
-    let (app, dir) = mock_app(serde_json::json!({"bind": "127.0.0.1", "port": 0,
+    let w = Window::launch(serde_json::json!({"bind": "127.0.0.1", "port": 0,
         "tls": {"cert": "/nonexistent/cert.pem", "key": "/nonexistent/key.pem"}}));
-    let webview = tauri::WebviewWindowBuilder::new(&app, "main", Default::default()).build().unwrap();
-    let c = invoke(&webview, "connection", serde_json::json!({})).unwrap();
+    let c = w.invoke("connection", serde_json::json!({})).unwrap();
     let notice = c["notice"].as_str().unwrap_or_default();
     assert!(notice.contains("TLS (https, wss) is off for this launch") && notice.contains("cert.pem"), "{c}");
     let port: u16 = c["status"]["listen"].as_str().unwrap().rsplit(':').next().unwrap().parse().unwrap();
     assert!(http_get_json(port, "/health")["tls"].is_null(), "plain only");
-    tauri::async_runtime::block_on(app.state::<AppState>().inner().runner.stop());
-    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn the_window_gets_the_config_folder_and_a_clear_error_for_what_is_not_a_command() {
+    let w = Window::open();
+    assert_eq!(w.invoke("config_folder", serde_json::Value::Null).unwrap(), w.dir.to_string_lossy().as_ref());
+    let err = w.invoke("format_disk", serde_json::Value::Null).unwrap_err();
+    assert_eq!(err["kind"], "invalid");
+    assert!(err["message"].as_str().unwrap().contains("\"format_disk\", which is not a command"), "{err}");
+    let err = w.invoke("apply_settings", serde_json::json!({"input": {"port": "six"}})).unwrap_err();
+    assert!(err["message"].as_str().unwrap().starts_with("the settings sent are not valid"), "{err}");
+    // A line that is not a request gets an answer that says so.
+    let reply = w.runtime.block_on(window::answer(&w.state, "hello"));
+    assert_eq!(reply["err"]["kind"], "invalid", "{reply}");
+}
+
+#[test]
+fn a_later_launch_opens_the_window_or_quits() {
+    let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert!(matches!(app::request_for_launch(args(&[])), app::Request::Open));
+    assert!(matches!(app::request_for_launch(args(&["--hidden"])), app::Request::Open));
+    assert!(matches!(app::request_for_launch(args(&["--quit"])), app::Request::Quit));
 }

@@ -1,10 +1,9 @@
-//! The end of a session: what Windows' logoff or shutdown does to the app (`WM_ENDSESSION` → `RunEvent::Exit`
-//! → [`on_exit`], then the process ends), driven here through the same function on the mock runtime.
+//! The end of a session: what Windows' logoff or shutdown does to the app (`WM_ENDSESSION` → tao's
+//! `LoopDestroyed` → [`crate::app::on_exit`], then the process ends), driven here through the same function.
 
 use std::io::{Read, Write};
 
 use super::Window;
-use crate::on_exit;
 
 /// A raw WebSocket client of the hub's Poussr v1 endpoint, on a plain TCP socket.
 fn connect(port: u16) -> std::net::TcpStream {
@@ -58,10 +57,11 @@ fn the_end_of_the_session_closes_clients_with_4200_before_the_process_ends() {
     let w = Window::open();
     let port = w.runner().status().listen.unwrap().port();
     let mut client = connect(port);
-    on_exit(w.app.handle());
+    let windows = crate::window::Windows::default();
+    crate::app::on_exit(&windows, &w.state, &w.runtime);
     assert_eq!(close_code(&mut client), 4200, "the client is told to reconnect");
     assert_eq!(w.runner().status().state, crate::runner::HubState::Stopped);
     // The same end again (as after Quit, which stops the hub first): nothing is left to stop, it returns at once.
-    on_exit(w.app.handle());
+    crate::app::on_exit(&windows, &w.state, &w.runtime);
     assert_eq!(w.runner().status().state, crate::runner::HubState::Stopped);
 }

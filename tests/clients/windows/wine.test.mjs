@@ -144,7 +144,7 @@ describe('the Windows build under Wine', { skip: !UNDER_WINE && 'POUSSR_BIN is n
     });
 
     await wine(setup, ['/S']);
-    for (const file of ['poussr-desktop.exe', 'poussr.exe', 'WebView2Loader.dll', 'LICENSE.txt', 'uninstall.exe']) {
+    for (const file of ['poussr-desktop.exe', 'poussr-window.exe', 'poussr.exe', 'WebView2Loader.dll', 'LICENSE.txt', 'uninstall.exe']) {
       assert.ok(existsSync(join(program, file)), `${file} is installed in %LOCALAPPDATA%\\Programs\\Poussr`);
     }
     assert.ok(existsSync(startMenu), 'a Start-menu shortcut');

@@ -1,42 +1,49 @@
-//! `poussr-desktop --window`: the process that shows the window (see [`crate::window`] for why it is a
-//! process of its own and how it talks to the tray). It has no hub, no tray and no single-instance lock: the
-//! commands that need the tray's state are forwarded to it; the clipboard, the file pickers and saving an
-//! export are done here.
+//! `poussr-window`: the program that shows the window, started by the tray (`poussr-desktop`; see
+//! `poussr_desktop::window` for why it is a process of its own and how the two talk). It is the only one of
+//! the two that links Tauri and WebKit. It has no hub, no tray and no single-instance lock: the commands that
+//! need the tray's state are forwarded to it; the clipboard, the file pickers, opening the config folder and
+//! saving an export are done here.
 //!
 //! If WebKit's web process dies (a crash, the system out of memory), the page is loaded again, at most
 //! [`RELOADS_PER_MINUTE`] times a minute; past that the window process ends, and *Open Poussr* starts a new
 //! one.
+
+#![cfg_attr(not(debug_assertions), windows_subsystem = "windows")] // no console window on Windows
 
 use std::collections::HashMap;
 use std::io::{BufRead, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::lock;
+use poussr_desktop::commands::CommandFailure;
+use poussr_desktop::lock;
 use serde_json::{Value, json};
 use tauri::{AppHandle, Manager, Runtime, State, WebviewUrl, WebviewWindow, WebviewWindowBuilder};
+use tauri_plugin_clipboard_manager::ClipboardExt;
+use tauri_plugin_dialog::DialogExt;
+use tauri_plugin_opener::OpenerExt;
 use tokio::sync::oneshot;
 
 /// The window's label.
-pub const MAIN: &str = "main";
+const MAIN: &str = "main";
 
 /// How long a command forwarded to the tray may take before the window says the tray does not answer.
 const BRIDGE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// How often the page is loaded again after WebKit's web process died, within a minute, before the window
 /// process gives up and ends.
-pub const RELOADS_PER_MINUTE: usize = 3;
+const RELOADS_PER_MINUTE: usize = 3;
 
 /// The requests sent to the tray that await its answer.
 #[derive(Default)]
-pub struct Bridge {
+struct Bridge {
     next: AtomicU64,
     pending: Mutex<HashMap<u64, oneshot::Sender<Result<Value, Value>>>>,
 }
 
 impl Bridge {
     /// Sends `cmd` to the tray and waits for its answer (the tray's error as `{"kind", "message"}`).
-    pub async fn call(&self, cmd: &str, args: Value) -> Result<Value, Value> {
+    async fn call(&self, cmd: &str, args: Value) -> Result<Value, Value> {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         lock(&self.pending).insert(id, tx);
@@ -87,12 +94,55 @@ macro_rules! forwarded {
     )*};
 }
 
-// The forwarded commands without arguments; `apply_settings({ input })` has one.
-forwarded!(connection, get_settings, create_certificate, export_ca, open_config_folder);
+// The forwarded commands without arguments (`poussr_desktop::commands::FORWARDED`); `apply_settings({ input })`
+// has one.
+forwarded!(connection, get_settings, create_certificate, export_ca);
 
 #[tauri::command]
 async fn apply_settings(bridge: State<'_, Arc<Bridge>>, input: Value) -> Result<Value, Value> {
     bridge.call("apply_settings", json!({ "input": input })).await
+}
+
+/// `open_config_folder`: shows the settings folder (the tray says which) in the file manager.
+#[tauri::command]
+async fn open_config_folder<R: Runtime>(app: AppHandle<R>, bridge: State<'_, Arc<Bridge>>) -> Result<(), Value> {
+    let dir = bridge.call("config_folder", Value::Null).await?;
+    let dir = dir.as_str().ok_or_else(|| failed(CommandFailure::Open, "the tray named no folder"))?;
+    app.opener().open_path(dir, None::<&str>).map_err(|e| failed(CommandFailure::Open, &e.to_string()))
+}
+
+/// An error as the window reads it: `{"kind", "message"}`.
+fn failed(kind: CommandFailure, message: &str) -> Value {
+    json!({"kind": kind, "message": message})
+}
+
+/// `copy_text`: puts text on the clipboard.
+#[tauri::command]
+fn copy_text<R: Runtime>(app: AppHandle<R>, text: String) -> Result<(), Value> {
+    app.clipboard()
+        .write_text(text)
+        .map_err(|e| failed(CommandFailure::Clipboard, &format!("cannot use the clipboard: {e}")))
+}
+
+/// `save_export`: writes the live log's export to the Downloads folder; returns the file's path.
+#[tauri::command]
+fn save_export(name: String, text: String) -> Result<String, poussr_desktop::commands::Error> {
+    poussr_desktop::commands::save_export(&name, &text)
+}
+
+/// `pick_file`: the system's file picker, for a PEM file; the chosen path, or nothing when cancelled.
+#[tauri::command]
+async fn pick_file<R: Runtime>(app: AppHandle<R>, title: String) -> Option<String> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    app.dialog()
+        .file()
+        .set_title(title)
+        .add_filter("Certificates and keys (PEM)", &["pem", "crt", "cer", "key"])
+        .pick_file(move |picked| {
+            let _ = tx.send(picked);
+        });
+    let picked = rx.await.ok().flatten()?;
+    picked.into_path().ok().map(|p| p.to_string_lossy().into_owned())
 }
 
 /// Builds the window.
@@ -179,7 +229,7 @@ fn recover_from_web_process_crashes<R: Runtime>(window: &WebviewWindow<R>) {
 fn recover_from_web_process_crashes<R: Runtime>(_window: &WebviewWindow<R>) {}
 
 /// The window process's app, on any runtime.
-pub fn builder<R: Runtime>(builder: tauri::Builder<R>) -> tauri::Builder<R> {
+fn builder<R: Runtime>(builder: tauri::Builder<R>) -> tauri::Builder<R> {
     let bridge = Arc::new(Bridge::default());
     builder
         .plugin(tauri_plugin_clipboard_manager::init())
@@ -193,9 +243,9 @@ pub fn builder<R: Runtime>(builder: tauri::Builder<R>) -> tauri::Builder<R> {
             create_certificate,
             export_ca,
             open_config_folder,
-            crate::commands::copy_text,
-            crate::commands::pick_file,
-            crate::commands::save_export,
+            copy_text,
+            pick_file,
+            save_export,
         ])
         .setup(move |app| {
             listen_to_tray(app.handle().clone(), bridge);
@@ -207,14 +257,20 @@ pub fn builder<R: Runtime>(builder: tauri::Builder<R>) -> tauri::Builder<R> {
 }
 
 /// Runs the window until it is closed.
-pub fn run() {
+fn main() {
+    if !poussr_desktop::has_display() {
+        eprintln!(
+            "poussr-window: no display (neither DISPLAY nor WAYLAND_DISPLAY is set): there is nowhere to show the window"
+        );
+        std::process::exit(2);
+    }
     // Standard output carries the requests to the tray: the log goes to standard error.
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
     let app = builder(tauri::Builder::default()).build(tauri::generate_context!()).unwrap_or_else(|e| {
-        eprintln!("poussr-desktop {}: cannot start: {e}", crate::window::WINDOW_ARG);
+        eprintln!("poussr-window: cannot start: {e}");
         std::process::exit(1);
     });
     // Closing the window ends this process (the default); the tray stays.
