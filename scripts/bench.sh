@@ -15,7 +15,12 @@ eval "$(./scripts/wine.sh target/wine-prefix)"
 if [ ! -d bench/node_modules ] || [ bench/package-lock.json -nt bench/node_modules/.package-lock.json ]; then
   (cd bench && npm ci --no-audit --no-fund)
 fi
-python3 -c 'import Xlib' 2>/dev/null || pip install --quiet python-xlib
+# bench/desktop.py closes the window with python-xlib, in a virtual environment of its own (Debian's Python
+# refuses packages installed system-wide with pip).
+if [ ! -x bench/.venv/bin/python ] || ! bench/.venv/bin/python -c 'import Xlib' 2>/dev/null; then
+  python3 -m venv bench/.venv
+  bench/.venv/bin/pip install --quiet python-xlib==0.33
+fi
 
 out=$(mktemp)
 {
@@ -34,13 +39,14 @@ out=$(mktemp)
   echo
   echo "| file | bytes |"
   echo "|---|---|"
-  for f in target/windows/Poussr-*-setup.exe target/windows/stage/poussr.exe target/windows/stage/poussr-desktop.exe; do
+  for f in target/windows/Poussr-*-setup.exe target/windows/stage/poussr.exe target/windows/stage/poussr-desktop.exe \
+    target/windows/stage/poussr-window.exe; do
     echo "| \`${f#target/}\` | $(stat -c %s "$f") |"
   done
   echo
   target/release/poussr-bench wine --hub target/release/poussr --windows-hub target/x86_64-pc-windows-gnu/release/poussr.exe
   echo
-  python3 bench/desktop.py target/release/poussr-desktop
+  bench/.venv/bin/python bench/desktop.py target/release/poussr-desktop
   echo
   node bench/dashboard.mjs target/release/poussr
   # The written analysis is kept from the previous file; update it by hand when the figures move.

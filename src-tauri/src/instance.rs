@@ -128,8 +128,12 @@ mod windows {
 
     pub(super) fn claim(args: &[String], runtime: &tokio::runtime::Handle, on_launch: OnLaunch) -> Claim {
         let name = pipe_name();
-        let _entered = runtime.enter();
-        match ServerOptions::new().first_pipe_instance(true).reject_remote_clients(true).create(&name) {
+        let created = {
+            // The pipe registers with the runtime's reactor.
+            let _entered = runtime.enter();
+            ServerOptions::new().first_pipe_instance(true).reject_remote_clients(true).create(&name)
+        };
+        match created {
             Ok(server) => {
                 runtime.spawn(serve(name, server, on_launch));
                 Claim::First(Instance {})

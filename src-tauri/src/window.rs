@@ -156,15 +156,17 @@ async fn run(
             }
         })
     };
-    let status = tokio::select! {
-        status = child.wait() => status.map_err(|e| e.to_string())?,
+    let (status, quitting) = tokio::select! {
+        status = child.wait() => (status.map_err(|e| e.to_string())?, false),
         _ = kill => {
             let _ = child.kill().await;
-            child.wait().await.map_err(|e| e.to_string())?
+            (child.wait().await.map_err(|e| e.to_string())?, true)
         }
     };
     requests.abort();
-    if status.success() {
+    if quitting {
+        tracing::info!("the window was closed with Poussr");
+    } else if status.success() {
         tracing::info!("the window was closed; Poussr stays in the tray");
     } else {
         tracing::warn!("the window process ended with {status}; the hub goes on, and Open Poussr brings a new window");

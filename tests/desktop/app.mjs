@@ -269,3 +269,10 @@ export function closeWindows() {
   const python = process.env.POUSSR_TEST_PYTHON || 'python3';
   return Number(execFileSync(python, [path.join(here, 'close_window.py')], { encoding: 'utf8', timeout: 10000 }).trim());
 }
+
+/** The WM_CLASS instance names of the windows titled Poussr (what a launcher's StartupWMClass matches). */
+export function windowClasses() {
+  const python = process.env.POUSSR_TEST_PYTHON || 'python3';
+  return execFileSync(python, [path.join(here, 'window_class.py')], { encoding: 'utf8', timeout: 10000 })
+    .split('\n').filter(Boolean);
+}

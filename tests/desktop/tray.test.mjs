@@ -13,7 +13,7 @@ import path from 'node:path';
 import WebSocket from 'ws';
 import {
   APP, BIN, closeWindows, configDir, freePort, health, launch, openPane, previousAppGone, useDriver, waitFor,
-  waitText, webProcesses, windowProcesses,
+  waitText, webProcesses, windowClasses, windowProcesses,
 } from './app.mjs';
 
 // The app WebDriver starts inherits this: its autostart entry goes to a folder of this file's own.
@@ -138,6 +138,10 @@ test('a fresh install starts at login; from its entry Poussr comes up hidden and
   const [shown] = windowProcesses(login.pid);
   await waitFor('WebKit in the window process', () => webkitMapped(shown.pid), 30000);
   assert.equal(webkitMapped(login.pid), false, 'and still not in the tray');
+  // The window is another program, but to the desktop it is Poussr's: its class is the launcher's
+  // StartupWMClass, the tray's program name, so the dock shows it under Poussr's icon.
+  await waitFor('the window on the display', () => windowClasses().length === 1, 30000);
+  assert.deepEqual(windowClasses(), [path.basename(BIN)]);
   start(['--quit'], env);
   assert.deepEqual(await login.exited, { code: 0, signal: null });
   await waitFor('the window process to end with the app', () => !existsSync(`/proc/${shown.pid}`), 15000);

@@ -264,6 +264,10 @@ fn main() {
         );
         std::process::exit(2);
     }
+    // The window is Poussr's to the desktop: its WM_CLASS is the tray's program, which the .desktop entry's
+    // StartupWMClass names, so the dock shows it under Poussr's launcher and icon.
+    #[cfg(target_os = "linux")]
+    webkit2gtk::glib::set_prgname(Some("poussr-desktop"));
     // Standard output carries the requests to the tray: the log goes to standard error.
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
