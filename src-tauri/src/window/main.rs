@@ -5,7 +5,7 @@
 //! saving an export are done here.
 //!
 //! If WebKit's web process dies (a crash, the system out of memory), the page is loaded again, at most
-//! [`RELOADS_PER_MINUTE`] times a minute; past that the window process ends, and *Open Poussr* starts a new
+//! 3 times a minute (`RELOADS_PER_MINUTE`); past that the window process ends, and *Open Poussr* starts a new
 //! one.
 
 #![cfg_attr(not(debug_assertions), windows_subsystem = "windows")] // no console window on Windows
@@ -32,6 +32,7 @@ const BRIDGE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// How often the page is loaded again after WebKit's web process died, within a minute, before the window
 /// process gives up and ends.
+#[cfg(target_os = "linux")]
 const RELOADS_PER_MINUTE: usize = 3;
 
 /// The requests sent to the tray that await its answer.
