@@ -172,18 +172,7 @@ fn export_ca(state: &AppState) -> Result<String, Error> {
     let pem = std::fs::read(&ca).map_err(|e| Error::Open(format!("{}: {e}", ca.display())))?;
     // The certificates only, never a key that may sit in the same file.
     let pem = poussr::cert::certificates_pem(&pem).map_err(|e| Error::Invalid(format!("{}: {e}", ca.display())))?;
-    save_to_downloads("poussr-ca.crt", pem.as_bytes())
-}
-
-/// `save_export` (the window process's own command): writes the live log's JSON Lines export to the
-/// Downloads folder (or the home folder) and returns the file's path. A webview cannot download a file by
-/// itself.
-pub fn save_export(name: &str, text: &str) -> Result<String, Error> {
-    let safe: String = name.chars().filter(|c| c.is_ascii_alphanumeric() || "-_.".contains(*c)).collect();
-    if safe.is_empty() || safe.starts_with('.') {
-        return Err(Error::Invalid(format!("{name:?} is not a file name")));
-    }
-    save_to_downloads(&safe, text.as_bytes())
+    crate::common::save_to_downloads("poussr-ca.crt", pem.as_bytes()).map_err(Error::Open)
 }
 
 /// The commands the window process forwards to the tray (`window.rs`): those that need the tray's state.
@@ -212,15 +201,6 @@ pub async fn handle(state: &AppState, cmd: &str, args: serde_json::Value) -> Res
         "config_folder" => json(&state.store.dir().to_string_lossy()),
         other => Err(Error::Invalid(format!("the window asked for {other:?}, which is not a command"))),
     }
-}
-
-/// Writes `bytes` as `name` in the Downloads folder (or the home folder); returns the file's path.
-fn save_to_downloads(name: &str, bytes: &[u8]) -> Result<String, Error> {
-    let dirs = directories::UserDirs::new().ok_or_else(|| Error::Open("no home folder".into()))?;
-    let dir = dirs.download_dir().unwrap_or(dirs.home_dir()).to_path_buf();
-    let path = dir.join(name);
-    std::fs::write(&path, bytes).map_err(|e| Error::Open(format!("{}: {e}", path.display())))?;
-    Ok(path.to_string_lossy().into_owned())
 }
 
 /// Parses the bind address the operator typed.

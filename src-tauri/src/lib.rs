@@ -22,6 +22,7 @@
 pub mod app;
 pub mod autostart;
 pub mod commands;
+mod common;
 pub mod instance;
 pub mod runner;
 pub mod settings;
@@ -58,10 +59,7 @@ pub struct AppState {
     tls_dir: std::path::PathBuf,
 }
 
-/// Locks `m`, going on with the data if a thread panicked while holding it.
-pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
+pub(crate) use common::{has_display, lock};
 
 /// The hub configuration for `settings`, with this launch's admin token and history folder.
 fn hub_config(settings: &Settings, admin_token: &str, history_dir: &std::path::Path) -> poussr::Config {
@@ -389,15 +387,6 @@ fn tls_at_launch(config: &mut poussr::Config, tls_dir: &std::path::Path) -> Opti
                 "TLS (https, wss) is off for this launch: {e}. Choose other files or create a certificate in Settings."
             ))
         }
-    }
-}
-
-/// Whether a graphical session is there to open a window in (on Linux: X11 or Wayland).
-pub fn has_display() -> bool {
-    if cfg!(target_os = "linux") {
-        ["DISPLAY", "WAYLAND_DISPLAY"].iter().any(|v| std::env::var_os(v).is_some_and(|d| !d.is_empty()))
-    } else {
-        true
     }
 }
 

@@ -5,9 +5,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHmac } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Key } from 'webdriverio';
 import WebSocket from 'ws';
@@ -15,6 +16,14 @@ import {
   APP, BIN, configDir, fillField, freePort, health, launch, openPane, previousAppGone, reachable, screenshot, textOf,
   useDriver, waitFor, waitInner, waitText,
 } from './app.mjs';
+
+// The app WebDriver starts inherits this: its Downloads folder (where the live log's export goes) is a folder of
+// this file's own, named in the XDG user-dirs file of a config folder of its own.
+const XDG = mkdtempSync(path.join(tmpdir(), 'poussr-xdg-'));
+const DOWNLOADS = path.join(XDG, 'downloads');
+mkdirSync(DOWNLOADS);
+writeFileSync(path.join(XDG, 'user-dirs.dirs'), `XDG_DOWNLOAD_DIR="${DOWNLOADS}"\n`);
+process.env.XDG_CONFIG_HOME = XDG;
 
 useDriver();
 
@@ -187,6 +196,15 @@ test('the dashboard panes work in the window: a test event published from the fo
     await openPane(browser, 'log');
     await waitInner(browser, 'log-view', 'from-window');
     await screenshot(browser, 'log.png');
+    // Export writes the log as JSON Lines to the Downloads folder (the window's program does it itself) and
+    // says where.
+    await (await browser.$('#log-export')).click();
+    await waitText(browser, '#notice', 'Exported ');
+    const exported = (await textOf(browser, '#notice')).match(/^Exported \d+ events? to (.+\.jsonl)$/);
+    assert.ok(exported, await textOf(browser, '#notice'));
+    assert.equal(path.dirname(exported[1]), DOWNLOADS);
+    const lines = readFileSync(exported[1], 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    assert.ok(lines.some((l) => l.event === 'from-window' && l.channel === 'desk-orders'), JSON.stringify(lines));
     await openPane(browser, 'clients');
     await waitInner(browser, 'clients-body', 'desk-orders');
     await screenshot(browser, 'clients.png');

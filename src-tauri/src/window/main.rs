@@ -15,8 +15,10 @@ use std::io::{BufRead, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use poussr_desktop::commands::CommandFailure;
-use poussr_desktop::lock;
+#[path = "../common.rs"]
+mod common;
+
+use common::lock;
 use serde_json::{Value, json};
 use tauri::{AppHandle, Manager, Runtime, State, WebviewUrl, WebviewWindow, WebviewWindowBuilder};
 use tauri_plugin_clipboard_manager::ClipboardExt;
@@ -108,27 +110,32 @@ async fn apply_settings(bridge: State<'_, Arc<Bridge>>, input: Value) -> Result<
 #[tauri::command]
 async fn open_config_folder<R: Runtime>(app: AppHandle<R>, bridge: State<'_, Arc<Bridge>>) -> Result<(), Value> {
     let dir = bridge.call("config_folder", Value::Null).await?;
-    let dir = dir.as_str().ok_or_else(|| failed(CommandFailure::Open, "the tray named no folder"))?;
-    app.opener().open_path(dir, None::<&str>).map_err(|e| failed(CommandFailure::Open, &e.to_string()))
+    let dir = dir.as_str().ok_or_else(|| failed("open", "the tray named no folder".into()))?;
+    app.opener().open_path(dir, None::<&str>).map_err(|e| failed("open", format!("cannot open the folder: {e}")))
 }
 
-/// An error as the window reads it: `{"kind", "message"}`.
-fn failed(kind: CommandFailure, message: &str) -> Value {
+/// An error as the window reads it: `{"kind", "message"}`, with the kinds of the tray's errors
+/// (`poussr_desktop::commands::CommandFailure`).
+fn failed(kind: &str, message: String) -> Value {
     json!({"kind": kind, "message": message})
 }
 
 /// `copy_text`: puts text on the clipboard.
 #[tauri::command]
 fn copy_text<R: Runtime>(app: AppHandle<R>, text: String) -> Result<(), Value> {
-    app.clipboard()
-        .write_text(text)
-        .map_err(|e| failed(CommandFailure::Clipboard, &format!("cannot use the clipboard: {e}")))
+    app.clipboard().write_text(text).map_err(|e| failed("clipboard", format!("cannot use the clipboard: {e}")))
 }
 
-/// `save_export`: writes the live log's export to the Downloads folder; returns the file's path.
+/// `save_export`: writes the live log's JSON Lines export to the Downloads folder (or the home folder) and
+/// returns the file's path. A webview cannot download a file by itself.
 #[tauri::command]
-fn save_export(name: String, text: String) -> Result<String, poussr_desktop::commands::Error> {
-    poussr_desktop::commands::save_export(&name, &text)
+fn save_export(name: String, text: String) -> Result<String, Value> {
+    let safe: String = name.chars().filter(|c| c.is_ascii_alphanumeric() || "-_.".contains(*c)).collect();
+    if safe.is_empty() || safe.starts_with('.') {
+        return Err(failed("invalid", format!("{name:?} is not a file name")));
+    }
+    common::save_to_downloads(&safe, text.as_bytes())
+        .map_err(|e| failed("open", format!("cannot open the folder: {e}")))
 }
 
 /// `pick_file`: the system's file picker, for a PEM file; the chosen path, or nothing when cancelled.
@@ -259,7 +266,7 @@ fn builder<R: Runtime>(builder: tauri::Builder<R>) -> tauri::Builder<R> {
 
 /// Runs the window until it is closed.
 fn main() {
-    if !poussr_desktop::has_display() {
+    if !common::has_display() {
         eprintln!(
             "poussr-window: no display (neither DISPLAY nor WAYLAND_DISPLAY is set): there is nowhere to show the window"
         );
