@@ -6,8 +6,9 @@
 //!   cwd)` of the interface `org.SingleInstance.DBus`: what `tauri-plugin-single-instance` used before the tray
 //!   left Tauri, so a new Poussr hands over to an older one still running, and the other way round. With no
 //!   session bus, every launch runs on its own.
-//! - Windows: a named pipe of the user's, `\\.\pipe\poussr-desktop-<user>`, created as its first instance; a
-//!   second launch writes its arguments to it as one JSON line.
+//! - Windows: a named pipe of the user's, `\\.\pipe\poussr-desktop-<user>`. A launch first opens it: if a
+//!   Poussr has it, the launch writes its arguments to it as one JSON line and exits; if not, it creates the
+//!   pipe (as its first instance, which refuses a pipe another launch made in between).
 
 /// What a launch is.
 pub enum Claim {
@@ -128,6 +129,14 @@ mod windows {
 
     pub(super) fn claim(args: &[String], runtime: &tokio::runtime::Handle, on_launch: OnLaunch) -> Claim {
         let name = pipe_name();
+        let line = serde_json::to_string(args).unwrap_or_default() + "\n";
+        // Another Poussr's pipe first: creating ours with `first_pipe_instance` would also refuse, but Wine
+        // ignores that flag.
+        match runtime.block_on(hand_over(&name, &line)) {
+            Ok(()) => return Claim::HandedOver,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Claim::Alone(format!("another Poussr holds {name} but did not take this launch ({e})")),
+        }
         let created = {
             // The pipe registers with the runtime's reactor.
             let _entered = runtime.enter();
@@ -138,19 +147,30 @@ mod windows {
                 runtime.spawn(serve(name, server, on_launch));
                 Claim::First(Instance {})
             }
-            Err(created) => {
-                let line = serde_json::to_string(args).unwrap_or_default() + "\n";
-                let sent = runtime.block_on(async {
-                    let mut client = ClientOptions::new().open(&name)?;
-                    client.write_all(line.as_bytes()).await?;
-                    client.flush().await
-                });
-                match sent {
-                    Ok(()) => Claim::HandedOver,
-                    Err(e) => Claim::Alone(format!("cannot create or open {name} ({created}; {e})")),
-                }
-            }
+            // Another launch made it in the meantime.
+            Err(created) => match runtime.block_on(hand_over(&name, &line)) {
+                Ok(()) => Claim::HandedOver,
+                Err(e) => Claim::Alone(format!("cannot create or open {name} ({created}; {e})")),
+            },
         }
+    }
+
+    /// Sends `line` to the Poussr whose pipe `name` is; `NotFound` when there is none. A pipe whose one
+    /// instance is busy (taking another launch) is tried again for up to a second.
+    async fn hand_over(name: &str, line: &str) -> std::io::Result<()> {
+        const ERROR_PIPE_BUSY: i32 = 231;
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(1);
+        let mut client = loop {
+            match ClientOptions::new().open(name) {
+                Ok(client) => break client,
+                Err(e) if e.raw_os_error() == Some(ERROR_PIPE_BUSY) && tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        client.write_all(line.as_bytes()).await?;
+        client.flush().await
     }
 
     async fn serve(name: String, mut server: NamedPipeServer, on_launch: OnLaunch) {

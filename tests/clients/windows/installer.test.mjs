@@ -55,8 +55,8 @@ describe('the Windows installer', () => {
     return found;
   }
 
-  test('it carries the tray app, the headless hub, WebView2Loader.dll, the licence, the icon and an uninstaller', () => {
-    for (const name of ['poussr-desktop.exe', 'poussr.exe', 'WebView2Loader.dll', 'LICENSE.txt', 'poussr.ico']) {
+  test('it carries the tray app, its window, the headless hub, WebView2Loader.dll, the licence, the icon and an uninstaller', () => {
+    for (const name of ['poussr-desktop.exe', 'poussr-window.exe', 'poussr.exe', 'WebView2Loader.dll', 'LICENSE.txt', 'poussr.ico']) {
       assert.ok(entry(name).size > 0, `${name} is not empty`);
     }
     const uninstaller = list.find((e) => /uninstall.*\.exe$/i.test(e.path));
@@ -64,15 +64,17 @@ describe('the Windows installer', () => {
   });
 
   test('the programs are the build that make windows staged, byte for byte', () => {
-    for (const name of ['poussr-desktop.exe', 'poussr.exe', 'WebView2Loader.dll']) {
+    for (const name of ['poussr-desktop.exe', 'poussr-window.exe', 'poussr.exe', 'WebView2Loader.dll']) {
       const packed = readFileSync(join(dir, entry(name).path));
       assert.equal(sha256(packed), sha256(readFileSync(join(stage, name))), `${name} in the installer is the staged one`);
     }
   });
 
-  test('the tray app is a GUI program (no console window) and poussr.exe a console one, both x86-64', () => {
-    const desktop = peHeader(readFileSync(join(dir, entry('poussr-desktop.exe').path)));
-    assert.deepEqual(desktop, { machine: 0x8664, magic: 0x20b, subsystem: 2 }, 'poussr-desktop.exe: PE32+, x86-64, Windows GUI');
+  test('the tray app and its window are GUI programs (no console window) and poussr.exe a console one, all x86-64', () => {
+    for (const name of ['poussr-desktop.exe', 'poussr-window.exe']) {
+      const gui = peHeader(readFileSync(join(dir, entry(name).path)));
+      assert.deepEqual(gui, { machine: 0x8664, magic: 0x20b, subsystem: 2 }, `${name}: PE32+, x86-64, Windows GUI`);
+    }
     const hub = peHeader(readFileSync(join(dir, entry('poussr.exe').path)));
     assert.deepEqual(hub, { machine: 0x8664, magic: 0x20b, subsystem: 3 }, 'poussr.exe: PE32+, x86-64, console');
     const installer = peHeader(readFileSync(setup));

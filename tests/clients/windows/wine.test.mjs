@@ -2,13 +2,17 @@
 // - paths with spaces and non-ASCII letters: the data folder, the config file, the certificate files;
 // - a console's Ctrl-C, and the end of the Windows session (WM_ENDSESSION, sent by `wineboot --end-session`),
 //   close poussr.exe's clients with 4200, as SIGTERM does on Linux;
+// - the tray app (poussr-desktop.exe): a second launch with `--quit` reaches the first through its named pipe,
+//   and the end of the session closes its clients with 4200;
 // - `poussr.exe service install|start|stop|uninstall` through Wine's service control manager;
 // - the installer run silently, then its uninstaller, which keeps %APPDATA%\Poussr unless asked.
 // The protocol suites themselves run against the same build (scripts/test.sh windows).
 
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync,
+} from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
@@ -200,6 +204,54 @@ describe('the Windows build under Wine', { skip: !UNDER_WINE && 'POUSSR_BIN is n
     await eventually(() => hub.exitCode !== undefined, { timeout: 15_000, what: 'poussr.exe to exit' });
     assert.equal(hub.exitCode, 0, hub.output());
     assert.match(hub.stderr, /shutting down, the system is shutting down/, hub.output());
+  });
+
+  /**
+   * poussr-desktop.exe (the tray app) started hidden in a folder of its own, on 127.0.0.1, with a raw Pusher
+   * client connected: `{ desktop, dir, raw, exited, log }`.
+   */
+  async function startTray(t) {
+    const stage = process.env.POUSSR_WINDOWS_STAGE;
+    assert.ok(stage && process.env.DISPLAY, 'POUSSR_WINDOWS_STAGE and DISPLAY are set (scripts/test.sh windows)');
+    const desktop = join(stage, 'poussr-desktop.exe');
+    const dir = awkwardFolder(t);
+    const port = await freePort();
+    const creds = randomCredentials();
+    writeFileSync(join(dir, 'settings.json'), JSON.stringify({
+      bind: '127.0.0.1', port, app: { id: creds.appId, key: creds.key, secret: creds.secret },
+    }));
+    // The tray's log goes to a file: its output is not a pipe that what Wine leaves running could hold open.
+    const logFile = join(dir, 'tray.log');
+    const out = openSync(logFile, 'w');
+    const tray = spawn('wine', [desktop, '--hidden', '--config-dir', windowsPath(dir)], {
+      stdio: ['ignore', out, out], env: { ...process.env, POUSSR_NO_MDNS: '1', RUST_LOG: 'info' },
+    });
+    closeSync(out);
+    const exited = new Promise((resolve) => tray.on('exit', (code, signal) => resolve({ code, signal })));
+    t.after(() => tray.kill('SIGKILL'));
+    await eventually(() => fetch(`http://127.0.0.1:${port}/health`).then((r) => r.ok, () => false),
+      { timeout: 60_000, interval: 250, what: `the tray's hub on port ${port}` });
+    const raw = await openPusherSocket({ wsUrl: `ws://127.0.0.1:${port}`, key: creds.key });
+    return { desktop, dir, raw, exited, log: () => readFileSync(logFile, 'utf8') };
+  }
+
+  test('the tray app: a second launch with --quit reaches the first through its pipe, which closes clients with 4200 and exits 0', async (t) => {
+    const { desktop, dir, raw, exited, log } = await startTray(t);
+    // What the installer does before it replaces the program: the second launch hands --quit over and exits.
+    await wine(desktop, ['--quit', '--config-dir', windowsPath(dir)], { timeout: 30_000 });
+    const closed = await raw.waitClosed(15_000);
+    assert.equal(closed.code, 4200, JSON.stringify(closed));
+    assert.deepEqual(await bounded(exited, 'the tray to exit', 15_000), { code: 0, signal: null }, log());
+    assert.match(log(), /started hidden: in the tray, the hub serving/);
+  });
+
+  test('the tray app: the end of the Windows session closes clients with 4200, and it exits 0', async (t) => {
+    const { raw, exited, log } = await startTray(t);
+    assert.equal(await bounded(detached('wine', ['wineboot', '--end-session']), 'wineboot --end-session'), 0);
+    const closed = await raw.waitClosed(15_000);
+    assert.equal(closed.code, 4200, JSON.stringify(closed));
+    assert.deepEqual(await bounded(exited, 'the tray to exit', 15_000), { code: 0, signal: null }, log());
+    assert.match(log(), /the system is shutting down: closing clients with 4200 and quitting/);
   });
 
   test('poussr.exe service install, start, stop and uninstall, through the service control manager', async (t) => {
