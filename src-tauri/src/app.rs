@@ -113,6 +113,7 @@ fn init_log() {
 
 /// Runs the desktop app until the operator quits.
 pub fn run() {
+    // The arguments without the program's path (the first item).
     let args: Vec<String> = std::env::args().skip(1).collect();
     let options = LaunchOptions::parse(args.clone());
     if let Some(what) = &options.autostart {
@@ -177,6 +178,7 @@ pub fn run() {
     let mut clipboard = None;
     event_loop.run(move |event, _, control_flow| {
         *control_flow = ControlFlow::Wait;
+        // The loop owns the single-instance name: it is released when the process ends, not before.
         let _keep = &instance;
         let open = || {
             if let Err(e) = window::show(&windows, &state, runtime.handle()) {

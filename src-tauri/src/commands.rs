@@ -24,9 +24,6 @@ pub enum Error {
     /// The settings could not be saved; the previous ones are kept.
     #[error("{0}")]
     Settings(String),
-    /// The clipboard refused.
-    #[error("cannot use the clipboard: {0}")]
-    Clipboard(String),
     /// The config folder could not be opened.
     #[error("cannot open the folder: {0}")]
     Open(String),
@@ -50,7 +47,7 @@ pub enum CommandFailure {
     Invalid,
     /// The settings could not be saved.
     Settings,
-    /// The clipboard refused.
+    /// The clipboard refused (reported by the window's own `copy_text`).
     Clipboard,
     /// The folder could not be opened.
     Open,
@@ -63,7 +60,6 @@ impl Error {
             Error::Bind(e) => ErrorKind::Bind(e.kind),
             Error::Invalid(_) => ErrorKind::Command(CommandFailure::Invalid),
             Error::Settings(_) => ErrorKind::Command(CommandFailure::Settings),
-            Error::Clipboard(_) => ErrorKind::Command(CommandFailure::Clipboard),
             Error::Open(_) => ErrorKind::Command(CommandFailure::Open),
         }
     }

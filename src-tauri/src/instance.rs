@@ -31,7 +31,7 @@ pub type OnLaunch = Box<dyn Fn(Vec<String>) + Send + Sync + 'static>;
 
 /// The app's identifier (`tauri.conf.json`), which names the single-instance lock.
 pub fn identifier() -> String {
-    serde_json::from_str::<serde_json::Value>(include_str!("../tauri.conf.json"))
+    crate::tauri_conf()
         .ok()
         .and_then(|c| c.get("identifier").and_then(|i| i.as_str()).map(str::to_owned))
         .unwrap_or_else(|| "io.poussr.desktop".into())
@@ -72,6 +72,7 @@ mod linux {
         /// A later launch's command line (its first item is the program's path) and its folder.
         fn execute_callback(&self, argv: Vec<String>, cwd: String) {
             let _ = cwd;
+            // Not the program's path: the arguments only, as `LaunchOptions::parse` takes them.
             (self.on_launch)(argv.into_iter().skip(1).collect());
         }
     }

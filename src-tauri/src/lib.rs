@@ -302,11 +302,15 @@ impl LaunchOptions {
     }
 }
 
+/// `tauri.conf.json`, compiled in: the app's identifier and the defaults of its settings (the window's program
+/// reads the same file through Tauri).
+pub(crate) fn tauri_conf() -> Result<serde_json::Value, String> {
+    serde_json::from_str(include_str!("../tauri.conf.json")).map_err(|e| format!("tauri.conf.json: {e}"))
+}
+
 /// The defaults compiled in: `plugins.poussr` of `tauri.conf.json`, over the hub's own.
 pub fn compiled_defaults() -> Result<Settings, String> {
-    let conf: serde_json::Value =
-        serde_json::from_str(include_str!("../tauri.conf.json")).map_err(|e| format!("tauri.conf.json: {e}"))?;
-    Settings::from_plugin_config(conf.pointer("/plugins/poussr"))
+    Settings::from_plugin_config(tauri_conf()?.pointer("/plugins/poussr"))
 }
 
 /// Loads the settings and starts the hub, on the current tokio runtime. A failure to listen is not fatal:

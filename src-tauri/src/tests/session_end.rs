@@ -3,7 +3,7 @@
 
 use std::io::{Read, Write};
 
-use super::Window;
+use super::Tray;
 
 /// A raw WebSocket client of the hub's Poussr v1 endpoint, on a plain TCP socket.
 fn connect(port: u16) -> std::net::TcpStream {
@@ -54,7 +54,7 @@ fn close_code(stream: &mut std::net::TcpStream) -> u16 {
 
 #[test]
 fn the_end_of_the_session_closes_clients_with_4200_before_the_process_ends() {
-    let w = Window::open();
+    let w = Tray::open();
     let port = w.runner().status().listen.unwrap().port();
     let mut client = connect(port);
     let windows = crate::window::Windows::default();
