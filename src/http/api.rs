@@ -294,6 +294,7 @@ pub(super) async fn channels(
         ));
     }
     let mut out = BTreeMap::new();
+    state.hub.cluster_sync().await;
     for c in state.hub.cluster_channels(&app) {
         if !c.name.starts_with(&prefix) {
             continue;
@@ -322,6 +323,7 @@ pub(super) async fn channel(
     let name = super::channel_name(&name)?;
     let info = Info::parse(channels_query(query.as_deref()).info.as_deref())?;
     info.check(&name)?;
+    state.hub.cluster_sync().await;
     let occupied = state.hub.cluster_channel(&app, &name).is_some();
     let mut out = Map::new();
     out.insert("occupied".into(), occupied.into());
@@ -345,6 +347,7 @@ pub(super) async fn channel_users(
             "{name:?} is not a presence channel; only presence channels have users"
         )));
     }
+    state.hub.cluster_sync().await;
     let users: Vec<Value> =
         state.hub.cluster_channel_users(&app, &name).iter().map(|id| json!({ "id": &**id })).collect();
     Ok(Json(json!({ "users": users })))

@@ -287,6 +287,7 @@ impl Hub {
         }
         let user_id = member.filter(|_| presence).map(|m| m.user_id);
         state.subscribers.insert(conn.number, Subscriber { conn: conn.clone(), user_id });
+        s.adapter.subscriptions_changed(app, channel.as_str(), state.subscribers.len());
         // It reads what is appended from now on: a cache channel's event before this is the cached one,
         // and a kept event before this is at most the position it is given.
         let position = positions.then(|| self.delivered_position(app, channel)).flatten();
@@ -364,6 +365,7 @@ impl Hub {
         let Some(ch) = map.get(channel).cloned() else { return };
         let mut state = lock(&ch.state);
         let Some(sub) = state.subscribers.remove(&conn.number) else { return };
+        s.adapter.subscriptions_changed(app, channel.as_str(), state.subscribers.len());
         lock(&ch.ring).leave(conn.number);
         let mut removed = None;
         let mut last_here = None;

@@ -9,21 +9,51 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
 
 use super::{App, Hub, Publish, lock};
-use crate::config::AdapterKind;
+use crate::config::{AdapterKind, WebhookKind};
+use crate::history::HistoryError;
 use crate::protocol::{ChannelKind, ChannelName};
 
 /// The members of one presence channel on other hubs: user id → user info.
 pub type RemoteMembers = BTreeMap<String, serde_json::Value>;
 
+/// How long a request waits for the cluster to catch up ([`Hub::cluster_sync`]) before it is answered
+/// from what this hub knows.
+pub const SYNC_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Who delivers an event published on this hub to this hub's own subscribers.
+#[derive(Debug)]
+pub enum Route {
+    /// The hub, now (a hub alone, or a cluster whose link is down: the adapter has queued the event for
+    /// the other hubs already).
+    Here,
+    /// The adapter, in the cluster's order, through [`Hub::deliver_local`]: the answer comes once the
+    /// cluster has the event and this hub has delivered it, with the number of local connections.
+    Ordered(oneshot::Receiver<Result<usize, HistoryError>>),
+}
+
 /// Where the hub's traffic goes beyond its own subscribers. Every method has the behaviour of a hub
 /// alone as its default, so an adapter implements only what it shares.
 pub trait Adapter: Send + Sync + std::fmt::Debug {
-    /// Sends on an event that this hub has just delivered to its own subscribers.
-    fn publish(&self, _app: &App, _event: &Publish) {}
+    /// Hands on an event published on this hub, and says who delivers it here.
+    fn publish(&self, _app: &App, _event: &Publish) -> Route {
+        Route::Here
+    }
+
+    /// Resolves once every change the cluster accepted before this call has been applied here (`None`:
+    /// nothing to wait for, as for a hub alone or a cluster whose link is down).
+    fn sync(&self) -> Option<oneshot::Receiver<()>> {
+        None
+    }
+
+    /// Tells the other hubs that `channel` has `count` subscriptions here now. Called under the channel's
+    /// lock, so that the counts leave in the order they changed: it must only queue.
+    fn subscriptions_changed(&self, _app: &App, _channel: &str, _count: usize) {}
 
     /// Tells the other hubs to close `user_id`'s connections (this hub closes its own).
     fn terminate_user(&self, _app: &App, _user_id: &str) {}
@@ -131,12 +161,52 @@ pub struct ClusterStatus {
     pub received: u64,
     /// Messages dropped because the link was down too long (the outbox was full).
     pub dropped: u64,
+    /// Hubs that died and whose webhooks this hub sent (it held their clean-up lease).
+    pub cleaned_up: u64,
 }
 
 impl Hub {
     /// The cluster this hub belongs to, if any.
     pub fn cluster_status(&self) -> Option<ClusterStatus> {
         self.shared.adapter.status()
+    }
+
+    /// Waits (at most [`SYNC_TIMEOUT`]) until every change the cluster accepted before this call is
+    /// applied here: subscriptions, members and events of the other hubs. Answers about the cluster given
+    /// after it reflect everything that completed on any hub before the call.
+    pub async fn cluster_sync(&self) {
+        if let Some(synced) = self.shared.adapter.sync()
+            && tokio::time::timeout(SYNC_TIMEOUT, synced).await.is_err()
+        {
+            tracing::debug!("the cluster did not catch up within {SYNC_TIMEOUT:?}; answering from what this hub knows");
+        }
+    }
+
+    /// The departed hub `departed` held these channels and members of `app_id`: sends the
+    /// `member_removed` and `channel_vacated` webhooks for those that are now gone from the whole cluster.
+    /// The adapter calls it on one hub only (the one that holds the departed hub's clean-up lease).
+    pub fn departed_webhooks(&self, app_id: &str, departed: &AppSnapshot) -> (usize, usize) {
+        let Some(app) = self.app_by_id(app_id) else { return (0, 0) };
+        let remote = self.shared.adapter.remote(app_id);
+        let (mut members, mut vacated) = (0, 0);
+        for (channel, users) in &departed.presence {
+            let Ok(name) = ChannelName::parse(channel) else { continue };
+            let present = self.cluster_users_with(&app, &name, &remote);
+            for user in users.keys().filter(|u| !present.iter().any(|p| **p == ***u)) {
+                app.webhook(WebhookKind::MemberRemoved, &name, Some(&Arc::from(user.as_str())));
+                members += 1;
+            }
+        }
+        for (channel, &count) in &departed.channels {
+            let Ok(name) = ChannelName::parse(channel) else { continue };
+            let local = self.channel(&app, &name).map_or(0, |c| c.subscription_count);
+            let others: usize = remote.iter().filter_map(|s| s.channels.get(channel)).sum();
+            if count > 0 && local + others == 0 {
+                app.webhook(WebhookKind::ChannelVacated, &name, None);
+                vacated += 1;
+            }
+        }
+        (members, vacated)
     }
 
     /// Whether another hub has subscribers on `channel` of `app`.

@@ -9,6 +9,7 @@ use std::task::Waker;
 use tokio::sync::oneshot;
 
 use super::channel::Channel;
+use super::cluster::Route;
 use super::ring::Appended;
 use super::{App, Connection, Frame, Hub, lock};
 use crate::config::WebhookKind;
@@ -92,6 +93,8 @@ pub enum Delivery {
     /// sessions to wake (woken by [`Delivery::finish`], on the caller's runtime thread: the history's writer
     /// appends in order and leaves the waking of thousands of sessions to the publishers).
     Pending(oneshot::Receiver<KeptDelivery>),
+    /// In a cluster: delivered here by the adapter once the cluster has ordered it (see [`Route`]).
+    Ordered(oneshot::Receiver<Result<usize, HistoryError>>),
 }
 
 /// What a kept event's delivery answers: to how many connections, and the sessions to wake.
@@ -102,7 +105,7 @@ impl Delivery {
     pub fn ready(&self) -> Option<usize> {
         match self {
             Delivery::Done(n) => Some(*n),
-            Delivery::Pending(_) => None,
+            Delivery::Pending(_) | Delivery::Ordered(_) => None,
         }
     }
 
@@ -117,6 +120,7 @@ impl Delivery {
                 }
                 Ok(delivered)
             }
+            Delivery::Ordered(answer) => answer.await.unwrap_or(Err(HistoryError::Closed)),
         }
     }
 }
@@ -129,11 +133,7 @@ struct Waiting {
     wake: Vec<Waker>,
     error: Option<HistoryError>,
     answer: Option<oneshot::Sender<KeptDelivery>>,
-    /// Runs once every channel's frame is delivered (handing the event to the other hubs).
-    then: Option<Then>,
 }
-
-type Then = Box<dyn FnOnce() + Send>;
 
 impl Waiting {
     fn channel_done(&mut self, result: KeptDelivery) {
@@ -153,12 +153,7 @@ impl Waiting {
                     wake_all(wake);
                     Err(e)
                 }
-                None => {
-                    if let Some(then) = self.then.take() {
-                        then();
-                    }
-                    Ok((self.delivered, wake))
-                }
+                None => Ok((self.delivered, wake)),
             };
             match self.answer.take() {
                 // Nobody waits (a remote event, or a publisher gone): the sessions are woken here.
@@ -184,27 +179,14 @@ fn wake_all(wake: Vec<Waker>) {
 }
 
 impl Hub {
-    /// Publishes an event: delivers it to this hub's subscribers, then hands it to the adapter for the
-    /// other hubs of a cluster. When the app keeps history, the event is first made durable: the delivery
-    /// then finishes once it is on disk and queued to every local subscriber.
+    /// Publishes an event. A hub alone delivers it to its subscribers at once; in a cluster the adapter
+    /// hands it to the other hubs and delivers it here in the cluster's order ([`Route::Ordered`]), or
+    /// here at once while the cluster cannot be reached. When the app keeps history, the event is made
+    /// durable first: the delivery then finishes once it is on disk and queued to every local subscriber.
     pub fn publish(&self, app: &App, event: &Publish) -> Delivery {
-        match self.keeping(app, event) {
-            Some(history) => {
-                let hub = self.clone();
-                let (id, event) = (app.id.clone(), Arc::new(event.clone()));
-                let forward = event.clone();
-                let then: Then = Box::new(move || {
-                    if let Some(app) = hub.app_by_id(&id) {
-                        hub.shared.adapter.publish(&app, &forward);
-                    }
-                });
-                self.keep_then_deliver(history, app, event, Some(then))
-            }
-            None => {
-                let delivered = self.deliver_now(app, event);
-                self.shared.adapter.publish(app, event);
-                Delivery::Done(delivered)
-            }
+        match self.shared.adapter.publish(app, event) {
+            Route::Ordered(answer) => Delivery::Ordered(answer),
+            Route::Here => self.deliver_local(app, event),
         }
     }
 
@@ -212,7 +194,7 @@ impl Hub {
     /// here or arrived from another hub.
     pub fn deliver_local(&self, app: &App, event: &Publish) -> Delivery {
         match self.keeping(app, event) {
-            Some(history) => self.keep_then_deliver(history, app, Arc::new(event.clone()), None),
+            Some(history) => self.keep_then_deliver(history, app, Arc::new(event.clone())),
             None => Delivery::Done(self.deliver_now(app, event)),
         }
     }
@@ -227,9 +209,9 @@ impl Hub {
         event.channels.iter().map(|name| self.deliver_channel(app, event, name, None, None)).sum()
     }
 
-    /// Keeps an event, then delivers it once it is durable (and runs `then`). The event is copied once for
-    /// all its channels' completions.
-    fn keep_then_deliver(&self, history: &History, app: &App, event: Arc<Publish>, then: Option<Then>) -> Delivery {
+    /// Keeps an event, then delivers it once it is durable. The event is copied once for all its channels'
+    /// completions.
+    fn keep_then_deliver(&self, history: &History, app: &App, event: Arc<Publish>) -> Delivery {
         let Some(owned) = self.app_by_id(&app.id) else { return Delivery::Done(self.deliver_now(app, &event)) };
         if event.channels.is_empty() {
             return Delivery::Done(0);
@@ -241,7 +223,6 @@ impl Hub {
             wake: Vec::new(),
             error: None,
             answer: Some(answer),
-            then,
         }));
         for name in &event.channels {
             let entry = Entry {

@@ -53,7 +53,9 @@ use crate::protocol::CloseCode;
 pub use app::App;
 pub use cache::Cached;
 pub use channel::{ChannelInfo, Joined, Member, SubscribeError};
-pub use cluster::{Adapter, Alone, AppSnapshot, ClusterChannel, ClusterNode, ClusterStatus, LinkState, RemoteMembers};
+pub use cluster::{
+    Adapter, Alone, AppSnapshot, ClusterChannel, ClusterNode, ClusterStatus, LinkState, RemoteMembers, Route,
+};
 pub use connection::{Connection, ConnectionInfo, OpenError};
 pub use fanout::{ClientEventError, Delivery, Publish};
 pub use stats::{HistoryStatus, Stats};

@@ -117,6 +117,11 @@ where
             }
         }
         let resume = sub.poussr_resume;
+        // In a cluster, the members listed are those of every subscription that completed on any hub
+        // before this one.
+        if kind == ChannelKind::Presence {
+            self.hub.cluster_sync().await;
+        }
         let joined = match self.hub.subscribe_counting(&self.conn, &name, member, resume.is_some()) {
             Ok(joined) => joined,
             Err(e) => {
@@ -128,6 +133,10 @@ where
                 return self.subscription_error(channel, Kind::LimitReached, &e.to_string(), status).await;
             }
         };
+        // In a cluster, every hub counts this subscription before the client learns it succeeded.
+        if joined.newly {
+            self.hub.cluster_sync().await;
+        }
         self.reply(pusher::subscription_succeeded(channel, joined.presence.as_deref().unwrap_or("{}"))).await?;
         let after = match (resume, joined.newly) {
             (Some(resume), true) => match self.resume(Dialect::Pusher, &name, resume, joined.position).await? {

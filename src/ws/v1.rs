@@ -49,6 +49,9 @@ where
                 return Ok(Next::Continue);
             }
         };
+        if joined.newly {
+            self.hub.cluster_sync().await;
+        }
         self.reply(v1::subscription_succeeded(&channel)).await?;
         if let Some(resume) = resume.filter(|_| joined.newly) {
             // Poussr v1 joins no cache channel: nothing to write between the events and the position.

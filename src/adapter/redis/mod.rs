@@ -1,23 +1,33 @@
 //! The Redis adapter: hubs that share their traffic through Redis pub/sub, with the `redis` crate.
 //!
-//! - Every event this hub publishes (HTTP API, Poussr v1, client events) is delivered to its own
-//!   subscribers at once and queued for `PUBLISH` on `{prefix}#events`; every hub subscribes to that
-//!   channel and delivers what the others published. A message carries its origin node, so nobody
-//!   delivers an event twice, and the `socket_id` to leave out, which every node honours.
+//! - **One order.** Every event published on a hub (HTTP API, Poussr v1, client events, the dashboard) is
+//!   sent to `{prefix}#events`, and every hub, the one that published it included, delivers what that
+//!   channel brings in the order Redis gives. The publisher is answered once its event has come back, so
+//!   an event whose publish was answered is delivered everywhere before any event published after that
+//!   answer. Each message carries its node and a number per node, so nothing is delivered twice.
+//! - **Current answers.** Subscription counts and presence members travel as messages too. A request about
+//!   the cluster first sends a sync to the hub's own channel `{prefix}#node:{id}` and waits for it to come
+//!   back: by then everything Redis accepted before has been applied.
 //! - `terminate_connections` travels the same way.
 //! - Each hub writes `{prefix}:node:{id}` (its name, its connection count, its occupied channels) every
 //!   second with an expiry of `node_timeout`; the keys of the others are how a hub knows the cluster, and
-//!   a hub that dies disappears when its key expires.
+//!   a hub that dies disappears when its key expires. One survivor, under a lease, then sends the
+//!   webhooks of what left the cluster with it (`reap.rs`).
 //! - Each of the three Redis connections (subscriber, publisher, heartbeat) reconnects by itself with a
-//!   backoff from 200 ms to 5 s. While Redis is unreachable, local delivery goes on, up to
-//!   [`OUTBOX_CAPACITY`] events wait for the link, and `/health` says the link is down.
+//!   backoff from 200 ms to 5 s; the subscriber pings Redis every second, so a silent partition is noticed
+//!   within 3 s. While the subscriber or the publisher is down, events are delivered here at once, up to
+//!   [`OUTBOX_CAPACITY`] wait for the link, and `/health` says the link is down.
 //!
 //! | file | what it owns |
 //! |---|---|
 //! | `mod.rs` | the messages between hubs, and [`Cluster`]: the [`Adapter`] the hub is handed |
+//! | `own.rs` | this hub's messages: their numbers, and what waits for them to come back |
 //! | `view.rs` | what this hub knows of the others (heartbeat records and patches) and of its links |
 //! | `tasks.rs` | the three connections' tasks: subscriber, publisher, heartbeat |
+//! | `reap.rs` | the clean-up of a hub that died, under a lease |
 
+mod own;
+mod reap;
 mod tasks;
 mod view;
 
@@ -28,9 +38,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 
+use self::own::{Outgoing, Sent, Waiter};
 use self::view::{Link, NodeRecord};
 use crate::config::AdapterKind;
-use crate::hub::{Adapter, App, AppSnapshot, ClusterStatus, Hub, Publish, RemoteMembers};
+use crate::hub::{Adapter, App, AppSnapshot, ClusterStatus, Hub, Publish, RemoteMembers, Route};
 use crate::monitor::{EventSource, now_ms};
 
 /// Events waiting for the publisher connection; beyond this, new ones are dropped and counted.
@@ -41,6 +52,12 @@ pub(crate) const OUTBOX_CAPACITY: usize = 10_000;
 struct Envelope {
     /// The node that sent it.
     node: String,
+    /// Its number among that node's messages.
+    #[serde(default)]
+    seq: u64,
+    /// Already delivered by its node (sent while that node's links were down).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    here: bool,
     /// What it says.
     #[serde(flatten)]
     body: Body,
@@ -66,6 +83,10 @@ enum Body {
     MemberAdded { app: String, channel: String, user_id: String, user_info: serde_json::Value },
     /// A user's last connection on the sending hub left a presence channel.
     MemberRemoved { app: String, channel: String, user_id: String },
+    /// A channel has this many subscriptions on the sending hub now.
+    Subscriptions { app: String, channel: String, count: usize },
+    /// Nothing: the sending hub waits for it to come back (sent to its own channel only).
+    Sync,
 }
 
 /// This hub's membership of a Redis cluster.
@@ -80,9 +101,9 @@ pub(crate) struct Cluster {
     /// How long a silent hub stays a member.
     node_timeout: Duration,
     /// Messages for the publisher connection, in order.
-    outbox: mpsc::Sender<String>,
+    outbox: mpsc::Sender<Outgoing>,
     /// Taken by the publisher task when the hub starts serving.
-    outbox_rx: Mutex<Option<mpsc::Receiver<String>>>,
+    outbox_rx: Mutex<Option<mpsc::Receiver<Outgoing>>>,
     /// The links and the view of the others, shared with the tasks.
     link: Arc<Link>,
     /// Tells the tasks to stop.
@@ -127,23 +148,33 @@ impl Cluster {
         })
     }
 
-    /// The pub/sub channel every hub publishes to and subscribes to.
-    fn events_channel(&self) -> String {
-        format!("{}#events", self.prefix)
+    /// The names of this cluster's channels.
+    fn channels(&self) -> tasks::Channels {
+        tasks::Channels {
+            events: format!("{}#events", self.prefix),
+            own: format!("{}#node:{}", self.prefix, self.node),
+        }
     }
 
-    /// Queues a message for the other hubs; a full outbox drops it and counts it.
-    fn send(&self, body: Body) {
-        let message = serde_json::to_string(&Envelope { node: self.node.clone(), body }).unwrap_or_default();
-        if self.outbox.try_send(message).is_err() {
+    /// Numbers and queues a message (to this hub's own channel with `to_self`); `waiter` waits for it to
+    /// come back while the links are up. A full outbox drops it and counts it.
+    fn send(&self, body: Body, to_self: bool, waiter: Option<Waiter>) -> Sent {
+        let node = &self.node;
+        let make = |seq, here| {
+            let envelope = Envelope { node: node.clone(), seq, here, body };
+            Outgoing { to_self, message: serde_json::to_string(&envelope).unwrap_or_default() }
+        };
+        let sent = self.link.own.send(&self.outbox, make, waiter);
+        if sent == Sent::Dropped {
             self.link.dropped.fetch_add(1, Relaxed);
         }
+        sent
     }
 }
 
 impl Adapter for Cluster {
-    fn publish(&self, app: &App, event: &Publish) {
-        self.send(Body::Publish {
+    fn publish(&self, app: &App, event: &Publish) -> Route {
+        let body = Body::Publish {
             app: app.config.id.clone(),
             channels: event.channels.iter().map(|c| c.to_string()).collect(),
             event: event.event.to_string(),
@@ -151,11 +182,26 @@ impl Adapter for Cluster {
             except: event.except.as_deref().map(str::to_owned),
             user_id: event.user_id.as_deref().map(str::to_owned),
             source: event.source,
-        });
+        };
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let waiter = Waiter::Deliver { app: app.config.id.clone(), event: Box::new(event.clone()), answer };
+        match self.send(body, false, Some(waiter)) {
+            Sent::Waiting => Route::Ordered(answered),
+            Sent::Here | Sent::Dropped => Route::Here,
+        }
+    }
+
+    fn sync(&self) -> Option<tokio::sync::oneshot::Receiver<()>> {
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        (self.send(Body::Sync, true, Some(Waiter::Sync(answer))) == Sent::Waiting).then_some(answered)
+    }
+
+    fn subscriptions_changed(&self, app: &App, channel: &str, count: usize) {
+        self.send(Body::Subscriptions { app: app.config.id.clone(), channel: channel.to_owned(), count }, false, None);
     }
 
     fn terminate_user(&self, app: &App, user_id: &str) {
-        self.send(Body::Terminate { app: app.config.id.clone(), user_id: user_id.to_owned() });
+        self.send(Body::Terminate { app: app.config.id.clone(), user_id: user_id.to_owned() }, false, None);
     }
 
     /// Spawns the three connections' tasks. They hold the hub weakly and end when it stops.
@@ -164,7 +210,7 @@ impl Adapter for Cluster {
         let weak = hub.downgrade();
         tokio::spawn(tasks::subscriber(
             self.client.clone(),
-            self.events_channel(),
+            self.channels(),
             self.node.clone(),
             weak.clone(),
             self.link.clone(),
@@ -172,8 +218,9 @@ impl Adapter for Cluster {
         ));
         tokio::spawn(tasks::publisher(
             self.client.clone(),
-            self.events_channel(),
+            self.channels(),
             outbox,
+            weak.clone(),
             self.link.clone(),
             self.stop.subscribe(),
         ));
@@ -211,20 +258,13 @@ impl Adapter for Cluster {
     }
 
     fn member_added(&self, app: &App, channel: &str, user_id: &str, user_info: &serde_json::Value) {
-        self.send(Body::MemberAdded {
-            app: app.config.id.clone(),
-            channel: channel.to_owned(),
-            user_id: user_id.to_owned(),
-            user_info: user_info.clone(),
-        });
+        let (app, channel, user_id) = (app.config.id.clone(), channel.to_owned(), user_id.to_owned());
+        self.send(Body::MemberAdded { app, channel, user_id, user_info: user_info.clone() }, false, None);
     }
 
     fn member_removed(&self, app: &App, channel: &str, user_id: &str) {
-        self.send(Body::MemberRemoved {
-            app: app.config.id.clone(),
-            channel: channel.to_owned(),
-            user_id: user_id.to_owned(),
-        });
+        let (app, channel, user_id) = (app.config.id.clone(), channel.to_owned(), user_id.to_owned());
+        self.send(Body::MemberRemoved { app, channel, user_id }, false, None);
     }
 
     fn status(&self) -> Option<ClusterStatus> {
@@ -239,6 +279,7 @@ impl Adapter for Cluster {
             published: self.link.published.load(Relaxed),
             received: self.link.received.load(Relaxed),
             dropped: self.link.dropped.load(Relaxed),
+            cleaned_up: self.link.cleaned_up.load(Relaxed),
         })
     }
 }
@@ -251,6 +292,8 @@ mod tests {
     fn messages_round_trip_and_name_their_node() {
         let message = Envelope {
             node: "n1".into(),
+            seq: 7,
+            here: false,
             body: Body::Publish {
                 app: "1".into(),
                 channels: vec!["a".into()],
@@ -263,6 +306,7 @@ mod tests {
         };
         let text = serde_json::to_string(&message).unwrap();
         assert!(text.contains("\"kind\":\"publish\"") && text.contains("\"node\":\"n1\""), "{text}");
+        assert!(text.contains("\"seq\":7") && !text.contains("here"), "{text}");
         let back: Envelope = serde_json::from_str(&text).unwrap();
         assert!(matches!(back.body, Body::Publish { except: Some(ref e), .. } if e == "1.2"));
     }

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use tokio::sync::{mpsc, watch};
 
-use super::view::{Link, Members, NodeRecord, Patch, PresenceKey};
+use super::own::{ECHO_TIMEOUT, Outgoing};
+use super::view::{Change, Link, Members, NodeRecord, Patch, PresenceKey};
 use super::{Body, Envelope};
 use crate::hub::{Hub, Publish, WeakHub};
 use crate::protocol::ChannelName;
@@ -17,17 +18,21 @@ use crate::protocol::ChannelName;
 /// How often a hub rewrites its node key and reads the others'.
 const HEARTBEAT: Duration = Duration::from_secs(1);
 /// A Redis command that takes longer than this counts as a failure (the link is down).
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
+pub(super) const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often the subscriber connection pings Redis.
+const KEEPALIVE: Duration = Duration::from_secs(1);
+/// The most messages sent in one round trip.
+const BATCH: usize = 512;
 /// The first pause before reconnecting; it doubles up to 5 s.
-const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+pub(super) const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 
 /// Resolves when the hub stops.
-async fn stopped(stop: &mut watch::Receiver<bool>) {
+pub(super) async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
 /// Sleeps for the current backoff (doubling it, at most 5 s); false when the hub stops meanwhile.
-async fn back_off(delay: &mut Duration, stop: &mut watch::Receiver<bool>) -> bool {
+pub(super) async fn back_off(delay: &mut Duration, stop: &mut watch::Receiver<bool>) -> bool {
     let wait = *delay;
     *delay = (*delay * 2).min(Duration::from_secs(5));
     tokio::select! {
@@ -38,7 +43,7 @@ async fn back_off(delay: &mut Duration, stop: &mut watch::Receiver<bool>) -> boo
 
 /// Connects, retrying with the backoff while recording each failure as `what` and clearing `up`; `None`
 /// when the hub stops meanwhile.
-async fn connect(
+pub(super) async fn connect(
     client: &::redis::Client,
     link: &Link,
     up: &AtomicBool,
@@ -63,10 +68,63 @@ async fn connect(
     }
 }
 
-/// Receives what the other hubs publish and delivers it here.
+/// The pub/sub channels of a cluster member.
+#[derive(Debug, Clone)]
+pub(super) struct Channels {
+    /// What every hub publishes to and subscribes to.
+    pub(super) events: String,
+    /// This hub's own (its syncs).
+    pub(super) own: String,
+}
+
+/// Turns ordering on while both the subscriber and the publisher work, and off when either stops; what
+/// waited to come back is then delivered here, in order.
+fn relink(link: &Link, hub: &WeakHub) {
+    let ordered = link.subscribed.load(Relaxed) && link.publishing.load(Relaxed);
+    if ordered == link.own.is_ordered() {
+        return;
+    }
+    let waiting = link.own.set_ordered(ordered);
+    let hub = hub.upgrade();
+    for waiter in waiting {
+        waiter.resolve(hub.as_ref());
+    }
+}
+
+/// Pings Redis on the subscriber connection every [`KEEPALIVE`]; returns why once a ping fails or is not
+/// answered in [`COMMAND_TIMEOUT`], or once a message of this hub has not come back in [`ECHO_TIMEOUT`].
+async fn keepalive(mut sink: ::redis::aio::PubSubSink, link: Arc<Link>) -> String {
+    loop {
+        tokio::time::sleep(KEEPALIVE).await;
+        match tokio::time::timeout(COMMAND_TIMEOUT, sink.ping::<::redis::Value>()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return format!("a ping failed: {e}"),
+            Err(_) => return format!("Redis did not answer a ping within {} s", COMMAND_TIMEOUT.as_secs()),
+        }
+        if link.own.oldest_wait().is_some_and(|w| w > ECHO_TIMEOUT) {
+            return format!("a message of this hub did not come back within {} s", ECHO_TIMEOUT.as_secs());
+        }
+    }
+}
+
+/// Receives what every hub publishes, this one included, and delivers it here in Redis's order. When
+/// the hub stops, what still waits to come back is delivered here.
 pub(super) async fn subscriber(
     client: ::redis::Client,
-    channel: String,
+    channels: Channels,
+    node: String,
+    hub: WeakHub,
+    link: Arc<Link>,
+    stop: watch::Receiver<bool>,
+) {
+    subscribe_until_stopped(client, channels, node, hub.clone(), link.clone(), stop).await;
+    link.subscribed.store(false, Relaxed);
+    relink(&link, &hub);
+}
+
+async fn subscribe_until_stopped(
+    client: ::redis::Client,
+    channels: Channels,
     node: String,
     hub: WeakHub,
     link: Arc<Link>,
@@ -76,33 +134,42 @@ pub(super) async fn subscriber(
     loop {
         let session = async {
             let mut pubsub = client.get_async_pubsub().await?;
-            pubsub.subscribe(&channel).await?;
+            pubsub.subscribe(&[&channels.events, &channels.own]).await?;
             ::redis::RedisResult::Ok(pubsub)
         };
         match tokio::time::timeout(COMMAND_TIMEOUT, session).await {
             Ok(Ok(pubsub)) => {
+                let (sink, mut messages) = pubsub.split();
+                let mut alive = tokio::spawn(keepalive(sink, link.clone()));
                 link.subscribed.store(true, Relaxed);
+                relink(&link, &hub);
                 delay = FIRST_BACKOFF;
-                let mut messages = pubsub.into_on_message();
-                loop {
+                let why = loop {
                     tokio::select! {
                         message = messages.next() => match message {
                             Some(message) => {
                                 let Some(hub) = hub.upgrade() else { return };
                                 deliver(&hub, &node, message.get_payload_bytes(), &link);
                             }
-                            None => break,
+                            None => break "the connection to Redis was lost".to_owned(),
                         },
-                        () = stopped(&mut stop) => return,
+                        why = &mut alive => break why.unwrap_or_else(|e| format!("the keep-alive ended: {e}")),
+                        () = stopped(&mut stop) => {
+                            alive.abort();
+                            return;
+                        }
                     }
-                }
+                };
+                alive.abort();
                 link.subscribed.store(false, Relaxed);
-                link.failed("the subscription", "the connection to Redis was lost");
+                relink(&link, &hub);
+                link.failed("the subscription", why);
             }
             Ok(Err(e)) => link.failed("subscribing", e),
             Err(_) => link.failed("subscribing", "Redis did not answer in time"),
         }
         link.subscribed.store(false, Relaxed);
+        relink(&link, &hub);
         if !back_off(&mut delay, &mut stop).await {
             return;
         }
@@ -119,7 +186,14 @@ fn deliver(hub: &Hub, node: &str, payload: &[u8], link: &Link) {
         }
     };
     if envelope.node == node {
-        return; // Published here: already delivered to this hub's subscribers.
+        // This hub's own message is back: what waited for it (and for any earlier one lost) is done now.
+        for waiter in link.own.came_back(envelope.seq) {
+            waiter.resolve(Some(hub));
+        }
+        return;
+    }
+    if matches!(envelope.body, Body::Sync) || !link.seen.first_time(&envelope.node, envelope.seq) {
+        return;
     }
     link.received.fetch_add(1, Relaxed);
     match envelope.body {
@@ -136,22 +210,28 @@ fn deliver(hub: &Hub, node: &str, payload: &[u8], link: &Link) {
             }
         }
         Body::MemberAdded { app, channel, user_id, user_info } => {
-            let info = user_info.clone();
-            let patch = Patch { at: Instant::now(), node: envelope.node, app, channel, user_id, info: Some(info) };
-            let (app, channel, user) = (patch.app.clone(), patch.channel.clone(), patch.user_id.clone());
+            let change = Change::Member(user_id.clone(), Some(user_info.clone()));
+            let patch =
+                Patch { at: Instant::now(), node: envelope.node, app: app.clone(), channel: channel.clone(), change };
             let (before, after) = link.patch(patch);
             if !before && after {
-                hub.remote_presence_changed(&app, &channel, &user, Some(&user_info));
+                hub.remote_presence_changed(&app, &channel, &user_id, Some(&user_info));
             }
         }
         Body::MemberRemoved { app, channel, user_id } => {
-            let patch = Patch { at: Instant::now(), node: envelope.node, app, channel, user_id, info: None };
-            let (app, channel, user) = (patch.app.clone(), patch.channel.clone(), patch.user_id.clone());
+            let change = Change::Member(user_id.clone(), None);
+            let patch =
+                Patch { at: Instant::now(), node: envelope.node, app: app.clone(), channel: channel.clone(), change };
             let (before, after) = link.patch(patch);
             if before && !after {
-                hub.remote_presence_changed(&app, &channel, &user, None);
+                hub.remote_presence_changed(&app, &channel, &user_id, None);
             }
         }
+        Body::Subscriptions { app, channel, count } => {
+            let change = Change::Subscriptions(count);
+            link.patch(Patch { at: Instant::now(), node: envelope.node, app, channel, change });
+        }
+        Body::Sync => {}
     }
 }
 
@@ -170,16 +250,32 @@ fn announce_changes(hub: &Hub, before: &Members, after: &Members) {
     }
 }
 
-/// Publishes the outbox, in order.
+/// Publishes the outbox in order, in batches of what is queued (one round trip each).
 pub(super) async fn publisher(
     client: ::redis::Client,
-    channel: String,
-    mut outbox: mpsc::Receiver<String>,
+    channels: Channels,
+    outbox: mpsc::Receiver<Outgoing>,
+    hub: WeakHub,
+    link: Arc<Link>,
+    stop: watch::Receiver<bool>,
+) {
+    publish_until_stopped(client, channels, outbox, hub.clone(), link.clone(), stop).await;
+    link.publishing.store(false, Relaxed);
+    relink(&link, &hub);
+}
+
+async fn publish_until_stopped(
+    client: ::redis::Client,
+    channels: Channels,
+    mut outbox: mpsc::Receiver<Outgoing>,
+    hub: WeakHub,
     link: Arc<Link>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut delay = FIRST_BACKOFF;
-    let mut pending: Option<String> = None;
+    // A batch whose sending failed: sent again first on the next connection, so that order is kept (the
+    // others drop what they had already, by its number).
+    let mut unsent: Vec<Outgoing> = Vec::new();
     loop {
         let Some(mut conn) =
             connect(&client, &link, &link.publishing, "connecting the publisher", &mut delay, &mut stop).await
@@ -187,25 +283,28 @@ pub(super) async fn publisher(
             return;
         };
         link.publishing.store(true, Relaxed);
+        relink(&link, &hub);
         delay = FIRST_BACKOFF;
         loop {
-            let message = match pending.take() {
-                Some(m) => m,
-                None => tokio::select! {
-                    m = outbox.recv() => match m { Some(m) => m, None => return },
+            if unsent.is_empty() {
+                tokio::select! {
+                    n = outbox.recv_many(&mut unsent, BATCH) => if n == 0 { return },
                     () = stopped(&mut stop) => return,
-                },
-            };
-            let sent: ::redis::RedisResult<i64> =
-                ::redis::cmd("PUBLISH").arg(&channel).arg(&message).query_async(&mut conn).await;
-            match sent {
-                Ok(_) => {
-                    link.published.fetch_add(1, Relaxed);
+                }
+            }
+            let mut pipe = ::redis::pipe();
+            for m in &unsent {
+                let to = if m.to_self { &channels.own } else { &channels.events };
+                pipe.cmd("PUBLISH").arg(to).arg(&m.message).ignore();
+            }
+            match pipe.query_async::<()>(&mut conn).await {
+                Ok(()) => {
+                    link.published.fetch_add(unsent.len() as u64, Relaxed);
+                    unsent.clear();
                 }
                 Err(e) => {
-                    // Sent again on the next connection, so that order is kept.
-                    pending = Some(message);
                     link.publishing.store(false, Relaxed);
+                    relink(&link, &hub);
                     link.failed("publishing", e);
                     break;
                 }
@@ -247,9 +346,20 @@ pub(super) async fn heartbeat(
             Ok(others) => {
                 link.heartbeat.store(true, Relaxed);
                 delay = FIRST_BACKOFF;
-                let (before, after) = link.refresh(others);
+                let (before, after, gone) = link.refresh(others);
                 if let Some(hub) = hub.upgrade() {
                     announce_changes(&hub, &before, &after);
+                }
+                for dead in gone {
+                    link.seen.forget(&dead.id);
+                    let reaper = super::reap::Reaper {
+                        client: client.clone(),
+                        prefix: prefix.clone(),
+                        me: record.id.clone(),
+                        hub: hub.clone(),
+                        link: link.clone(),
+                    };
+                    tokio::spawn(reaper.run(dead, stop.clone()));
                 }
             }
             Err(e) => {
@@ -265,8 +375,10 @@ pub(super) async fn heartbeat(
         tokio::select! {
             () = tokio::time::sleep(HEARTBEAT) => {}
             () = stopped(&mut stop) => {
-                // Leave the cluster at once rather than when the key expires.
+                // Leave the cluster at once rather than when the key expires, saying that this hub left on
+                // purpose: its own clients' leaving sent their webhooks, there is nothing to clean up.
                 if let Some(c) = conn.as_mut() {
+                    let _ = super::reap::left(c, &prefix, &record.id).await;
                     let _: ::redis::RedisResult<i64> = ::redis::cmd("DEL").arg(&key).query_async(c).await;
                 }
                 return;

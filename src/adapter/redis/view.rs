@@ -1,6 +1,6 @@
-//! The other hubs as this one knows them: their last heartbeat records, with the member changes of later
-//! messages applied on top (patches), so that presence answers stay current between heartbeats. Also the
-//! state of this hub's three links to Redis.
+//! The other hubs as this one knows them: their last heartbeat records, with the member and subscription
+//! changes of later messages applied on top (patches), so that answers stay current between heartbeats.
+//! Also the state of this hub's three links to Redis.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -24,22 +24,29 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// A change to another hub's members learned from a message, kept a while so that a heartbeat record
+/// A change to another hub's channels learned from a message, kept a while so that a heartbeat record
 /// read a moment before it does not undo it.
 #[derive(Debug, Clone)]
 pub(super) struct Patch {
     /// When the message came.
     pub(super) at: Instant,
-    /// The hub whose members changed.
+    /// The hub whose channel changed.
     pub(super) node: String,
     /// The app id.
     pub(super) app: String,
-    /// The presence channel.
+    /// The channel.
     pub(super) channel: String,
-    /// The user.
-    pub(super) user_id: String,
-    /// `Some(info)` for an added member, `None` for a removed one.
-    pub(super) info: Option<serde_json::Value>,
+    /// What changed.
+    pub(super) change: Change,
+}
+
+/// What a [`Patch`] changes.
+#[derive(Debug, Clone)]
+pub(super) enum Change {
+    /// A member of a presence channel: `Some(info)` added, `None` removed.
+    Member(String, Option<serde_json::Value>),
+    /// The channel's subscriptions on that hub now.
+    Subscriptions(usize),
 }
 
 /// What a node writes about itself in its heartbeat key.
@@ -89,14 +96,27 @@ fn apply(others: &mut Vec<NodeRecord>, patch: &Patch) {
             others.len() - 1
         }
     };
-    let members =
-        others[index].apps.entry(patch.app.clone()).or_default().presence.entry(patch.channel.clone()).or_default();
-    match &patch.info {
-        Some(info) => {
-            members.insert(patch.user_id.clone(), info.clone());
+    let app = others[index].apps.entry(patch.app.clone()).or_default();
+    match &patch.change {
+        Change::Member(user, info) => {
+            let members = app.presence.entry(patch.channel.clone()).or_default();
+            match info {
+                Some(info) => {
+                    members.insert(user.clone(), info.clone());
+                }
+                None => {
+                    members.remove(user);
+                }
+            }
+            if members.is_empty() {
+                app.presence.remove(&patch.channel);
+            }
         }
-        None => {
-            members.remove(&patch.user_id);
+        Change::Subscriptions(0) => {
+            app.channels.remove(&patch.channel);
+        }
+        Change::Subscriptions(n) => {
+            app.channels.insert(patch.channel.clone(), *n);
         }
     }
 }
@@ -122,18 +142,29 @@ pub(super) struct Link {
     others: Mutex<Vec<NodeRecord>>,
     /// Recent member changes from messages (see [`Patch`]).
     patches: Mutex<Vec<Patch>>,
+    /// This hub's own messages, and what waits for them to come back.
+    pub(super) own: super::own::Own,
+    /// The last message number seen from each other hub.
+    pub(super) seen: super::own::Seen,
+    /// Hubs that died and whose clean-up this hub did (it held the lease).
+    pub(super) cleaned_up: AtomicU64,
 }
 
 impl Link {
-    /// Applies what a message says of `patch.node`'s members; returns whether the user is a remote member
-    /// before and after.
+    /// Applies what a message says of `patch.node`'s channel; for a member, returns whether the user is a
+    /// remote member before and after.
     pub(super) fn patch(&self, patch: Patch) -> (bool, bool) {
         let mut others = lock(&self.others);
         let key = (patch.app.clone(), patch.channel.clone());
+        let user = match &patch.change {
+            Change::Member(user, _) => Some(user.clone()),
+            Change::Subscriptions(_) => None,
+        };
         let present = |others: &[NodeRecord]| {
-            others.iter().any(|n| {
-                n.apps.get(&key.0).and_then(|a| a.presence.get(&key.1)).is_some_and(|m| m.contains_key(&patch.user_id))
-            })
+            let Some(user) = &user else { return false };
+            others
+                .iter()
+                .any(|n| n.apps.get(&key.0).and_then(|a| a.presence.get(&key.1)).is_some_and(|m| m.contains_key(user)))
         };
         let before = present(&others);
         apply(&mut others, &patch);
@@ -146,10 +177,11 @@ impl Link {
     }
 
     /// Replaces the view with the records just read, keeps the recent patches, and returns the remote
-    /// members before and after.
-    pub(super) fn refresh(&self, fresh: Vec<NodeRecord>) -> (Members, Members) {
+    /// members before and after, and the hubs that are gone (as last known).
+    pub(super) fn refresh(&self, fresh: Vec<NodeRecord>) -> (Members, Members, Vec<NodeRecord>) {
         let mut others = lock(&self.others);
         let before = union(&others);
+        let gone: Vec<NodeRecord> = others.iter().filter(|n| !fresh.iter().any(|f| f.id == n.id)).cloned().collect();
         *others = fresh;
         let mut patches = lock(&self.patches);
         patches.retain(|p| p.at.elapsed() < PATCH_LIFE);
@@ -160,7 +192,7 @@ impl Link {
             }
         }
         let after = union(&others);
-        (before, after)
+        (before, after, gone)
     }
 
     /// Records a failure of one of the links.
@@ -227,14 +259,8 @@ mod tests {
     }
 
     fn patch(node: &str, user: &str, added: bool) -> Patch {
-        Patch {
-            at: Instant::now(),
-            node: node.into(),
-            app: "1".into(),
-            channel: "presence-room".into(),
-            user_id: user.into(),
-            info: added.then(|| serde_json::json!({})),
-        }
+        let change = Change::Member(user.into(), added.then(|| serde_json::json!({})));
+        Patch { at: Instant::now(), node: node.into(), app: "1".into(), channel: "presence-room".into(), change }
     }
 
     fn members(link: &Link) -> Vec<String> {
@@ -258,8 +284,9 @@ mod tests {
         link.refresh(vec![node("b", &["bob"])]);
         assert_eq!(link.patch(patch("b", "carol", true)), (false, true));
         // The next record of b was written before carol joined: she stays, thanks to the recent patch.
-        let (before, after) = link.refresh(vec![node("b", &["bob"])]);
+        let (before, after, gone) = link.refresh(vec![node("b", &["bob"])]);
         assert_eq!(before, after);
+        assert!(gone.is_empty());
         assert_eq!(members(&link), ["bob", "carol"]);
     }
 
@@ -267,7 +294,9 @@ mod tests {
     fn a_node_whose_key_expired_takes_its_members_with_it() {
         let link = Link::default();
         link.refresh(vec![node("b", &["bob"]), node("c", &["dave"])]);
-        let (before, after) = link.refresh(vec![node("b", &["bob"])]);
+        let (before, after, gone) = link.refresh(vec![node("b", &["bob"])]);
+        assert_eq!(gone.iter().map(|n| n.id.as_str()).collect::<Vec<_>>(), ["c"], "c is gone, as last known");
+        assert!(gone[0].apps["1"].presence["presence-room"].contains_key("dave"));
         let key = ("1".to_owned(), "presence-room".to_owned());
         assert!(before[&key].contains_key("dave") && !after[&key].contains_key("dave"));
     }
@@ -279,5 +308,26 @@ mod tests {
         assert_eq!(link.remote_subscriptions("1", "presence-room"), 3);
         assert_eq!(link.remote_subscriptions("1", "presence-other"), 0);
         assert_eq!(link.remote_subscriptions("2", "presence-room"), 0);
+    }
+
+    #[test]
+    fn subscription_counts_follow_messages_between_heartbeats() {
+        let link = Link::default();
+        link.refresh(vec![node("b", &["alice"])]);
+        let count = |n| Patch {
+            at: Instant::now(),
+            node: "b".into(),
+            app: "1".into(),
+            channel: "news".into(),
+            change: Change::Subscriptions(n),
+        };
+        assert_eq!(link.patch(count(2)), (false, false));
+        assert_eq!(link.remote_subscriptions("1", "news"), 2);
+        // A record written before the change does not undo it.
+        link.refresh(vec![node("b", &["alice"])]);
+        assert_eq!(link.remote_subscriptions("1", "news"), 2);
+        link.patch(count(0));
+        assert_eq!(link.remote_subscriptions("1", "news"), 0);
+        assert!(!link.remote("1")[0].channels.contains_key("news"), "an empty channel is not listed");
     }
 }

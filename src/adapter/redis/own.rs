@@ -1,0 +1,268 @@
+//! This hub's own messages to the cluster, and what waits for them to come back.
+//!
+//! Every message a hub sends gets the next number of that hub (`seq`). While both the publisher and the
+//! subscriber connection work, an event published here is **not** delivered here at once: it waits until
+//! it comes back through the subscriber connection, in the order Redis gives every hub, and is delivered
+//! then, so every hub delivers the cluster's events in one order. A sync waits the same way: when it comes
+//! back, everything Redis accepted before it has been applied here.
+//!
+//! While a connection is down, nothing would come back: what waits is delivered here at once (in order),
+//! and later events are delivered here when they are published and marked so (`here`), so that their
+//! copy coming back later is not delivered twice.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::history::HistoryError;
+use crate::hub::{Delivery, Hub, Publish};
+
+/// How long a message may take to come back before the subscriber connection is taken for broken.
+pub(super) const ECHO_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A message for the publisher connection.
+#[derive(Debug)]
+pub(super) struct Outgoing {
+    /// For this hub's own channel (a sync) rather than the cluster's.
+    pub(super) to_self: bool,
+    /// The serialized envelope.
+    pub(super) message: String,
+}
+
+/// What waits for one of this hub's messages to come back.
+pub(super) enum Waiter {
+    /// An event published here: delivered here when it comes back, then answered.
+    Deliver { app: String, event: Box<Publish>, answer: oneshot::Sender<Result<usize, HistoryError>> },
+    /// A sync: answered when it comes back.
+    Sync(oneshot::Sender<()>),
+}
+
+impl Waiter {
+    /// Does what waited: delivers the event here and answers its publisher, or answers the sync.
+    pub(super) fn resolve(self, hub: Option<&Hub>) {
+        match self {
+            Waiter::Sync(answer) => {
+                let _ = answer.send(());
+            }
+            Waiter::Deliver { app, event, answer } => {
+                let Some(hub) = hub else { return };
+                let Some(app) = hub.app_by_id(&app) else {
+                    let _ = answer.send(Ok(0));
+                    return;
+                };
+                match hub.deliver_local(&app, &event) {
+                    Delivery::Done(n) => {
+                        let _ = answer.send(Ok(n));
+                    }
+                    // Kept in the history first: its order is fixed already (serials are given as
+                    // `deliver_local` is called); the answer waits for the store.
+                    pending => {
+                        tokio::spawn(async move {
+                            let _ = answer.send(pending.finish().await);
+                        });
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// How a message was sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Sent {
+    /// Queued; its waiter waits for it to come back.
+    Waiting,
+    /// Queued, marked as delivered at its origin: the links are down, so the caller delivers it here.
+    Here,
+    /// Not queued: the outbox is full (counted). The caller delivers it here.
+    Dropped,
+}
+
+struct Pending {
+    seq: u64,
+    at: Instant,
+    waiter: Waiter,
+}
+
+#[derive(Default)]
+struct State {
+    /// The number of the next message.
+    next: u64,
+    /// Whether messages come back (both connections work).
+    ordered: bool,
+    /// What waits, by increasing number.
+    pending: VecDeque<Pending>,
+}
+
+/// The numbering of this hub's messages and what waits for them.
+#[derive(Default)]
+pub(super) struct Own {
+    state: Mutex<State>,
+}
+
+impl std::fmt::Debug for Own {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = self.lock();
+        f.debug_struct("Own").field("next", &s.next).field("ordered", &s.ordered).finish_non_exhaustive()
+    }
+}
+
+impl Own {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Numbers a message, has `make(seq, here)` write it, and queues it, all under one lock so that the
+    /// numbers leave in order. With the links up, `waiter` waits for the message to come back; otherwise
+    /// it is dropped and the message is marked as delivered here.
+    pub(super) fn send(
+        &self,
+        outbox: &mpsc::Sender<Outgoing>,
+        make: impl FnOnce(u64, bool) -> Outgoing,
+        waiter: Option<Waiter>,
+    ) -> Sent {
+        let mut s = self.lock();
+        let seq = s.next;
+        s.next += 1;
+        let ordered = s.ordered;
+        if outbox.try_send(make(seq, !ordered)).is_err() {
+            return Sent::Dropped;
+        }
+        if !ordered {
+            return Sent::Here;
+        }
+        if let Some(waiter) = waiter {
+            s.pending.push_back(Pending { seq, at: Instant::now(), waiter });
+        }
+        Sent::Waiting
+    }
+
+    /// Whether messages come back now.
+    pub(super) fn is_ordered(&self) -> bool {
+        self.lock().ordered
+    }
+
+    /// Message `seq` came back: what waited for it, and for any earlier message that did not come back
+    /// (lost while a connection was replaced), in order.
+    pub(super) fn came_back(&self, seq: u64) -> Vec<Waiter> {
+        let mut s = self.lock();
+        let mut out = Vec::new();
+        while s.pending.front().is_some_and(|p| p.seq <= seq) {
+            out.extend(s.pending.pop_front().map(|p| p.waiter));
+        }
+        out
+    }
+
+    /// Sets whether messages come back. Turning it off gives back everything that waits, in order: the
+    /// caller delivers it here.
+    #[must_use]
+    pub(super) fn set_ordered(&self, ordered: bool) -> Vec<Waiter> {
+        let mut s = self.lock();
+        s.ordered = ordered;
+        if ordered { Vec::new() } else { s.pending.drain(..).map(|p| p.waiter).collect() }
+    }
+
+    /// How long the oldest waiting message has waited.
+    pub(super) fn oldest_wait(&self) -> Option<Duration> {
+        self.lock().pending.front().map(|p| p.at.elapsed())
+    }
+}
+
+/// Whether another hub's message is new: its number is past the last one seen from that hub (a message
+/// sent again after a publisher connection failed may have got through the first time).
+#[derive(Debug, Default)]
+pub(super) struct Seen(Mutex<std::collections::HashMap<Arc<str>, u64>>);
+
+impl Seen {
+    pub(super) fn first_time(&self, node: &str, seq: u64) -> bool {
+        let mut seen = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match seen.get_mut(node) {
+            Some(last) if *last >= seq => false,
+            Some(last) => {
+                *last = seq;
+                true
+            }
+            None => {
+                seen.insert(Arc::from(node), seq);
+                true
+            }
+        }
+    }
+
+    /// Forgets a hub that left the cluster.
+    pub(super) fn forget(&self, node: &str) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(node);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sync_waiter() -> (Waiter, oneshot::Receiver<()>) {
+        let (tx, rx) = oneshot::channel();
+        (Waiter::Sync(tx), rx)
+    }
+
+    fn outgoing(seq: u64, here: bool) -> Outgoing {
+        Outgoing { to_self: false, message: format!("{seq}:{here}") }
+    }
+
+    #[test]
+    fn messages_wait_only_while_ordered_and_leave_numbered_in_order() {
+        let own = Own::default();
+        let (tx, mut rx) = mpsc::channel(8);
+        let (w, _) = sync_waiter();
+        assert_eq!(own.send(&tx, outgoing, Some(w)), Sent::Here, "links down: delivered here");
+        assert!(own.set_ordered(true).is_empty());
+        let (w, _) = sync_waiter();
+        assert_eq!(own.send(&tx, outgoing, Some(w)), Sent::Waiting);
+        assert_eq!(rx.try_recv().unwrap().message, "0:true");
+        assert_eq!(rx.try_recv().unwrap().message, "1:false");
+        assert!(own.oldest_wait().is_some());
+    }
+
+    #[test]
+    fn a_message_back_answers_it_and_any_earlier_one_lost() {
+        let own = Own::default();
+        let (tx, _rx) = mpsc::channel(8);
+        let _ = own.set_ordered(true);
+        let (w0, r0) = sync_waiter();
+        let (w1, r1) = sync_waiter();
+        let (w2, mut r2) = sync_waiter();
+        own.send(&tx, outgoing, Some(w0));
+        own.send(&tx, outgoing, Some(w1));
+        own.send(&tx, outgoing, Some(w2));
+        let back = own.came_back(1);
+        assert_eq!(back.len(), 2, "0 was lost, 1 came back");
+        back.into_iter().for_each(|w| w.resolve(None));
+        assert!(r0.blocking_recv().is_ok() && r1.blocking_recv().is_ok());
+        assert!(r2.try_recv().is_err(), "2 still waits");
+        // The links go down: what waits is given back to be done here.
+        assert_eq!(own.set_ordered(false).len(), 1);
+        assert!(own.oldest_wait().is_none());
+    }
+
+    #[test]
+    fn a_full_outbox_drops_and_says_so() {
+        let own = Own::default();
+        let (tx, _rx) = mpsc::channel(1);
+        let _ = own.set_ordered(true);
+        assert_eq!(own.send(&tx, outgoing, None), Sent::Waiting);
+        assert_eq!(own.send(&tx, outgoing, None), Sent::Dropped);
+    }
+
+    #[test]
+    fn a_message_sent_twice_counts_once() {
+        let seen = Seen::default();
+        assert!(seen.first_time("b", 0));
+        assert!(seen.first_time("b", 1));
+        assert!(!seen.first_time("b", 1), "sent again after a failed connection");
+        assert!(!seen.first_time("b", 0));
+        assert!(seen.first_time("c", 0), "numbers are per hub");
+        seen.forget("b");
+        assert!(seen.first_time("b", 0));
+    }
+}
