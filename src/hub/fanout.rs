@@ -92,13 +92,31 @@ pub enum Delivery {
     /// Kept in the history first: the answer comes once the event is durable and in the rings, with the
     /// sessions to wake (woken by [`Delivery::finish`], on the caller's runtime thread: the history's writer
     /// appends in order and leaves the waking of thousands of sessions to the publishers).
-    Pending(oneshot::Receiver<KeptDelivery>),
+    Pending(Kept),
     /// In a cluster: delivered here by the adapter once the cluster has ordered it (see [`Route`]).
     Ordered(oneshot::Receiver<Result<usize, HistoryError>>),
 }
 
 /// What a kept event's delivery answers: to how many connections, and the sessions to wake.
 type KeptDelivery = Result<(usize, Vec<Waker>), HistoryError>;
+
+/// The answer of a kept event's delivery. Dropped without being waited for (an event from another hub,
+/// whose delivery nobody answers), it still wakes the sessions: before the answer comes, by refusing it
+/// (the store's side then wakes them); after, by waking those it carries.
+#[derive(Debug)]
+pub struct Kept(Option<oneshot::Receiver<KeptDelivery>>);
+
+impl Drop for Kept {
+    fn drop(&mut self) {
+        if let Some(mut answer) = self.0.take() {
+            // Closed first, so that an answer is either refused or already here, never lost in between.
+            answer.close();
+            if let Ok(Ok((_, wake))) = answer.try_recv() {
+                wake_all(wake);
+            }
+        }
+    }
+}
 
 impl Delivery {
     /// The number of connections, if the delivery is done.
@@ -113,7 +131,8 @@ impl Delivery {
     pub async fn finish(self) -> Result<usize, HistoryError> {
         match self {
             Delivery::Done(n) => Ok(n),
-            Delivery::Pending(answer) => {
+            Delivery::Pending(mut kept) => {
+                let Some(answer) = kept.0.take() else { return Err(HistoryError::Closed) };
                 let (delivered, wake) = answer.await.unwrap_or(Err(HistoryError::Closed))?;
                 for waker in wake {
                     waker.wake();
@@ -248,7 +267,7 @@ impl Hub {
                 }),
             );
         }
-        Delivery::Pending(answered)
+        Delivery::Pending(Kept(Some(answered)))
     }
 
     /// Delivers an event on one of its channels.

@@ -1,0 +1,215 @@
+// The cluster behaves as one hub (docs/operations.md, "Several hubs as one"), with a real redis-server,
+// pusher-js and the `pusher` SDK:
+// - one order: triggers awaited one after another, alternating between two hubs, arrive in that order on both;
+// - current answers: right after a subscription succeeds on one hub, the other's channel list, channel info,
+//   users and presence member list include it (and an unsubscription the first hub has counted is gone);
+// - a hub killed with SIGKILL is cleaned up once: exactly one member_removed and one channel_vacated webhook;
+// - a silent partition between a hub and Redis (a proxy that drops everything, no reset) is reported within
+//   a few seconds, local delivery goes on, and the hub comes back by itself.
+
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import Pusher from 'pusher-js';
+import { startBackend } from './backend.mjs';
+import { randomCredentials } from './hub.mjs';
+import { freePort, health, linked, startClusterHub, startRedis, startTcpProxy } from './redis.mjs';
+import { Inbox, closeTimersOf, eventually, pusherOptions, sentinel, serverSdk, subscribe, uniqueName, withTimeout } from './wire.mjs';
+
+const NODE_TIMEOUT_MS = 3000;
+
+describe('a cluster that behaves as one hub', () => {
+  let redis;
+  let backend;
+  let a;
+  let b;
+  const hubs = [];
+  const clients = [];
+  const releases = [];
+  const credentials = randomCredentials();
+  const prefix = uniqueName('one');
+
+  /** A hub of this cluster (through `redisPort`, a proxy's port for some), sending webhooks to the backend. */
+  async function node(redisPort = redis.port) {
+    const hub = await startClusterHub({
+      credentials,
+      redisPort,
+      prefix,
+      nodeTimeoutMs: NODE_TIMEOUT_MS,
+      app: `[[apps.webhooks]]\nurl = "${backend.webhookUrl}"\n`,
+    });
+    hubs.push(hub);
+    return hub;
+  }
+
+  /** A pusher-js client on `hub`, authorized by the backend as `user`. */
+  async function client(hub, user = 'anonymous') {
+    const auth = { endpoint: `${backend.url}/pusher/auth`, transport: 'ajax', headers: { 'x-user': user } };
+    const c = new Pusher(hub.key, { ...pusherOptions(hub), channelAuthorization: auth });
+    clients.push(c);
+    releases.push(closeTimersOf(c));
+    await eventually(() => c.connection.state === 'connected', { what: `pusher-js connected to ${hub.httpUrl}` });
+    return c;
+  }
+
+  before(async () => {
+    redis = await startRedis(await freePort());
+    backend = await startBackend();
+    a = await node();
+    b = await node();
+    backend.attach(a);
+    await linked([a, b]);
+  });
+
+  after(async () => {
+    for (const c of clients) c.disconnect();
+    for (const release of releases) release();
+    for (const hub of hubs) await hub.close();
+    await backend?.close();
+    await redis?.stop();
+  });
+
+  test('one order: 25 runs of 50 triggers alternating between two hubs, each in order on both', async () => {
+    const onA = await client(a);
+    const onB = await client(b);
+    const sdks = [serverSdk(a), serverSdk(b)];
+    for (let run = 0; run < 25; run++) {
+      const channel = uniqueName(`order-${run}`);
+      const got = [new Inbox(`run ${run} on A`), new Inbox(`run ${run} on B`)];
+      const chs = [await subscribe(onA, channel), await subscribe(onB, channel)];
+      chs.forEach((ch, i) => ch.bind('step', (d) => got[i].push(d.n)));
+      for (let n = 0; n < 50; n++) {
+        // Each trigger is answered before the next begins, on the other hub.
+        assert.equal((await sdks[n % 2].trigger(channel, 'step', { n })).status, 200);
+      }
+      await withTimeout(Promise.all(got.map((g) => g.reached(50))), 20_000, `run ${run}: 50 events on each hub`);
+      await sentinel(sdks[0], chs);
+      for (const g of got) assert.deepEqual(g.all, [...Array(50).keys()], `${g.label}: each once, in trigger order`);
+      onA.unsubscribe(channel);
+      onB.unsubscribe(channel);
+    }
+  });
+
+  test('one order: the client events of one connection arrive in order on the other hub', async () => {
+    const channel = `private-${uniqueName('typing')}`;
+    const sender = await subscribe(await client(a, 'alice'), channel);
+    const heard = new Inbox('client events on B');
+    (await subscribe(await client(b, 'bob'), channel)).bind('client-key', (d) => heard.push(d.n));
+    // Within the default rate of 10 a second: each sent once the previous has arrived, 10 in all.
+    for (let n = 0; n < 10; n++) {
+      assert.ok(sender.trigger('client-key', { n }));
+      assert.equal(await heard.next(), n);
+    }
+  });
+
+  test('current answers: right after subscribing on A, B lists the channel, counts it and names its users (20 times)', async () => {
+    const sdkB = serverSdk(b);
+    const sdkA = serverSdk(a);
+    for (let i = 0; i < 20; i++) {
+      const channel = `presence-${uniqueName(`now-${i}`)}`;
+      const user = `user-${i}`;
+      const c = await client(a, user);
+      await subscribe(c, channel);
+      // No waiting: the subscription has succeeded, so every hub counts it.
+      const [list, info, users] = await Promise.all([
+        sdkB.get({ path: '/channels', params: { filter_by_prefix: 'presence-', info: 'user_count' } }).then((r) => r.json()),
+        sdkB.get({ path: `/channels/${channel}`, params: { info: 'user_count,subscription_count' } }).then((r) => r.json()),
+        sdkB.get({ path: `/channels/${channel}/users` }).then((r) => r.json()),
+      ]);
+      assert.deepEqual(list.channels[channel], { user_count: 1 }, `run ${i}: B's channel list`);
+      assert.deepEqual(info, { occupied: true, user_count: 1, subscription_count: 1 }, `run ${i}: B's channel info`);
+      assert.deepEqual(users, { users: [{ id: user }] }, `run ${i}: B's users`);
+      // A member joining on B is told of the member on A at once.
+      const other = await subscribe(await client(b, `other-${i}`), channel);
+      assert.deepEqual(Object.keys(other.members.members).sort(), [`other-${i}`, user].sort(), `run ${i}: the members B lists`);
+      // Once A counts the unsubscription, so does B.
+      c.unsubscribe(channel);
+      await eventually(
+        async () => (await (await sdkA.get({ path: `/channels/${channel}`, params: { info: 'subscription_count' } })).json()).subscription_count === 1,
+        { what: `run ${i}: A counts the unsubscription` },
+      );
+      const after = await (await sdkB.get({ path: `/channels/${channel}`, params: { info: 'user_count,subscription_count' } })).json();
+      assert.deepEqual(after, { occupied: true, user_count: 1, subscription_count: 1 }, `run ${i}: B after the unsubscription`);
+      c.disconnect();
+    }
+  });
+
+  test('a hub killed with SIGKILL is cleaned up once: one member_removed, one channel_vacated', async (t) => {
+    const third = await node();
+    await linked([a, b, third]);
+    const room = `presence-${uniqueName('gone')}`;
+    await subscribe(await client(third, 'dave'), room);
+    const usersOn = async (hub) => (await (await serverSdk(hub).get({ path: `/channels/${room}/users` })).json()).users;
+    assert.deepEqual(await usersOn(a), [{ id: 'dave' }]);
+    const thirdId = (await health(third)).cluster.node;
+    third.child.kill('SIGKILL');
+    const killedAt = Date.now();
+
+    const webhookEvents = () => backend.webhooks.all.flatMap((w) => w.body?.events ?? []);
+    const ofRoom = (name) => webhookEvents().filter((e) => e.channel === room && e.name === name);
+    await eventually(() => ofRoom('member_removed').length >= 1 && ofRoom('channel_vacated').length >= 1, {
+      timeout: NODE_TIMEOUT_MS + 15_000,
+      what: `the member_removed and channel_vacated webhooks of ${room}`,
+    });
+    t.diagnostic(`the dead hub's webhooks arrived ${Date.now() - killedAt} ms after the kill`);
+    // The hub that held the lease marked the dead one done: nobody else will send anything for it.
+    const done = `${prefix}:cleaned:${thirdId}`;
+    await eventually(async () => (await redis.cli('GET', done)) !== '', { what: `${done} set` });
+    const winnerId = await redis.cli('GET', done);
+    const [idA, idB] = await Promise.all([a, b].map(async (h) => (await health(h)).cluster.node));
+    assert.ok([idA, idB].includes(winnerId), `a survivor cleaned up (${winnerId})`);
+    const winner = winnerId === idA ? a : b;
+    const counts = await Promise.all([a, b].map(async (h) => (await health(h)).cluster.cleaned_up));
+    assert.deepEqual(counts.sort(), [0, 1], 'one hub cleaned up after the dead one');
+    // A webhook of the winner sent after those: it sends in order, so they have all arrived by then.
+    const marker = uniqueName('marker');
+    const markerClient = await client(winner);
+    await subscribe(markerClient, marker);
+    await eventually(() => webhookEvents().some((e) => e.channel === marker && e.name === 'channel_occupied'), {
+      what: `the winner's channel_occupied of ${marker}`,
+    });
+    assert.deepEqual(ofRoom('member_removed').map((e) => e.user_id), ['dave'], 'one member_removed');
+    assert.equal(ofRoom('channel_vacated').length, 1, 'one channel_vacated');
+    markerClient.disconnect();
+    await third.close();
+  });
+
+  test('a silent partition between a hub and Redis is reported, local delivery goes on, and it heals', async (t) => {
+    const proxy = await startTcpProxy(redis.port);
+    const cut = await node(proxy.port);
+    try {
+      await linked([a, b, cut]);
+      const channel = uniqueName('partition');
+      const onCut = new Inbox('on the cut-off hub');
+      const onA = new Inbox('on A');
+      (await subscribe(await client(cut), channel)).bind('e', (d) => onCut.push(d.n));
+      const chA = await subscribe(await client(a), channel);
+      chA.bind('e', (d) => onA.push(d.n));
+
+      proxy.blackhole();
+      const cutAt = Date.now();
+      await eventually(async () => (await health(cut)).cluster.link === 'down', { timeout: 10_000, what: 'the link reported down' });
+      const noticed = Date.now() - cutAt;
+      t.diagnostic(`the silent partition was reported after ${noticed} ms`);
+      assert.ok(noticed <= 6000, `reported down after ${noticed} ms (the keep-alive notices within 3 s)`);
+      const down = await health(cut);
+      assert.match(down.cluster.error, /ping|did not answer|in time|timed out|come back|lost/i, down.cluster.error);
+
+      // Local delivery goes on, and the publish is answered.
+      assert.equal((await serverSdk(cut).trigger(channel, 'e', { n: 1 })).status, 200);
+      assert.equal(await onCut.next(), 1, 'delivered to the hub’s own client while the link is down');
+
+      proxy.restore();
+      await eventually(async () => (await health(cut)).cluster.link === 'up', { timeout: 20_000, what: 'the link back up' });
+      // What the cut-off hub kept reaches the others, and the others' events reach it again.
+      assert.equal(await onA.next(10_000), 1, 'the event published during the partition reaches A');
+      assert.equal((await serverSdk(a).trigger(channel, 'e', { n: 2 })).status, 200);
+      assert.equal(await onCut.next(10_000), 2, 'delivery from the cluster resumed');
+      assert.equal(await onA.next(), 2);
+      await sentinel(serverSdk(a), [chA]);
+      assert.deepEqual([onA.all, onCut.all], [[1, 2], [1, 2]], 'each once');
+    } finally {
+      await cut.close();
+      await proxy.close();
+    }
+  });
+});
