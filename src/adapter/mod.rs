@@ -40,17 +40,29 @@ pub fn build(config: &Config) -> Result<Box<dyn Adapter>, ConfigError> {
     }
 }
 
-/// A hub for `config`, with the adapter it names: what the headless binary and the desktop app run.
+/// A hub for `config`, with the adapter it names: what the headless binary and the desktop app run. A
+/// cluster that keeps the history keeps it in its server; a hub alone opens its own store.
 pub fn hub(config: &Config) -> Result<Hub, ConfigError> {
     config.validate()?;
-    Hub::new(config, build(config)?)
+    let adapter = build(config)?;
+    let history = match adapter.history(&config.apps, config.history.dir.is_some()) {
+        Some(shared) => Ok(Some(shared)),
+        None => crate::history::History::open(&config.history, &config.apps),
+    };
+    Hub::with_history(config, adapter, history)
 }
 
-/// [`hub`] with a history the caller opened and may keep beyond this hub (see `Hub::with_history`).
+/// [`hub`] with a history the caller opened and may keep beyond this hub (see `Hub::with_history`); a
+/// cluster that keeps the history uses its server's instead.
 pub fn hub_with_history(
     config: &Config,
     history: Result<Option<crate::history::History>, String>,
 ) -> Result<Hub, ConfigError> {
     config.validate()?;
-    Hub::with_history(config, build(config)?, history)
+    let adapter = build(config)?;
+    let history = match adapter.history(&config.apps, config.history.dir.is_some()) {
+        Some(shared) => Ok(Some(shared)),
+        None => history,
+    };
+    Hub::with_history(config, adapter, history)
 }

@@ -2,6 +2,10 @@
 //! position (the channel's epoch and a serial that grows by one per event) and is kept on disk, within
 //! the app's bounds, for clients that reconnect and for the history API.
 //!
+//! A hub alone keeps its history in an embedded store. Hubs of a cluster share one, kept by the cluster's
+//! server ([`Remote`]): positions are then given by the cluster as events are published (see the Redis
+//! adapter), and this module only reads it.
+//!
 //! It knows no socket, no HTTP and no hub. The hub hands it each event with what to do once the event is
 //! durable ([`History::append`]); one writer thread commits everything queued meanwhile in one transaction
 //! (group commit), then runs those completions in the order the events were queued, which is the order
@@ -114,6 +118,9 @@ pub enum HistoryError {
     /// The history was shut down before the request was handled.
     #[error("the history store is closed")]
     Closed,
+    /// The cluster's history cannot be reached (its link is down); the detail says why.
+    #[error("the cluster's history cannot be reached: {0}")]
+    Unreachable(String),
 }
 
 /// What to do once an appended event is durable (or could not be made so): runs on the writer thread,
@@ -234,11 +241,47 @@ impl Drop for Guard {
 
 /// The history: a cheap `Clone` handle.
 #[derive(Clone)]
-pub struct History(Arc<Guard>);
+pub struct History(Kind);
+
+#[derive(Clone)]
+enum Kind {
+    /// This hub's own store.
+    Local(Arc<Guard>),
+    /// The cluster's.
+    Shared(Arc<Shared>),
+}
+
+/// A history kept by the cluster's server, which gives positions as events are published.
+struct Shared {
+    apps: HashMap<Arc<str>, HistoryConfig>,
+    remote: Box<dyn Remote>,
+}
+
+/// A future of the history.
+pub type Pending<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
+
+/// A history kept outside the hub (by a cluster's server): what the hub reads of it.
+pub trait Remote: Send + Sync {
+    /// The kept events of `channel` with serials in `after+1 ..= upto`, oldest first, at most `limit`, none
+    /// older than `max_age_secs`.
+    fn read(
+        &self,
+        app: &str,
+        channel: &str,
+        after: u64,
+        upto: u64,
+        limit: u64,
+        max_age_secs: u64,
+    ) -> Pending<ReadResult>;
+    /// Deletes every kept event of every channel.
+    fn clear(&self) -> Pending<Result<(), HistoryError>>;
+    /// Where it is, for people (`/health`).
+    fn location(&self) -> String;
+}
 
 impl std::fmt::Debug for History {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("History").field("path", &self.0.0.path).finish_non_exhaustive()
+        f.debug_struct("History").field("location", &self.location()).finish_non_exhaustive()
     }
 }
 
@@ -296,31 +339,78 @@ impl History {
             .name("poussr-history".into())
             .spawn(move || writer.run())
             .map_err(|e| format!("the history writer thread: {e}"))?;
-        Ok(Some(History(Arc::new(Guard(inner)))))
+        Ok(Some(History(Kind::Local(Arc::new(Guard(inner))))))
+    }
+
+    /// The history of a cluster, kept by its server (`remote`), for the apps of `apps` that keep one.
+    /// `None` when no app keeps history.
+    pub fn shared(apps: &[AppConfig], remote: Box<dyn Remote>) -> Option<History> {
+        let apps: HashMap<Arc<str>, HistoryConfig> =
+            apps.iter().filter(|a| a.history.enabled).map(|a| (Arc::from(a.id.as_str()), a.history.clone())).collect();
+        (!apps.is_empty()).then(|| History(Kind::Shared(Arc::new(Shared { apps, remote }))))
+    }
+
+    /// This hub's store, if the history is not the cluster's.
+    fn local(&self) -> Option<&Inner> {
+        match &self.0 {
+            Kind::Local(guard) => Some(&guard.0),
+            Kind::Shared(_) => None,
+        }
     }
 
     fn inner(&self) -> &Inner {
-        &self.0.0
+        // Only the local store's operations call it, each after checking the kind.
+        self.local().expect("the local history store")
+    }
+
+    /// Whether the cluster's server keeps this history (positions come with the cluster's events).
+    pub fn is_shared(&self) -> bool {
+        matches!(self.0, Kind::Shared(_))
+    }
+
+    fn apps(&self) -> &HashMap<Arc<str>, HistoryConfig> {
+        match &self.0 {
+            Kind::Local(guard) => &guard.0.apps,
+            Kind::Shared(shared) => &shared.apps,
+        }
     }
 
     /// Whether the app keeps history; with `client`, whether it keeps client events.
     pub fn keeps(&self, app: &str, client: bool) -> bool {
-        self.inner().apps.get(app).is_some_and(|c| !client || c.client_events)
+        self.apps().get(app).is_some_and(|c| !client || c.client_events)
     }
 
-    /// The store's file.
-    pub fn path(&self) -> &Path {
-        &self.inner().path
+    /// What the app keeps, if it keeps history.
+    pub fn settings(&self, app: &str) -> Option<&HistoryConfig> {
+        self.apps().get(app)
+    }
+
+    /// The store's file, for this hub's own store.
+    pub fn path(&self) -> Option<&Path> {
+        self.local().map(|i| i.path.as_path())
+    }
+
+    /// Where the history is, for people: the store's file, or the cluster's server.
+    pub fn location(&self) -> String {
+        match &self.0 {
+            Kind::Local(guard) => guard.0.path.display().to_string(),
+            Kind::Shared(shared) => shared.remote.location(),
+        }
     }
 
     /// What happened to a damaged store at start, if anything.
     pub fn notice(&self) -> Option<&str> {
-        self.inner().notice.as_deref()
+        self.local().and_then(|i| i.notice.as_deref())
     }
 
     /// Gives `entry` the next position of its channel and queues it; `done` runs on the writer thread
-    /// once it is durable (or failed), after the completions of everything appended before.
+    /// once it is durable (or failed), after the completions of everything appended before. A shared
+    /// history gives positions as the cluster orders events, not here: it refuses.
     pub fn append(&self, entry: Entry, done: Done) {
+        if self.is_shared() {
+            done(Err(HistoryError::Store("the cluster gives positions as it orders events".into())));
+            return;
+        }
         let inner = self.inner();
         let mut q = lock(&inner.queue);
         if q.closed {
@@ -343,11 +433,12 @@ impl History {
 
     /// The channel's head: its epoch and its last serial given out. A channel without one gets one (an
     /// epoch with no event yet, kept on disk), so that a client can learn the epoch before any event.
-    pub fn head(&self, app: &Arc<str>, channel: &Arc<str>) -> Position {
-        let inner = self.inner();
+    /// `None` for a shared history: the cluster gives heads in its order of events.
+    pub fn head(&self, app: &Arc<str>, channel: &Arc<str>) -> Option<Position> {
+        let inner = self.local()?;
         let mut q = lock(&inner.queue);
         if let Some(h) = q.heads.get(&(app.clone(), channel.clone())) {
-            return Position { epoch: h.epoch.clone(), serial: h.last };
+            return Some(Position { epoch: h.epoch.clone(), serial: h.last });
         }
         let epoch = new_epoch();
         q.heads.insert((app.clone(), channel.clone()), Head { epoch: epoch.clone(), last: 0, last_at: 0 });
@@ -356,13 +447,14 @@ impl History {
             drop(q);
             inner.wake.notify_one();
         }
-        Position { epoch, serial: 0 }
+        Some(Position { epoch, serial: 0 })
     }
 
     /// Every channel head of `app`: its epoch and last serial given out. Once the store is open and
     /// before anything is appended, that is the last event kept.
     pub fn heads(&self, app: &str) -> Vec<(Arc<str>, Position)> {
-        let q = lock(&self.inner().queue);
+        let Some(inner) = self.local() else { return Vec::new() };
+        let q = lock(&inner.queue);
         q.heads
             .iter()
             .filter(|((a, _), _)| &**a == app)
@@ -374,22 +466,25 @@ impl History {
     pub fn peek_head(&self, app: &str, channel: &str) -> Option<Position> {
         // One lookup, not a walk over every channel under the lock that appends take.
         let key: store::ChannelKey = (Arc::from(app), Arc::from(channel));
-        let q = lock(&self.inner().queue);
+        let q = lock(&self.local()?.queue);
         q.heads.get(&key).map(|h| Position { epoch: h.epoch.clone(), serial: h.last })
     }
 
-    /// The events of `channel` after `from` and up to serial `upto` (both in `from`'s epoch), oldest
-    /// first, if there are at most `max` of them (the most a channel keeps); or why they cannot all be given. Every event up to `upto` must have
-    /// been committed (the caller read `upto` from what was delivered).
+    /// The events of `channel` after `from` and up to `head` (the last delivered here), oldest first, if
+    /// there are at most `max` of them (the most a channel keeps); or why they cannot all be given. Every
+    /// event up to `head` must have been committed (the caller read it from what was delivered).
     pub async fn after(
         &self,
         app: &Arc<str>,
         channel: &Arc<str>,
         from: &Position,
-        upto: u64,
+        head: &Position,
         max: u64,
     ) -> Result<Result<Vec<Stored>, Gap>, HistoryError> {
-        let epoch = self.peek_head(app, channel).map(|h| h.epoch);
+        let upto = head.serial;
+        // The store's head for this hub's own; for the cluster's, the head it gave with its last event.
+        let epoch =
+            if self.is_shared() { Some(head.epoch.clone()) } else { self.peek_head(app, channel).map(|h| h.epoch) };
         if epoch.as_deref() != Some(&*from.epoch) {
             return Ok(Err(Gap::EpochChanged { epoch }));
         }
@@ -415,6 +510,10 @@ impl History {
 
     /// The kept events of `channel` with serials in `after+1 ..= upto`, oldest first, at most `limit`.
     pub async fn read(&self, app: &Arc<str>, channel: &Arc<str>, after: u64, upto: u64, limit: u64) -> ReadResult {
+        if let Kind::Shared(shared) = &self.0 {
+            let max_age = shared.apps.get(app).map_or(u64::MAX, |c| c.max_age_secs);
+            return shared.remote.read(app, channel, after, upto, limit, max_age).await;
+        }
         let (reply, answer) = tokio::sync::oneshot::channel();
         self.push(Job::Read { app: app.clone(), channel: channel.clone(), after, upto, limit, reply })?;
         answer.await.map_err(|_| HistoryError::Closed)?
@@ -423,20 +522,27 @@ impl History {
     /// Deletes every kept event and gives the disk space back. Positions go on from where they were, so a
     /// client that had events from before is told they were evicted.
     pub async fn clear(&self) -> Result<(), HistoryError> {
+        if let Kind::Shared(shared) = &self.0 {
+            return shared.remote.clear().await;
+        }
         let (reply, answer) = tokio::sync::oneshot::channel();
         self.push(Job::Clear { reply })?;
         answer.await.map_err(|_| HistoryError::Closed)?
     }
 
-    /// The `limit` most recent kept events over every channel, newest first.
+    /// The `limit` most recent kept events over every channel, newest first (this hub's own store only:
+    /// none for the cluster's).
     pub async fn recent(&self, limit: u64) -> Result<Vec<Recent>, HistoryError> {
+        if self.is_shared() {
+            return Ok(Vec::new());
+        }
         let (reply, answer) = tokio::sync::oneshot::channel();
         self.push(Job::Recent { limit, reply })?;
         answer.await.map_err(|_| HistoryError::Closed)?
     }
 
     fn push(&self, job: Job) -> Result<(), HistoryError> {
-        let inner = self.inner();
+        let inner = self.local().ok_or(HistoryError::Closed)?;
         let mut q = lock(&inner.queue);
         if q.closed {
             return Err(HistoryError::Closed);
@@ -449,12 +555,13 @@ impl History {
 
     /// How many events each channel of `app` keeps (channels keeping none are left out).
     pub fn kept_counts(&self, app: &str) -> HashMap<Arc<str>, u64> {
-        lock(&self.inner().counts).iter().filter(|((a, _), _)| &**a == app).map(|((_, c), &n)| (c.clone(), n)).collect()
+        let Some(inner) = self.local() else { return HashMap::new() };
+        lock(&inner.counts).iter().filter(|((a, _), _)| &**a == app).map(|((_, c), &n)| (c.clone(), n)).collect()
     }
 
     /// The figures of `/health`, `/metrics` and the window.
     pub fn stats(&self) -> HistoryStats {
-        let inner = self.inner();
+        let Some(inner) = self.local() else { return HistoryStats::default() };
         let c = &inner.counters;
         let channels = lock(&inner.counts).len() as u64;
         HistoryStats {

@@ -75,7 +75,16 @@ fn serials_grow_by_one_per_channel_and_survive_a_reopen() {
     let next = append_all(&h, vec![entry("a", "4")]);
     assert_eq!(next[0].as_ref().unwrap(), &Position { epoch: epoch_a.clone(), serial: 4 });
     let (app, ch) = (Arc::from("1"), Arc::from("a"));
-    let got = rt().block_on(h.after(&app, &ch, &Position { epoch: epoch_a, serial: 1 }, 4, 100)).unwrap().unwrap();
+    let got = rt()
+        .block_on(h.after(
+            &app,
+            &ch,
+            &Position { epoch: epoch_a.clone(), serial: 1 },
+            &Position { epoch: epoch_a, serial: 4 },
+            100,
+        ))
+        .unwrap()
+        .unwrap();
     assert_eq!(got.iter().map(|e| (e.serial, e.data.as_str())).collect::<Vec<_>>(), [(2, "2"), (3, "3"), (4, "4")]);
 }
 
@@ -87,7 +96,14 @@ fn a_position_outside_what_is_kept_is_a_gap_with_its_reason() {
     let epoch = done[0].as_ref().unwrap().epoch.clone();
     let (app, ch) = (Arc::from("1"), Arc::from("c"));
     let after = |serial: u64, epoch: &Arc<str>, max: u64| {
-        rt().block_on(h.after(&app, &ch, &Position { epoch: epoch.clone(), serial }, 5, max)).unwrap()
+        rt().block_on(h.after(
+            &app,
+            &ch,
+            &Position { epoch: epoch.clone(), serial },
+            &Position { epoch: epoch.clone(), serial: 5 },
+            max,
+        ))
+        .unwrap()
     };
     // Only 3..=5 are kept.
     assert_eq!(after(1, &epoch, 100), Err(Gap::Evicted { oldest: Some(3) }));
@@ -195,7 +211,15 @@ fn clearing_keeps_the_positions_going_and_reports_the_gap() {
     let next = append_all(&h, vec![entry("c", "3")]);
     assert_eq!(next[0].as_ref().unwrap().serial, 3);
     let (app, ch) = (Arc::from("1"), Arc::from("c"));
-    let gap = rt().block_on(h.after(&app, &ch, &Position { epoch: epoch.clone(), serial: 1 }, 3, 100)).unwrap();
+    let gap = rt()
+        .block_on(h.after(
+            &app,
+            &ch,
+            &Position { epoch: epoch.clone(), serial: 1 },
+            &Position { epoch: epoch.clone(), serial: 3 },
+            100,
+        ))
+        .unwrap();
     assert_eq!(gap, Err(Gap::Evicted { oldest: Some(3) }));
     rt().block_on(h.clear()).unwrap();
     drop(h);
@@ -209,7 +233,7 @@ fn a_head_asked_for_before_any_event_keeps_its_epoch_for_the_first_event_and_on_
     let dir = Dir::new("head");
     let h = open(&dir, HistoryConfig::default());
     let (app, ch) = (Arc::from("1"), Arc::from("quiet"));
-    let head = h.head(&app, &ch);
+    let head = h.head(&app, &ch).expect("a head of this hub's store");
     assert_eq!(head.serial, 0);
     // Reading goes through the writer after the head's job, so the head is on disk once this returns.
     assert_eq!(rt().block_on(h.read(&app, &ch, 0, 10, 100)).unwrap(), []);

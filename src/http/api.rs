@@ -408,6 +408,8 @@ pub(super) async fn channel_events(
         };
         return Err(ApiError::NotFound(why));
     };
+    // In a cluster, the channel's head as the cluster's history has it now.
+    state.hub.cluster_sync_heads(&app, &name).await;
     let Some(last) = state.hub.kept_position(&app, &name) else {
         return Ok(Json(json!({
             "channel": name.as_str(), "epoch": null, "last_serial": 0, "events": [], "next_after": null,

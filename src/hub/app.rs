@@ -81,8 +81,10 @@ impl Hub {
             return Some(p.clone());
         }
         // No kept event was delivered here since the hub started, and none was kept before (the store's
-        // heads were loaded into `delivered`): what is appended now is the epoch's first serial on.
-        Some(Position { epoch: history.head(&app.id, &Arc::from(channel.as_str())).epoch, serial: 0 })
+        // heads were loaded into `delivered`): what is appended now is the epoch's first serial on. (A
+        // cluster's history gives its heads in its order of events, before the join: none here means the
+        // cluster could not be asked, and the position is unknown.)
+        Some(Position { epoch: history.head(&app.id, &Arc::from(channel.as_str()))?.epoch, serial: 0 })
     }
 
     /// The position of the last kept event delivered on `channel`, if any was (or is on disk).

@@ -32,17 +32,33 @@ pub enum Route {
     /// The hub, now (a hub alone, or a cluster whose link is down: the adapter has queued the event for
     /// the other hubs already).
     Here,
-    /// The adapter, in the cluster's order, through [`Hub::deliver_local`]: the answer comes once the
-    /// cluster has the event and this hub has delivered it, with the number of local connections.
+    /// The adapter, in the cluster's order, through [`Hub::deliver_local`] (or
+    /// [`Hub::deliver_positioned`]): the answer comes once the cluster has the event and this hub has
+    /// delivered it, with the number of local connections.
     Ordered(oneshot::Receiver<Result<usize, HistoryError>>),
+    /// Nobody: the event is kept in the cluster's history, which cannot be reached (the reason), so it
+    /// could not get its position. It was not delivered anywhere.
+    Refused(String),
 }
 
 /// Where the hub's traffic goes beyond its own subscribers. Every method has the behaviour of a hub
 /// alone as its default, so an adapter implements only what it shares.
 pub trait Adapter: Send + Sync + std::fmt::Debug {
-    /// Hands on an event published on this hub, and says who delivers it here.
-    fn publish(&self, _app: &App, _event: &Publish) -> Route {
+    /// Hands on an event published on this hub, and says who delivers it here. With `kept`, the event
+    /// is one the history keeps (the cluster gives its positions, if the history is the cluster's).
+    fn publish(&self, _app: &App, _event: &Publish, _kept: bool) -> Route {
         Route::Here
+    }
+
+    /// The history the cluster keeps for `apps`, if it keeps one (`history_on`: the hub keeps history).
+    fn history(&self, _apps: &[crate::config::AppConfig], _history_on: bool) -> Option<crate::history::History> {
+        None
+    }
+
+    /// [`Adapter::sync`], which also brings the head of `channel`'s history in the cluster's order, for
+    /// a connection that counts positions: the hub records it as the channel's last delivered position.
+    fn sync_heads(&self, _app: &App, _channel: &str) -> Option<oneshot::Receiver<()>> {
+        None
     }
 
     /// Resolves once every change the cluster accepted before this call has been applied here (`None`:
@@ -180,6 +196,46 @@ impl Hub {
         {
             tracing::debug!("the cluster did not catch up within {SYNC_TIMEOUT:?}; answering from what this hub knows");
         }
+    }
+
+    /// [`Hub::cluster_sync`], bringing the head of `channel`'s history in the cluster's order too (for a
+    /// subscription that counts positions, in a cluster that keeps the history).
+    /// With a history kept by the cluster, a head that could not be brought (the link is down, or it did
+    /// not come in time) leaves the channel's position unknown here: joins then count no positions.
+    pub async fn cluster_sync_heads(&self, app: &App, channel: &ChannelName) {
+        let shared = self.history().is_some_and(|h| h.is_shared() && h.keeps(&app.id, false));
+        let synced = match self.shared.adapter.sync_heads(app, channel.as_str()) {
+            Some(synced) => tokio::time::timeout(SYNC_TIMEOUT, synced).await.is_ok(),
+            None => false,
+        };
+        if shared && !synced {
+            tracing::debug!(channel = channel.as_str(), "the cluster's history could not be asked; position unknown");
+            let _map = lock(&app.channels);
+            lock(&app.delivered).remove(channel);
+        }
+    }
+
+    /// Asks every connection that counts positions on a channel to reconnect (4200): this hub missed what
+    /// the cluster published while its link was down, so they must resume from their positions (on any
+    /// hub) to get it. Returns how many were asked.
+    pub fn restart_counting(&self) -> usize {
+        let mut counting = Vec::new();
+        for app in &self.shared.apps {
+            let channels: Vec<_> = lock(&app.channels).values().cloned().collect();
+            for ch in channels {
+                let state = lock(&ch.state);
+                let ring = lock(&ch.ring);
+                counting.extend(
+                    state.subscribers.iter().filter(|(n, _)| ring.counts_positions(**n)).map(|(_, s)| s.conn.clone()),
+                );
+            }
+        }
+        counting.sort_by_key(|c| c.number);
+        counting.dedup_by_key(|c| c.number);
+        for conn in &counting {
+            conn.kick(crate::protocol::CloseCode::Restarting);
+        }
+        counting.len()
     }
 
     /// The departed hub `departed` held these channels and members of `app_id`: sends the

@@ -95,6 +95,8 @@ pub enum Delivery {
     Pending(Kept),
     /// In a cluster: delivered here by the adapter once the cluster has ordered it (see [`Route`]).
     Ordered(oneshot::Receiver<Result<usize, HistoryError>>),
+    /// Not delivered: it could not be kept.
+    Refused(HistoryError),
 }
 
 /// What a kept event's delivery answers: to how many connections, and the sessions to wake.
@@ -123,7 +125,7 @@ impl Delivery {
     pub fn ready(&self) -> Option<usize> {
         match self {
             Delivery::Done(n) => Some(*n),
-            Delivery::Pending(_) | Delivery::Ordered(_) => None,
+            Delivery::Pending(_) | Delivery::Ordered(_) | Delivery::Refused(_) => None,
         }
     }
 
@@ -140,6 +142,7 @@ impl Delivery {
                 Ok(delivered)
             }
             Delivery::Ordered(answer) => answer.await.unwrap_or(Err(HistoryError::Closed)),
+            Delivery::Refused(e) => Err(e),
         }
     }
 }
@@ -203,10 +206,26 @@ impl Hub {
     /// here at once while the cluster cannot be reached. When the app keeps history, the event is made
     /// durable first: the delivery then finishes once it is on disk and queued to every local subscriber.
     pub fn publish(&self, app: &App, event: &Publish) -> Delivery {
-        match self.shared.adapter.publish(app, event) {
+        let kept = self.keeping(app, event).is_some();
+        match self.shared.adapter.publish(app, event, kept) {
             Route::Ordered(answer) => Delivery::Ordered(answer),
             Route::Here => self.deliver_local(app, event),
+            Route::Refused(why) => Delivery::Refused(HistoryError::Unreachable(why)),
         }
+    }
+
+    /// Delivers an event from the cluster that comes with the position its history gave it on each of
+    /// its channels (`None` where it is not kept).
+    pub fn deliver_positioned(&self, app: &App, event: &Publish, positions: &[Option<Position>]) -> usize {
+        let at = |i: usize| positions.get(i).cloned().flatten();
+        event.channels.iter().enumerate().map(|(i, name)| self.deliver_channel(app, event, name, at(i), None)).sum()
+    }
+
+    /// Records `position` as the last kept event delivered on `channel` (the cluster's history gave it in
+    /// its order of events, with everything before it delivered here): joins from now on count from it.
+    pub fn record_position(&self, app: &App, channel: &ChannelName, position: Position) {
+        let _map = lock(&app.channels);
+        lock(&app.delivered).insert(channel.clone(), position);
     }
 
     /// Delivers an event to this hub's subscribers: the path every event ends in, whether it was published
@@ -231,7 +250,10 @@ impl Hub {
     /// Keeps an event, then delivers it once it is durable. The event is copied once for all its channels'
     /// completions.
     fn keep_then_deliver(&self, history: &History, app: &App, event: Arc<Publish>) -> Delivery {
-        let Some(owned) = self.app_by_id(&app.id) else { return Delivery::Done(self.deliver_now(app, &event)) };
+        // The cluster's history gives positions as it orders events (`deliver_positioned`): an event that
+        // comes without one is delivered without one.
+        let owned = self.app_by_id(&app.id).filter(|_| !history.is_shared());
+        let Some(owned) = owned else { return Delivery::Done(self.deliver_now(app, &event)) };
         if event.channels.is_empty() {
             return Delivery::Done(0);
         }

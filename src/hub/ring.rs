@@ -105,6 +105,11 @@ impl Ring {
         }
     }
 
+    /// Whether a subscriber counts the channel's positions.
+    pub(super) fn counts_positions(&self, number: u64) -> bool {
+        self.positioned.contains(&number)
+    }
+
     /// Removes a subscriber, giving up its claim on the frames it had not taken. Harmless if it is not
     /// one (it was dropped for being too far behind).
     pub(super) fn leave(&mut self, number: u64) {

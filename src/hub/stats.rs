@@ -156,7 +156,7 @@ impl Hub {
         match (self.history(), self.history_error()) {
             (Some(h), _) => HistoryStatus {
                 state: "on",
-                path: Some(h.path().display().to_string()),
+                path: Some(h.location()),
                 error: None,
                 notice: h.notice().map(str::to_owned),
                 figures: Some(h.stats()),

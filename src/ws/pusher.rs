@@ -118,8 +118,11 @@ where
         }
         let resume = sub.poussr_resume;
         // In a cluster, the members listed are those of every subscription that completed on any hub
-        // before this one.
-        if kind == ChannelKind::Presence {
+        // before this one, and a connection that counts positions learns the channel's head in the
+        // cluster's order of events.
+        if resume.is_some() {
+            self.hub.cluster_sync_heads(&self.conn.app, &name).await;
+        } else if kind == ChannelKind::Presence {
             self.hub.cluster_sync().await;
         }
         let joined = match self.hub.subscribe_counting(&self.conn, &name, member, resume.is_some()) {

@@ -62,8 +62,15 @@ where
         let asked = resume.epoch.as_deref().zip(resume.serial);
         let (Some(head), Some(history)) = (head, self.hub.history().cloned()) else {
             if let Some((epoch, serial)) = asked {
-                let message = "this app keeps no history of events, so nothing missed can be recovered".to_owned();
-                let why = NotRecovered { reason: "history_off", message, epoch, serial, oldest: None };
+                let kept = self.hub.history().is_some_and(|h| h.keeps(&self.conn.app.id, false));
+                let (reason, message) = if kept {
+                    // A cluster's history whose head could not be read in time (its link is down).
+                    ("unavailable", "the cluster's history cannot be reached now, so nothing missed can be recovered")
+                } else {
+                    ("history_off", "this app keeps no history of events, so nothing missed can be recovered")
+                };
+                let message = message.to_owned();
+                let why = NotRecovered { reason, message, epoch, serial, oldest: None };
                 self.reply(resume::not_recovered(channel, &why)).await?;
             }
             return Ok(Resumed::Counting(None));
@@ -74,8 +81,7 @@ where
         let Some((epoch, serial)) = asked else { return Ok(Resumed::Counting(Some(counting))) };
         let from = Position { epoch: Arc::from(epoch), serial };
         let max = app.config.history.max_events_per_channel;
-        let (reason, message, oldest) = match history.after(&app.id, &Arc::from(channel), &from, head.serial, max).await
-        {
+        let (reason, message, oldest) = match history.after(&app.id, &Arc::from(channel), &from, &head, max).await {
             Ok(Ok(events)) => {
                 self.reply(dialect.position(channel, epoch, serial, Some(client_events))).await?;
                 for e in events {

@@ -42,6 +42,9 @@ where
             .await?;
             return Ok(Next::Continue);
         }
+        if resume.is_some() {
+            self.hub.cluster_sync_heads(&self.conn.app, &name).await;
+        }
         let joined = match self.hub.subscribe_counting(&self.conn, &name, None, resume.is_some()) {
             Ok(joined) => joined,
             Err(e) => {

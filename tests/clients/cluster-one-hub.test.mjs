@@ -1,6 +1,8 @@
 // The cluster behaves as one hub (docs/operations.md, "Several hubs as one"), with a real redis-server,
 // pusher-js and the `pusher` SDK:
 // - one order: triggers awaited one after another, alternating between two hubs, arrive in that order on both;
+// - recovery on another hub: pusher-js with the recovery add-on, moved to another hub by a load balancer
+//   when its hub dies, gets every event published meanwhile from the cluster's history;
 // - current answers: right after a subscription succeeds on one hub, the other's channel list, channel info,
 //   users and presence member list include it (and an unsubscription the first hub has counted is gone);
 // - a hub killed with SIGKILL is cleaned up once: exactly one member_removed and one channel_vacated webhook;
@@ -12,7 +14,9 @@ import { after, before, describe, test } from 'node:test';
 import Pusher from 'pusher-js';
 import { startBackend } from './backend.mjs';
 import { randomCredentials } from './hub.mjs';
-import { freePort, health, linked, startClusterHub, startRedis, startTcpProxy } from './redis.mjs';
+import { freePort, health, linked, startClusterHub, startRedis } from './redis.mjs';
+import { TcpProxy } from './tcp-proxy.mjs';
+import { loadRecovery, numbersOf, publishNumbers, pusherThrough, range, subscribed } from './recovering.mjs';
 import { Inbox, closeTimersOf, eventually, pusherOptions, sentinel, serverSdk, subscribe, uniqueName, withTimeout } from './wire.mjs';
 
 const NODE_TIMEOUT_MS = 3000;
@@ -133,6 +137,47 @@ describe('a cluster that behaves as one hub', () => {
     }
   });
 
+  test('pusher-js with the recovery add-on recovers on another hub what was published while its hub was dead', async () => {
+    const doomed = await node();
+    await linked([a, b, doomed]);
+    // The load balancer: the client's connections go to the doomed hub, then to B.
+    const balancer = await new TcpProxy(doomed.port).listen();
+    const recovery = await loadRecovery(doomed);
+    const c = pusherThrough(doomed, balancer, { recovery });
+    clients.push(c);
+    releases.push(c.unrefTimers);
+    const channel = uniqueName('failover');
+    const ch = c.subscribe(channel);
+    const { got, gaps } = numbersOf(ch);
+    await subscribed(ch);
+    await publishNumbers(serverSdk(a), channel, 1, 30);
+    await eventually(() => got.length === 30, { what: '30 events before the hub dies' });
+
+    // The doomed hub dies; until the client is back (on B), 100 events are published through A and B.
+    const doomedId = (await health(doomed)).cluster.node;
+    balancer.hold();
+    balancer.retarget(b.port);
+    doomed.child.kill('SIGKILL');
+    await eventually(() => c.connection.state !== 'connected', { what: 'the client to notice its hub died' });
+    await publishNumbers(serverSdk(b), channel, 31, 80);
+    await publishNumbers(serverSdk(a), channel, 81, 130);
+    balancer.release();
+    await eventually(() => got.length >= 130, { timeout: 20_000, what: '130 events, the last 100 recovered on B' });
+    assert.equal(c.connection.state, 'connected');
+    assert.equal(balancer.accepted, 2, 'one connection to the dead hub, then one to B');
+    await publishNumbers(serverSdk(b), channel, 131, 140);
+    await sentinel(serverSdk(a), [ch]);
+    assert.deepEqual(got, range(1, 140), 'every event once, in order');
+    assert.deepEqual(gaps.items, [], 'nothing reported as not recovered');
+    balancer.close();
+    // Its clean-up done (its key expired, a survivor looked), so that it does not overlap the next test.
+    await eventually(async () => (await redis.cli('GET', `${prefix}:cleaned:${doomedId}`)) !== '', {
+      timeout: NODE_TIMEOUT_MS + 10_000,
+      what: 'the dead hub cleaned up after',
+    });
+    await doomed.close();
+  });
+
   test('a hub killed with SIGKILL is cleaned up once: one member_removed, one channel_vacated', async (t) => {
     const third = await node();
     await linked([a, b, third]);
@@ -141,6 +186,8 @@ describe('a cluster that behaves as one hub', () => {
     const usersOn = async (hub) => (await (await serverSdk(hub).get({ path: `/channels/${room}/users` })).json()).users;
     assert.deepEqual(await usersOn(a), [{ id: 'dave' }]);
     const thirdId = (await health(third)).cluster.node;
+    const cleanedUp = async () => Promise.all([a, b].map(async (h) => (await health(h)).cluster.cleaned_up));
+    const before = await cleanedUp();
     third.child.kill('SIGKILL');
     const killedAt = Date.now();
 
@@ -158,7 +205,7 @@ describe('a cluster that behaves as one hub', () => {
     const [idA, idB] = await Promise.all([a, b].map(async (h) => (await health(h)).cluster.node));
     assert.ok([idA, idB].includes(winnerId), `a survivor cleaned up (${winnerId})`);
     const winner = winnerId === idA ? a : b;
-    const counts = await Promise.all([a, b].map(async (h) => (await health(h)).cluster.cleaned_up));
+    const counts = (await cleanedUp()).map((n, i) => n - before[i]);
     assert.deepEqual(counts.sort(), [0, 1], 'one hub cleaned up after the dead one');
     // A webhook of the winner sent after those: it sends in order, so they have all arrived by then.
     const marker = uniqueName('marker');
@@ -174,16 +221,31 @@ describe('a cluster that behaves as one hub', () => {
   });
 
   test('a silent partition between a hub and Redis is reported, local delivery goes on, and it heals', async (t) => {
-    const proxy = await startTcpProxy(redis.port);
+    const proxy = await new TcpProxy(redis.port).listen();
     const cut = await node(proxy.port);
     try {
       await linked([a, b, cut]);
-      const channel = uniqueName('partition');
+      const channel = `private-${uniqueName('partition')}`;
+      const sender = await subscribe(await client(cut, 'sender'), channel);
       const onCut = new Inbox('on the cut-off hub');
       const onA = new Inbox('on A');
-      (await subscribe(await client(cut), channel)).bind('e', (d) => onCut.push(d.n));
-      const chA = await subscribe(await client(a), channel);
-      chA.bind('e', (d) => onA.push(d.n));
+      const chCut = await subscribe(await client(cut, 'local'), channel);
+      chCut.bind('e', (d) => onCut.push(`e${d.n}`));
+      chCut.bind('client-note', (d) => onCut.push(`note${d.n}`));
+      const chA = await subscribe(await client(a, 'far'), channel);
+      chA.bind('e', (d) => onA.push(`e${d.n}`));
+      chA.bind('client-note', (d) => onA.push(`note${d.n}`));
+      // A client with the recovery add-on on the cut-off hub, counting positions on another channel.
+      const recovery = await loadRecovery(cut);
+      const counting = pusherThrough(cut, { port: cut.port }, { recovery });
+      clients.push(counting);
+      releases.push(counting.unrefTimers);
+      const numbered = uniqueName('numbered');
+      const chNumbered = counting.subscribe(numbered);
+      const { got, gaps } = numbersOf(chNumbered);
+      await subscribed(chNumbered);
+      await publishNumbers(serverSdk(a), numbered, 1, 5);
+      await eventually(() => got.length === 5, { what: '5 numbered events before the partition' });
 
       proxy.blackhole();
       const cutAt = Date.now();
@@ -194,22 +256,38 @@ describe('a cluster that behaves as one hub', () => {
       const down = await health(cut);
       assert.match(down.cluster.error, /ping|did not answer|in time|timed out|come back|lost/i, down.cluster.error);
 
-      // Local delivery goes on, and the publish is answered.
-      assert.equal((await serverSdk(cut).trigger(channel, 'e', { n: 1 })).status, 200);
-      assert.equal(await onCut.next(), 1, 'delivered to the hub’s own client while the link is down');
+      // Local delivery goes on: a client event (not kept) reaches the other client of the same hub.
+      assert.ok(sender.trigger('client-note', { n: 1 }));
+      assert.equal(await onCut.next(), 'note1', 'delivered on the cut-off hub while its link is down');
+      // An event the history keeps cannot get its cluster-wide position: refused, clearly, and delivered nowhere.
+      const refused = await serverSdk(cut).trigger(channel, 'e', { n: 0 }).then(
+        () => null,
+        (e) => e,
+      );
+      assert.equal(refused?.status, 503, 'a kept event is refused while the link is down');
+      assert.match(refused.body, /link to the cluster is down.*delivered nowhere/s, refused.body);
+      // Published on A meanwhile: the cut-off hub never hears of them.
+      await publishNumbers(serverSdk(a), numbered, 6, 15);
 
       proxy.restore();
       await eventually(async () => (await health(cut)).cluster.link === 'up', { timeout: 20_000, what: 'the link back up' });
-      // What the cut-off hub kept reaches the others, and the others' events reach it again.
-      assert.equal(await onA.next(10_000), 1, 'the event published during the partition reaches A');
+      // What the cut-off hub kept for the others reaches them, and the others' events reach it again.
+      assert.equal(await onA.next(10_000), 'note1', 'the client event of the partition reaches A');
       assert.equal((await serverSdk(a).trigger(channel, 'e', { n: 2 })).status, 200);
-      assert.equal(await onCut.next(10_000), 2, 'delivery from the cluster resumed');
-      assert.equal(await onA.next(), 2);
-      await sentinel(serverSdk(a), [chA]);
-      assert.deepEqual([onA.all, onCut.all], [[1, 2], [1, 2]], 'each once');
+      assert.equal(await onCut.next(10_000), 'e2', 'delivery from the cluster resumed');
+      assert.equal(await onA.next(), 'e2');
+      assert.equal((await serverSdk(cut).trigger(channel, 'e', { n: 3 })).status, 200, 'kept events are accepted again');
+      await sentinel(serverSdk(a), [chA, chCut]);
+      assert.deepEqual([onA.all, onCut.all], [['note1', 'e2', 'e3'], ['note1', 'e2', 'e3']], 'each once, nothing refused delivered');
+      // The counting client was asked to reconnect when the link came back, and recovered what it missed.
+      await publishNumbers(serverSdk(cut), numbered, 16, 20);
+      await eventually(() => got.length >= 20, { timeout: 20_000, what: '20 numbered events, 6..15 recovered' });
+      await sentinel(serverSdk(a), [chNumbered]);
+      assert.deepEqual(got, range(1, 20), 'every numbered event once, in order');
+      assert.deepEqual(gaps.items, [], 'nothing reported as not recovered');
     } finally {
       await cut.close();
-      await proxy.close();
+      proxy.close();
     }
   });
 });

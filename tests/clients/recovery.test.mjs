@@ -5,7 +5,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
@@ -13,6 +12,8 @@ import Echo from 'laravel-echo';
 import Pusher from 'pusher-js';
 import { WebSocket } from 'ws';
 import { Hub, startHub } from './hub.mjs';
+import { TcpProxy } from './tcp-proxy.mjs';
+import { loadRecovery, numbersOf, publishNumbers, pusherThrough, range, subscribed } from './recovering.mjs';
 import {
   Inbox,
   closeTimersOf,
@@ -26,137 +27,6 @@ import {
   withTimeout,
 } from './wire.mjs';
 
-/**
- * A TCP proxy in front of the hub. `cut()` drops every connection through it, and until `release()` the hub
- * is unreachable: a new connection stalls, as over a dead Wi-Fi link, and goes through once the link is back.
- * Tests end an outage after a number of published events, not after a time.
- * (A refused connection would not do: pusher-js under Node, whose WebSocket is faye-websocket, then waits
- * for its 15 s connection timeout before trying again, where a browser tries again at once.)
- */
-class CuttingProxy {
-  constructor(targetPort) {
-    this.targetPort = targetPort;
-    this.pairs = new Set();
-    this.held = [];
-    this.holding = false;
-    this.accepted = 0;
-    this.server = net.createServer((client) => this.accept(client));
-  }
-
-  async listen() {
-    await new Promise((resolve) => this.server.listen(0, '127.0.0.1', resolve));
-    this.port = this.server.address().port;
-    return this;
-  }
-
-  accept(client) {
-    client.on('error', () => client.destroy());
-    if (this.holding) {
-      this.held.push(client);
-      return;
-    }
-    this.accepted += 1;
-    const upstream = net.connect(this.targetPort, '127.0.0.1');
-    const pair = { client, upstream };
-    this.pairs.add(pair);
-    const end = () => {
-      client.destroy();
-      upstream.destroy();
-      this.pairs.delete(pair);
-    };
-    client.on('error', end).on('close', end);
-    upstream.on('error', end).on('close', end);
-    client.pipe(upstream);
-    upstream.pipe(client);
-  }
-
-  /** New connections wait until `release()`. */
-  hold() {
-    this.holding = true;
-  }
-
-  /** The link is back: waiting connections go through. */
-  release() {
-    this.holding = false;
-    for (const client of this.held.splice(0)) {
-      if (!client.destroyed) this.accept(client);
-    }
-  }
-
-  /** Drops every connection; the hub is unreachable until `release()`. */
-  cut() {
-    this.hold();
-    for (const { client, upstream } of this.pairs) {
-      client.destroy();
-      upstream.destroy();
-    }
-    this.pairs.clear();
-  }
-
-  close() {
-    this.holding = false;
-    for (const client of this.held.splice(0)) client.destroy();
-    for (const { client, upstream } of this.pairs) {
-      client.destroy();
-      upstream.destroy();
-    }
-    this.server.close();
-  }
-}
-
-/** The add-on as the hub serves it, loaded the way Node loads it (module.exports). */
-async function loadRecovery(hub) {
-  const res = await fetch(`${hub.httpUrl}/poussr-recovery.js`);
-  assert.equal(res.status, 200);
-  assert.match(res.headers.get('content-type'), /javascript/);
-  const module = { exports: {} };
-  new Function('module', 'exports', await res.text())(module, module.exports);
-  return module.exports;
-}
-
-/** A pusher-js client through `proxy`, with the add-on unless `plain`; it never gives up reconnecting. */
-function pusherThrough(hub, proxy, { recovery, plain = false } = {}) {
-  const client = new Pusher(hub.key, { ...pusherOptions(hub), wsPort: proxy.port });
-  client.unrefTimers = closeTimersOf(client);
-  if (!plain) recovery.attach(client);
-  return client;
-}
-
-/** The numbers of the `numbered` events a channel gets, in arrival order, with an inbox of not-recovered events. */
-function numbersOf(channel) {
-  const got = [];
-  channel.bind('numbered', (data) => got.push(data.n));
-  const gaps = new Inbox(`poussr:not_recovered on ${channel.name}`);
-  channel.bind('poussr:not_recovered', (why) => gaps.push(why));
-  return { got, gaps };
-}
-
-function subscribed(channel) {
-  return withTimeout(
-    new Promise((resolve) => channel.bind('pusher:subscription_succeeded', resolve)),
-    10_000,
-    `subscription to ${channel.name}`,
-  );
-}
-
-/**
- * Publishes `numbered` events n = from..to on `channel`, ten per batch request, each request awaited (so in
- * order), as fast as the hub answers.
- */
-async function publishNumbers(sdk, channel, from, to, { beforeBatch } = {}) {
-  const perBatch = 10;
-  for (let n = from; n <= to; n += perBatch) {
-    if (beforeBatch) await beforeBatch(n);
-    const batch = [];
-    for (let k = n; k < n + perBatch && k <= to; k++) batch.push({ channel, name: 'numbered', data: JSON.stringify({ n: k }) });
-    const res = await sdk.triggerBatch(batch);
-    assert.equal(res.status, 200);
-  }
-}
-
-function range(from, to) {
-  return Array.from({ length: to - from + 1 }, (_, i) => from + i);
-}
 
 test('pusher-js and laravel-echo with the add-on get a stream of 2,000 events once and in order through 4 Wi-Fi drops and a hub restart; without it, events are lost', async (t) => {
   const hub = await startHub();
@@ -171,7 +41,7 @@ test('pusher-js and laravel-echo with the add-on get a stream of 2,000 events on
   const recovery = await loadRecovery(hub);
   const name = uniqueName('numbered');
   const proxy = () => {
-    const p = new CuttingProxy(hub.port);
+    const p = new TcpProxy(hub.port);
     proxies.push(p);
     return p.listen();
   };
@@ -257,7 +127,7 @@ test('pusher-js and laravel-echo with the add-on get a stream of 2,000 events on
 /** A pusher-js client with the add-on through a new proxy, subscribed to `name`; cleaned up by `t`. */
 async function recoveringClient(t, hub, name) {
   const recovery = await loadRecovery(hub);
-  const proxy = await new CuttingProxy(hub.port).listen();
+  const proxy = await new TcpProxy(hub.port).listen();
   const client = pusherThrough(hub, proxy, { recovery });
   t.after(() => {
     client.disconnect();
@@ -498,7 +368,7 @@ test('pysher, which knows nothing of recovery, sees exactly the frames it always
 
 test('poussr.js (Poussr v1) recovers what it missed through a Wi-Fi drop and a hub restart, once each and in order', async (t) => {
   const hub = await startHub();
-  const proxy = await new CuttingProxy(hub.port).listen();
+  const proxy = await new TcpProxy(hub.port).listen();
   const source = await (await fetch(`${hub.httpUrl}/poussr.js`)).text();
   const module = { exports: {} };
   new Function('module', source)(module);

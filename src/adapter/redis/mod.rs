@@ -25,7 +25,9 @@
 //! | `view.rs` | what this hub knows of the others (heartbeat records and patches) and of its links |
 //! | `tasks.rs` | the three connections' tasks: subscriber, publisher, heartbeat |
 //! | `reap.rs` | the clean-up of a hub that died, under a lease |
+//! | `history.rs` | the cluster's history in Redis streams: the scripts that give positions, and reads |
 
+mod history;
 mod own;
 mod reap;
 mod tasks;
@@ -85,8 +87,12 @@ enum Body {
     MemberRemoved { app: String, channel: String, user_id: String },
     /// A channel has this many subscriptions on the sending hub now.
     Subscriptions { app: String, channel: String, count: usize },
-    /// Nothing: the sending hub waits for it to come back (sent to its own channel only).
-    Sync,
+    /// Nothing: the sending hub waits for it to come back (sent to its own channel only). With `heads`
+    /// (app id, channel), the script that published it put those channels' history heads before it.
+    Sync {
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        heads: Vec<(String, String)>,
+    },
 }
 
 /// This hub's membership of a Redis cluster.
@@ -110,6 +116,10 @@ pub(crate) struct Cluster {
     stop: watch::Sender<bool>,
     /// When this hub started, ms since the epoch, for its record.
     started_ms: u64,
+    /// The names of the history's keys.
+    keys: history::Keys,
+    /// Whether the cluster keeps the history (`Adapter::history` made it).
+    keeps_history: std::sync::atomic::AtomicBool,
 }
 
 impl Cluster {
@@ -145,6 +155,8 @@ impl Cluster {
             link: Arc::default(),
             stop: watch::Sender::new(false),
             started_ms: now_ms(),
+            keys: history::Keys { prefix: prefix.to_owned() },
+            keeps_history: Default::default(),
         })
     }
 
@@ -159,12 +171,20 @@ impl Cluster {
     /// Numbers and queues a message (to this hub's own channel with `to_self`); `waiter` waits for it to
     /// come back while the links are up. A full outbox drops it and counts it.
     fn send(&self, body: Body, to_self: bool, waiter: Option<Waiter>) -> Sent {
-        let node = &self.node;
+        self.send_with(body, to_self, waiter, None)
+    }
+
+    /// [`Cluster::send`], published by a history script (`script`): only while the links are up, since
+    /// the positions it gives must reach this hub in the cluster's order.
+    fn send_with(&self, body: Body, to_self: bool, waiter: Option<Waiter>, script: Option<history::Call>) -> Sent {
+        let (node, keys) = (&self.node, &self.keys);
+        let only_ordered = script.is_some();
         let make = |seq, here| {
             let envelope = Envelope { node: node.clone(), seq, here, body };
-            Outgoing { to_self, message: serde_json::to_string(&envelope).unwrap_or_default() }
+            let script = script.map(|call| call.numbered(keys, node, seq));
+            Outgoing { to_self, message: serde_json::to_string(&envelope).unwrap_or_default(), script }
         };
-        let sent = self.link.own.send(&self.outbox, make, waiter);
+        let sent = self.link.own.send(&self.outbox, make, waiter, only_ordered);
         if sent == Sent::Dropped {
             self.link.dropped.fetch_add(1, Relaxed);
         }
@@ -173,10 +193,13 @@ impl Cluster {
 }
 
 impl Adapter for Cluster {
-    fn publish(&self, app: &App, event: &Publish) -> Route {
+    fn publish(&self, app: &App, event: &Publish, kept: bool) -> Route {
+        let channels: Vec<String> = event.channels.iter().map(|c| c.to_string()).collect();
+        let script =
+            (kept && self.keeps_history.load(Relaxed)).then(|| history::keep(&self.keys, app, &channels, event));
         let body = Body::Publish {
             app: app.config.id.clone(),
-            channels: event.channels.iter().map(|c| c.to_string()).collect(),
+            channels,
             event: event.event.to_string(),
             data: event.data.to_string(),
             except: event.except.as_deref().map(str::to_owned),
@@ -184,16 +207,45 @@ impl Adapter for Cluster {
             source: event.source,
         };
         let (answer, answered) = tokio::sync::oneshot::channel();
-        let waiter = Waiter::Deliver { app: app.config.id.clone(), event: Box::new(event.clone()), answer };
-        match self.send(body, false, Some(waiter)) {
+        let kept = script.is_some();
+        let waiter = Waiter::Deliver { app: app.config.id.clone(), event: Box::new(event.clone()), kept, answer };
+        match self.send_with(body, false, Some(waiter), script) {
             Sent::Waiting => Route::Ordered(answered),
             Sent::Here | Sent::Dropped => Route::Here,
+            Sent::Unordered => Route::Refused(format!(
+                "this hub's link to the cluster is down ({}), so the event cannot get its place in the channel's \
+                 history; it was delivered nowhere. Publish it again (on this hub once the link is back, or on \
+                 another)",
+                self.link.state().1.unwrap_or_else(|| "reconnecting".into())
+            )),
         }
     }
 
     fn sync(&self) -> Option<tokio::sync::oneshot::Receiver<()>> {
         let (answer, answered) = tokio::sync::oneshot::channel();
-        (self.send(Body::Sync, true, Some(Waiter::Sync(answer))) == Sent::Waiting).then_some(answered)
+        let body = Body::Sync { heads: Vec::new() };
+        (self.send(body, true, Some(Waiter::Sync(answer))) == Sent::Waiting).then_some(answered)
+    }
+
+    fn sync_heads(&self, app: &App, channel: &str) -> Option<tokio::sync::oneshot::Receiver<()>> {
+        if !self.keeps_history.load(Relaxed) || !app.config.history.enabled {
+            return self.sync();
+        }
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let wanted = [(app.config.id.clone(), channel.to_owned(), app.config.history.max_age_secs)];
+        let script = history::heads(&self.keys, &wanted);
+        let body = Body::Sync { heads: vec![(app.config.id.clone(), channel.to_owned())] };
+        (self.send_with(body, true, Some(Waiter::Sync(answer)), Some(script)) == Sent::Waiting).then_some(answered)
+    }
+
+    fn history(&self, apps: &[crate::config::AppConfig], history_on: bool) -> Option<crate::history::History> {
+        if !history_on {
+            return None;
+        }
+        let remote = history::RedisHistory::new(self.client.clone(), self.keys.clone());
+        let history = crate::history::History::shared(apps, Box::new(remote));
+        self.keeps_history.store(history.is_some(), Relaxed);
+        history
     }
 
     fn subscriptions_changed(&self, app: &App, channel: &str, count: usize) {

@@ -8,7 +8,9 @@
 //!
 //! While a connection is down, nothing would come back: what waits is delivered here at once (in order),
 //! and later events are delivered here when they are published and marked so (`here`), so that their
-//! copy coming back later is not delivered twice.
+//! copy coming back later is not delivered twice. Except the events the cluster's history keeps: they need
+//! the position the cluster gives them, so they go on waiting; the publisher sends them again once it is
+//! connected, and they are delivered here when they come back.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -16,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::history::HistoryError;
+use crate::history::{HistoryError, Position};
 use crate::hub::{Delivery, Hub, Publish};
 
 /// How long a message may take to come back before the subscriber connection is taken for broken.
@@ -29,29 +31,37 @@ pub(super) struct Outgoing {
     pub(super) to_self: bool,
     /// The serialized envelope.
     pub(super) message: String,
+    /// Published by one of the history's scripts (which give positions or read heads first), not as is.
+    pub(super) script: Option<super::history::Call>,
 }
 
 /// What waits for one of this hub's messages to come back.
 pub(super) enum Waiter {
-    /// An event published here: delivered here when it comes back, then answered.
-    Deliver { app: String, event: Box<Publish>, answer: oneshot::Sender<Result<usize, HistoryError>> },
+    /// An event published here: delivered here when it comes back, then answered. With `kept`, it gets
+    /// its positions from the cluster's history, and waits for them even while the links are down.
+    Deliver { app: String, event: Box<Publish>, kept: bool, answer: oneshot::Sender<Result<usize, HistoryError>> },
     /// A sync: answered when it comes back.
     Sync(oneshot::Sender<()>),
 }
 
 impl Waiter {
-    /// Does what waited: delivers the event here and answers its publisher, or answers the sync.
-    pub(super) fn resolve(self, hub: Option<&Hub>) {
+    /// Does what waited: delivers the event here (at the positions the cluster's history gave it, if it
+    /// gave some) and answers its publisher, or answers the sync.
+    pub(super) fn resolve(self, hub: Option<&Hub>, positions: Option<&[Option<Position>]>) {
         match self {
             Waiter::Sync(answer) => {
                 let _ = answer.send(());
             }
-            Waiter::Deliver { app, event, answer } => {
+            Waiter::Deliver { app, event, answer, .. } => {
                 let Some(hub) = hub else { return };
                 let Some(app) = hub.app_by_id(&app) else {
                     let _ = answer.send(Ok(0));
                     return;
                 };
+                if let Some(positions) = positions {
+                    let _ = answer.send(Ok(hub.deliver_positioned(&app, &event, positions)));
+                    return;
+                }
                 match hub.deliver_local(&app, &event) {
                     Delivery::Done(n) => {
                         let _ = answer.send(Ok(n));
@@ -78,6 +88,8 @@ pub(super) enum Sent {
     Here,
     /// Not queued: the outbox is full (counted). The caller delivers it here.
     Dropped,
+    /// Not queued: it may only be sent while ordered, and the links are down.
+    Unordered,
 }
 
 struct Pending {
@@ -122,11 +134,15 @@ impl Own {
         outbox: &mpsc::Sender<Outgoing>,
         make: impl FnOnce(u64, bool) -> Outgoing,
         waiter: Option<Waiter>,
+        only_ordered: bool,
     ) -> Sent {
         let mut s = self.lock();
+        let ordered = s.ordered;
+        if only_ordered && !ordered {
+            return Sent::Unordered;
+        }
         let seq = s.next;
         s.next += 1;
-        let ordered = s.ordered;
         if outbox.try_send(make(seq, !ordered)).is_err() {
             return Sent::Dropped;
         }
@@ -145,28 +161,36 @@ impl Own {
     }
 
     /// Message `seq` came back: what waited for it, and for any earlier message that did not come back
-    /// (lost while a connection was replaced), in order.
-    pub(super) fn came_back(&self, seq: u64) -> Vec<Waiter> {
+    /// (lost while a connection was replaced), in order, each with its number.
+    pub(super) fn came_back(&self, seq: u64) -> Vec<(u64, Waiter)> {
         let mut s = self.lock();
         let mut out = Vec::new();
         while s.pending.front().is_some_and(|p| p.seq <= seq) {
-            out.extend(s.pending.pop_front().map(|p| p.waiter));
+            out.extend(s.pending.pop_front().map(|p| (p.seq, p.waiter)));
         }
         out
     }
 
-    /// Sets whether messages come back. Turning it off gives back everything that waits, in order: the
-    /// caller delivers it here.
+    /// Sets whether messages come back. Turning it off gives back what waits, in order, for the caller to
+    /// deliver here, except (with `keep_kept`) the events the cluster's history keeps: those go on waiting
+    /// for their positions.
     #[must_use]
-    pub(super) fn set_ordered(&self, ordered: bool) -> Vec<Waiter> {
+    pub(super) fn set_ordered(&self, ordered: bool, keep_kept: bool) -> Vec<Waiter> {
         let mut s = self.lock();
         s.ordered = ordered;
-        if ordered { Vec::new() } else { s.pending.drain(..).map(|p| p.waiter).collect() }
+        if ordered {
+            return Vec::new();
+        }
+        let (kept, out): (VecDeque<Pending>, VecDeque<Pending>) =
+            s.pending.drain(..).partition(|p| keep_kept && matches!(p.waiter, Waiter::Deliver { kept: true, .. }));
+        s.pending = kept;
+        out.into_iter().map(|p| p.waiter).collect()
     }
 
-    /// How long the oldest waiting message has waited.
-    pub(super) fn oldest_wait(&self) -> Option<Duration> {
-        self.lock().pending.front().map(|p| p.at.elapsed())
+    /// How long the oldest waiting message has waited, counted from `since` at the earliest (when the
+    /// connection it should come back on was made).
+    pub(super) fn oldest_wait(&self, since: Instant) -> Option<Duration> {
+        self.lock().pending.front().map(|p| p.at.max(since).elapsed())
     }
 }
 
@@ -207,7 +231,7 @@ mod tests {
     }
 
     fn outgoing(seq: u64, here: bool) -> Outgoing {
-        Outgoing { to_self: false, message: format!("{seq}:{here}") }
+        Outgoing { to_self: false, message: format!("{seq}:{here}"), script: None }
     }
 
     #[test]
@@ -215,43 +239,76 @@ mod tests {
         let own = Own::default();
         let (tx, mut rx) = mpsc::channel(8);
         let (w, _) = sync_waiter();
-        assert_eq!(own.send(&tx, outgoing, Some(w)), Sent::Here, "links down: delivered here");
-        assert!(own.set_ordered(true).is_empty());
+        assert_eq!(own.send(&tx, outgoing, Some(w), false), Sent::Here, "links down: delivered here");
+        assert!(own.set_ordered(true, true).is_empty());
         let (w, _) = sync_waiter();
-        assert_eq!(own.send(&tx, outgoing, Some(w)), Sent::Waiting);
+        assert_eq!(own.send(&tx, outgoing, Some(w), false), Sent::Waiting);
         assert_eq!(rx.try_recv().unwrap().message, "0:true");
         assert_eq!(rx.try_recv().unwrap().message, "1:false");
-        assert!(own.oldest_wait().is_some());
+        assert!(own.oldest_wait(Instant::now()).is_some());
     }
 
     #[test]
     fn a_message_back_answers_it_and_any_earlier_one_lost() {
         let own = Own::default();
         let (tx, _rx) = mpsc::channel(8);
-        let _ = own.set_ordered(true);
+        let _ = own.set_ordered(true, true);
         let (w0, r0) = sync_waiter();
         let (w1, r1) = sync_waiter();
         let (w2, mut r2) = sync_waiter();
-        own.send(&tx, outgoing, Some(w0));
-        own.send(&tx, outgoing, Some(w1));
-        own.send(&tx, outgoing, Some(w2));
+        own.send(&tx, outgoing, Some(w0), false);
+        own.send(&tx, outgoing, Some(w1), false);
+        own.send(&tx, outgoing, Some(w2), false);
         let back = own.came_back(1);
         assert_eq!(back.len(), 2, "0 was lost, 1 came back");
-        back.into_iter().for_each(|w| w.resolve(None));
+        assert_eq!(back.iter().map(|(seq, _)| *seq).collect::<Vec<_>>(), [0, 1]);
+        back.into_iter().for_each(|(_, w)| w.resolve(None, None));
         assert!(r0.blocking_recv().is_ok() && r1.blocking_recv().is_ok());
         assert!(r2.try_recv().is_err(), "2 still waits");
         // The links go down: what waits is given back to be done here.
-        assert_eq!(own.set_ordered(false).len(), 1);
-        assert!(own.oldest_wait().is_none());
+        assert_eq!(own.set_ordered(false, true).len(), 1);
+        assert!(own.oldest_wait(Instant::now()).is_none());
+    }
+
+    #[test]
+    fn a_kept_event_waits_for_its_positions_across_a_link_failure() {
+        let own = Own::default();
+        let (tx, _rx) = mpsc::channel(8);
+        let _ = own.set_ordered(true, true);
+        let deliver = |kept| {
+            let (answer, _) = oneshot::channel();
+            let event = Publish::new(Vec::new(), "e", "{}", None, crate::monitor::EventSource::Api);
+            Waiter::Deliver { app: "1".into(), event: Box::new(event), kept, answer }
+        };
+        own.send(&tx, outgoing, Some(deliver(true)), true);
+        own.send(&tx, outgoing, Some(deliver(false)), false);
+        assert_eq!(own.set_ordered(false, true).len(), 1, "the event without a position is delivered here");
+        assert!(own.oldest_wait(Instant::now()).is_some(), "the kept one waits");
+        let _ = own.set_ordered(true, true);
+        assert_eq!(own.came_back(0).len(), 1, "and is done when it comes back");
+        // When the hub stops, nothing waits any more.
+        own.send(&tx, outgoing, Some(deliver(true)), true);
+        assert_eq!(own.set_ordered(false, false).len(), 1);
+    }
+
+    #[test]
+    fn what_needs_the_order_is_not_sent_without_it() {
+        let own = Own::default();
+        let (tx, mut rx) = mpsc::channel(8);
+        assert_eq!(own.send(&tx, outgoing, None, true), Sent::Unordered);
+        assert!(rx.try_recv().is_err(), "nothing queued");
+        let _ = own.set_ordered(true, true);
+        assert_eq!(own.send(&tx, outgoing, None, true), Sent::Waiting);
+        assert_eq!(rx.try_recv().unwrap().message, "0:false", "the refused one took no number");
     }
 
     #[test]
     fn a_full_outbox_drops_and_says_so() {
         let own = Own::default();
         let (tx, _rx) = mpsc::channel(1);
-        let _ = own.set_ordered(true);
-        assert_eq!(own.send(&tx, outgoing, None), Sent::Waiting);
-        assert_eq!(own.send(&tx, outgoing, None), Sent::Dropped);
+        let _ = own.set_ordered(true, true);
+        assert_eq!(own.send(&tx, outgoing, None, false), Sent::Waiting);
+        assert_eq!(own.send(&tx, outgoing, None, false), Sent::Dropped);
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use tokio::sync::{mpsc, watch};
 
+use super::history::Scripts;
 use super::own::{ECHO_TIMEOUT, Outgoing};
 use super::view::{Change, Link, Members, NodeRecord, Patch, PresenceKey};
 use super::{Body, Envelope};
@@ -78,22 +79,36 @@ pub(super) struct Channels {
 }
 
 /// Turns ordering on while both the subscriber and the publisher work, and off when either stops; what
-/// waited to come back is then delivered here, in order.
-fn relink(link: &Link, hub: &WeakHub) {
-    let ordered = link.subscribed.load(Relaxed) && link.publishing.load(Relaxed);
-    if ordered == link.own.is_ordered() {
+/// waited to come back is then delivered here, in order (but the events the cluster's history keeps go on
+/// waiting for their positions, unless the hub `stopping`).
+fn relink(link: &Link, hub: &WeakHub, stopping: bool) {
+    let ordered = !stopping && link.subscribed.load(Relaxed) && link.publishing.load(Relaxed);
+    if ordered == link.own.is_ordered() && !stopping {
         return;
     }
-    let waiting = link.own.set_ordered(ordered);
+    let waiting = link.own.set_ordered(ordered, !stopping);
     let hub = hub.upgrade();
     for waiter in waiting {
-        waiter.resolve(hub.as_ref());
+        waiter.resolve(hub.as_ref(), None);
+    }
+    // Back in the cluster's order after the subscription was lost: what the cluster published meanwhile
+    // never reached this hub, so the connections that count positions resume to get it.
+    if ordered
+        && link.missed.swap(false, Relaxed)
+        && let Some(hub) = hub.filter(|h| h.history().is_some_and(|h| h.is_shared()))
+    {
+        let asked = hub.restart_counting();
+        tracing::info!(
+            "cluster link: back in the cluster's order; {asked} connections that count positions were asked to \
+             reconnect, to recover what the cluster published meanwhile"
+        );
     }
 }
 
 /// Pings Redis on the subscriber connection every [`KEEPALIVE`]; returns why once a ping fails or is not
 /// answered in [`COMMAND_TIMEOUT`], or once a message of this hub has not come back in [`ECHO_TIMEOUT`].
 async fn keepalive(mut sink: ::redis::aio::PubSubSink, link: Arc<Link>) -> String {
+    let since = Instant::now();
     loop {
         tokio::time::sleep(KEEPALIVE).await;
         match tokio::time::timeout(COMMAND_TIMEOUT, sink.ping::<::redis::Value>()).await {
@@ -101,7 +116,7 @@ async fn keepalive(mut sink: ::redis::aio::PubSubSink, link: Arc<Link>) -> Strin
             Ok(Err(e)) => return format!("a ping failed: {e}"),
             Err(_) => return format!("Redis did not answer a ping within {} s", COMMAND_TIMEOUT.as_secs()),
         }
-        if link.own.oldest_wait().is_some_and(|w| w > ECHO_TIMEOUT) {
+        if link.own.oldest_wait(since).is_some_and(|w| w > ECHO_TIMEOUT) {
             return format!("a message of this hub did not come back within {} s", ECHO_TIMEOUT.as_secs());
         }
     }
@@ -119,7 +134,7 @@ pub(super) async fn subscriber(
 ) {
     subscribe_until_stopped(client, channels, node, hub.clone(), link.clone(), stop).await;
     link.subscribed.store(false, Relaxed);
-    relink(&link, &hub);
+    relink(&link, &hub, true);
 }
 
 async fn subscribe_until_stopped(
@@ -142,8 +157,9 @@ async fn subscribe_until_stopped(
                 let (sink, mut messages) = pubsub.split();
                 let mut alive = tokio::spawn(keepalive(sink, link.clone()));
                 link.subscribed.store(true, Relaxed);
-                relink(&link, &hub);
+                relink(&link, &hub, false);
                 delay = FIRST_BACKOFF;
+
                 let why = loop {
                     tokio::select! {
                         message = messages.next() => match message {
@@ -162,14 +178,15 @@ async fn subscribe_until_stopped(
                 };
                 alive.abort();
                 link.subscribed.store(false, Relaxed);
-                relink(&link, &hub);
+                link.missed.store(true, Relaxed);
+                relink(&link, &hub, false);
                 link.failed("the subscription", why);
             }
             Ok(Err(e)) => link.failed("subscribing", e),
             Err(_) => link.failed("subscribing", "Redis did not answer in time"),
         }
         link.subscribed.store(false, Relaxed);
-        relink(&link, &hub);
+        relink(&link, &hub, false);
         if !back_off(&mut delay, &mut stop).await {
             return;
         }
@@ -178,6 +195,7 @@ async fn subscribe_until_stopped(
 
 /// Acts on one message from the cluster.
 fn deliver(hub: &Hub, node: &str, payload: &[u8], link: &Link) {
+    let (positions, payload) = super::history::split(payload);
     let envelope: Envelope = match serde_json::from_slice(payload) {
         Ok(e) => e,
         Err(e) => {
@@ -186,13 +204,22 @@ fn deliver(hub: &Hub, node: &str, payload: &[u8], link: &Link) {
         }
     };
     if envelope.node == node {
+        // Heads read in the cluster's order: everything kept before them has been delivered here.
+        if let (Body::Sync { heads }, Some(positions)) = (&envelope.body, &positions) {
+            for ((app, channel), position) in heads.iter().zip(positions) {
+                if let (Some(app), Ok(name)) = (hub.app_by_id(app), ChannelName::parse(channel)) {
+                    hub.record_position(&app, &name, position.clone());
+                }
+            }
+        }
         // This hub's own message is back: what waited for it (and for any earlier one lost) is done now.
-        for waiter in link.own.came_back(envelope.seq) {
-            waiter.resolve(Some(hub));
+        let positions: Option<Vec<Option<_>>> = positions.map(|p| p.into_iter().map(Some).collect());
+        for (seq, waiter) in link.own.came_back(envelope.seq) {
+            waiter.resolve(Some(hub), positions.as_deref().filter(|_| seq == envelope.seq));
         }
         return;
     }
-    if matches!(envelope.body, Body::Sync) || !link.seen.first_time(&envelope.node, envelope.seq) {
+    if matches!(envelope.body, Body::Sync { .. }) || !link.seen.first_time(&envelope.node, envelope.seq) {
         return;
     }
     link.received.fetch_add(1, Relaxed);
@@ -202,7 +229,15 @@ fn deliver(hub: &Hub, node: &str, payload: &[u8], link: &Link) {
             let channels: Vec<ChannelName> = channels.iter().filter_map(|c| ChannelName::parse(c).ok()).collect();
             let mut publish = Publish::new(channels, &event, &data, except.as_deref(), source);
             publish.user_id = user_id.map(Arc::from);
-            hub.deliver_local(&app, &publish);
+            match positions {
+                Some(positions) => {
+                    let positions: Vec<_> = positions.into_iter().map(Some).collect();
+                    hub.deliver_positioned(&app, &publish, &positions);
+                }
+                None => {
+                    hub.deliver_local(&app, &publish);
+                }
+            }
         }
         Body::Terminate { app, user_id } => {
             if let Some(app) = hub.app_by_id(&app) {
@@ -231,7 +266,7 @@ fn deliver(hub: &Hub, node: &str, payload: &[u8], link: &Link) {
             let change = Change::Subscriptions(count);
             link.patch(Patch { at: Instant::now(), node: envelope.node, app, channel, change });
         }
-        Body::Sync => {}
+        Body::Sync { .. } => {}
     }
 }
 
@@ -261,7 +296,7 @@ pub(super) async fn publisher(
 ) {
     publish_until_stopped(client, channels, outbox, hub.clone(), link.clone(), stop).await;
     link.publishing.store(false, Relaxed);
-    relink(&link, &hub);
+    relink(&link, &hub, true);
 }
 
 async fn publish_until_stopped(
@@ -282,8 +317,23 @@ async fn publish_until_stopped(
         else {
             return;
         };
+        // The history's scripts, on every new connection (a Redis that restarted has forgotten them).
+        let scripts = match tokio::time::timeout(COMMAND_TIMEOUT, Scripts::load(&mut conn)).await {
+            Ok(Ok(scripts)) => scripts,
+            Ok(Err(e)) => {
+                link.failed("loading the history's scripts", e);
+                if !back_off(&mut delay, &mut stop).await {
+                    return;
+                }
+                continue;
+            }
+            Err(_) => {
+                link.failed("loading the history's scripts", "Redis did not answer in time");
+                continue;
+            }
+        };
         link.publishing.store(true, Relaxed);
-        relink(&link, &hub);
+        relink(&link, &hub, false);
         delay = FIRST_BACKOFF;
         loop {
             if unsent.is_empty() {
@@ -295,7 +345,12 @@ async fn publish_until_stopped(
             let mut pipe = ::redis::pipe();
             for m in &unsent {
                 let to = if m.to_self { &channels.own } else { &channels.events };
-                pipe.cmd("PUBLISH").arg(to).arg(&m.message).ignore();
+                match &m.script {
+                    Some(call) => scripts.add(&mut pipe, to, &m.message, call),
+                    None => {
+                        pipe.cmd("PUBLISH").arg(to).arg(&m.message).ignore();
+                    }
+                }
             }
             match pipe.query_async::<()>(&mut conn).await {
                 Ok(()) => {
@@ -304,7 +359,7 @@ async fn publish_until_stopped(
                 }
                 Err(e) => {
                     link.publishing.store(false, Relaxed);
-                    relink(&link, &hub);
+                    relink(&link, &hub, false);
                     link.failed("publishing", e);
                     break;
                 }

@@ -148,6 +148,9 @@ pub(super) struct Link {
     pub(super) seen: super::own::Seen,
     /// Hubs that died and whose clean-up this hub did (it held the lease).
     pub(super) cleaned_up: AtomicU64,
+    /// The subscription was lost since the links were last all up: what the cluster published meanwhile
+    /// never reached this hub.
+    pub(super) missed: AtomicBool,
 }
 
 impl Link {
