@@ -174,11 +174,12 @@ impl Cluster {
         self.send_with(body, to_self, waiter, None)
     }
 
-    /// [`Cluster::send`], published by a history script (`script`): only while the links are up, since
-    /// the positions it gives must reach this hub in the cluster's order.
+    /// [`Cluster::send`], published by a history script (`script`) if any. A sync, or a script's message,
+    /// is sent only while the links are up: a sync that cannot come back is no use, and the positions a
+    /// script gives must reach this hub in the cluster's order.
     fn send_with(&self, body: Body, to_self: bool, waiter: Option<Waiter>, script: Option<history::Call>) -> Sent {
         let (node, keys) = (&self.node, &self.keys);
-        let only_ordered = script.is_some();
+        let only_ordered = script.is_some() || matches!(body, Body::Sync { .. });
         let make = |seq, here| {
             let envelope = Envelope { node: node.clone(), seq, here, body };
             let script = script.map(|call| call.numbered(keys, node, seq));

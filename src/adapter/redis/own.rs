@@ -102,8 +102,9 @@ struct Pending {
 struct State {
     /// The number of the next message.
     next: u64,
-    /// Whether messages come back (both connections work).
+    /// Whether messages come back (both connections work), and since when.
     ordered: bool,
+    ordered_since: Option<Instant>,
     /// What waits, by increasing number.
     pending: VecDeque<Pending>,
 }
@@ -178,6 +179,7 @@ impl Own {
     pub(super) fn set_ordered(&self, ordered: bool, keep_kept: bool) -> Vec<Waiter> {
         let mut s = self.lock();
         s.ordered = ordered;
+        s.ordered_since = ordered.then(Instant::now);
         if ordered {
             return Vec::new();
         }
@@ -187,10 +189,13 @@ impl Own {
         out.into_iter().map(|p| p.waiter).collect()
     }
 
-    /// How long the oldest waiting message has waited, counted from `since` at the earliest (when the
-    /// connection it should come back on was made).
-    pub(super) fn oldest_wait(&self, since: Instant) -> Option<Duration> {
-        self.lock().pending.front().map(|p| p.at.max(since).elapsed())
+    /// How long the oldest waiting message has waited for its return while messages come back (counted
+    /// from when they began to, at the earliest); `None` while they do not (a kept event then waits for the
+    /// links as long as they take).
+    pub(super) fn oldest_wait(&self) -> Option<Duration> {
+        let s = self.lock();
+        let since = s.ordered_since?;
+        s.pending.front().map(|p| p.at.max(since).elapsed())
     }
 }
 
@@ -245,7 +250,7 @@ mod tests {
         assert_eq!(own.send(&tx, outgoing, Some(w), false), Sent::Waiting);
         assert_eq!(rx.try_recv().unwrap().message, "0:true");
         assert_eq!(rx.try_recv().unwrap().message, "1:false");
-        assert!(own.oldest_wait(Instant::now()).is_some());
+        assert!(own.oldest_wait().is_some());
     }
 
     #[test]
@@ -267,7 +272,7 @@ mod tests {
         assert!(r2.try_recv().is_err(), "2 still waits");
         // The links go down: what waits is given back to be done here.
         assert_eq!(own.set_ordered(false, true).len(), 1);
-        assert!(own.oldest_wait(Instant::now()).is_none());
+        assert!(own.oldest_wait().is_none());
     }
 
     #[test]
@@ -283,7 +288,8 @@ mod tests {
         own.send(&tx, outgoing, Some(deliver(true)), true);
         own.send(&tx, outgoing, Some(deliver(false)), false);
         assert_eq!(own.set_ordered(false, true).len(), 1, "the event without a position is delivered here");
-        assert!(own.oldest_wait(Instant::now()).is_some(), "the kept one waits");
+        assert!(own.oldest_wait().is_none(), "the kept one waits, for as long as the links take");
+        assert_eq!(own.lock().pending.len(), 1);
         let _ = own.set_ordered(true, true);
         assert_eq!(own.came_back(0).len(), 1, "and is done when it comes back");
         // When the hub stops, nothing waits any more.

@@ -108,7 +108,6 @@ fn relink(link: &Link, hub: &WeakHub, stopping: bool) {
 /// Pings Redis on the subscriber connection every [`KEEPALIVE`]; returns why once a ping fails or is not
 /// answered in [`COMMAND_TIMEOUT`], or once a message of this hub has not come back in [`ECHO_TIMEOUT`].
 async fn keepalive(mut sink: ::redis::aio::PubSubSink, link: Arc<Link>) -> String {
-    let since = Instant::now();
     loop {
         tokio::time::sleep(KEEPALIVE).await;
         match tokio::time::timeout(COMMAND_TIMEOUT, sink.ping::<::redis::Value>()).await {
@@ -116,7 +115,7 @@ async fn keepalive(mut sink: ::redis::aio::PubSubSink, link: Arc<Link>) -> Strin
             Ok(Err(e)) => return format!("a ping failed: {e}"),
             Err(_) => return format!("Redis did not answer a ping within {} s", COMMAND_TIMEOUT.as_secs()),
         }
-        if link.own.oldest_wait(since).is_some_and(|w| w > ECHO_TIMEOUT) {
+        if link.own.oldest_wait().is_some_and(|w| w > ECHO_TIMEOUT) {
             return format!("a message of this hub did not come back within {} s", ECHO_TIMEOUT.as_secs());
         }
     }
