@@ -126,8 +126,10 @@ impl Server {
     }
 
     /// A hub of a Redis cluster (`--adapter redis`), with the same app as every other.
-    pub(crate) async fn clustered_hub(bin: &Path, redis_url: &str) -> std::io::Result<Server> {
-        Self::hub_with(bin, &["--adapter", "redis", "--redis-url", redis_url, "--redis-prefix", "bench"]).await
+    pub(crate) async fn clustered_hub(bin: &Path, redis_url: &str, extra: &[&str]) -> std::io::Result<Server> {
+        let mut flags = vec!["--adapter", "redis", "--redis-url", redis_url, "--redis-prefix", "bench"];
+        flags.extend_from_slice(extra);
+        Self::hub_with(bin, &flags).await
     }
 
     /// A hub with the bench's app, its own data folder and the `extra` flags.
@@ -231,7 +233,9 @@ impl Redis {
     }
 }
 
-/// One hub against two hubs on Redis: subscribers on the first, events published through the second.
+/// One hub against two hubs on Redis: subscribers on the first, events published through the second, then
+/// through the first itself; under the fan-out load, then with one subscriber (where the round trip to Redis
+/// that one order adds is not hidden by the fan-out).
 pub async fn cluster(hub_bin: &Path, scale: &Scale) -> std::io::Result<String> {
     let mut md = String::new();
     let subscribers = scale.cluster_subscribers;
@@ -248,19 +252,47 @@ pub async fn cluster(hub_bin: &Path, scale: &Scale) -> std::io::Result<String> {
         scale.step_secs
     )
     .ok();
+    cluster_table(&mut md, hub_bin, subscribers, &scale.cluster_rates, scale.step_secs, &[]).await?;
+    writeln!(
+        md,
+        "The same with **one subscriber** at {} events/s, where nothing hides the cost of the order (a round \
+         trip to Redis before a hub's own subscribers get its events):\n",
+        scale.cluster_rates[0]
+    )
+    .ok();
+    cluster_table(&mut md, hub_bin, 1, &scale.cluster_rates[..1], scale.step_secs, &[]).await?;
+    writeln!(
+        md,
+        "And with history off (`--no-history`) on every hub, so that neither the store's commit to the disk (one \
+         hub) nor Redis's stream (the cluster) is in the figures, only the order's round trip:\n"
+    )
+    .ok();
+    cluster_table(&mut md, hub_bin, 1, &scale.cluster_rates[..1], scale.step_secs, &["--no-history"]).await?;
+    Ok(md)
+}
+
+/// One table of [`cluster`]: `subscribers` on hub A, each rate published on one hub alone, then through hub
+/// B of a cluster, then through hub A itself; every hub with the `extra` flags.
+async fn cluster_table(
+    md: &mut String,
+    hub_bin: &Path,
+    subscribers: usize,
+    rates: &[f64],
+    step_secs: u64,
+    extra: &[&str],
+) -> std::io::Result<()> {
     writeln!(
         md,
         "| rate (events/s) | setup | deliveries/s | p50 ms | p99 ms | lost | duplicated | reordered |
 |---|---|---|---|---|---|---|---|"
     )
     .ok();
-    let rates = scale.cluster_rates.clone();
     let mut single = Vec::new();
     {
-        let server = Server::hub(hub_bin).await?;
+        let server = Server::hub_with(hub_bin, extra).await?;
         let mut f = Fleet::connect(fleet(&server.target, subscribers, 0)).await;
-        for rate in &rates {
-            let p = PhaseConfig { publishers: FANOUT_PUBLISHERS, ..phase(*rate, 100, scale.step_secs) };
+        for rate in rates {
+            let p = PhaseConfig { publishers: FANOUT_PUBLISHERS, ..phase(*rate, 100, step_secs) };
             single.push(f.publish(&p).await.1);
         }
         single = f.close(single).await.0;
@@ -269,8 +301,8 @@ pub async fn cluster(hub_bin: &Path, scale: &Scale) -> std::io::Result<String> {
     let mut across = Vec::new();
     {
         let redis = Redis::start().await?;
-        let a = Server::clustered_hub(hub_bin, &redis.url).await?;
-        let b = Server::clustered_hub(hub_bin, &redis.url).await?;
+        let a = Server::clustered_hub(hub_bin, &redis.url, extra).await?;
+        let b = Server::clustered_hub(hub_bin, &redis.url, extra).await?;
         // Both linked: B has seen A's heartbeat.
         for _ in 0..100 {
             let others = health(&b.target).await.and_then(|h| h["cluster"]["others"].as_array().map(Vec::len));
@@ -280,15 +312,12 @@ pub async fn cluster(hub_bin: &Path, scale: &Scale) -> std::io::Result<String> {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let mut f = Fleet::connect(fleet(&a.target, subscribers, 0)).await;
-        f.publish_through(b.target.clone());
-        for rate in &rates {
-            let p = PhaseConfig { publishers: FANOUT_PUBLISHERS, ..phase(*rate, 100, scale.step_secs) };
-            across.push(f.publish(&p).await.1);
-        }
-        f.publish_through(a.target.clone());
-        for rate in &rates {
-            let p = PhaseConfig { publishers: FANOUT_PUBLISHERS, ..phase(*rate, 100, scale.step_secs) };
-            across.push(f.publish(&p).await.1);
+        for target in [&b.target, &a.target] {
+            f.publish_through(target.clone());
+            for rate in rates {
+                let p = PhaseConfig { publishers: FANOUT_PUBLISHERS, ..phase(*rate, 100, step_secs) };
+                across.push(f.publish(&p).await.1);
+            }
         }
         across = f.close(across).await.0;
         a.stop().await;
@@ -321,7 +350,7 @@ pub async fn cluster(hub_bin: &Path, scale: &Scale) -> std::io::Result<String> {
         }
     }
     writeln!(md).ok();
-    Ok(md)
+    Ok(())
 }
 
 /// The bench app's id, key and secret.
