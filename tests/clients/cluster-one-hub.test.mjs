@@ -5,7 +5,8 @@
 //   when its hub dies, gets every event published meanwhile from the cluster's history;
 // - current answers: right after a subscription succeeds on one hub, the other's channel list, channel info,
 //   users and presence member list include it (and an unsubscription the first hub has counted is gone);
-// - a hub killed with SIGKILL is cleaned up once: exactly one member_removed and one channel_vacated webhook;
+// - a hub killed with SIGKILL is cleaned up once: exactly one member_removed and one channel_vacated webhook,
+//   also when the survivor that took the clean-up died before it was done;
 // - a silent partition between a hub and Redis (a proxy that drops everything, no reset) is reported within
 //   a few seconds, local delivery goes on, and the hub comes back by itself.
 
@@ -218,6 +219,40 @@ describe('a cluster that behaves as one hub', () => {
     assert.equal(ofRoom('channel_vacated').length, 1, 'one channel_vacated');
     markerClient.disconnect();
     await third.close();
+  });
+
+  test('if the hub that took a dead hub\'s clean-up dies before it is done, another takes over', async () => {
+    const fourth = await node();
+    await linked([a, b, fourth]);
+    const room = `presence-${uniqueName('taken-over')}`;
+    await subscribe(await client(fourth, 'erin'), room);
+    const fourthId = (await health(fourth)).cluster.node;
+    // A survivor that took the lease, then died without cleaning up: its lease outlives the dead hub's key.
+    const lease = `${prefix}:cleanup:${fourthId}`;
+    assert.equal(await redis.cli('SET', lease, 'a-hub-that-died', 'PX', String(NODE_TIMEOUT_MS + 3000)), 'OK');
+    fourth.child.kill('SIGKILL');
+
+    const done = `${prefix}:cleaned:${fourthId}`;
+    await eventually(async () => (await redis.cli('GET', done)) !== '', {
+      timeout: NODE_TIMEOUT_MS + 15_000,
+      what: `${done} set once the lease ran out`,
+    });
+    const winnerId = await redis.cli('GET', done);
+    const [idA, idB] = await Promise.all([a, b].map(async (h) => (await health(h)).cluster.node));
+    assert.ok([idA, idB].includes(winnerId), `a live survivor took over (${winnerId})`);
+    const winner = winnerId === idA ? a : b;
+    const webhookEvents = () => backend.webhooks.all.flatMap((w) => w.body?.events ?? []);
+    const marker = uniqueName('marker');
+    const markerClient = await client(winner);
+    await subscribe(markerClient, marker);
+    await eventually(() => webhookEvents().some((e) => e.channel === marker && e.name === 'channel_occupied'), {
+      what: `the winner's channel_occupied of ${marker}`,
+    });
+    const ofRoom = (name) => webhookEvents().filter((e) => e.channel === room && e.name === name);
+    assert.deepEqual(ofRoom('member_removed').map((e) => e.user_id), ['erin'], 'one member_removed');
+    assert.equal(ofRoom('channel_vacated').length, 1, 'one channel_vacated');
+    markerClient.disconnect();
+    await fourth.close();
   });
 
   test('a silent partition between a hub and Redis is reported, local delivery goes on, and it heals', async (t) => {

@@ -57,8 +57,8 @@ pub(super) struct Reaper {
 enum Round {
     /// Somebody (maybe this hub) cleaned up: nothing more to do.
     Done,
-    /// Another hub holds the lease.
-    Held,
+    /// Another hub holds the lease, for this long still.
+    Held(Duration),
 }
 
 impl Reaper {
@@ -75,9 +75,9 @@ impl Reaper {
                 conn = connect(&self.client, &self.link, &up, "cleaning up after a hub", &mut delay, &mut stop).await;
             }
             let Some(c) = conn.as_mut() else { return };
-            match tokio::time::timeout(COMMAND_TIMEOUT * 2, self.round(c, &dead)).await {
+            let wait = match tokio::time::timeout(COMMAND_TIMEOUT * 2, self.round(c, &dead)).await {
                 Ok(Ok(Round::Done)) => return,
-                Ok(Ok(Round::Held)) => {}
+                Ok(Ok(Round::Held(left))) => left,
                 Ok(Err(e)) => {
                     self.link.failed("cleaning up after a hub", e);
                     conn = None;
@@ -91,9 +91,10 @@ impl Reaper {
                     conn = None;
                     continue;
                 }
-            }
+            };
+            // Until the holder's lease runs out (a little after, so that it has), then look again.
             tokio::select! {
-                () = tokio::time::sleep(LEASE) => {}
+                () = tokio::time::sleep(wait + Duration::from_millis(100)) => {}
                 () = stopped(&mut stop) => return,
             }
         }
@@ -115,7 +116,9 @@ impl Reaper {
         let got: Option<String> =
             ::redis::cmd("SET").arg(&lease).arg(&self.me).arg("NX").arg("PX").arg(ms).query_async(conn).await?;
         if got.is_none() {
-            return Ok(Round::Held);
+            let left: i64 = ::redis::cmd("PTTL").arg(&lease).query_async(conn).await?;
+            let left = u64::try_from(left).map_or(Duration::ZERO, Duration::from_millis).min(LEASE);
+            return Ok(Round::Held(left));
         }
         let Some(hub) = self.hub.upgrade() else { return Ok(Round::Done) };
         let (mut members, mut vacated) = (0, 0);
