@@ -56,6 +56,21 @@ describe('a cluster that behaves as one hub', () => {
     return c;
   }
 
+  /**
+   * A pusher-js client with the recovery add-on, through `proxy` (anything with the `port` to connect to) in
+   * front of `hub`, subscribed to `name`: the numbers it gets of the `numbered` events, and what it is told was
+   * not recovered.
+   */
+  async function countingClient(hub, proxy, name) {
+    const c = pusherThrough(hub, proxy, { recovery: await loadRecovery(hub) });
+    clients.push(c);
+    releases.push(c.unrefTimers);
+    const channel = c.subscribe(name);
+    const { got, gaps } = numbersOf(channel);
+    await subscribed(channel);
+    return { client: c, channel, got, gaps };
+  }
+
   before(async () => {
     redis = await startRedis(await freePort());
     backend = await startBackend();
@@ -143,14 +158,8 @@ describe('a cluster that behaves as one hub', () => {
     await linked([a, b, doomed]);
     // The load balancer: the client's connections go to the doomed hub, then to B.
     const balancer = await new TcpProxy(doomed.port).listen();
-    const recovery = await loadRecovery(doomed);
-    const c = pusherThrough(doomed, balancer, { recovery });
-    clients.push(c);
-    releases.push(c.unrefTimers);
     const channel = uniqueName('failover');
-    const ch = c.subscribe(channel);
-    const { got, gaps } = numbersOf(ch);
-    await subscribed(ch);
+    const { client: c, channel: ch, got, gaps } = await countingClient(doomed, balancer, channel);
     await publishNumbers(serverSdk(a), channel, 1, 30);
     await eventually(() => got.length === 30, { what: '30 events before the hub dies' });
 
@@ -177,6 +186,28 @@ describe('a cluster that behaves as one hub', () => {
       what: 'the dead hub cleaned up after',
     });
     await doomed.close();
+  });
+
+  test('what cannot be recovered on another hub is said plainly: poussr:not_recovered, then live events', async () => {
+    const balancer = await new TcpProxy(a.port).listen();
+    const channel = uniqueName('gone');
+    const { client: c, channel: ch, got, gaps } = await countingClient(a, balancer, channel);
+    await publishNumbers(serverSdk(a), channel, 1, 10);
+    await eventually(() => got.length === 10, { what: '10 events on A' });
+    // The client is cut off and moved to B; meanwhile the channel's kept events are deleted from Redis.
+    balancer.cut();
+    balancer.retarget(b.port);
+    await eventually(() => c.connection.state !== 'connected', { what: 'the client cut off' });
+    await publishNumbers(serverSdk(b), channel, 11, 20);
+    assert.equal(await redis.cli('UNLINK', `${prefix}:history:${credentials.appId}:${channel}`), '1');
+    balancer.release();
+    const why = await gaps.next(20_000);
+    assert.equal(why.reason, 'evicted', JSON.stringify(why));
+    assert.equal(why.serial, 10, 'the position it had');
+    await publishNumbers(serverSdk(a), channel, 21, 25);
+    await eventually(() => got.length >= 15, { what: 'the live events after the gap' });
+    assert.deepEqual(got, [...range(1, 10), ...range(21, 25)], 'nothing of the gap, then live events in order');
+    balancer.close();
   });
 
   test('a hub killed with SIGKILL is cleaned up once: one member_removed, one channel_vacated', async (t) => {
@@ -271,14 +302,8 @@ describe('a cluster that behaves as one hub', () => {
       chA.bind('e', (d) => onA.push(`e${d.n}`));
       chA.bind('client-note', (d) => onA.push(`note${d.n}`));
       // A client with the recovery add-on on the cut-off hub, counting positions on another channel.
-      const recovery = await loadRecovery(cut);
-      const counting = pusherThrough(cut, { port: cut.port }, { recovery });
-      clients.push(counting);
-      releases.push(counting.unrefTimers);
       const numbered = uniqueName('numbered');
-      const chNumbered = counting.subscribe(numbered);
-      const { got, gaps } = numbersOf(chNumbered);
-      await subscribed(chNumbered);
+      const { channel: chNumbered, got, gaps } = await countingClient(cut, { port: cut.port }, numbered);
       await publishNumbers(serverSdk(a), numbered, 1, 5);
       await eventually(() => got.length === 5, { what: '5 numbered events before the partition' });
 
