@@ -19,62 +19,68 @@ use crate::history::{HistoryError, Pending, Position, Remote, Stored};
 /// Gives an event its positions, keeps it, evicts, and publishes it with its positions.
 ///
 /// KEYS: the pub/sub channel, then a head and a stream per channel, then the sending hub's last message
-/// positioned. ARGV: the message, the time (ms), the most events per channel, the longest age (ms), the
-/// event, its data, its user id and socket id (`""`: none), a new epoch per channel (used by a channel
-/// that has none), then the message's number. A message sent again after a failed connection, that Redis
-/// had already handled, is not kept twice.
+/// positioned. ARGV: the message, the most events per channel, the longest age (ms), the event, its data,
+/// its user id and socket id (`""`: none), a new epoch per channel (used by a channel that has none), then
+/// the message's number. A message sent again after a failed connection, that Redis had already handled,
+/// is not kept twice. Times are Redis's clock, so that hubs whose clocks differ agree on ages.
 const KEEP: &str = r"
 local n = (#KEYS - 2) / 2
 local seq = tonumber(ARGV[#ARGV])
-local done = tonumber(redis.call('GET', KEYS[#KEYS]) or -1)
-if seq <= done then return end
-redis.call('SET', KEYS[#KEYS], ARGV[#ARGV], 'PX', 3600000)
-local now, max_events, max_age = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+if seq <= tonumber(redis.call('GET', KEYS[#KEYS]) or -1) then return end
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local max_age = tonumber(ARGV[3])
 local positions = {}
 for i = 1, n do
   local head, stream = KEYS[2 * i], KEYS[2 * i + 1]
   local epoch = redis.call('HGET', head, 'epoch')
   if not epoch then
-    epoch = ARGV[8 + i]
+    epoch = ARGV[7 + i]
     redis.call('DEL', stream)
     redis.call('HSET', head, 'epoch', epoch, 'last', 0, 'at', 0)
   end
   local serial = redis.call('HINCRBY', head, 'last', 1)
   local at = math.max(now, tonumber(redis.call('HGET', head, 'at')) or 0)
   redis.call('HSET', head, 'at', string.format('%d', at))
-  local fields = {'e', ARGV[5], 'd', ARGV[6], 't', string.format('%d', at)}
-  if ARGV[7] ~= '' then fields[#fields + 1] = 'u'; fields[#fields + 1] = ARGV[7] end
-  if ARGV[8] ~= '' then fields[#fields + 1] = 'x'; fields[#fields + 1] = ARGV[8] end
-  redis.call('XADD', stream, 'MAXLEN', max_events, string.format('%d-0', serial), unpack(fields))
-  -- The oldest first: a channel's times never go backwards.
+  local fields = {'e', ARGV[4], 'd', ARGV[5], 't', string.format('%d', at)}
+  if ARGV[6] ~= '' then fields[#fields + 1] = 'u'; fields[#fields + 1] = ARGV[6] end
+  if ARGV[7] ~= '' then fields[#fields + 1] = 'x'; fields[#fields + 1] = ARGV[7] end
+  redis.call('XADD', stream, 'MAXLEN', ARGV[2], string.format('%d-0', serial), unpack(fields))
+  -- The oldest first (a channel's times never go backwards), one entry at a time, at most 64.
   local cutoff = at - max_age
-  for _, entry in ipairs(redis.call('XRANGE', stream, '-', '+', 'COUNT', 64)) do
+  for _ = 1, 64 do
+    local oldest = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)[1]
+    if not oldest then break end
     local t
-    for j = 1, #entry[2], 2 do if entry[2][j] == 't' then t = tonumber(entry[2][j + 1]) end end
-    if t and t < cutoff then redis.call('XDEL', stream, entry[1]) else break end
+    for j = 1, #oldest[2], 2 do if oldest[2][j] == 't' then t = tonumber(oldest[2][j + 1]) end end
+    if t and t < cutoff then redis.call('XDEL', stream, oldest[1]) else break end
   end
-  redis.call('PEXPIRE', head, max_age)
-  redis.call('PEXPIRE', stream, max_age)
+  redis.call('PEXPIRE', head, ARGV[3])
+  redis.call('PEXPIRE', stream, ARGV[3])
   positions[i] = {epoch, serial}
 end
 redis.call('PUBLISH', KEYS[1], cjson.encode(positions) .. '\n' .. ARGV[1])
+-- Last, so that a script that failed on the way is run again in full when the message is sent again.
+redis.call('SET', KEYS[#KEYS], ARGV[#ARGV], 'PX', 3600000)
 ";
 
-/// Reads heads (giving an epoch to a channel that has none) and publishes the message with them.
+/// Reads heads (giving an epoch to a channel that has none, its stream emptied) and publishes the message
+/// with them.
 ///
-/// KEYS: the pub/sub channel, then the heads. ARGV: the message, the longest age (ms) per head, then a new
-/// epoch per head.
+/// KEYS: the pub/sub channel, then a head and a stream per channel. ARGV: the message, the longest age (ms)
+/// per channel, then a new epoch per channel.
 const HEADS: &str = r"
-local n = #KEYS - 1
+local n = (#KEYS - 1) / 2
 local heads = {}
 for i = 1, n do
-  local head = KEYS[1 + i]
+  local head, stream = KEYS[2 * i], KEYS[2 * i + 1]
   local epoch = redis.call('HGET', head, 'epoch')
   local last = 0
   if epoch then
     last = tonumber(redis.call('HGET', head, 'last'))
   else
     epoch = ARGV[1 + n + i]
+    redis.call('DEL', stream)
     redis.call('HSET', head, 'epoch', epoch, 'last', 0, 'at', 0)
     redis.call('PEXPIRE', head, ARGV[1 + i])
   end
@@ -166,7 +172,6 @@ pub(super) fn keep(keys: &Keys, app: &crate::hub::App, channels: &[String], even
         names.push(keys.stream(&app.config.id, c));
     }
     let mut args = vec![
-        crate::monitor::now_ms().to_string(),
         settings.max_events_per_channel.to_string(),
         settings.max_age_secs.saturating_mul(1000).to_string(),
         event.event.to_string(),
@@ -180,7 +185,7 @@ pub(super) fn keep(keys: &Keys, app: &crate::hub::App, channels: &[String], even
 
 /// The call that reads the heads of `channels` (app id, channel, longest age in seconds).
 pub(super) fn heads(keys: &Keys, channels: &[(String, String, u64)]) -> Call {
-    let names = channels.iter().map(|(a, c, _)| keys.head(a, c)).collect();
+    let names = channels.iter().flat_map(|(a, c, _)| [keys.head(a, c), keys.stream(a, c)]).collect();
     let mut args: Vec<String> = channels.iter().map(|(_, _, age)| age.saturating_mul(1000).to_string()).collect();
     args.extend(channels.iter().map(|_| new_epoch()));
     Call { kind: Kind::Heads, keys: names, args }

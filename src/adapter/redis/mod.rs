@@ -183,7 +183,7 @@ impl Cluster {
         let make = |seq, here| {
             let envelope = Envelope { node: node.clone(), seq, here, body };
             let script = script.map(|call| call.numbered(keys, node, seq));
-            Outgoing { to_self, message: serde_json::to_string(&envelope).unwrap_or_default(), script }
+            Outgoing { seq, to_self, message: serde_json::to_string(&envelope).unwrap_or_default(), script }
         };
         let sent = self.link.own.send(&self.outbox, make, waiter, only_ordered);
         if sent == Sent::Dropped {
@@ -208,10 +208,13 @@ impl Adapter for Cluster {
             source: event.source,
         };
         let (answer, answered) = tokio::sync::oneshot::channel();
-        let kept = script.is_some();
         let waiter = Waiter::Deliver { app: app.config.id.clone(), event: Box::new(event.clone()), kept, answer };
         match self.send_with(body, false, Some(waiter), script) {
             Sent::Waiting => Route::Ordered(answered),
+            Sent::Dropped if kept => Route::Refused(format!(
+                "this hub has {OUTBOX_CAPACITY} messages waiting for the cluster already, so the event cannot get \
+                 its place in the channel's history; it was delivered nowhere. Publish it again"
+            )),
             Sent::Here | Sent::Dropped => Route::Here,
             Sent::Unordered => Route::Refused(format!(
                 "this hub's link to the cluster is down ({}), so the event cannot get its place in the channel's \

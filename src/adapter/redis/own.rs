@@ -27,6 +27,8 @@ pub(super) const ECHO_TIMEOUT: Duration = Duration::from_secs(3);
 /// A message for the publisher connection.
 #[derive(Debug)]
 pub(super) struct Outgoing {
+    /// Its number.
+    pub(super) seq: u64,
     /// For this hub's own channel (a sync) rather than the cluster's.
     pub(super) to_self: bool,
     /// The serialized envelope.
@@ -75,6 +77,34 @@ impl Waiter {
                     }
                 }
             }
+        }
+    }
+}
+
+impl Waiter {
+    /// What waited for a message that went round the cluster while this hub's subscription was lost: the
+    /// other hubs had it, this one never will. A kept event is answered as published (it is in the
+    /// cluster's history; this hub's clients that count positions recover it), a sync as done.
+    pub(super) fn missed(self) {
+        match self {
+            Waiter::Sync(answer) => {
+                let _ = answer.send(());
+            }
+            Waiter::Deliver { answer, .. } => {
+                let _ = answer.send(Ok(0));
+            }
+        }
+    }
+
+    /// What waited when the hub stops: a kept event still waiting for its positions is answered with an
+    /// error (the cluster may or may not have it); anything else is done here.
+    pub(super) fn stopped(self, hub: Option<&Hub>) {
+        match self {
+            Waiter::Deliver { kept: true, answer, .. } => {
+                let why = "the hub stopped before the cluster confirmed the event (it may have been kept)";
+                let _ = answer.send(Err(HistoryError::Unreachable(why.into())));
+            }
+            other => other.resolve(hub, None),
         }
     }
 }
@@ -189,6 +219,19 @@ impl Own {
         out.into_iter().map(|p| p.waiter).collect()
     }
 
+    /// What waits for messages that Redis confirmed (numbers up to `confirmed`) before messages began to
+    /// come back again, and that still have not, [`ECHO_TIMEOUT`] after: they went round the cluster while
+    /// this hub's subscription was lost.
+    pub(super) fn unreturned(&self, confirmed: u64) -> Vec<Waiter> {
+        let mut s = self.lock();
+        let Some(since) = s.ordered_since.filter(|t| t.elapsed() > ECHO_TIMEOUT) else { return Vec::new() };
+        let mut out = Vec::new();
+        while s.pending.front().is_some_and(|p| p.seq <= confirmed && p.at < since) {
+            out.extend(s.pending.pop_front().map(|p| p.waiter));
+        }
+        out
+    }
+
     /// How long the oldest waiting message has waited for its return while messages come back (counted
     /// from when they began to, at the earliest); `None` while they do not (a kept event then waits for the
     /// links as long as they take).
@@ -236,7 +279,7 @@ mod tests {
     }
 
     fn outgoing(seq: u64, here: bool) -> Outgoing {
-        Outgoing { to_self: false, message: format!("{seq}:{here}"), script: None }
+        Outgoing { seq, to_self: false, message: format!("{seq}:{here}"), script: None }
     }
 
     #[test]

@@ -82,6 +82,7 @@ pub(super) struct Channels {
 /// waited to come back is then delivered here, in order (but the events the cluster's history keeps go on
 /// waiting for their positions, unless the hub `stopping`).
 fn relink(link: &Link, hub: &WeakHub, stopping: bool) {
+    let _one_at_a_time = link.relinking.lock().unwrap_or_else(|e| e.into_inner());
     let ordered = !stopping && link.subscribed.load(Relaxed) && link.publishing.load(Relaxed);
     if ordered == link.own.is_ordered() && !stopping {
         return;
@@ -89,7 +90,7 @@ fn relink(link: &Link, hub: &WeakHub, stopping: bool) {
     let waiting = link.own.set_ordered(ordered, !stopping);
     let hub = hub.upgrade();
     for waiter in waiting {
-        waiter.resolve(hub.as_ref(), None);
+        if stopping { waiter.stopped(hub.as_ref()) } else { waiter.resolve(hub.as_ref(), None) }
     }
     // Back in the cluster's order after the subscription was lost: what the cluster published meanwhile
     // never reached this hub, so the connections that count positions resume to get it.
@@ -114,6 +115,10 @@ async fn keepalive(mut sink: ::redis::aio::PubSubSink, link: Arc<Link>) -> Strin
             Ok(Ok(_)) => {}
             Ok(Err(e)) => return format!("a ping failed: {e}"),
             Err(_) => return format!("Redis did not answer a ping within {} s", COMMAND_TIMEOUT.as_secs()),
+        }
+        // Kept events that went round the cluster while the subscription was lost never come back.
+        for waiter in link.own.unreturned(link.confirmed.load(Relaxed)) {
+            waiter.missed();
         }
         if link.own.oldest_wait().is_some_and(|w| w > ECHO_TIMEOUT) {
             return format!("a message of this hub did not come back within {} s", ECHO_TIMEOUT.as_secs());
@@ -354,6 +359,7 @@ async fn publish_until_stopped(
             match pipe.query_async::<()>(&mut conn).await {
                 Ok(()) => {
                     link.published.fetch_add(unsent.len() as u64, Relaxed);
+                    link.confirmed.fetch_max(unsent.iter().map(|m| m.seq).max().unwrap_or(0), Relaxed);
                     unsent.clear();
                 }
                 Err(e) => {

@@ -151,6 +151,10 @@ pub(super) struct Link {
     /// The subscription was lost since the links were last all up: what the cluster published meanwhile
     /// never reached this hub.
     pub(super) missed: AtomicBool,
+    /// The highest number of this hub's messages that Redis confirmed (the publisher's batches succeeded).
+    pub(super) confirmed: AtomicU64,
+    /// Held while ordering is turned on or off, so that the two connections' tasks do it one at a time.
+    pub(super) relinking: Mutex<()>,
 }
 
 impl Link {
