@@ -206,10 +206,10 @@ impl Hub {
     /// here at once while the cluster cannot be reached. When the app keeps history, the event is made
     /// durable first: the delivery then finishes once it is on disk and queued to every local subscriber.
     pub fn publish(&self, app: &App, event: &Publish) -> Delivery {
-        let kept = self.keeping(app, event).is_some();
-        match self.shared.adapter.publish(app, event, kept) {
+        let history = self.keeping(app, event);
+        match self.shared.adapter.publish(app, event, history.is_some()) {
             Route::Ordered(answer) => Delivery::Ordered(answer),
-            Route::Here => self.deliver_local(app, event),
+            Route::Here => self.deliver_kept(history, app, event),
             Route::Refused(why) => Delivery::Refused(HistoryError::Unreachable(why)),
         }
     }
@@ -231,7 +231,14 @@ impl Hub {
     /// Delivers an event to this hub's subscribers: the path every event ends in, whether it was published
     /// here or arrived from another hub.
     pub fn deliver_local(&self, app: &App, event: &Publish) -> Delivery {
-        match self.keeping(app, event) {
+        self.deliver_kept(self.keeping(app, event), app, event)
+    }
+
+    /// Delivers an event here, kept first in this hub's own store when `history` keeps it. A cluster's
+    /// history gives positions as the cluster orders events ([`Hub::deliver_positioned`]): an event that
+    /// reaches here without them is delivered without them.
+    fn deliver_kept(&self, history: Option<&History>, app: &App, event: &Publish) -> Delivery {
+        match history.filter(|h| !h.is_shared()) {
             Some(history) => self.keep_then_deliver(history, app, Arc::new(event.clone())),
             None => Delivery::Done(self.deliver_now(app, event)),
         }
@@ -250,10 +257,7 @@ impl Hub {
     /// Keeps an event, then delivers it once it is durable. The event is copied once for all its channels'
     /// completions.
     fn keep_then_deliver(&self, history: &History, app: &App, event: Arc<Publish>) -> Delivery {
-        // The cluster's history gives positions as it orders events (`deliver_positioned`): an event that
-        // comes without one is delivered without one.
-        let owned = self.app_by_id(&app.id).filter(|_| !history.is_shared());
-        let Some(owned) = owned else { return Delivery::Done(self.deliver_now(app, &event)) };
+        let Some(owned) = self.app_by_id(&app.id) else { return Delivery::Done(self.deliver_now(app, &event)) };
         if event.channels.is_empty() {
             return Delivery::Done(0);
         }
