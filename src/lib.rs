@@ -41,6 +41,7 @@ pub mod monitor;
 pub mod net;
 pub mod protocol;
 pub mod proxy;
+pub mod replay;
 pub mod server;
 pub mod snippets;
 pub mod tls;

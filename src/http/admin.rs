@@ -39,6 +39,8 @@ pub(super) fn routes(state: AppState) -> Router<AppState> {
         .route("/admin/api/history/clear", axum::routing::post(clear_history).options(preflight))
         .route("/admin/api/history/recent", get(recent_history).options(preflight))
         .route("/admin/api/feed", get(feed))
+        .merge(super::search::routes())
+        .merge(super::replay::routes())
         .layer(axum::middleware::from_fn_with_state(state, guard))
 }
 

@@ -11,6 +11,8 @@ pub mod assets;
 mod check;
 mod error;
 mod metrics;
+mod replay;
+mod search;
 mod upgrade;
 mod v1;
 mod ws;

@@ -333,16 +333,20 @@ impl Hub {
         };
         s.counters.events_published.fetch_add(1, Relaxed);
         s.counters.deliveries.fetch_add(delivered as u64, Relaxed);
-        s.monitor.emit(|| MonitorEvent::EventPublished {
-            at_ms: now_ms(),
-            app_id: app.id.clone(),
-            channel: name.clone(),
-            event: event.event.clone(),
-            data: event.data.clone(),
-            source: event.source,
-            socket_id: event.except.clone(),
-            delivered,
-        });
+        // Published events go to viewers only (the history keeps them, not the journal).
+        if s.monitor.is_watched() {
+            s.monitor.send(MonitorEvent::EventPublished {
+                at_ms: now_ms(),
+                app_id: app.id.clone(),
+                channel: name.clone(),
+                event: event.event.clone(),
+                data: event.data.clone(),
+                source: event.source,
+                socket_id: event.except.clone(),
+                delivered,
+                hint: s.monitor.publish_hint(&app.id, name.as_str(), &event.event, delivered),
+            });
+        }
         delivered
     }
 

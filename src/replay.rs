@@ -1,0 +1,1 @@
+//! Recordings: placeholder, filled in by the replay change.
