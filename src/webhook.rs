@@ -15,7 +15,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use crate::config::{AppConfig, Limits, WebhookConfig, WebhookKind};
-use crate::monitor::{Monitor, MonitorEvent, now_ms};
+use crate::monitor::{Monitor, MonitorEvent, WebhookOutcome, now_ms};
 use crate::protocol::{ChannelName, signature};
 
 /// The first pause before a retry; each later pause doubles, up to [`MAX_BACKOFF`].
@@ -177,6 +177,7 @@ impl Webhooks {
             let Some(rx) = lock(&target.rx).take() else { continue };
             let sender = Sender {
                 url: target.config.url.trim().to_owned(),
+                app_id: Arc::from(app.id.as_str()),
                 ca: self.ca.clone(),
                 key: app.key.clone(),
                 secret: app.secret.clone(),
@@ -193,6 +194,7 @@ impl Webhooks {
 
 struct Sender {
     url: String,
+    app_id: Arc<str>,
     ca: Option<std::path::PathBuf>,
     key: String,
     secret: String,
@@ -254,24 +256,29 @@ impl Sender {
                 .body(body.clone())
                 .send()
                 .await;
-            let why = match result {
+            let (status, why) = match result {
                 Ok(res) if res.status().is_success() => {
                     self.counters.sent.fetch_add(events.len() as u64, Relaxed);
+                    self.report(events, attempt, Some(res.status().as_u16()), WebhookOutcome::Delivered, None);
                     return;
                 }
-                Ok(res) => format!("answered {}", res.status()),
-                Err(e) if e.is_timeout() => format!("did not answer within {} ms", self.timeout.as_millis()),
-                Err(e) => format!("could not be reached ({})", error_chain(&e)),
+                Ok(res) => (Some(res.status().as_u16()), format!("answered {}", res.status())),
+                Err(e) if e.is_timeout() => (None, format!("did not answer within {} ms", self.timeout.as_millis())),
+                Err(e) => (None, format!("could not be reached ({})", error_chain(&e))),
             };
             self.counters.failed_attempts.fetch_add(1, Relaxed);
             let last = attempt == self.attempts;
-            let message = if last {
-                format!("webhook {} {why}; gave up on {} event(s) after {attempt} attempt(s)", self.url, events.len())
+            if last {
+                tracing::warn!(
+                    "webhook {} {why}; gave up on {} event(s) after {attempt} attempt(s)",
+                    self.url,
+                    events.len()
+                );
             } else {
-                format!("webhook {} {why} (attempt {attempt} of {}); retrying", self.url, self.attempts)
-            };
-            tracing::warn!("{message}");
-            self.monitor.emit(|| MonitorEvent::Error { at_ms: now_ms(), socket_id: None, code: None, message });
+                tracing::warn!("webhook {} {why} (attempt {attempt} of {}); retrying", self.url, self.attempts);
+            }
+            let outcome = if last { WebhookOutcome::Failed } else { WebhookOutcome::Retrying };
+            self.report(events, attempt, status, outcome, Some(why));
             if last {
                 self.counters.failed.fetch_add(events.len() as u64, Relaxed);
                 return;
@@ -279,6 +286,30 @@ impl Sender {
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(MAX_BACKOFF);
         }
+    }
+}
+
+impl Sender {
+    /// Shows one attempt in the console.
+    fn report(
+        &self,
+        events: &[WebhookEvent],
+        attempt: u32,
+        status: Option<u16>,
+        outcome: WebhookOutcome,
+        reason: Option<String>,
+    ) {
+        self.monitor.emit(|| MonitorEvent::Webhook {
+            at_ms: now_ms(),
+            app_id: self.app_id.clone(),
+            url: Arc::from(self.url.as_str()),
+            events: events.iter().map(|e| format!("{} {}", e.name.as_str(), e.channel.as_str())).collect(),
+            attempt,
+            attempts: self.attempts,
+            status,
+            outcome,
+            reason,
+        });
     }
 }
 

@@ -85,12 +85,19 @@ impl From<ApiAuthError> for ApiError {
     }
 }
 
+/// The message of a refusal, kept on its response so that the API's middleware can show it in the console
+/// without reading the body.
+#[derive(Debug, Clone)]
+pub(crate) struct Refusal(pub(crate) String);
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if let ApiError::Internal(detail) = &self {
             tracing::error!(%detail, "internal error while answering a request");
         }
-        let mut response = (self.status(), Json(serde_json::json!({ "error": self.to_string() }))).into_response();
+        let message = self.to_string();
+        let mut response = (self.status(), Json(serde_json::json!({ "error": &message }))).into_response();
+        response.extensions_mut().insert(Refusal(message));
         if let ApiError::TooManyRequests(_, retry_after) = &self {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
         }

@@ -73,22 +73,46 @@ fn upgrade(
 
 /// Refuses, before the upgrade, a handshake from a web page whose origin is not in `allowed_origins`.
 /// Clients that send no `Origin` (programs rather than browsers) are not concerned.
-fn check_origin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+fn check_origin(state: &AppState, remote: std::net::SocketAddr, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(origin) = headers.get(header::ORIGIN) else { return Ok(()) };
     let origin = String::from_utf8_lossy(origin.as_bytes());
     if state.access.origin_allowed(&origin) || own_page(state, &origin) {
         return Ok(());
     }
-    state.hub.monitor().emit(|| MonitorEvent::Error {
+    state.hub.monitor().emit(|| MonitorEvent::ConnectionRefused {
         at_ms: now_ms(),
-        socket_id: None,
-        code: Some(403),
-        message: format!("WebSocket handshake from origin {origin:?} refused: not in allowed_origins"),
+        remote: remote.to_string(),
+        app_key: None,
+        origin: Some(origin.to_string()),
+        code: 403,
+        reason: format!("the WebSocket handshake from a page of origin {origin:?} was refused (403)"),
+        hint: Some(format!(
+            "the page's origin is not in allowed_origins; add {origin} there (Settings, or --allowed-origin) if              the page is yours"
+        )),
     });
     Err(ApiError::Forbidden(format!(
         "WebSocket connections from pages of origin {origin:?} are not allowed; the hub's operator can add it \
          to allowed_origins"
     )))
+}
+
+/// Shows in the console a connection refused as it starts (a key that belongs to no app, a disabled app, a
+/// wrong protocol version or path).
+fn refused(state: &AppState, peer: &Peer, headers: &HeaderMap, key: Option<&str>, code: CloseCode, reason: &str) {
+    state.hub.monitor().emit(|| MonitorEvent::ConnectionRefused {
+        at_ms: now_ms(),
+        remote: peer.addr.to_string(),
+        app_key: key.map(str::to_owned),
+        origin: headers.get(header::ORIGIN).map(|o| String::from_utf8_lossy(o.as_bytes()).into_owned()),
+        code: code.code(),
+        reason: reason.to_owned(),
+        hint: (code == CloseCode::AppNotFound).then(|| {
+            format!(
+                "the key {:?} belongs to no app on this hub: the page's Pusher key must be the app's key shown in                  the Overview (App credentials)",
+                key.unwrap_or_default()
+            )
+        }),
+    });
 }
 
 /// Whether `origin` is a page the hub serves itself (the check page, the dashboard): this machine's name or
@@ -117,10 +141,13 @@ pub(super) async fn pusher(
         Ok(ws) => ws,
         Err(rejection) => return rejection.response("/app/{key}"),
     };
-    if let Err(refused) = check_origin(&state, &headers) {
+    if let Err(refused) = check_origin(&state, peer.addr, &headers) {
         return refused.into_response();
     }
     let target = check_pusher(&state, &key, query.as_deref());
+    if let Err((code, reason)) = &target {
+        refused(&state, &peer, &headers, Some(&key), *code, reason);
+    }
     upgrade(ws, state.clone(), Protocol::Pusher, peer_info(&peer, &headers), target)
 }
 
@@ -163,7 +190,7 @@ pub(super) async fn v1(
         Ok(ws) => ws,
         Err(rejection) => return rejection.response("/v1/ws"),
     };
-    if let Err(refused) = check_origin(&state, &headers) {
+    if let Err(refused) = check_origin(&state, peer.addr, &headers) {
         return refused.into_response();
     }
     let app = state.hub.default_app();
@@ -207,10 +234,11 @@ pub(super) async fn fallback(
 ) -> Response {
     match ws {
         Ok(ws) => {
-            if let Err(refused) = check_origin(&state, &headers) {
+            if let Err(refused) = check_origin(&state, peer.addr, &headers) {
                 return refused.into_response();
             }
             let message = format!("no WebSocket endpoint at {}; Pusher clients use /app/{{key}}", uri.path());
+            refused(&state, &peer, &headers, None, CloseCode::PathNotFound, &message);
             upgrade(ws, state, Protocol::Pusher, peer_info(&peer, &headers), Err((CloseCode::PathNotFound, message)))
         }
         Err(_) => ApiError::NotFound(format!("nothing at {}", uri.path())).into_response(),

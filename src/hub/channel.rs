@@ -318,6 +318,9 @@ impl Hub {
             socket_id: conn.socket_id.clone(),
             channel: channel.clone(),
         });
+        if channel.kind().needs_auth() {
+            s.monitor.subscription_succeeded(&app.id, channel.as_str());
+        }
         if let Some(user_id) = added {
             app.webhook(WebhookKind::MemberAdded, channel, Some(&user_id));
             s.monitor.emit(|| MonitorEvent::MemberAdded {

@@ -407,6 +407,10 @@ impl Monitor {
     }
 
     /// Whether an event of a journaled kind is wanted by anyone (a viewer or the journal).
+    pub fn is_watched_or_journaled(&self) -> bool {
+        self.wanted()
+    }
+
     fn wanted(&self) -> bool {
         self.is_watched() || self.shared.journal.get().is_some()
     }

@@ -140,6 +140,15 @@ where
                 OpenError::ShuttingDown => "the hub is restarting; reconnect".to_owned(),
             };
             hub.record_close(ClosedBy::Hub(code));
+            hub.monitor().emit(|| MonitorEvent::ConnectionRefused {
+                at_ms: now_ms(),
+                remote: peer.remote.to_string(),
+                app_key: None,
+                origin: None,
+                code: code.code(),
+                reason: message.clone(),
+                hint: None,
+            });
             refuse(socket, protocol, code, &message).await;
             return Ending { closed_by: ClosedBy::Hub(code), reason: message };
         }

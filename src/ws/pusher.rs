@@ -47,12 +47,18 @@ where
     }
 
     async fn subscription_error(&mut self, channel: &str, kind: Kind, error: &str, status: u16) -> Result<(), Ending> {
-        self.hub.monitor().emit(|| MonitorEvent::Error {
+        let app = &self.conn.app.id;
+        self.hub.monitor().emit(|| MonitorEvent::SubscriptionRefused {
             at_ms: now_ms(),
-            socket_id: Some(self.conn.socket_id.clone()),
-            code: Some(status),
-            message: format!("subscription to {channel:?} refused: {error}"),
+            socket_id: self.conn.socket_id.clone(),
+            app_id: app.clone(),
+            channel: channel.to_owned(),
+            status,
+            reason: error.to_owned(),
         });
+        if ChannelName::parse(channel).is_ok_and(|c| c.kind().needs_auth()) {
+            self.hub.monitor().subscription_refused(app, channel, status);
+        }
         self.reply(pusher::subscription_error(channel, kind, error, status)).await
     }
 
@@ -199,6 +205,12 @@ where
                 "more than {} client events in one second from this connection; slow down",
                 limits.client_events_per_second
             );
+            self.hub.monitor().emit(|| MonitorEvent::Error {
+                at_ms: now_ms(),
+                socket_id: Some(self.conn.socket_id.clone()),
+                code: Some(CloseCode::ClientEventRateLimit.code()),
+                message: format!("{event} on {channel:?} refused, and the connection closed: {why}"),
+            });
             return Ok(Next::Close(CloseCode::ClientEventRateLimit, why));
         }
         let name = match ChannelName::parse(channel) {
