@@ -1,1 +1,0 @@
-//! Recordings: placeholder, filled in by the replay change.
