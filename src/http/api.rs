@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{Method, Uri};
+use axum::http::{HeaderMap, Method, Uri};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -126,7 +126,20 @@ fn is_socket_id(s: &str) -> bool {
     })
 }
 
-fn check_event(state: &AppState, body: EventBody, batch: bool) -> Result<Checked, ApiError> {
+/// The header that marks a request's events as a recording played again (`poussr replay`): the console
+/// shows them as `replay` rather than `api`. It changes nothing else; the signature covers the body as usual.
+const REPLAY_HEADER: &str = "x-poussr-replay";
+
+/// Who published a request's events: the API, or a replay through it.
+fn source(headers: &HeaderMap) -> EventSource {
+    if headers.get(REPLAY_HEADER).is_some_and(|v| v.as_bytes() == b"1") {
+        EventSource::Replay
+    } else {
+        EventSource::Api
+    }
+}
+
+fn check_event(state: &AppState, body: EventBody, batch: bool, source: EventSource) -> Result<Checked, ApiError> {
     let limits = state.hub.limits();
     let name = body
         .name
@@ -177,7 +190,7 @@ fn check_event(state: &AppState, body: EventBody, batch: bool) -> Result<Checked
     for c in &channels {
         info.check(c)?;
     }
-    Ok(Checked { publish: Publish::new(channels, &name, &data, body.socket_id.as_deref(), EventSource::Api), info })
+    Ok(Checked { publish: Publish::new(channels, &name, &data, body.socket_id.as_deref(), source), info })
 }
 
 fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
@@ -192,11 +205,12 @@ pub(super) async fn events(
     Path(app_id): Path<String>,
     method: Method,
     uri: Uri,
+    headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
     let body = read_body(body, state.hub.limits().max_body_bytes).await?;
     let app = authorize(&state, &app_id, &method, &uri, &body)?;
-    let checked = check_event(&state, parse_json(&body)?, false)?;
+    let checked = check_event(&state, parse_json(&body)?, false, source(&headers))?;
     super::check_publish_rate(&state.hub, &app, 1)?;
     state.hub.publish(&app, &checked.publish).finish().await?;
     if !checked.info.any() {
@@ -219,6 +233,7 @@ pub(super) async fn batch_events(
     Path(app_id): Path<String>,
     method: Method,
     uri: Uri,
+    headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
     let body = read_body(body, state.hub.limits().max_body_bytes).await?;
@@ -238,7 +253,7 @@ pub(super) async fn batch_events(
         .map(|(i, e)| {
             let e: EventBody = crate::protocol::from_object(e)
                 .map_err(|m| ApiError::BadRequest(format!("batch[{i}]: not the expected JSON: {m}")))?;
-            check_event(&state, e, true).map_err(|err| match err {
+            check_event(&state, e, true, source(&headers)).map_err(|err| match err {
                 ApiError::BadRequest(m) => ApiError::BadRequest(format!("batch[{i}]: {m}")),
                 ApiError::TooLarge(m) => ApiError::TooLarge(format!("batch[{i}]: {m}")),
                 other => other,

@@ -2,6 +2,7 @@
 //! closed, a logoff or a shutdown); `poussr service` runs it as a Windows service.
 
 mod cert;
+mod replay;
 mod serve;
 mod service;
 
@@ -27,6 +28,8 @@ enum Command {
     /// Certificates for https:// and wss:// on a LAN with no PKI.
     #[command(subcommand)]
     Cert(cert::CertCommand),
+    /// Play a recording into a hub through its HTTP API, at its original pace or faster (docs/recording.md).
+    Replay(Box<replay::ReplayArgs>),
     /// `poussr serve` as a Windows service: install, uninstall, start, stop.
     #[command(subcommand)]
     Service(service::ServiceCommand),
@@ -75,6 +78,7 @@ fn main() -> ExitCode {
             poussr::tls::install_default_provider();
             cert::cert(command)
         }
+        Command::Replay(args) => replay::replay(*args),
         // The service logs to a file in its data folder (it has no console); the others to stderr.
         Command::Service(command) => {
             if !matches!(command, service::ServiceCommand::Run(_)) {
