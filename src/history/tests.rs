@@ -28,7 +28,7 @@ fn app(id: &str, history: HistoryConfig) -> AppConfig {
 }
 
 fn open(dir: &Dir, history: HistoryConfig) -> History {
-    let settings = HistoryStore { dir: Some(dir.0.clone()), sync: SyncPolicy::Full };
+    let settings = HistoryStore { dir: Some(dir.0.clone()), sync: SyncPolicy::Full, ..HistoryStore::default() };
     History::open(&settings, &[app("1", history)]).unwrap().unwrap()
 }
 
@@ -264,7 +264,7 @@ fn a_damaged_store_is_moved_aside_and_a_new_one_started() {
 fn a_second_hub_on_the_same_store_gets_a_clear_error() {
     let dir = Dir::new("inuse");
     let _first = open(&dir, HistoryConfig::default());
-    let settings = HistoryStore { dir: Some(dir.0.clone()), sync: SyncPolicy::Full };
+    let settings = HistoryStore { dir: Some(dir.0.clone()), sync: SyncPolicy::Full, ..HistoryStore::default() };
     let err = History::open(&settings, &[app("1", HistoryConfig::default())]).unwrap_err();
     assert!(err.contains("another running Poussr"), "{err}");
 }
@@ -272,7 +272,7 @@ fn a_second_hub_on_the_same_store_gets_a_clear_error() {
 #[test]
 fn apps_that_keep_nothing_have_no_history() {
     let dir = Dir::new("off");
-    let settings = HistoryStore { dir: Some(dir.0.clone()), sync: SyncPolicy::Full };
+    let settings = HistoryStore { dir: Some(dir.0.clone()), sync: SyncPolicy::Full, ..HistoryStore::default() };
     let off = HistoryConfig { enabled: false, ..HistoryConfig::default() };
     assert!(History::open(&settings, &[app("1", off)]).unwrap().is_none());
     assert!(History::open(&HistoryStore::default(), &[app("1", HistoryConfig::default())]).unwrap().is_none());

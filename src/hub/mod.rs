@@ -48,6 +48,7 @@ use tokio::sync::watch;
 use crate::config::{AdapterKind, Config, ConfigError, Limits};
 use crate::history::History;
 use crate::monitor::Monitor;
+use crate::monitor::journal::{self, Journal};
 use crate::protocol::CloseCode;
 
 pub use app::App;
@@ -104,6 +105,8 @@ struct Shared {
     history: Option<History>,
     /// Why the configured store could not be used, if it could not (the hub then keeps no history).
     history_error: Option<String>,
+    /// The console journal beside the history, or why there is none.
+    journal: Result<Journal, String>,
 }
 
 /// The hub: a cheap `Clone` handle over the shared state.
@@ -140,6 +143,7 @@ impl Hub {
         history: Result<Option<History>, String>,
     ) -> Result<Self, ConfigError> {
         config.validate()?;
+        config.history.validate()?;
         let (history, history_error) = match history {
             Ok(history) => (history, None),
             Err(e) => {
@@ -160,6 +164,8 @@ impl Hub {
                 }
             }
         }
+        let monitor = Monitor::default();
+        let journal = open_journal(config, &monitor);
         Ok(Hub {
             shared: Arc::new(Shared {
                 apps_by_id: apps.iter().map(|a| (a.config.id.clone(), a.clone())).collect(),
@@ -170,13 +176,14 @@ impl Hub {
                 allow_check_publish: config.allow_check_publish,
                 registry: connection::Registry::default(),
                 counters: stats::Counters::default(),
-                monitor: Monitor::default(),
+                monitor,
                 adapter,
                 started: Instant::now(),
                 shutting_down: AtomicBool::new(false),
                 local_addr: OnceLock::new(),
                 history,
                 history_error,
+                journal,
             }),
         })
     }
@@ -267,6 +274,16 @@ impl Hub {
         self.shared.history_error.as_deref()
     }
 
+    /// The console journal, if one is kept (it is beside the history, in `history.dir`).
+    pub fn journal(&self) -> Option<&Journal> {
+        self.shared.journal.as_ref().ok()
+    }
+
+    /// Why no console journal is kept, when none is.
+    pub fn journal_error(&self) -> Option<&str> {
+        self.shared.journal.as_ref().err().map(String::as_str)
+    }
+
     /// The monitor feed.
     pub fn monitor(&self) -> &Monitor {
         &self.shared.monitor
@@ -292,6 +309,23 @@ impl Hub {
     pub fn is_shutting_down(&self) -> bool {
         self.shared.shutting_down.load(Relaxed)
     }
+}
+
+/// Opens the console journal in the history folder and attaches it to `monitor`; or says why there is none.
+fn open_journal(config: &Config, monitor: &Monitor) -> Result<Journal, String> {
+    let Some(dir) = &config.history.dir else {
+        return Err("no journal is kept: the hub has no history folder (history.dir)".into());
+    };
+    let bounds = journal::Bounds {
+        max_entries: config.history.journal_max_entries,
+        max_age_secs: config.history.journal_max_age_secs,
+    };
+    let (journal, tx) = Journal::open(dir, bounds).map_err(|e| {
+        tracing::warn!("the console journal cannot be used, so the console searches no journal: {e}");
+        format!("the console journal cannot be used: {e}")
+    })?;
+    monitor.attach_journal(tx);
+    Ok(journal)
 }
 
 #[cfg(test)]
