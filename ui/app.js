@@ -10,7 +10,10 @@ import { $, setState, showNotice } from './dom.js';
 import { feedOpen, openFeed, requestRender } from './feed.js';
 import { initLiveLog, loadLogHistory } from './livelog.js';
 import { initOverview, renderError, renderOverview } from './overview.js';
+import { initChannelPage } from './channel.js';
 import { initPublish } from './publish.js';
+import { initReplay } from './replay.js';
+import { initSearch } from './search.js';
 import { initSettings } from './settings.js';
 import { currentPane, initTabs, showPane } from './tabs.js';
 
@@ -80,7 +83,10 @@ function wire() {
   initChannels();
   initClients();
   initLiveLog();
+  initSearch();
+  initChannelPage();
   initPublish();
+  initReplay();
   initSettings({ refresh });
   document.addEventListener('visibilitychange', schedule);
   $('signin-form').addEventListener('submit', (e) => {

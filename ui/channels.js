@@ -4,11 +4,12 @@
 import { api } from './api.js';
 import { $, cell } from './dom.js';
 import { onBatch } from './feed.js';
-import { applyFilter } from './livelog.js';
-import { onShow, showPane } from './tabs.js';
+import { openChannel, refreshChannel } from './channel.js';
+import { onShow } from './tabs.js';
 
 // The feed events after which the channel list may differ.
 const CHANGES = ['subscribed', 'unsubscribed', 'connection_closed', 'event_published', 'member_added', 'member_removed'];
+
 
 export const channels = {
   list: [],
@@ -43,12 +44,8 @@ export async function loadChannels() {
       b.type = 'button';
       b.className = 'linkish';
       b.textContent = c.name;
-      b.title = 'Show the events of ' + c.name + ' in the live log';
-      b.addEventListener('click', () => {
-        $('filter-channel').value = c.name;
-        applyFilter();
-        showPane('log');
-      });
+      b.title = 'Open the page of ' + c.name;
+      b.addEventListener('click', () => openChannel(c.name, c));
       name.append(b);
       const kind = document.createElement('td');
       kind.append(Object.assign(document.createElement('span'), { className: 'kind', textContent: c.kind }));
@@ -63,6 +60,7 @@ export async function loadChannels() {
       return tr;
     }),
   );
+  refreshChannel(list);
 }
 
 export function initChannels() {

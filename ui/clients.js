@@ -4,6 +4,7 @@
 import { api } from './api.js';
 import { $, cell, showNotice } from './dom.js';
 import { onBatch } from './feed.js';
+import { filterLogTo } from './livelog.js';
 import { onShow } from './tabs.js';
 
 export const clients = {
@@ -55,7 +56,12 @@ export async function loadClients() {
       ua.title = c.user_agent || '';
       const action = document.createElement('td');
       action.append(disconnectButton(c.socket_id));
-      tr.append(cell(c.socket_id), cell(c.remote), ua, cell(c.protocol === 'pusher' ? 'Pusher' : 'Poussr v1'),
+      const id = document.createElement('td');
+      const link = Object.assign(document.createElement('button'), { type: 'button', className: 'linkish', textContent: c.socket_id });
+      link.title = 'Show the traffic of ' + c.socket_id + ' in the live log';
+      link.addEventListener('click', () => filterLogTo('client', c.socket_id));
+      id.append(link);
+      tr.append(id, cell(c.remote), ua, cell(c.protocol === 'pusher' ? 'Pusher' : 'Poussr v1'),
         cell(c.user_id || '—', 'user'), cell(c.channels.join(', ') || '—', 'channels'), cell(duration(c.connected_at_ms)),
         cell(c.messages_in, 'num'), cell(c.messages_out, 'num'), action);
       return tr;
@@ -66,6 +72,6 @@ export async function loadClients() {
 export function initClients() {
   onShow('clients', loadClients);
   onBatch((batch) => {
-    if (batch.events.some((e) => e.type !== 'event_published')) clients.stale = true;
+    if (batch.events.some((e) => e.type !== 'event_published' && e.type !== 'webhook' && e.type !== 'http_refused')) clients.stale = true;
   });
 }

@@ -1,47 +1,79 @@
-// The Live log pane: the toolbar (pause, clear, filters, export, how many events to keep), the status line
-// and the event detail, around the virtual list of log.js.
+// The Live log pane: the kind chips, the toolbar (pause, clear, filters, record, how many entries to keep), the
+// status line and the entry detail, around the virtual list of log.js.
 
-import { api, invoke, tauri } from './api.js';
-import { $, setText, showNotice } from './dom.js';
+import { api } from './api.js';
+import { $, setText } from './dom.js';
 import { onBatch, onFrame, requestRender } from './feed.js';
-import { Log, pretty } from './log.js';
-import { onShow } from './tabs.js';
+import { describe, kindChips } from './kinds.js';
+import { Log, pretty, size } from './log.js';
+import { saveFile } from './save.js';
+import { onShow, showPane } from './tabs.js';
 
-const log = new Log($('log-view'), $('log-spacer'), showDetail, () => requestRender());
+const log = new Log($('log-view'), $('log-spacer'), showDetail, () => requestRender(), pick);
+let chips = null;
+let exactChannel = false; // the channel filter came from a click: that channel only, not every name containing it
+let client = '';
 
-function showDetail(e) {
-  $('log-detail').hidden = !e;
+/** The detail under the log: the whole entry, pretty-printed, and its hint. */
+export function detail(prefix, e) {
+  $(prefix + '-detail').hidden = !e;
   if (!e) return;
-  $('detail-title').textContent = e.event + ' on ' + e.channel + ' — ' + new Date(e.at_ms).toLocaleString() +
-    (e.source === 'history' ? ', from the history (position ' + e.serial + ')' : ', delivered to ' + e.delivered);
-  $('detail-body').textContent = pretty(e.data);
+  const d = describe(e);
+  let title;
+  if (e.type === 'event_published') {
+    title = e.event + ' on ' + e.channel + ' — ' + new Date(e.at_ms).toLocaleString() + ' — ' + size(e.data.length) +
+      (e.source === 'history' ? ', from the history (position ' + e.serial + ')'
+        : e.source === 'replay' ? ', replayed from a recording, delivered to ' + e.delivered
+        : ', delivered to ' + e.delivered);
+  } else {
+    title = d.what + (d.channel ? ' on ' + d.channel : '') + ' — ' + new Date(e.at_ms).toLocaleString();
+  }
+  $(prefix + '-detail-title').textContent = title;
+  $(prefix + '-detail-hint').hidden = !d.hint;
+  $(prefix + '-detail-hint').textContent = d.hint || '';
+  $(prefix + '-detail-body').textContent = e.type === 'event_published' ? pretty(e.data) : JSON.stringify(e, null, 2);
 }
 
-/** Filters the log by what the Channel, Event and Text fields hold. */
+function showDetail(e) {
+  detail('log', e);
+}
+
+/** Filters the log by the chips, the Channel, Event and Text fields, and the picked client. */
 export function applyFilter() {
-  log.setFilter({ channel: $('filter-channel').value.trim(), event: $('filter-event').value.trim(), text: $('filter-text').value.trim() });
+  log.setFilter({
+    kinds: chips ? chips.selected() : undefined,
+    channel: $('filter-channel').value.trim(),
+    exact: exactChannel,
+    client,
+    event: $('filter-event').value.trim(),
+    text: $('filter-text').value.trim(),
+  });
   requestRender();
 }
 
-async function exportLog() {
-  const text = log.jsonl();
-  const name = 'poussr-log-' + new Date().toISOString().replace(/[:.]/g, '-') + '.jsonl';
-  if (tauri) {
-    try {
-      const path = await invoke('save_export', { name, text });
-      showNotice('Exported ' + log.list().length + ' events to ' + path);
-    } catch (e) {
-      showNotice('Export failed: ' + (e.message || e));
-    }
-    return;
+/** Shows only the traffic of one channel (exactly that name) or of one client, in the live log. */
+export function filterLogTo(what, value) {
+  if (what === 'channel') {
+    $('filter-channel').value = value;
+    exactChannel = true;
+  } else {
+    client = value;
+    $('filter-client').textContent = value;
+    $('filter-client-pill').hidden = false;
   }
-  const a = document.createElement('a');
-  a.href = URL.createObjectURL(new Blob([text], { type: 'application/x-ndjson' }));
-  a.download = name;
-  document.body.append(a);
-  a.click();
-  a.remove();
-  setTimeout(() => URL.revokeObjectURL(a.href), 1000);
+  applyFilter();
+  showPane('log');
+}
+
+function pick(what, value) {
+  filterLogTo(what, value);
+}
+
+async function record() {
+  const text = log.recording();
+  const count = log.list().length;
+  const name = 'poussr-recording-' + new Date().toISOString().replace(/[:.]/g, '-') + '.jsonl';
+  await saveFile(name, text, count);
 }
 
 function render() {
@@ -49,6 +81,7 @@ function render() {
   setText($('log-count'), log.list().length.toLocaleString() + ' shown of ' + log.total.toLocaleString() + ' received');
   setText($('log-skipped'), log.skipped ? '· ' + log.skipped.toLocaleString() + ' skipped (the window fell behind)' : '');
   if ($('log-empty').hidden !== log.total > 0) $('log-empty').hidden = log.total > 0;
+  chips.setCounts(log.counts);
 }
 
 let historyLoaded = false;
@@ -81,6 +114,7 @@ export async function loadLogHistory() {
 }
 
 export function initLiveLog() {
+  chips = kindChips($('log-kinds'), applyFilter);
   onBatch((batch) => log.add(batch.events, batch.skipped));
   onFrame(render);
   onShow('log', () => log.reset());
@@ -97,16 +131,22 @@ export function initLiveLog() {
     log.clear();
     requestRender();
   });
-  // Re-filtering thousands of kept events takes a moment: the typed key shows at once, the filter follows
+  // Re-filtering thousands of kept entries takes a moment: the typed key shows at once, the filter follows
   // when typing pauses.
   let filterTimer = null;
   for (const id of ['filter-channel', 'filter-event', 'filter-text']) {
     $(id).addEventListener('input', () => {
+      if (id === 'filter-channel') exactChannel = false;
       clearTimeout(filterTimer);
       filterTimer = setTimeout(applyFilter, 150);
     });
   }
-  $('log-export').addEventListener('click', exportLog);
+  $('filter-client-clear').addEventListener('click', () => {
+    client = '';
+    $('filter-client-pill').hidden = true;
+    applyFilter();
+  });
+  $('log-export').addEventListener('click', record);
   $('detail-close').addEventListener('click', () => log.select(null));
   const max = Number(localStorage.getItem('poussr-log-max'));
   if (max >= 100) log.max = max;

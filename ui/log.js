@@ -1,30 +1,40 @@
-// The live log: keeps the last N events in memory and renders only the rows in view, so that thousands of
-// events a second neither grow memory nor slow the window.
+// The log: keeps the last N entries in memory (every kind of traffic) and renders only the rows in view, so
+// that thousands of entries a second neither grow memory nor slow the window. The live log and the search
+// results are two of these.
+
+import { describe, haystack, kindOf, KINDS } from './kinds.js';
 
 const ROW = 28; // px, as in style.css (.log-row height)
 const OVERSCAN = 8;
 
-const SOURCES = { api: 'API', v1: 'v1 REST', client: 'client', dashboard: 'dashboard', check: 'check page', history: 'history' };
+const SHORT = { connection: 'connection', subscription: 'subscription', presence: 'presence', webhook: 'webhook', http: 'HTTP', refusal: 'refusal' };
+
+/** The recording format's header (docs/recording.md): the first line of every recording. */
+export function recordingHeader(filter) {
+  return JSON.stringify({ format: 'poussr-recording', version: 1, recorded_at_ms: Date.now(), filter });
+}
 
 function time(ms) {
   const d = new Date(ms);
   return d.toLocaleTimeString([], { hour12: false }) + '.' + String(d.getMilliseconds()).padStart(3, '0');
 }
 
-function size(n) {
+export function size(n) {
   return n < 1024 ? n + ' B' : (n / 1024).toFixed(1) + ' KB';
 }
 
 export class Log {
-  constructor(view, spacer, onSelect, onChange) {
+  constructor(view, spacer, onSelect, onChange, onPick) {
     this.view = view;
     this.spacer = spacer;
     this.onSelect = onSelect;
     this.onChange = onChange; // asks the page for a frame in which to render
+    this.onPick = onPick || (() => {}); // a click on a row's channel or client: onPick('channel' | 'client', value)
     this.max = 10000;
     this.all = []; // every kept event, oldest first
     this.shown = []; // the ones that pass the filter
-    this.filter = { channel: '', event: '', text: '' };
+    this.filter = { kinds: new Set(KINDS.map((k) => k.id)), channel: '', exact: false, client: '', event: '', text: '' };
+    this.counts = Object.fromEntries(KINDS.map((k) => [k.id, 0])); // received, by kind
     this.paused = false;
     this.frozen = null; // what is shown while paused
     this.skipped = 0;
@@ -39,6 +49,11 @@ export class Log {
       this.onChange();
     });
     view.addEventListener('click', (e) => {
+      const pick = e.target.closest('[data-pick]');
+      if (pick && pick.textContent) {
+        this.onPick(pick.dataset.pick, pick.textContent);
+        return;
+      }
       const row = e.target.closest('.log-row');
       if (row) this.select(this.list()[Number(row.dataset.index)]);
     });
@@ -51,18 +66,28 @@ export class Log {
 
   matches(e) {
     const f = this.filter;
-    return (
-      (!f.channel || e.channel.toLowerCase().includes(f.channel)) &&
-      (!f.event || e.event.toLowerCase().includes(f.event)) &&
-      (!f.text || e.data.toLowerCase().includes(f.text) || e.channel.toLowerCase().includes(f.text) || e.event.toLowerCase().includes(f.text))
-    );
+    if (!f.kinds.has(kindOf(e))) return false;
+    if (f.channel) {
+      const c = (e.channel || '').toLowerCase();
+      if (f.exact ? c !== f.channel : !c.includes(f.channel)) return false;
+    }
+    if (f.client && e.socket_id !== f.client) return false;
+    if (f.event && !(e.type === 'event_published' && e.event.toLowerCase().includes(f.event))) return false;
+    if (f.text) {
+      const hit = e.type === 'event_published'
+        ? e.data.toLowerCase().includes(f.text) || e.channel.toLowerCase().includes(f.text) || e.event.toLowerCase().includes(f.text)
+        : haystack(e).includes(f.text);
+      if (!hit) return false;
+    }
+    return true;
   }
 
-  /** Adds the published events of a feed batch. */
+  /** Adds the entries of a feed batch (or of a page of search results). */
   add(events, skipped) {
     this.skipped += skipped;
     for (const e of events) {
-      if (e.type !== 'event_published') continue;
+      const kind = kindOf(e);
+      if (kind in this.counts) this.counts[kind] += 1;
       this.total += 1;
       this.all.push(e);
       if (this.matches(e)) this.shown.push(e);
@@ -97,7 +122,14 @@ export class Log {
   }
 
   setFilter(filter) {
-    this.filter = { channel: filter.channel.toLowerCase(), event: filter.event.toLowerCase(), text: filter.text.toLowerCase() };
+    this.filter = {
+      kinds: new Set(filter.kinds),
+      channel: filter.channel.toLowerCase(),
+      exact: Boolean(filter.exact),
+      client: filter.client || '',
+      event: filter.event.toLowerCase(),
+      text: filter.text.toLowerCase(),
+    };
     this.shown = this.all.filter((e) => this.matches(e));
     if (this.paused) this.frozen = this.shown.slice();
     this.reset();
@@ -115,6 +147,7 @@ export class Log {
     this.frozen = this.paused ? [] : null;
     this.skipped = 0;
     this.total = 0;
+    for (const k in this.counts) this.counts[k] = 0;
     this.select(null);
     this.reset();
   }
@@ -145,11 +178,13 @@ export class Log {
     if (top + ROW * 2 > this.view.scrollTop + this.view.clientHeight) this.view.scrollTop = top + ROW * 2 - this.view.clientHeight;
   }
 
-  /** The filtered events, as JSON Lines. */
-  jsonl() {
-    return this.list()
-      .map((e) => JSON.stringify({ time: new Date(e.at_ms).toISOString(), app_id: e.app_id, channel: e.channel, event: e.event, data: e.data, source: e.source, delivered: e.delivered }))
-      .join('\n') + (this.list().length ? '\n' : '');
+  /** What the filter shows, as a recording (docs/recording.md): the header, then one entry per line, oldest first. */
+  recording() {
+    const f = this.filter;
+    const filter = { kinds: [...f.kinds], channel: f.channel, exact: f.exact, client: f.client, event: f.event, text: f.text };
+    const lines = [recordingHeader(filter)];
+    for (const e of this.list()) lines.push(JSON.stringify({ ...e, kind: kindOf(e) }));
+    return lines.join('\n') + '\n';
   }
 
   /** Draws the rows in view; called once per animation frame when something changed. */
@@ -172,20 +207,34 @@ export class Log {
     for (let i = first; i < last; i++) {
       if (this.rows.has(i)) continue;
       const e = list[i];
+      const kind = kindOf(e);
+      const d = describe(e);
       const el = document.createElement('div');
-      el.className = 'log-row' + (e === this.selected ? ' selected' : '');
+      el.className = 'log-row k-' + kind + (e === this.selected ? ' selected' : '') + (d.hint ? ' hinted' : '');
       el.setAttribute('role', 'row');
       el.dataset.index = String(i);
+      el.dataset.kind = kind;
       el.style.top = head + i * ROW + 'px';
-      const cells = [time(e.at_ms), SOURCES[e.source] || e.source, e.channel, e.event, size(e.data.length), e.data.slice(0, 200)];
+      const cells = [time(e.at_ms), d.source || SHORT[kind] || kind, d.channel, (d.hint ? '⚠ ' : '') + d.what, d.client, (d.detail || '').slice(0, 200)];
       cells.forEach((text, k) => {
         const span = document.createElement('span');
         span.setAttribute('role', 'gridcell');
-        if (k === 4) span.className = 'num';
+        if (k === 1) span.className = 'kind-cell';
         if (k === 5) span.className = 'data';
-        span.textContent = text;
+        const pick = k === 2 && text ? 'channel' : k === 4 && e.socket_id ? 'client' : null;
+        if (pick) {
+          // Only the name itself is a link: a click elsewhere on the row selects the row.
+          const link = document.createElement('span');
+          link.dataset.pick = pick;
+          link.title = 'Show only the traffic of ' + text;
+          link.textContent = text;
+          span.append(link);
+        } else {
+          span.textContent = text;
+        }
         el.append(span);
       });
+      if (d.hint) el.title = d.hint;
       this.view.append(el);
       this.rows.set(i, el);
     }

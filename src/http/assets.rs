@@ -62,7 +62,7 @@ fn page_file(content_type: &'static str, body: &'static str) -> Response {
 
 /// The dashboard: the same files as the desktop window (`ui/`), compiled into the binary. They hold no
 /// data; everything they show comes from the admin API, which needs the token.
-const DASHBOARD: [(&str, &str, &str); 16] = [
+const DASHBOARD: [(&str, &str, &str); 21] = [
     ("index.html", "text/html; charset=utf-8", include_str!("../../ui/index.html")),
     ("app.js", "text/javascript; charset=utf-8", include_str!("../../ui/app.js")),
     ("api.js", "text/javascript; charset=utf-8", include_str!("../../ui/api.js")),
@@ -77,6 +77,11 @@ const DASHBOARD: [(&str, &str, &str); 16] = [
     ("settings.js", "text/javascript; charset=utf-8", include_str!("../../ui/settings.js")),
     ("log.js", "text/javascript; charset=utf-8", include_str!("../../ui/log.js")),
     ("chart.js", "text/javascript; charset=utf-8", include_str!("../../ui/chart.js")),
+    ("kinds.js", "text/javascript; charset=utf-8", include_str!("../../ui/kinds.js")),
+    ("search.js", "text/javascript; charset=utf-8", include_str!("../../ui/search.js")),
+    ("channel.js", "text/javascript; charset=utf-8", include_str!("../../ui/channel.js")),
+    ("replay.js", "text/javascript; charset=utf-8", include_str!("../../ui/replay.js")),
+    ("save.js", "text/javascript; charset=utf-8", include_str!("../../ui/save.js")),
     ("style.css", "text/css; charset=utf-8", include_str!("../../ui/style.css")),
     ("icon.svg", "image/svg+xml", include_str!("../../ui/icon.svg")),
 ];

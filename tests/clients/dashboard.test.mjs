@@ -107,7 +107,7 @@ describe('the dashboard', () => {
     assert.match(await row.innerText(), /dash-orders/);
     assert.match(await row.innerText(), /dashboard/);
     await row.click();
-    await page.locator('#detail-body').filter({ hasText: '"id": 42' }).waitFor();
+    await page.locator('#log-detail-body').filter({ hasText: '"id": 42' }).waitFor();
     // Non-JSON data is allowed, with a visible note.
     await openPane(page, 'Publish');
     await form.getByLabel('Data', { exact: true }).fill('plain text');
@@ -155,8 +155,12 @@ describe('the dashboard', () => {
     await subscribe(b, 'dash-count');
     await subs.filter({ hasText: /^2$/ }).waitFor();
     await page.screenshot({ path: join(SHOTS, 'dashboard-channels.png') });
-    // Clicking a channel filters the live log by it.
+    // Clicking a channel opens its page, which lists its two subscribers and leads to its traffic in the live log.
     await page.getByRole('button', { name: 'dash-count' }).click();
+    await page.locator('#channel-page-subs li').nth(1).waitFor();
+    assert.deepEqual((await page.locator('#channel-page-subs li').allInnerTexts()).sort(),
+      [a.connection.socket_id, b.connection.socket_id].sort());
+    await page.getByRole('button', { name: 'Show in the live log' }).click();
     assert.equal(await page.locator('#filter-channel').inputValue(), 'dash-count');
     assert.equal(await page.locator('#pane-log').isVisible(), true);
   });
@@ -202,12 +206,16 @@ describe('the dashboard', () => {
     await eventually(async () => (await page.locator('#log-count').innerText()).startsWith('9 shown'), { what: 'the dash- filter' });
     await eventually(async () => (await rows()) === 9, { what: 'the nine dash- rows' });
     await page.screenshot({ path: join(SHOTS, 'dashboard-log.png') });
-    const [download] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Export JSON Lines' }).click()]);
+    const [download] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Record', exact: true }).click()]);
     const text = readFileSync(await download.path(), 'utf8');
-    const lines = text.trimEnd().split('\n').map((l) => JSON.parse(l));
+    // A recording (docs/recording.md): the header with the format's version, then what the filter shows, oldest first.
+    const [header, ...lines] = text.trimEnd().split('\n').map((l) => JSON.parse(l));
+    assert.equal(header.format, 'poussr-recording');
+    assert.equal(header.version, 1);
+    assert.equal(header.filter.channel, 'dash-');
     assert.deepEqual(lines.map((l) => l.event), ['alpha-0', 'alpha-1', 'alpha-2', 'alpha-3', 'alpha-4', 'beta-0', 'beta-1', 'beta-2', 'while-paused']);
     assert.equal(lines[5].data, 'raw 0');
-    assert.ok(lines.every((l) => l.channel.startsWith('dash-') && !Number.isNaN(Date.parse(l.time))));
+    assert.ok(lines.every((l) => l.type === 'event_published' && l.kind === 'event' && l.channel.startsWith('dash-') && l.at_ms > 0));
   });
 
   test('the overview shows live totals and the chart, and an event triggered by the SDK counts', async (t) => {
@@ -320,14 +328,14 @@ describe('the dashboard', () => {
     await page.locator('#state').filter({ hasText: 'Running' }).waitFor();
     const panes = page.getByRole('tablist', { name: 'Panes' });
     // Settings is the desktop's: in a browser its tab is hidden, so the keys skip it.
-    const names = ['Overview', 'Channels', 'Clients', 'Live log', 'Publish'];
+    const names = ['Overview', 'Channels', 'Clients', 'Live log', 'Search', 'Publish'];
     assert.deepEqual((await panes.getByRole('tab').allInnerTexts()).map((n) => n.replace(/\s*[(\d].*$/s, '')), names);
     // Each tab controls its pane, and the pane is labelled by the tab.
     const links = await page.evaluate(() => [...document.querySelectorAll('.tabs [role="tab"]')].map((tab) => {
       const pane = document.getElementById(tab.getAttribute('aria-controls'));
       return [tab.id, pane?.getAttribute('role'), pane && document.getElementById(pane.getAttribute('aria-labelledby'))?.id];
     }));
-    assert.deepEqual(links, ['overview', 'channels', 'clients', 'log', 'publish', 'settings'].map((p) => [`tab-${p}`, 'tabpanel', `tab-${p}`]));
+    assert.deepEqual(links, ['overview', 'channels', 'clients', 'log', 'search', 'publish', 'settings'].map((p) => [`tab-${p}`, 'tabpanel', `tab-${p}`]));
 
     const expect = async (pane, focused = `tab-${pane}`) => assert.deepEqual(await tabState(page, 'Panes'),
       { selected: [`tab-${pane}`], tabbable: [`tab-${pane}`], focused, panes: [`pane-${pane}`, ...(pane === 'overview' ? ['snippet-panel'] : [])] });
@@ -336,14 +344,14 @@ describe('the dashboard', () => {
     await page.keyboard.press('Tab');
     await expect('overview');
     // Right and Left move and select, wrapping around; Home and End go to the ends.
-    for (const pane of ['channels', 'clients', 'log', 'publish', 'overview']) {
+    for (const pane of ['channels', 'clients', 'log', 'search', 'publish', 'overview']) {
       await page.keyboard.press('ArrowRight');
       await expect(pane);
     }
     await page.keyboard.press('ArrowLeft');
     await expect('publish');
     await page.keyboard.press('ArrowLeft');
-    await expect('log');
+    await expect('search');
     await page.keyboard.press('Home');
     await expect('overview');
     await page.keyboard.press('End');
@@ -428,11 +436,12 @@ describe('the dashboard', () => {
     await openPane(page, 'Live log');
     const rows = page.locator('.log-row', { hasText: name });
     await eventually(async () => (await rows.count()) === 3, { what: 'the three kept events in the log' });
-    // Every cell but the time: oldest first, marked as from the history.
+    // Every cell but the time: oldest first, marked as from the history (no client: the history does not keep it).
     const cells = await rows.evaluateAll((els) => els.map((el) => [...el.children].slice(1).map((c) => c.textContent)));
-    assert.deepEqual(cells, [1, 2, 3].map((i) => ['history', name, `kept-${i}`, '7 B', `{"i":${i}}`]));
-    await rows.first().click();
-    await page.locator('#detail-title').filter({ hasText: 'from the history (position 1)' }).waitFor();
+    assert.deepEqual(cells, [1, 2, 3].map((i) => ['history', name, `kept-${i}`, '', `{"i":${i}}`]));
+    await rows.first().locator('[role="gridcell"]').nth(3).click();
+    await page.locator('#log-detail-title').filter({ hasText: 'from the history (position 1)' }).waitFor();
+    await page.locator('#log-detail-title').filter({ hasText: '7 B' }).waitFor();
 
     await openPane(page, 'Channels');
     await page.locator(`tr[data-channel="${name}"] td.kept`).filter({ hasText: /^3$/ }).waitFor();

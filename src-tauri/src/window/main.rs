@@ -126,8 +126,8 @@ fn copy_text<R: Runtime>(app: AppHandle<R>, text: String) -> Result<(), Value> {
     app.clipboard().write_text(text).map_err(|e| failed("clipboard", format!("cannot use the clipboard: {e}")))
 }
 
-/// `save_export`: writes the live log's JSON Lines export to the Downloads folder (or the home folder) and
-/// returns the file's path. A webview cannot download a file by itself.
+/// `save_export`: writes a recording of the console (JSON Lines, docs/recording.md) to the Downloads folder
+/// (or the home folder) and returns the file's path. A webview cannot download a file by itself.
 #[tauri::command]
 fn save_export(name: String, text: String) -> Result<String, Value> {
     let safe: String = name.chars().filter(|c| c.is_ascii_alphanumeric() || "-_.".contains(*c)).collect();
