@@ -20,6 +20,7 @@
 //! | [`store`] | the embedded store (SQLite through rusqlite): schema, commits, eviction, reads, a damaged file moved aside |
 
 mod evict;
+pub mod search;
 pub mod store;
 mod writer;
 
@@ -186,6 +187,8 @@ enum Job {
         limit: u64,
         reply: tokio::sync::oneshot::Sender<Result<Vec<Recent>, HistoryError>>,
     },
+    /// A read run on the store between commits (the console's search, `search.rs`).
+    Query(Box<dyn FnOnce(&mut Store) + Send>),
 }
 
 /// A kept event with its app and channel, for the window's log.

@@ -229,12 +229,17 @@ impl Store {
         Ok(Store { conn, path: path.into(), ids: HashMap::new(), names: HashMap::new() })
     }
 
-    fn error(&self, source: rusqlite::Error) -> StoreError {
+    pub(super) fn error(&self, source: rusqlite::Error) -> StoreError {
         if is_damage(&source) {
             StoreError::Damaged(self.path.clone(), source.to_string())
         } else {
             StoreError::Sqlite { path: self.path.clone(), source }
         }
+    }
+
+    /// The connection, for reads made elsewhere in the history (the console's search).
+    pub(super) fn conn(&self) -> &Connection {
+        &self.conn
     }
 
     /// The store's file.

@@ -92,6 +92,7 @@ impl Writer {
                 });
                 let _ = reply.send(recent);
             }
+            Job::Query(read) => read(&mut self.store),
             Job::Append { .. } | Job::Head { .. } => self.commit(vec![job]),
         }
     }
