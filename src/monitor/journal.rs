@@ -475,7 +475,7 @@ impl Writer {
     /// is damaged; if that fails too, the writer stops and the monitor counts what follows as dropped.
     fn failed(&mut self, e: rusqlite::Error) {
         let errors = self.counters.write_errors.fetch_add(1, Relaxed) + 1;
-        if errors == 1 || errors % 100 == 0 {
+        if errors == 1 || errors.is_multiple_of(100) {
             tracing::warn!(
                 "the console journal {} could not be written ({errors} times so far): {e}",
                 self.path.display()
