@@ -17,7 +17,7 @@ import {
   useDriver, waitFor, waitInner, waitText,
 } from './app.mjs';
 
-// The app WebDriver starts inherits this: its Downloads folder (where the live log's export goes) is a folder of
+// The app WebDriver starts inherits this: its Downloads folder (where the live log's recordings go) is a folder of
 // this file's own, named in the XDG user-dirs file of a config folder of its own.
 const XDG = mkdtempSync(path.join(tmpdir(), 'poussr-xdg-'));
 const DOWNLOADS = path.join(XDG, 'downloads');
@@ -196,14 +196,15 @@ test('the dashboard panes work in the window: a test event published from the fo
     await openPane(browser, 'log');
     await waitInner(browser, 'log-view', 'from-window');
     await screenshot(browser, 'log.png');
-    // Export writes the log as JSON Lines to the Downloads folder (the window's program does it itself) and
+    // Record writes what the log shows as a recording (JSON Lines with its header) to the Downloads folder (the window's program does it itself) and
     // says where.
     await (await browser.$('#log-export')).click();
-    await waitText(browser, '#notice', 'Exported ');
-    const exported = (await textOf(browser, '#notice')).match(/^Exported \d+ events? to (.+\.jsonl)$/);
+    await waitText(browser, '#notice', 'Recorded ');
+    const exported = (await textOf(browser, '#notice')).match(/^Recorded \d+ entr(?:y|ies) to (.+\.jsonl)$/);
     assert.ok(exported, await textOf(browser, '#notice'));
     assert.equal(path.dirname(exported[1]), DOWNLOADS);
-    const lines = readFileSync(exported[1], 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    const [header, ...lines] = readFileSync(exported[1], 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    assert.deepEqual([header.format, header.version], ['poussr-recording', 1]);
     assert.ok(lines.some((l) => l.event === 'from-window' && l.channel === 'desk-orders'), JSON.stringify(lines));
     await openPane(browser, 'clients');
     await waitInner(browser, 'clients-body', 'desk-orders');
