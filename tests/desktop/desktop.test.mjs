@@ -196,8 +196,8 @@ test('the dashboard panes work in the window: a test event published from the fo
     await openPane(browser, 'log');
     await waitInner(browser, 'log-view', 'from-window');
     await screenshot(browser, 'log.png');
-    // Record writes what the log shows as a recording (JSON Lines with its header) to the Downloads folder (the window's program does it itself) and
-    // says where.
+    // Record writes what the log shows as a recording (JSON Lines with its header) to the Downloads folder (the
+    // window's program does it itself) and says where.
     await (await browser.$('#log-export')).click();
     await waitText(browser, '#notice', 'Recorded ');
     const exported = (await textOf(browser, '#notice')).match(/^Recorded \d+ entr(?:y|ies) to (.+\.jsonl)$/);
