@@ -286,7 +286,7 @@ async fn merged(hub: &Hub, p: &Params) -> Result<Merged, ApiError> {
     if dropped > 0 && hub.journal().is_some() {
         notes.push(format!("{dropped} entries were not journaled: the journal's queue was full"));
     }
-    found.sort_by(|a, b| b.0.cmp(&a.0));
+    found.sort_by_key(|e| std::cmp::Reverse(e.0));
     more |= found.len() > p.limit;
     found.truncate(p.limit);
     let next = if more { found.last().map(|(c, _)| *c) } else { None };
