@@ -158,6 +158,7 @@ impl Config {
         if self.apps.is_empty() {
             return Err(ConfigError::Invalid("no app is configured".into()));
         }
+        self.history.validate()?;
         for (i, app) in self.apps.iter().enumerate() {
             app.validate()?;
             if self.apps[..i].iter().any(|a| a.id == app.id) {

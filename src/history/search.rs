@@ -75,10 +75,21 @@ pub enum SearchError {
     /// The history is the cluster's.
     #[error("search is not available for a cluster's history in Redis")]
     Shared,
+    /// The search ran longer than [`SEARCH_BUDGET`] and was stopped, so that commits do not wait for it.
+    #[error(
+        "the search of the history took longer than {} ms and was stopped (the history's commits wait for it); \
+         narrow it by channel, event or time range",
+        SEARCH_BUDGET.as_millis()
+    )]
+    TooSlow,
     /// The store failed or is closed.
     #[error(transparent)]
     History(#[from] HistoryError),
 }
+
+/// The longest a search of the history may run. It runs between the history's commits, so a publish that
+/// is kept may wait that long behind it.
+pub const SEARCH_BUDGET: std::time::Duration = std::time::Duration::from_millis(300);
 
 impl History {
     /// The kept events that match `search`, newest first, a page of at most `search.limit`. A cluster's
@@ -89,11 +100,34 @@ impl History {
         }
         let (reply, answer) = tokio::sync::oneshot::channel();
         self.push(Job::Query(Box::new(move |store: &mut Store| {
-            let found = run(store, &search).map_err(|e| HistoryError::Store(e.to_string()));
-            let _ = reply.send(found);
+            let _ = reply.send(within_budget(store, &search));
         })))?;
-        Ok(answer.await.map_err(|_| HistoryError::Closed)??)
+        answer.await.map_err(|_| HistoryError::Closed)?
     }
+}
+
+/// [`run`], interrupted by a watchdog once it has taken [`SEARCH_BUDGET`].
+fn within_budget(store: &Store, search: &Search) -> Result<Page, SearchError> {
+    let interrupt = store.conn().get_interrupt_handle();
+    let (done, finished) = std::sync::mpsc::channel::<()>();
+    let watchdog = std::thread::spawn(move || {
+        if finished.recv_timeout(SEARCH_BUDGET) == Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
+            // A no-op if the query has just finished: SQLite interrupts running statements only.
+            interrupt.interrupt();
+        }
+    });
+    let found = run(store, search);
+    let _ = done.send(());
+    // Joined before the writer runs another statement, so that a late interrupt cannot reach it.
+    let _ = watchdog.join();
+    found.map_err(|e| match e {
+        StoreError::Sqlite { source, .. }
+            if source.sqlite_error_code() == Some(rusqlite::ErrorCode::OperationInterrupted) =>
+        {
+            SearchError::TooSlow
+        }
+        e => SearchError::History(HistoryError::Store(e.to_string())),
+    })
 }
 
 /// A time or count as SQLite stores it.

@@ -143,7 +143,6 @@ impl Hub {
         history: Result<Option<History>, String>,
     ) -> Result<Self, ConfigError> {
         config.validate()?;
-        config.history.validate()?;
         let (history, history_error) = match history {
             Ok(history) => (history, None),
             Err(e) => {
