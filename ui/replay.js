@@ -43,8 +43,8 @@ function show(s) {
   progress.hidden = s.state === 'idle';
   progress.max = Math.max(1, s.total);
   progress.value = s.sent;
-  const counts = `${s.sent} of ${s.total} events` + (s.skipped ? `, ${s.skipped} other entries skipped` : '');
-  const time = s.duration_ms ? ` · ${seconds(s.elapsed_ms || 0)} of ${seconds(s.duration_ms / (s.speed || 1))} at ${s.speed}×` : '';
+  const counts = `${s.sent} of ${s.total} events` + (s.skipped ? `, ${s.skipped} other ${s.skipped === 1 ? 'entry' : 'entries'} skipped` : '');
+  const time = s.duration_ms ? ` · ${seconds(s.elapsed_ms || 0)} of ${seconds(s.duration_ms)} at ${s.speed}×` : '';
   switch (s.state) {
     case 'playing':
       say('Replaying: ' + counts + time);

@@ -447,6 +447,71 @@ describe('the dashboard', () => {
     await page.locator(`tr[data-channel="${name}"] td.kept`).filter({ hasText: /^3$/ }).waitFor();
   });
 
+  test('the Replay card plays a recording with a channel mapped, pauses, resumes and stops, and the log marks it', async (t) => {
+    const target = uniqueName('dash-replayed');
+    const client = await connectPusher(hub);
+    t.after(() => client.disconnect());
+    const received = [];
+    const channel = await subscribe(client, target);
+    channel.bind_global((event, data) => received.push({ event, data }));
+    // 200 events 50 ms apart on "orders" (10 s at 1×, stopped well before), and an entry of another kind, which
+    // replay skips.
+    const lines = [JSON.stringify({ format: 'poussr-recording', version: 1, recorded_at_ms: Date.now(), filter: null })];
+    for (let i = 0; i < 200; i++) {
+      lines.push(JSON.stringify({ type: 'event_published', at_ms: 1_700_000_000_000 + i * 50, app_id: hub.appId, channel: 'orders', event: 'tick', data: JSON.stringify({ i }), source: 'api' }));
+      if (i === 3) lines.push(JSON.stringify({ type: 'connection_opened', at_ms: 1_700_000_000_000 + i * 50, socket_id: '1.1' }));
+    }
+    const status = async () => (await (await fetch(`${hub.httpUrl}/admin/api/replay`, { headers: { Authorization: `Bearer ${TOKEN}` } })).json());
+    const sdk = serverSdk(hub);
+    /** Proves, with a sentinel published after, that the client got exactly `n` replayed events by then. */
+    const exactly = async (n) => {
+      const mark = uniqueName('sentinel');
+      await sdk.trigger(target, mark, {});
+      await eventually(async () => received.some((e) => e.event === mark), { what: 'the sentinel' });
+      assert.equal(received.filter((e) => e.event === 'tick').length, n);
+      received.length = 0;
+    };
+
+    const page = await dashboard(t);
+    await page.locator('#state').filter({ hasText: 'Running' }).waitFor();
+    await openPane(page, 'Publish');
+    await page.locator('#replay-file').setInputFiles({ name: 'shift.jsonl', mimeType: 'application/x-ndjson', buffer: Buffer.from(lines.join('\n') + '\n') });
+    await page.getByLabel('Speed').selectOption('1');
+    await page.getByLabel(/Map channels/).fill(`orders=${target}`);
+    await page.getByRole('button', { name: 'Replay', exact: true }).click();
+    await page.locator('#replay-status').filter({ hasText: /^Replaying: \d+ of 200 events, 1 other entry skipped/ }).waitFor();
+    await eventually(async () => received.length >= 5, { what: 'the first replayed events' });
+
+    await page.getByRole('button', { name: 'Pause' }).click();
+    await page.locator('#replay-status').filter({ hasText: /^Paused: / }).waitFor();
+    const paused = await status();
+    assert.equal(paused.state, 'paused');
+    await exactly(paused.sent);
+    assert.equal((await status()).sent, paused.sent, 'nothing is published while paused');
+    assert.match(await page.locator('#replay-status').innerText(), new RegExp(`^Paused: ${paused.sent} of 200 events`));
+
+    await page.getByRole('button', { name: 'Resume' }).click();
+    await page.locator('#replay-status').filter({ hasText: /^Replaying: / }).waitFor();
+    await eventually(async () => received.length >= 3, { what: 'events after resuming' });
+    await page.getByRole('button', { name: 'Stop' }).click();
+    await page.locator('#replay-status').filter({ hasText: /^Stopped: \d+ of 200 events/ }).waitFor();
+    const stopped = await status();
+    assert.equal(stopped.state, 'stopped');
+    assert.ok(stopped.sent > paused.sent && stopped.sent < 200, JSON.stringify(stopped));
+    await exactly(stopped.sent - paused.sent);
+    assert.equal((await status()).sent, stopped.sent, 'nothing is published once stopped');
+    assert.equal(await page.locator('#replay-progress').getAttribute('value'), String(stopped.sent));
+
+    // The replayed events are in the live log on the mapped channel, marked as replayed.
+    await openPane(page, 'Live log');
+    await page.locator('#filter-channel').fill(target);
+    await page.locator('#filter-event').fill('tick');
+    // The list draws only the rows in view: the count is read from the status line, the marks from the rows drawn.
+    await page.locator('#log-count').filter({ hasText: new RegExp(`^${stopped.sent} shown of`) }).waitFor();
+    const rows = page.locator('.log-row[data-kind="event"]', { hasText: 'tick' });
+    assert.deepEqual([...new Set(await rows.evaluateAll((els) => els.map((el) => el.children[1].textContent)))], ['replay']);
+  });
+
   test('a request naming a foreign Host is refused', async () => {
     const { request } = await import('node:http');
     const status = await new Promise((resolve, reject) => {
