@@ -87,7 +87,8 @@ fn check_origin(state: &AppState, remote: std::net::SocketAddr, headers: &Header
         code: 403,
         reason: format!("the WebSocket handshake from a page of origin {origin:?} was refused (403)"),
         hint: Some(format!(
-            "the page's origin is not in allowed_origins; add {origin} there (Settings, or --allowed-origin) if              the page is yours"
+            "the page's origin is not in allowed_origins; add {origin} there (Settings, or allowed_origins in the \
+             config file) if the page is yours"
         )),
     });
     Err(ApiError::Forbidden(format!(
@@ -108,7 +109,8 @@ fn refused(state: &AppState, peer: &Peer, headers: &HeaderMap, key: Option<&str>
         reason: reason.to_owned(),
         hint: (code == CloseCode::AppNotFound).then(|| {
             format!(
-                "the key {:?} belongs to no app on this hub: the page's Pusher key must be the app's key shown in                  the Overview (App credentials)",
+                "the key {:?} belongs to no app on this hub: the page's Pusher key must be the app's key shown in \
+                 the Overview (App credentials)",
                 key.unwrap_or_default()
             )
         }),

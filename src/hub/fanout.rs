@@ -344,7 +344,7 @@ impl Hub {
                 source: event.source,
                 socket_id: event.except.clone(),
                 delivered,
-                hint: s.monitor.publish_hint(&app.id, name.as_str(), &event.event, delivered),
+                hint: s.monitor.publish_hint(&app.id, name.as_str(), &event.event, event.except.as_deref(), delivered),
             });
         }
         delivered

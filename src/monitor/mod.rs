@@ -470,8 +470,17 @@ impl Monitor {
     }
 
     /// The classic mistake a published event shows, if any: a PHP class as the event name, nobody
-    /// subscribed, or a private channel whose subscribers were all refused.
-    pub fn publish_hint(&self, app: &Arc<str>, channel: &str, event: &str, delivered: usize) -> Option<Arc<str>> {
+    /// subscribed, or a private channel whose subscribers were all refused. `excluded` is the connection the
+    /// event was not for (the sender of a client event, or an API publish's `socket_id`): `delivered` does
+    /// not count it.
+    pub fn publish_hint(
+        &self,
+        app: &Arc<str>,
+        channel: &str,
+        event: &str,
+        excluded: Option<&str>,
+        delivered: usize,
+    ) -> Option<Arc<str>> {
         if delivered == 0 {
             if let Some(status) = self.refused_status(app, channel) {
                 return Some(Arc::from(format!(
@@ -479,9 +488,19 @@ impl Monitor {
                      auth endpoint and that it signs with this app's secret"
                 )));
             }
-            return Some(Arc::from(
-                "nobody received it: no connection to this hub was subscribed to the channel when it was published",
-            ));
+            return Some(Arc::from(match excluded {
+                Some(socket) if event.starts_with("client-") => format!(
+                    "nobody else received it: its sender ({socket}) was the only connection to this hub subscribed \
+                     to the channel"
+                ),
+                Some(socket) => format!(
+                    "nobody received it: no connection to this hub but {socket} (which it was not for) was \
+                     subscribed to the channel when it was published"
+                ),
+                None => "nobody received it: no connection to this hub was subscribed to the channel when it was \
+                         published"
+                    .to_owned(),
+            }));
         }
         php_class_hint(event).map(Arc::from)
     }
@@ -531,14 +550,18 @@ mod tests {
     fn a_refused_private_channel_is_named_until_a_subscription_succeeds() {
         let monitor = Monitor::default();
         let app: Arc<str> = Arc::from("1");
-        let hint = monitor.publish_hint(&app, "private-a", "e", 0).unwrap();
+        let hint = monitor.publish_hint(&app, "private-a", "e", None, 0).unwrap();
         assert!(hint.contains("no connection to this hub was subscribed"), "{hint}");
+        let hint = monitor.publish_hint(&app, "private-a", "client-e", Some("1.2"), 0).unwrap();
+        assert!(hint.contains("its sender (1.2) was the only connection"), "{hint}");
+        let hint = monitor.publish_hint(&app, "private-a", "e", Some("1.2"), 0).unwrap();
+        assert!(hint.contains("but 1.2 (which it was not for)"), "{hint}");
         monitor.subscription_refused(&app, "private-a", 401);
-        let hint = monitor.publish_hint(&app, "private-a", "e", 0).unwrap();
+        let hint = monitor.publish_hint(&app, "private-a", "e", None, 0).unwrap();
         assert!(hint.contains("every subscription to private-a was refused (401)"), "{hint}");
-        assert!(monitor.publish_hint(&app, "private-a", "e", 1).is_none());
+        assert!(monitor.publish_hint(&app, "private-a", "e", None, 1).is_none());
         monitor.subscription_succeeded(&app, "private-a");
-        assert!(monitor.publish_hint(&app, "private-a", "e", 0).unwrap().contains("no connection"));
+        assert!(monitor.publish_hint(&app, "private-a", "e", None, 0).unwrap().contains("no connection"));
     }
 
     #[test]
