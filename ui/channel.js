@@ -24,8 +24,10 @@ function count(channel, at) {
   if (!m) {
     if (counts.size >= MAX_CHANNELS) counts.delete(counts.keys().next().value);
     m = new Map();
-    counts.set(channel, m);
+  } else {
+    counts.delete(channel); // moved to the end: the Map's order is then the least recently active first
   }
+  counts.set(channel, m);
   const b = Math.floor(at / BUCKET) * BUCKET;
   m.set(b, (m.get(b) || 0) + 1);
   if (m.size > BUCKETS + 2) {
@@ -71,12 +73,23 @@ function idList(el, ids, onClick) {
   if (!ids.length) el.append(Object.assign(document.createElement('li'), { className: 'muted', textContent: 'none' }));
 }
 
+const STORED_EVERY = 10_000; // ms: the stored events are read again at most this often (a search of the history)
+let storedAt = 0;
+let stored = { entries: [] };
+
 /** Reads what the page shows from the hub: subscribers, members, stored events. */
 async function load(channel, info) {
-  const [clients, stored] = await Promise.all([
+  const fresh = Date.now() - storedAt > STORED_EVERY || stored.channel !== channel;
+  const [clients, found] = await Promise.all([
     api('/admin/api/clients').catch(() => ({ clients: [] })),
-    api('/admin/api/search?kinds=event,client_event&limit=100&channel=' + encodeURIComponent(channel)).catch((e) => ({ entries: [], error: e.message })),
+    fresh
+      ? api('/admin/api/search?kinds=event,client_event&limit=100&channel=' + encodeURIComponent(channel)).catch((e) => ({ entries: [], error: e.message }))
+      : stored,
   ]);
+  if (fresh) {
+    stored = { ...found, channel };
+    storedAt = Date.now();
+  }
   if (open !== channel) return;
   const subs = clients.clients.filter((c) => c.channels.includes(channel)).map((c) => c.socket_id);
   setText($('channel-page-subs-count'), '(' + subs.length + ')');
@@ -84,14 +97,14 @@ async function load(channel, info) {
   const members = (info && info.members) || [];
   setText($('channel-page-members-count'), info && info.kind === 'presence' ? '(' + members.length + ')' : '(not a presence channel)');
   idList($('channel-page-members'), members);
-  const mine = stored.entries.filter((e) => e.channel === channel);
+  const mine = found.entries.filter((e) => e.channel === channel);
   // The minutes before the window opened come from the history, once.
   if (!counts.has(channel) || !counts.get(channel).backfilled) {
     for (const e of mine) if (e.at_ms < openedAt && e.at_ms > Date.now() - BUCKETS * BUCKET) count(channel, e.at_ms);
     const m = counts.get(channel);
     if (m) m.backfilled = true;
   }
-  setText($('channel-page-stored-note'), stored.error ? '— ' + stored.error : '(' + mine.length + (mine.length === 100 ? '+, newest first' : ', newest first') + ')');
+  setText($('channel-page-stored-note'), found.error ? '— ' + found.error : '(' + mine.length + (mine.length === 100 ? '+, newest first' : ', newest first') + ')');
   $('channel-page-stored').replaceChildren(
     ...mine.slice(0, 50).map((e) => {
       const tr = document.createElement('tr');
@@ -107,6 +120,7 @@ async function load(channel, info) {
 /** Opens the page of `channel`, with `info` (its row of /admin/api/channels) when known. */
 export function openChannel(channel, info) {
   open = channel;
+  storedAt = 0; // opening a page reads its stored events now
   $('channel-page').hidden = false;
   setText($('channel-page-name'), channel);
   setText($('channel-page-kind'), info ? info.kind : '');

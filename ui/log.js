@@ -183,7 +183,10 @@ export class Log {
     const f = this.filter;
     const filter = { kinds: [...f.kinds], channel: f.channel, exact: f.exact, client: f.client, event: f.event, text: f.text };
     const lines = [recordingHeader(filter)];
-    for (const e of this.list()) lines.push(JSON.stringify({ ...e, kind: kindOf(e) }));
+    // Oldest first by time: entries from two publishers at once can reach the feed a millisecond out of order,
+    // and a recording's times never go back (the sort is stable: equal times keep the feed's order).
+    const entries = this.list().slice().sort((a, b) => a.at_ms - b.at_ms);
+    for (const e of entries) lines.push(JSON.stringify({ ...e, kind: kindOf(e) }));
     return lines.join('\n') + '\n';
   }
 

@@ -17,7 +17,8 @@ results.max = 1_000_000;
 let chips = null;
 let next = null; // the cursor of the next (older) page
 let query = null; // the parameters of the search shown
-let busy = false;
+let busy = false; // a page of older matches is being read
+let asked = 0; // the number of the latest search: an answer to an earlier one is dropped
 
 function localTime(id) {
   const v = $(id).value;
@@ -57,13 +58,15 @@ function say(text, bad) {
 }
 
 async function page(first) {
-  if (busy) return;
+  if (!first && busy) return;
+  const mine = first ? ++asked : asked;
   busy = true;
   const p = new URLSearchParams(query);
   p.set('limit', String(PAGE));
   if (!first && next) p.set('before', next);
   try {
     const body = await (await get('/admin/api/search?' + p)).json();
+    if (mine !== asked) return; // a newer search was asked meanwhile
     if (first) {
       results.clear();
       results.follow = false;
@@ -77,9 +80,9 @@ async function page(first) {
     say(n ? n.toLocaleString() + (next ? '+ matches (older ones: Load older matches)' : ' matches') + (notes ? ' — ' + notes : '')
       : 'Nothing matches.' + (notes ? ' ' + notes : ''));
   } catch (e) {
-    say('Search failed: ' + e.message, true);
+    if (mine === asked) say('Search failed: ' + e.message, true);
   } finally {
-    busy = false;
+    if (mine === asked) busy = false;
     requestRender();
   }
 }

@@ -108,15 +108,24 @@ impl History {
 
 /// [`run`], interrupted by a watchdog once it has taken [`SEARCH_BUDGET`].
 fn within_budget(store: &Store, search: &Search) -> Result<Page, SearchError> {
+    budgeted(store, SEARCH_BUDGET, |store| run(store, search))
+}
+
+/// `query` on `store`, interrupted by a watchdog once it has taken `budget`.
+fn budgeted<T>(
+    store: &Store,
+    budget: std::time::Duration,
+    query: impl FnOnce(&Store) -> Result<T, StoreError>,
+) -> Result<T, SearchError> {
     let interrupt = store.conn().get_interrupt_handle();
     let (done, finished) = std::sync::mpsc::channel::<()>();
     let watchdog = std::thread::spawn(move || {
-        if finished.recv_timeout(SEARCH_BUDGET) == Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
+        if finished.recv_timeout(budget) == Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
             // A no-op if the query has just finished: SQLite interrupts running statements only.
             interrupt.interrupt();
         }
     });
-    let found = run(store, search);
+    let found = query(store);
     let _ = done.send(());
     // Joined before the writer runs another statement, so that a late interrupt cannot reach it.
     let _ = watchdog.join();
@@ -297,5 +306,28 @@ mod tests {
         sorted.sort();
         expected.sort();
         assert_eq!(sorted, expected, "every event once");
+    }
+
+    #[test]
+    fn a_query_over_its_budget_is_stopped_and_the_store_still_answers() {
+        let dir = std::env::temp_dir().join(format!("poussr-budget-{}", std::process::id()));
+        let (store, _) = Store::open(&dir, crate::config::SyncPolicy::Normal).unwrap();
+        // Counts for ever: only the watchdog ends it.
+        let endless = |store: &Store| {
+            store
+                .conn()
+                .query_row(
+                    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c",
+                    [],
+                    |r| r.get::<_, i64>(0),
+                )
+                .map_err(|e| store.error(e))
+        };
+        assert!(matches!(budgeted(&store, std::time::Duration::from_millis(50), endless), Err(SearchError::TooSlow)));
+        let quick =
+            |store: &Store| store.conn().query_row("SELECT 7", [], |r| r.get::<_, i64>(0)).map_err(|e| store.error(e));
+        assert_eq!(budgeted(&store, std::time::Duration::from_millis(50), quick).unwrap(), 7);
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

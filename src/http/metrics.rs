@@ -43,27 +43,28 @@ impl Default for ApiLatency {
 pub(super) async fn time_api(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_default();
     let monitor = state.hub.monitor();
+    // Cheap handles only (a method, a shared URI, an address): strings are made for a refusal alone.
     let asked = monitor.is_watched_or_journaled().then(|| {
         let remote =
             request.extensions().get::<crate::proxy::ClientAddr>().map(|c| c.addr).or_else(|| {
                 request.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0)
             });
-        (request.method().to_string(), request.uri().path().to_owned(), remote)
+        (request.method().clone(), request.uri().clone(), remote)
     });
     let started = Instant::now();
     let response = next.run(request).await;
     let status = response.status();
     let labels = vec![("route", route), ("status", status.as_u16().to_string())];
     state.latency.0.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
-    if let Some((method, path, remote)) = asked
+    if let Some((method, uri, remote)) = asked
         && (status.is_client_error() || status.is_server_error())
     {
         let reason = response.extensions().get::<super::error::Refusal>().map(|r| r.0.clone());
         monitor.send(crate::monitor::MonitorEvent::HttpRefused {
             at_ms: crate::monitor::now_ms(),
             remote: remote.map(|a| a.to_string()).unwrap_or_default(),
-            method,
-            path,
+            method: method.to_string(),
+            path: uri.path().to_owned(),
             status: status.as_u16(),
             reason: reason.unwrap_or_else(|| status.canonical_reason().unwrap_or("refused").to_owned()),
         });

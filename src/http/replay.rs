@@ -148,6 +148,16 @@ async fn start(
                  \"map\", \"app_id\" and \"name\": {e}"
             ))
         })?;
+    // Checked off the runtime's threads (a recording may be 32 MiB) and before the slot is locked, so that the
+    // status requests of a playing replay never wait for it.
+    let hub = state.hub.clone();
+    let (body, checked) = tokio::task::spawn_blocking(move || {
+        let checked = checked_events(&hub, &body);
+        (body, checked)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("checking a recording failed: {e}")))?;
+    let (events, skipped, speed) = checked?;
     let mut current = slot.0.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(running) = current.as_ref().map(|c| c.player.progress()).filter(|p| !p.state.ended()) {
         return Err(ApiError::Conflict(format!(
@@ -157,7 +167,6 @@ async fn start(
             running.total
         )));
     }
-    let (events, skipped, speed) = checked_events(&state.hub, &body)?;
     let player = Player::start(events, skipped, speed, publisher(&state.hub));
     let started = Arc::new(Current { player, name: body.name.filter(|n| !n.is_empty()) });
     let status = started.status(started.player.progress());

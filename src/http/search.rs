@@ -28,6 +28,9 @@ const DEFAULT_LIMIT: usize = 100;
 const MAX_LIMIT: usize = 500;
 /// Most entries in a recording.
 const MAX_RECORDING: usize = 100_000;
+/// Most bytes in a recording: what the dashboard's replay takes (32 MiB of JSON) with room for the escaping
+/// of its text.
+const MAX_RECORDING_BYTES: usize = 16 << 20;
 /// Entries read from each source at a time while a recording is gathered.
 const RECORDING_PAGE: usize = 2_000;
 
@@ -345,12 +348,23 @@ async fn recording(State(state): State<AppState>, RawQuery(query): RawQuery) -> 
     p.before = None;
     p.limit = RECORDING_PAGE;
     let mut lines: Vec<String> = Vec::new();
+    let mut bytes = 0;
     loop {
         let page = merged(&state.hub, &p).await?;
-        lines.extend(page.entries.iter().map(|(_, v)| v.to_string()));
+        for (_, entry) in &page.entries {
+            let line = entry.to_string();
+            bytes += line.len() + 1;
+            lines.push(line);
+        }
         if lines.len() > MAX_RECORDING {
             return Err(ApiError::TooLarge(format!(
                 "more than {MAX_RECORDING} entries match: narrow the time range (from_ms, to_ms) or the filters"
+            )));
+        }
+        if bytes > MAX_RECORDING_BYTES {
+            return Err(ApiError::TooLarge(format!(
+                "the matches make more than {} MiB: narrow the time range (from_ms, to_ms) or the filters",
+                MAX_RECORDING_BYTES >> 20
             )));
         }
         match page.next {
@@ -360,6 +374,7 @@ async fn recording(State(state): State<AppState>, RawQuery(query): RawQuery) -> 
     }
     let now = now_ms();
     let mut body = crate::replay::header(now, p.filter());
+    body.reserve(bytes + 1);
     body.push('\n');
     for line in lines.iter().rev() {
         body.push_str(line);

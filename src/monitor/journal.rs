@@ -245,8 +245,7 @@ impl Journal {
             tracing::warn!("{notice}");
         }
         let counters = Arc::new(Counters::default());
-        let mut writer = Writer { conn, path: path.clone(), bounds, counters: counters.clone(), last_age_pass: None };
-        writer.trim();
+        let writer = Writer { conn, path: path.clone(), bounds, counters: counters.clone(), last_age_pass: None };
         let (tx, rx) = mpsc::channel(QUEUE);
         std::thread::Builder::new()
             .name("poussr-journal".into())
@@ -429,6 +428,9 @@ struct Writer {
 
 impl Writer {
     fn run(mut self, mut rx: mpsc::Receiver<MonitorEvent>) {
+        // What the bounds no longer allow goes first, here rather than in `open`, which the hub calls as it
+        // starts (a trim of a full journal is a large delete).
+        self.trim();
         let mut batch = Vec::with_capacity(BATCH);
         while let Some(first) = rx.blocking_recv() {
             batch.push(first);

@@ -371,6 +371,54 @@ impl MonitorEvent {
     }
 }
 
+/// The longest text a monitor event keeps from what a client sent (a key, an origin, a path, a reason that
+/// quotes them); longer texts are cut and end with `…`. It bounds what one entry costs the journal's disk
+/// and a viewer's memory, whatever a hostile client sends.
+pub const MAX_TEXT: usize = 512;
+/// The same for names: a key, an origin, a channel, a path, a method.
+pub const MAX_NAME: usize = 200;
+
+/// Cuts `text` to at most `max` bytes (on a character boundary), marked with `…`.
+fn clip(text: &mut String, max: usize) {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
+    }
+}
+
+impl MonitorEvent {
+    /// Cuts what a client controls to [`MAX_NAME`] or [`MAX_TEXT`]. A published event's data is not cut:
+    /// the feed bounds its batches by bytes, and the journal does not keep published events.
+    pub fn clip(&mut self) {
+        use MonitorEvent as M;
+        match self {
+            M::ConnectionRefused { remote, app_key, origin, reason, hint, .. } => {
+                clip(remote, MAX_NAME);
+                app_key.iter_mut().chain(origin.iter_mut()).for_each(|t| clip(t, MAX_NAME));
+                clip(reason, MAX_TEXT);
+                hint.iter_mut().for_each(|t| clip(t, MAX_TEXT));
+            }
+            M::SubscriptionRefused { channel, reason, .. } => {
+                clip(channel, MAX_NAME);
+                clip(reason, MAX_TEXT);
+            }
+            M::HttpRefused { method, path, reason, .. } => {
+                clip(method, MAX_NAME);
+                clip(path, MAX_NAME);
+                clip(reason, MAX_TEXT);
+            }
+            M::ConnectionClosed { reason, .. } => clip(reason, MAX_TEXT),
+            M::Webhook { reason, .. } => reason.iter_mut().for_each(|t| clip(t, MAX_TEXT)),
+            M::Error { message, .. } => clip(message, MAX_TEXT),
+            _ => {}
+        }
+    }
+}
+
 /// Most channels remembered as "every subscriber was refused" for [`Monitor::publish_hint`].
 const REFUSED_REMEMBERED: usize = 1024;
 
@@ -415,8 +463,10 @@ impl Monitor {
         self.is_watched() || self.shared.journal.get().is_some()
     }
 
-    /// Sends an event to every viewer, and to the journal if it keeps its kind; never waits.
-    pub fn send(&self, event: MonitorEvent) {
+    /// Sends an event to every viewer, and to the journal if it keeps its kind; never waits. What a client
+    /// sent is clipped first ([`MonitorEvent::clip`]).
+    pub fn send(&self, mut event: MonitorEvent) {
+        event.clip();
         if event.kind().journaled()
             && let Some(journal) = self.shared.journal.get()
             && journal.try_send(event.clone()).is_err()
@@ -562,6 +612,29 @@ mod tests {
         assert!(monitor.publish_hint(&app, "private-a", "e", None, 1).is_none());
         monitor.subscription_succeeded(&app, "private-a");
         assert!(monitor.publish_hint(&app, "private-a", "e", None, 0).unwrap().contains("no connection"));
+    }
+
+    #[test]
+    fn what_a_client_sent_is_clipped_on_a_character_boundary() {
+        let monitor = Monitor::default();
+        let mut feed = monitor.subscribe();
+        let key = "é".repeat(10_000);
+        monitor.send(MonitorEvent::ConnectionRefused {
+            at_ms: 1,
+            remote: "127.0.0.1:1".into(),
+            app_key: Some(key.clone()),
+            origin: None,
+            code: 4001,
+            reason: format!("no app has the key {key:?}"),
+            hint: Some(format!("the key {key:?} belongs to no app")),
+        });
+        let MonitorEvent::ConnectionRefused { app_key, reason, hint, .. } = feed.try_recv().unwrap() else {
+            panic!("not a refused connection")
+        };
+        let (app_key, hint) = (app_key.unwrap(), hint.unwrap());
+        assert!(app_key.len() <= MAX_NAME + '…'.len_utf8() && app_key.ends_with("é…"), "{app_key}");
+        assert!(reason.len() <= MAX_TEXT + 3 && reason.starts_with("no app has the key \"éé"), "{reason}");
+        assert!(hint.len() <= MAX_TEXT + 3 && hint.ends_with('…'));
     }
 
     #[test]

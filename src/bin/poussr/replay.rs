@@ -52,6 +52,9 @@ struct Target {
     client: reqwest::Client,
     /// `…/apps/{app_id}/events`, path encoded.
     url: Url,
+    /// What is signed: `/apps/{app_id}/events`, the path the hub sees (a reverse proxy that serves the hub
+    /// under a prefix of its address strips it).
+    signed_path: String,
     key: String,
     secret: String,
 }
@@ -87,7 +90,9 @@ pub(crate) fn replay(args: ReplayArgs) -> Result<(), String> {
         .tls_backend_preconfigured(tls)
         .build()
         .map_err(|e| format!("cannot make an HTTP client: {}", chain(&e)))?;
-    let target = Target { client, url: events_url(&args.url, &app_id)?, key, secret };
+    let url = events_url(&args.url, &app_id)?;
+    let signed_path = events_url("http://hub/", &app_id)?.path().to_owned();
+    let target = Target { client, url, signed_path, key, secret };
     eprintln!("{summary}");
     let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the runtime: {e}"))?;
     runtime.block_on(play(events, recording.skipped, options.speed, Arc::new(target)))
@@ -170,7 +175,7 @@ async fn publish(target: Arc<Target>, name: String, channel: String, data: Strin
         &target.key,
         &target.secret,
         "POST",
-        target.url.path(),
+        &target.signed_path,
         &[],
         body.as_bytes(),
         now,
