@@ -208,7 +208,10 @@ export function useDriver() {
     });
     driver.stdout.pipe(process.stdout);
     driver.stderr.pipe(process.stderr);
+    // tauri-driver listens at once but starts WebKitWebDriver beside it, and a request it cannot pass on yet is
+    // answered by closing the socket (seen as UND_ERR_SOCKET on a first session under load): both must listen.
     await waitFor('tauri-driver to listen', () => reachable(driverPort), 20000);
+    await waitFor('WebKitWebDriver to listen', () => reachable(nativePort), 20000);
   });
 
   // Stopped from outside (the runner's timeout sends SIGTERM, ^C sends SIGINT): the driver goes too, and stops
