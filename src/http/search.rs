@@ -275,7 +275,9 @@ async fn merged(hub: &Hub, p: &Params) -> Result<Merged, ApiError> {
                 Err(SearchError::Shared) => {
                     notes.push(format!("published events are not searched: {}", SearchError::Shared));
                 }
-                Err(e @ SearchError::TooSlow) => return Err(ApiError::Unavailable(e.to_string())),
+                Err(e @ (SearchError::TooSlow | SearchError::Stalled)) => {
+                    return Err(ApiError::Unavailable(e.to_string()));
+                }
                 Err(e) => return Err(ApiError::Unavailable(format!("the history could not be searched: {e}"))),
             }
         } else {
