@@ -49,6 +49,8 @@ out=$(mktemp)
   bench/.venv/bin/python bench/desktop.py target/release/poussr-desktop
   echo
   node bench/dashboard.mjs target/release/poussr
+  echo
+  python3 bench/search.py target/release/poussr
   # The written analysis is kept from the previous file; update it by hand when the figures move.
   if [ -f bench/RESULTS.md ]; then
     echo
