@@ -106,8 +106,8 @@ pub const SEARCH_LIMIT: Duration = Duration::from_secs(10);
 /// How long one slice of a search runs on the writer thread before the commits waiting behind it go first.
 const SLICE: Duration = Duration::from_millis(10);
 
-/// The longest one slice may run: a watchdog stops it past this. A slice reads a bounded number of rows,
-/// so only a broken store or machine meets this.
+/// The longest one slice may run: a watchdog stops a statement running past this. A slice runs a bounded
+/// number of statements over a bounded number of rows, so only a very slow disk or machine meets this.
 pub const SLICE_BUDGET: Duration = Duration::from_millis(300);
 
 impl History {
@@ -150,16 +150,22 @@ fn budgeted<T>(
 ) -> Result<T, SearchError> {
     let interrupt = store.conn().get_interrupt_handle();
     let (done, finished) = std::sync::mpsc::channel::<()>();
-    let watchdog = std::thread::spawn(move || {
-        if finished.recv_timeout(budget) == Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
-            // A no-op if the query has just finished: SQLite interrupts running statements only.
-            interrupt.interrupt();
-        }
-    });
+    // A thread the system refuses leaves the query unwatched rather than failing the writer.
+    let watchdog = std::thread::Builder::new()
+        .name("poussr-search-watchdog".into())
+        .spawn(move || {
+            if finished.recv_timeout(budget) == Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
+                // A no-op if the query has just finished: SQLite interrupts running statements only.
+                interrupt.interrupt();
+            }
+        })
+        .ok();
     let found = query(store);
     let _ = done.send(());
     // Joined before the writer runs another statement, so that a late interrupt cannot reach it.
-    let _ = watchdog.join();
+    if let Some(watchdog) = watchdog {
+        let _ = watchdog.join();
+    }
     found.map_err(|e| match e {
         StoreError::Sqlite { source, .. }
             if source.sqlite_error_code() == Some(rusqlite::ErrorCode::OperationInterrupted) =>

@@ -4,19 +4,20 @@
 //! history gives each event `max(now, the channel's last time)`). So each channel, read backwards along the
 //! key, is already newest first, and the newest matches of the whole store are a merge of those lanes:
 //! a heap holds each lane under the newest key it may still hold, and only the lane on top is read, a
-//! range of its serials at a time (16, then twice as many each time). A page then reads a few rows of the
-//! channels it shows, and a channel whose newest event is older than the page is never read at all.
+//! range of its serials at a time (16, then twice as many each time).
 //!
-//! Where a lane starts and ends is found by its key, not by a scan: its newest and oldest rows, and for a
-//! time bound (`to_ms` or the cursor of the page before, `from_ms`) a binary search over its serials. A
-//! filter on the event's name or data is tested by SQLite on the range read, which answers only the rows
-//! that match; only the rows a page shows are read whole.
+//! Seeding a lane costs a few lookups by the key, whatever the channel holds: its newest and oldest rows,
+//! and for a time bound (`to_ms` or the cursor of the page before, `from_ms`) a binary search over its
+//! serials. Past that, a page reads the rows of the channels it shows and little else. A filter on the
+//! event's name or data is tested by SQLite on the range read, which answers only the rows that match; only
+//! the rows a page shows are read whole.
 //!
 //! The walk is done in slices ([`Merge::step`]), each a short run on the writer thread between the
 //! history's commits, so a search that must scan much of the store does not hold up a publish. Between
-//! slices events are added (the lanes never read past where they started) and evicted (a row gone is
-//! skipped), and a channel started again after its events expired gives rows newer than its lane's bound,
-//! which are left out.
+//! slices events are added (a lane never reads past where it started, and channels made after the search
+//! began are not searched) and evicted (a row gone is skipped). A channel whose events all expired is
+//! forgotten, and its id may go to a new channel: the new channel's events are newer than anything its lane
+//! may still give, so they are left out by their time.
 
 use std::collections::{BinaryHeap, VecDeque};
 use std::time::{Duration, Instant};
@@ -27,8 +28,9 @@ use rusqlite::{OptionalExtension, params, params_from_iter};
 use super::{Before, Found, Page, Search};
 use crate::history::store::{Store, StoreError};
 
-/// Channels seeded per query.
-const SEED_CHUNK: i64 = 256;
+/// The range of channel ids seeded per query: it reads at most that many channel rows, however few of
+/// them have events or match the filters.
+const SEED_CHUNK: i64 = 64;
 /// The serials a lane's first read scans; each further read scans twice as many, up to [`SCAN_MAX`]. A page
 /// often shows a few rows of many channels.
 const SCAN_FIRST: u64 = 16;
@@ -95,6 +97,8 @@ pub(super) struct Merge {
     search: Search,
     /// Channels above this id are still to be seeded; `None` once all are.
     seed_after: Option<i64>,
+    /// The highest channel id when seeding began: channels made after the search began are not searched.
+    seed_last: Option<i64>,
     lanes: BinaryHeap<Lane>,
     page: Vec<Found>,
     /// The latest time a match may have: `to_ms` or the cursor's time.
@@ -112,21 +116,23 @@ fn big(n: u64) -> i64 {
 
 impl Merge {
     pub(super) fn new(search: Search) -> Merge {
+        // CROSS JOIN: the channels in the range are the outer loop, each then one lookup of its newest event
+        // (SQLite would rather walk every event of the range's channels).
         let mut seed_sql = String::from(
-            "SELECT c.id, c.app, c.name, e.serial, e.at_ms FROM channels c JOIN events e
+            "SELECT c.id, c.app, c.name, e.serial, e.at_ms FROM channels c CROSS JOIN events e
              ON e.channel = c.id AND e.serial = (SELECT max(serial) FROM events WHERE channel = c.id)
-             WHERE c.id > ?1",
+             WHERE c.id > ?1 AND c.id <= ?2",
         );
         let mut seed_args = Vec::new();
         if let Some(app) = search.app.as_deref().filter(|a| !a.is_empty()) {
-            seed_sql.push_str(" AND c.app = ?");
+            // `+`: the range of ids, not the index on (app, name), is what bounds the read.
+            seed_sql.push_str(" AND +c.app = ?");
             seed_args.push(Sql::Text(app.into()));
         }
         if let Some(part) = search.channel.as_deref().filter(|p| !p.is_empty()) {
             seed_sql.push_str(" AND c.name LIKE ? ESCAPE '\\'");
             seed_args.push(Sql::Text(crate::monitor::journal::like_contains(part)));
         }
-        seed_sql.push_str(&format!(" ORDER BY c.id LIMIT {SEED_CHUNK}"));
 
         // A read: the matching rows of a range of a channel's serials.
         let mut test = String::new();
@@ -151,6 +157,7 @@ impl Merge {
         Merge {
             search,
             seed_after: Some(0),
+            seed_last: None,
             lanes: BinaryHeap::new(),
             page: Vec::new(),
             ceiling,
@@ -197,10 +204,18 @@ impl Merge {
         Ok(Some(Page { events, next }))
     }
 
-    /// Seeds the lanes of the next chunk of channels after `after`; the id to go on from, or `None` at the end.
+    /// Seeds the lanes of the next range of channel ids after `after`; the id to go on from, or `None` at the end.
     fn seed(&mut self, store: &Store, after: i64) -> Result<Option<i64>, rusqlite::Error> {
         let conn = store.conn();
-        let mut args = vec![Sql::Integer(after)];
+        let last = match self.seed_last {
+            Some(last) => last,
+            None => {
+                let last = conn.query_row("SELECT coalesce(max(id), 0) FROM channels", [], |r| r.get::<_, i64>(0))?;
+                *self.seed_last.insert(last)
+            }
+        };
+        let upto = after.saturating_add(SEED_CHUNK);
+        let mut args = vec![Sql::Integer(after), Sql::Integer(upto)];
         args.extend(self.seed_args.iter().cloned());
         let heads: Vec<(i64, String, String, u64, u64)> = conn
             .prepare_cached(&self.seed_sql)?
@@ -214,7 +229,6 @@ impl Merge {
                 ))
             })?
             .collect::<Result<_, _>>()?;
-        let (count, last) = (heads.len(), heads.last().map(|h| h.0));
         let from = self.search.from_ms.unwrap_or(0);
         for (channel, app, name, newest, newest_at) in heads {
             if newest_at < from {
@@ -246,8 +260,7 @@ impl Merge {
                 exhausted: false,
             });
         }
-        // A chunk shorter than asked for was the last one.
-        Ok(last.filter(|_| count == SEED_CHUNK as usize))
+        Ok((upto < last).then_some(upto))
     }
 
     /// Reads the next range of a lane's serials, keeping the rows that match.
@@ -261,7 +274,7 @@ impl Merge {
             let serial = row.get::<_, i64>(0)?.max(0) as u64;
             let at_ms = row.get::<_, i64>(1)?.max(0) as u64;
             if at_ms > lane.bound {
-                continue; // written after the search began, in a channel started again: not in its snapshot
+                continue; // a new channel's under a forgotten channel's id: not the lane's
             }
             let before = self.search.before.is_some_and(|b| match b.key {
                 Some((channel, s)) => (at_ms, lane.channel, serial) >= (b.at_ms, channel, s),
@@ -295,8 +308,12 @@ impl Merge {
     ) -> Result<Option<Found>, rusqlite::Error> {
         store
             .conn()
-            .prepare_cached("SELECT event, data, except_socket FROM events WHERE channel = ?1 AND serial = ?2")?
-            .query_row(params![lane.channel, big(serial)], |r| {
+            // The time too: the row may be gone since the scan and the channel's id taken by a new channel,
+            // whose events are all newer.
+            .prepare_cached(
+                "SELECT event, data, except_socket FROM events WHERE channel = ?1 AND serial = ?2 AND at_ms = ?3",
+            )?
+            .query_row(params![lane.channel, big(serial), big(at_ms)], |r| {
                 Ok(Found {
                     app_id: lane.app.clone(),
                     channel: lane.name.clone(),
@@ -336,4 +353,87 @@ fn first_past(store: &Store, channel: i64, oldest: u64, newest: u64, time: u64) 
         }
     }
     Ok(hi)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Dir(std::path::PathBuf);
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn channel(store: &Store, name: &str, rows: &[(u64, u64, &str)]) -> i64 {
+        let conn = store.conn();
+        conn.execute(
+            "INSERT INTO channels (app, name, epoch, last_serial, last_at_ms) VALUES ('1', ?1, 'e', 0, 0)",
+            [name],
+        )
+        .unwrap();
+        let id = conn.last_insert_rowid();
+        for &(serial, at_ms, data) in rows {
+            conn.execute(
+                "INSERT INTO events (channel, serial, at_ms, size, event, data) VALUES (?1, ?2, ?3, 1, 'e', ?4)",
+                params![id, serial as i64, at_ms as i64, data],
+            )
+            .unwrap();
+        }
+        id
+    }
+
+    fn finish(merge: &mut Merge, store: &Store) -> Page {
+        loop {
+            if let Some(page) = merge.step(store, Duration::ZERO).unwrap() {
+                return page;
+            }
+        }
+    }
+
+    /// A lane holds rows it has scanned when its channel is forgotten and a new channel gets its id: the
+    /// new channel's rows, at the same serials, are not shown under the old name.
+    #[test]
+    fn a_forgotten_channels_id_taken_by_a_new_channel_does_not_lend_it_rows() {
+        let dir = Dir(std::env::temp_dir().join(format!("poussr-merge-reuse-{}", std::process::id())));
+        let (store, _) = Store::open(&dir.0, crate::config::SyncPolicy::Normal).unwrap();
+        channel(&store, "kept", &[(1, 100, "k1"), (2, 101, "k2")]);
+        let old = channel(&store, "forgotten", &[(1, 110, "f1"), (2, 111, "f2"), (3, 112, "f3")]);
+        let mut merge = Merge::new(Search { limit: 10, ..Search::default() });
+        // Seeding, then the lane on top (the forgotten channel's) scanned: its three rows wait in the lane.
+        assert!(merge.step(&store, Duration::ZERO).unwrap().is_none());
+        assert!(merge.step(&store, Duration::ZERO).unwrap().is_none());
+        assert_eq!(merge.lanes.peek().map(|l| (l.channel, l.found.len())), Some((old, 3)));
+        // Its events expire and it is forgotten; a new channel takes its id, at the same serials.
+        store.conn().execute("DELETE FROM events WHERE channel = ?1", [old]).unwrap();
+        store.conn().execute("DELETE FROM channels WHERE id = ?1", [old]).unwrap();
+        let new = channel(&store, "new", &[(1, 500, "n1"), (2, 501, "n2"), (3, 502, "n3")]);
+        assert_eq!(new, old, "SQLite gives the freed highest id again");
+        let page = finish(&mut merge, &store);
+        let shown: Vec<(&str, &str)> = page.events.iter().map(|e| (e.channel.as_str(), e.data.as_str())).collect();
+        assert_eq!(shown, [("kept", "k2"), ("kept", "k1")]);
+    }
+
+    /// Channels with no events, many of them, cost a seeding query a bounded range of ids each, and are
+    /// never lanes.
+    #[test]
+    fn channels_without_events_are_seeded_a_range_of_ids_at_a_time() {
+        let dir = Dir(std::env::temp_dir().join(format!("poussr-merge-empty-{}", std::process::id())));
+        let (store, _) = Store::open(&dir.0, crate::config::SyncPolicy::Normal).unwrap();
+        for i in 0..300 {
+            channel(&store, &format!("empty-{i}"), &[]);
+        }
+        channel(&store, "last", &[(1, 100, "x")]);
+        let mut merge = Merge::new(Search { limit: 10, app: Some("1".into()), ..Search::default() });
+        let mut seeded = 0;
+        while merge.seed_after.is_some() {
+            assert!(merge.step(&store, Duration::ZERO).unwrap().is_none());
+            seeded += 1;
+        }
+        assert_eq!(seeded, 301usize.div_ceil(SEED_CHUNK as usize), "one query per range of ids");
+        assert_eq!(merge.lanes.len(), 1);
+        assert_eq!(finish(&mut merge, &store).events.len(), 1);
+    }
 }

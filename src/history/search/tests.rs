@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use rusqlite::OptionalExtension;
 use rusqlite::types::Value as Sql;
 
 use super::super::Entry;
@@ -337,4 +338,150 @@ async fn publishing_goes_on_between_the_slices_of_a_search() {
     assert!(page.unwrap().events.is_empty());
     let kept = kept.try_recv().expect("the publish was kept before the search's last slice ran");
     assert_eq!(kept.unwrap().serial, 1);
+}
+
+/// A change the churn below made to the store: a row written or removed, as (channel, serial, at_ms, data).
+type Change = (bool, String, u64, u64, String);
+
+/// Changes the store as the writer and its bounds do, one step of `kind`: 0 evicts a channel's oldest event,
+/// 1 adds an event to a channel, 2 forgets the channel of the highest id (all its events gone) and makes a new
+/// one, which SQLite gives that id again.
+fn churn(store: &mut Store, kind: u64, pick: u64, n: u64) -> Vec<Change> {
+    let conn = store.conn();
+    let highest: i64 = conn.query_row("SELECT max(id) FROM channels", [], |r| r.get(0)).unwrap();
+    let id = 1 + (pick % highest as u64) as i64;
+    let row = |sql: &str, id: i64| {
+        conn.query_row(sql, [id], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64, r.get::<_, i64>(2)? as u64))
+        })
+        .optional()
+        .unwrap()
+    };
+    match kind {
+        0 => {
+            let Some((name, serial, at)) = row(
+                "SELECT c.name, e.serial, e.at_ms FROM events e JOIN channels c ON c.id = e.channel
+                 WHERE e.channel = ?1 ORDER BY e.serial LIMIT 1",
+                id,
+            ) else {
+                return Vec::new();
+            };
+            conn.execute("DELETE FROM events WHERE channel = ?1 AND serial = ?2", rusqlite::params![id, serial as i64])
+                .unwrap();
+            vec![(false, name, serial, at, String::new())]
+        }
+        1 => {
+            let Some((name, serial, at)) = row(
+                "SELECT c.name, max(e.serial), max(e.at_ms) FROM events e JOIN channels c ON c.id = e.channel
+                 WHERE e.channel = ?1 GROUP BY c.name",
+                id,
+            ) else {
+                return Vec::new();
+            };
+            let (serial, at, data) = (serial + 1, at + n % 3, format!("added-{n}"));
+            conn.execute(
+                "INSERT INTO events (channel, serial, at_ms, size, event, data) VALUES (?1, ?2, ?3, 1, 'ping', ?4)",
+                rusqlite::params![id, serial as i64, at as i64, data],
+            )
+            .unwrap();
+            vec![(true, name, serial, at, data)]
+        }
+        _ => {
+            let mut changes: Vec<Change> = conn
+                .prepare(
+                    "SELECT c.name, e.serial, e.at_ms FROM events e JOIN channels c ON c.id = e.channel WHERE c.id = ?1",
+                )
+                .unwrap()
+                .query_map([highest], |r| {
+                    Ok((false, r.get(0)?, r.get::<_, i64>(1)? as u64, r.get::<_, i64>(2)? as u64, String::new()))
+                })
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            conn.execute("DELETE FROM events WHERE channel = ?1", [highest]).unwrap();
+            conn.execute("DELETE FROM channels WHERE id = ?1", [highest]).unwrap();
+            let name = format!("reborn-{n}");
+            conn.execute(
+                "INSERT INTO channels (app, name, epoch, last_serial, last_at_ms) VALUES ('1', ?1, 'e2', 0, 0)",
+                [&name],
+            )
+            .unwrap();
+            // Its events are newer than any before: a channel is forgotten once all its events expired.
+            let at = super::super::now_ms() + 60_000 + n;
+            for serial in 1..=3i64 {
+                let data = format!("reborn-{n}-{serial}");
+                conn.execute(
+                    "INSERT INTO events (channel, serial, at_ms, size, event, data) VALUES (?1, ?2, ?3, 1, 'ping', ?4)",
+                    rusqlite::params![highest, serial, at as i64, data],
+                )
+                .unwrap();
+                changes.push((true, name.clone(), serial as u64, at, data));
+            }
+            changes
+        }
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_search_while_events_come_and_go_is_ordered_without_duplicates_and_misses_nothing_that_stayed() {
+    use std::collections::HashMap;
+
+    let (_dir, history) = open("churn");
+    on_store(&history, |store| fill(store, &mut Dice(23), 150)).await;
+    // Every row there ever was: (channel, serial) → (time, data), and whether it is still there.
+    let start: Vec<(String, u64, u64, String)> = on_store(&history, |store| {
+        let mut select = store
+            .conn()
+            .prepare("SELECT c.name, e.serial, e.at_ms, e.data FROM events e JOIN channels c ON c.id = e.channel")
+            .unwrap();
+        select
+            .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64, r.get::<_, i64>(2)? as u64, r.get(3)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    })
+    .await;
+    let mut ever: HashMap<(String, u64), (u64, String, bool)> =
+        start.iter().map(|(c, s, at, d)| ((c.clone(), *s), (*at, d.clone(), true))).collect();
+
+    let done = std::cell::Cell::new(false);
+    let search = async {
+        let page = history.search_in_slices(Search { limit: 100_000, ..Search::default() }, Duration::ZERO).await;
+        done.set(true);
+        page
+    };
+    let changes = async {
+        let (mut dice, mut all, mut n) = (Dice(99), Vec::new(), 0);
+        // Between the search's slices: each waits for the writer, as the search does.
+        while !done.get() && n < 5_000 {
+            n += 1;
+            // Every other change forgets the channel of the highest id: the first ones before that id is
+            // seeded, so that its new channel's events, the newest, are on top of the merge when it is
+            // forgotten again.
+            let kind = if n % 2 == 0 { 2 } else { dice.roll(2) };
+            let pick = dice.roll(u64::MAX);
+            all.extend(on_store(&history, move |store| churn(store, kind, pick, n)).await);
+        }
+        (all, n)
+    };
+    let (page, (all, n)) = tokio::join!(search, changes);
+    let page = page.unwrap();
+    assert!(n > 20, "the store changed while the search ran ({n} changes)");
+    for (written, channel, serial, at, data) in all {
+        let seen = ever.entry((channel, serial)).or_insert((at, data, written));
+        seen.2 = written;
+    }
+    let keys: Vec<_> = page.events.iter().map(|e| e.position.key.map(|(c, s)| (e.at_ms, c, s))).collect();
+    assert!(keys.windows(2).all(|w| w[0] > w[1]), "newest first, each once");
+    for e in &page.events {
+        let (at, data, _) = ever.get(&(e.channel.clone(), e.serial)).unwrap_or_else(|| panic!("{e:?} never was"));
+        assert_eq!((e.at_ms, e.data.as_str()), (*at, data.as_str()), "shown as it was written");
+    }
+    let shown: std::collections::HashSet<(&str, u64)> =
+        page.events.iter().map(|e| (e.channel.as_str(), e.serial)).collect();
+    let stayed: Vec<_> = start.iter().filter(|(c, s, ..)| ever[&(c.clone(), *s)].2).collect();
+    assert!(stayed.len() < start.len(), "some rows went during the search");
+    for (channel, serial, ..) in stayed {
+        assert!(shown.contains(&(channel.as_str(), *serial)), "{channel} #{serial} was there throughout");
+    }
 }
