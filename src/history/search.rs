@@ -114,11 +114,16 @@ impl History {
     /// The kept events that match `search`, newest first, a page of at most `search.limit`. A cluster's
     /// history refuses ([`SearchError::Shared`]).
     pub async fn search(&self, search: Search) -> Result<Page, SearchError> {
-        self.search_in_slices(search, SLICE).await
+        self.search_in_slices(search, SLICE, SEARCH_LIMIT).await
     }
 
-    /// [`History::search`], its slices on the writer thread about `slice` long.
-    pub(crate) async fn search_in_slices(&self, search: Search, slice: Duration) -> Result<Page, SearchError> {
+    /// [`History::search`], its slices on the writer thread about `slice` long, stopped after `limit`.
+    pub(crate) async fn search_in_slices(
+        &self,
+        search: Search,
+        slice: Duration,
+        limit: Duration,
+    ) -> Result<Page, SearchError> {
         if self.is_shared() {
             return Err(SearchError::Shared);
         }
@@ -134,7 +139,7 @@ impl History {
             if let Some(page) = step? {
                 return Ok(page);
             }
-            if started.elapsed() >= SEARCH_LIMIT {
+            if started.elapsed() >= limit {
                 return Err(SearchError::TooSlow);
             }
             merge = back;

@@ -120,6 +120,10 @@ fn a_query_over_its_budget_is_stopped_and_the_store_still_answers() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A search's time in all, in these tests: one step per slice on a busy machine may take seconds, and the
+/// hub's own limit is tested on its own.
+const NO_LIMIT: Duration = Duration::from_secs(600);
+
 /// Runs `f` on the writer thread, between commits, and returns what it gives.
 async fn on_store<T: Send + 'static>(history: &History, f: impl FnOnce(&mut Store) -> T + Send + 'static) -> T {
     let (reply, answer) = tokio::sync::oneshot::channel();
@@ -285,7 +289,7 @@ async fn the_merge_finds_exactly_what_a_scan_of_the_whole_store_finds_page_after
         // Half the rounds in the smallest slices there are: a step at a time, a commit possible between each.
         let slice = if round % 2 == 0 { Duration::ZERO } else { SLICE };
         for _ in 0..6 {
-            let merged = history.search_in_slices(search.clone(), slice).await.unwrap();
+            let merged = history.search_in_slices(search.clone(), slice, NO_LIMIT).await.unwrap();
             let q = search.clone();
             let expected = on_store(&history, move |store| oracle(store, &q)).await;
             assert_eq!(merged.events, expected.events, "round {round}: {search:?}");
@@ -307,7 +311,7 @@ async fn a_cursor_without_a_key_and_a_long_channel_are_merged_like_the_scan() {
     for at_ms in [start, start + (end - start) / 3, end, end + 1] {
         for limit in [1, 10, 5000] {
             let search = Search { before: Some(Before { at_ms, key: None }), limit, ..Search::default() };
-            let merged = history.search_in_slices(search.clone(), Duration::ZERO).await.unwrap();
+            let merged = history.search_in_slices(search.clone(), Duration::ZERO, NO_LIMIT).await.unwrap();
             let expected = on_store(&history, move |store| oracle(store, &search)).await;
             assert_eq!(merged.events, expected.events, "before {at_ms}, limit {limit}");
             assert_eq!(merged.next, expected.next);
@@ -319,8 +323,11 @@ async fn a_cursor_without_a_key_and_a_long_channel_are_merged_like_the_scan() {
 async fn publishing_goes_on_between_the_slices_of_a_search() {
     let (_dir, history) = open("slices");
     on_store(&history, |store| fill(store, &mut Dice(11), 200)).await;
-    let search = history
-        .search_in_slices(Search { text: Some("nowhere".into()), limit: 10, ..Search::default() }, Duration::ZERO);
+    let search = history.search_in_slices(
+        Search { text: Some("nowhere".into()), limit: 10, ..Search::default() },
+        Duration::ZERO,
+        NO_LIMIT,
+    );
     let (done, mut kept) = tokio::sync::oneshot::channel();
     let publish = async {
         // Queued once the search's first slice is: the slices after it queue behind this.
@@ -446,7 +453,8 @@ async fn a_search_while_events_come_and_go_is_ordered_without_duplicates_and_mis
 
     let done = std::cell::Cell::new(false);
     let search = async {
-        let page = history.search_in_slices(Search { limit: 100_000, ..Search::default() }, Duration::ZERO).await;
+        let page =
+            history.search_in_slices(Search { limit: 100_000, ..Search::default() }, Duration::ZERO, NO_LIMIT).await;
         done.set(true);
         page
     };
@@ -484,4 +492,17 @@ async fn a_search_while_events_come_and_go_is_ordered_without_duplicates_and_mis
     for (channel, serial, ..) in stayed {
         assert!(shown.contains(&(channel.as_str(), *serial)), "{channel} #{serial} was there throughout");
     }
+}
+
+#[tokio::test]
+async fn a_search_past_its_time_in_all_is_stopped_and_says_how_to_narrow_it() {
+    let (_dir, history) = open("limit");
+    on_store(&history, |store| fill(store, &mut Dice(5), 20)).await;
+    // No time at all: stopped after its first slice, which cannot finish it (seeding comes first).
+    let search = Search { limit: 10, ..Search::default() };
+    let stopped = history.search_in_slices(search.clone(), Duration::ZERO, Duration::ZERO).await;
+    assert_eq!(stopped.unwrap_err(), SearchError::TooSlow);
+    assert!(SearchError::TooSlow.to_string().contains("narrow it by channel, event or time range"));
+    // The writer goes on: the same search with time finishes.
+    assert_eq!(history.search(search).await.unwrap().events.len(), 10);
 }
