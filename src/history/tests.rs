@@ -5,11 +5,11 @@ use super::store::Store;
 use super::*;
 use crate::config::SyncPolicy;
 
-/// A folder of its own under the system's temporary folder, removed at the end.
-struct Dir(PathBuf);
+/// A folder of its own under the system's temporary folder, removed at the end (also for the search's tests).
+pub(super) struct Dir(pub(super) PathBuf);
 
 impl Dir {
-    fn new(tag: &str) -> Dir {
+    pub(super) fn new(tag: &str) -> Dir {
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
         let dir = std::env::temp_dir().join(format!("poussr-history-{tag}-{}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();

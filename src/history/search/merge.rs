@@ -358,14 +358,7 @@ fn first_past(store: &Store, channel: i64, oldest: u64, newest: u64, time: u64) 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    struct Dir(std::path::PathBuf);
-
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+    use crate::history::tests::Dir;
 
     fn channel(store: &Store, name: &str, rows: &[(u64, u64, &str)]) -> i64 {
         let conn = store.conn();
@@ -397,7 +390,7 @@ mod tests {
     /// new channel's rows, at the same serials, are not shown under the old name.
     #[test]
     fn a_forgotten_channels_id_taken_by_a_new_channel_does_not_lend_it_rows() {
-        let dir = Dir(std::env::temp_dir().join(format!("poussr-merge-reuse-{}", std::process::id())));
+        let dir = Dir::new("merge-reuse");
         let (store, _) = Store::open(&dir.0, crate::config::SyncPolicy::Normal).unwrap();
         channel(&store, "kept", &[(1, 100, "k1"), (2, 101, "k2")]);
         let old = channel(&store, "forgotten", &[(1, 110, "f1"), (2, 111, "f2"), (3, 112, "f3")]);
@@ -420,7 +413,7 @@ mod tests {
     /// never lanes.
     #[test]
     fn channels_without_events_are_seeded_a_range_of_ids_at_a_time() {
-        let dir = Dir(std::env::temp_dir().join(format!("poussr-merge-empty-{}", std::process::id())));
+        let dir = Dir::new("merge-empty");
         let (store, _) = Store::open(&dir.0, crate::config::SyncPolicy::Normal).unwrap();
         for i in 0..300 {
             channel(&store, &format!("empty-{i}"), &[]);

@@ -6,20 +6,12 @@ use rusqlite::OptionalExtension;
 use rusqlite::types::Value as Sql;
 
 use super::super::Entry;
+use super::super::tests::Dir;
 use super::*;
 use crate::config::{AppConfig, HistoryConfig, HistoryStore, SyncPolicy};
 
-struct Dir(std::path::PathBuf);
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 fn open(tag: &str) -> (Dir, History) {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-    let dir = Dir(std::env::temp_dir().join(format!("poussr-search-{tag}-{}-{nanos}", std::process::id())));
+    let dir = Dir::new(&format!("search-{tag}"));
     let settings = HistoryStore { dir: Some(dir.0.clone()), sync: SyncPolicy::Normal, ..HistoryStore::default() };
     let apps = ["1", "2"].map(|id| AppConfig {
         history: HistoryConfig { client_events: true, ..HistoryConfig::default() },
@@ -99,8 +91,8 @@ async fn pages_follow_each_other_without_gap_or_duplicate() {
 
 #[test]
 fn a_query_over_its_budget_is_stopped_and_the_store_still_answers() {
-    let dir = std::env::temp_dir().join(format!("poussr-budget-{}", std::process::id()));
-    let (store, _) = Store::open(&dir, crate::config::SyncPolicy::Normal).unwrap();
+    let dir = Dir::new("search-budget");
+    let (store, _) = Store::open(&dir.0, crate::config::SyncPolicy::Normal).unwrap();
     // Counts for ever: only the watchdog ends it.
     let endless = |store: &Store| {
         store
@@ -116,8 +108,6 @@ fn a_query_over_its_budget_is_stopped_and_the_store_still_answers() {
     let quick =
         |store: &Store| store.conn().query_row("SELECT 7", [], |r| r.get::<_, i64>(0)).map_err(|e| store.error(e));
     assert_eq!(budgeted(&store, Duration::from_millis(50), quick).unwrap(), 7);
-    drop(store);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A search's time in all, in these tests: one step per slice on a busy machine may take seconds, and the
